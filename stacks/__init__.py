@@ -1,0 +1,1 @@
+"""Deployable stacks. Each composes constructs from `platform_constructs`."""

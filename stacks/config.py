@@ -1,0 +1,382 @@
+"""The platform configuration: one typed, validated model.
+
+Loaded from `cdk.json` context: `profiles.<name>` holds a profile, `-c profile=NAME` picks it
+(default `dev`) and `-c some.key=value` overrides any key. Validation happens before any
+construct is built; `load_config` raises ConfigError with one line naming the key, the bad
+value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any, Literal, Mapping
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    2922, 3288, 3653,
+)
+INTERFACE_ENDPOINTS = (
+    "ecr.api", "ecr.dkr", "logs", "ecs", "ecs-agent", "ecs-telemetry", "sts", "monitoring",
+)
+COMPLIANCE_PACKS = ("nist-800-53-r5", "hipaa")
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[0-9]*[a-z0-9]+$")
+_AZ = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid. str() is the one line shown to the user."""
+
+
+class _Model(BaseModel):
+    # Unknown keys are errors: a typo must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, coerce_numbers_to_str=True)
+
+
+class ExistingVpc(_Model):
+    """Import an existing VPC from IDs (no lookup: synth stays offline)."""
+
+    vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{8,17}$")
+    availability_zones: list[str] = Field(min_length=1)
+    private_subnet_ids: list[str] = Field(min_length=1)
+    private_subnet_route_table_ids: list[str] = Field(default_factory=list)
+    vpc_cidr: str = "10.0.0.0/16"
+
+    @field_validator("private_subnet_ids")
+    @classmethod
+    def _subnet_ids(cls, v: list[str]) -> list[str]:
+        for s in v:
+            if not re.match(r"^subnet-[0-9a-f]{8,17}$", s):
+                raise ValueError(f"{s!r} is not a subnet id (subnet-...)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_subnet_per_az(self) -> "ExistingVpc":
+        if len(self.private_subnet_ids) != len(self.availability_zones):
+            raise ValueError("needs one private subnet id per availability zone")
+        return self
+
+
+class NetworkConfig(_Model):
+    # Either az_count (CDK picks dummy AZs offline: env-agnostic stack) or explicit AZs.
+    az_count: int = Field(default=2, ge=1, le=6)
+    availability_zones: list[str] = Field(default_factory=list)
+    vpc_cidr: str = Field(default="10.42.0.0/16", pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-4])$")
+    nat_gateways: int = Field(default=0, ge=0, le=6)
+    interface_endpoints: list[str] = Field(default_factory=lambda: list(INTERFACE_ENDPOINTS))
+    flow_log_retention_days: int = 30
+    existing_vpc: ExistingVpc | None = None
+
+    @field_validator("availability_zones")
+    @classmethod
+    def _azs(cls, v: list[str]) -> list[str]:
+        for az in v:
+            if not _AZ.match(az):
+                raise ValueError(f"{az!r} is not an availability zone name (e.g. us-east-1a)")
+        if len(set(v)) != len(v):
+            raise ValueError("availability zones must be unique")
+        return v
+
+    @field_validator("interface_endpoints")
+    @classmethod
+    def _endpoints(cls, v: list[str]) -> list[str]:
+        for e in v:
+            if e not in INTERFACE_ENDPOINTS:
+                raise ValueError(f"{e!r} is not one of {', '.join(INTERFACE_ENDPOINTS)}")
+        return v
+
+    @field_validator("flow_log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        return _check_retention(v)
+
+
+class FsxConfig(_Model):
+    enabled: bool = True
+    deployment_type: Literal["SCRATCH_2", "PERSISTENT_2"] = "SCRATCH_2"
+    # SCRATCH_2 / PERSISTENT_2: 1200 GiB or a multiple of 2400 GiB.
+    storage_capacity_gib: int = 1200
+    # PERSISTENT_2 only: MB/s per TiB.
+    throughput_per_unit_storage: Literal[125, 250, 500, 1000] = 125
+
+    @field_validator("storage_capacity_gib")
+    @classmethod
+    def _capacity(cls, v: int) -> int:
+        if v != 1200 and (v <= 0 or v % 2400):
+            raise ValueError("must be 1200 or a multiple of 2400 (GiB)")
+        return v
+
+
+class DataConfig(_Model):
+    checkpoint_expiry_days: int = Field(default=30, ge=1)
+    noncurrent_version_expiry_days: int = Field(default=30, ge=1)
+    fsx: FsxConfig = Field(default_factory=FsxConfig)
+
+
+class TrainingConfig(_Model):
+    # Prebuilt image URI; empty -> build training_container/ as a CDK image asset at deploy.
+    image_uri: str = ""
+    gpu_instance_types: list[str] = Field(
+        default_factory=lambda: ["g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6.2xlarge", "g6e.xlarge"],
+        min_length=1,
+    )
+    multinode_instance_types: list[str] = Field(default_factory=lambda: ["g5.12xlarge"], min_length=1)
+    spot_max_vcpus: int = Field(default=64, ge=1)
+    on_demand_max_vcpus: int = Field(default=32, ge=1)
+    multinode_max_vcpus: int = Field(default=96, ge=1)
+    multinode_nodes: int = Field(default=2, ge=2, le=64)
+    # AZ of the multi-node compute environment (placement groups are single-AZ); index into the
+    # VPC's private subnets.
+    multinode_subnet_index: int = Field(default=0, ge=0)
+    efa: bool = False
+    root_volume_gib: int = Field(default=100, ge=30, le=16384)
+    gpus_per_job: int = Field(default=1, ge=1, le=8)
+    vcpus_per_job: int = Field(default=4, ge=1)
+    memory_mib_per_job: int = Field(default=15000, ge=1024)
+    shared_memory_mib: int = Field(default=4096, ge=64)
+    retry_attempts: int = Field(default=5, ge=1, le=10)
+    timeout_minutes: int = Field(default=24 * 60, ge=1)
+    # How long a job may sit RUNNABLE for lack of Spot capacity before it is cancelled and
+    # resubmitted to On-Demand.
+    capacity_wait_minutes: int = Field(default=30, ge=10, le=86400)
+    # Seconds ECS waits between SIGTERM and SIGKILL: time to write a final checkpoint.
+    container_stop_timeout_seconds: int = Field(default=120, ge=30, le=600)
+    checkpoint_every_steps: int = Field(default=500, ge=1)
+    checkpoint_every_minutes: int = Field(default=10, ge=1)
+
+    @field_validator("gpu_instance_types", "multinode_instance_types")
+    @classmethod
+    def _types(cls, v: list[str]) -> list[str]:
+        for t in v:
+            if not _INSTANCE_TYPE.match(t):
+                raise ValueError(f"{t!r} is not an EC2 instance type (e.g. g5.xlarge)")
+        return v
+
+
+class BudgetConfig(_Model):
+    monthly_limit_usd: float = Field(default=500.0, gt=0)
+    # Percent of the budget; each becomes an ACTUAL-spend notification.
+    actual_thresholds_percent: list[float] = Field(default_factory=lambda: [50.0, 80.0, 100.0], min_length=1)
+    forecasted_threshold_percent: float = Field(default=100.0, gt=0, le=1000)
+    # Only count spend carrying the Project cost-allocation tag (activate it in Billing first).
+    filter_on_project_tag: bool = False
+    # Disable the job queues when 100% of actual spend is reached.
+    cost_guardrail: bool = True
+
+    @field_validator("actual_thresholds_percent")
+    @classmethod
+    def _thresholds(cls, v: list[float]) -> list[float]:
+        for t in v:
+            if not 0 < t <= 1000:
+                raise ValueError(f"{t:g} is outside 0 < t <= 1000")
+        if v != sorted(v) or len(set(v)) != len(v):
+            raise ValueError("must be sorted ascending with no duplicates")
+        return v
+
+
+class MonitoringConfig(_Model):
+    failed_jobs_threshold: int = Field(default=1, ge=1)
+    spot_interruptions_threshold: int = Field(default=3, ge=1)
+    stalled_minutes: int = Field(default=30, ge=5)
+    fsx_free_capacity_percent: float = Field(default=10.0, gt=0, lt=100)
+
+
+class PlatformConfig(_Model):
+    project_name: str = Field(default="bert-batch", pattern=r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
+    profile: str = Field(pattern=r"^[a-z][a-z0-9-]{0,15}$")
+    account: str | None = Field(default=None, pattern=r"^\d{12}$")
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    cost_center: str = Field(default="ml-platform", min_length=1, max_length=256)
+    extra_tags: dict[str, str] = Field(default_factory=dict)
+    removal_policy: Literal["destroy", "retain"] = "destroy"
+    termination_protection: bool = False
+    log_retention_days: int = 30
+    alert_emails: list[str] = Field(default_factory=list)
+    compliance_packs: list[str] = Field(default_factory=list)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        return _check_retention(v)
+
+    @field_validator("alert_emails")
+    @classmethod
+    def _emails(cls, v: list[str]) -> list[str]:
+        for e in v:
+            if not _EMAIL.match(e):
+                raise ValueError(f"{e!r} is not an email address")
+        return v
+
+    @field_validator("compliance_packs")
+    @classmethod
+    def _packs(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if p not in COMPLIANCE_PACKS:
+                raise ValueError(f"{p!r} is not one of {', '.join(COMPLIANCE_PACKS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "PlatformConfig":
+        azs = self.network.availability_zones
+        if azs and self.region and not all(az.startswith(self.region) for az in azs):
+            raise _KeyedError("network.availability_zones", azs, f"must all be in region {self.region}")
+        t = self.training
+        if t.multinode_subnet_index >= self.az_count:
+            raise _KeyedError(
+                "training.multinode_subnet_index", t.multinode_subnet_index,
+                f"must be < the number of AZs ({self.az_count})",
+            )
+        if t.vcpus_per_job > min(t.spot_max_vcpus, t.on_demand_max_vcpus):
+            raise _KeyedError(
+                "training.vcpus_per_job", t.vcpus_per_job,
+                "must fit in spot_max_vcpus and on_demand_max_vcpus",
+            )
+        return self
+
+    # --- derived values -----------------------------------------------------------------------
+    @property
+    def availability_zones(self) -> list[str]:
+        """AZs the VPC spans: explicit, from the existing VPC, or az_count placeholders."""
+        if self.network.existing_vpc:
+            return list(self.network.existing_vpc.availability_zones)
+        return list(self.network.availability_zones)
+
+    @property
+    def az_count(self) -> int:
+        return len(self.availability_zones) or self.network.az_count
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {
+            "Project": self.project_name,
+            "Profile": self.profile,
+            "CostCenter": self.cost_center,
+            **self.extra_tags,
+        }
+
+    @property
+    def retain(self) -> bool:
+        return self.removal_policy == "retain"
+
+    def resource_name(self, kind: str) -> str:
+        return f"{self.project_name}-{self.profile}-{kind}"
+
+
+def _check_retention(v: int) -> int:
+    if v not in LOG_RETENTION_DAYS:
+        raise ValueError(f"must be one of the CloudWatch Logs retention periods ({', '.join(map(str, LOG_RETENTION_DAYS))})")
+    return v
+
+
+class _KeyedError(ValueError):
+    """A cross-field error that names its own key (pydantic would only name the model)."""
+
+    def __init__(self, key: str, value: Any, message: str):
+        super().__init__(message)
+        self.key, self.value, self.message = key, value, message
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value else '""'
+    return json.dumps(value)
+
+
+def _parse_override(raw: str) -> Any:
+    """`-c key=value` values arrive as strings: read JSON where it parses (numbers, booleans,
+    lists), otherwise keep the string."""
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        return raw
+
+
+def _set_path(target: dict, dotted: str, value: Any) -> None:
+    node = target
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"config error: {dotted}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def merged_profile(context: Mapping[str, Any], profile: str, overrides: Mapping[str, str]) -> dict:
+    profiles = context.get("profiles") or {}
+    if profile not in profiles:
+        known = ", ".join(sorted(profiles)) or "none"
+        raise ConfigError(f"config error: profile = {profile}: no such profile in cdk.json (known: {known})")
+    data = copy.deepcopy(profiles[profile])
+    data["profile"] = profile
+    for key, raw in overrides.items():
+        _set_path(data, key, _parse_override(raw) if isinstance(raw, str) else raw)
+    return data
+
+
+def load_config(context: Mapping[str, Any], *, overrides: Mapping[str, str] | None = None) -> PlatformConfig:
+    """Build the validated config from cdk.json context plus `-c key=value` overrides.
+
+    `context` is the dict of context values (cdk.json "context" merged with `-c`); keys with a
+    dot, or top-level keys of the model, are treated as overrides of the chosen profile.
+    """
+    profile = str(context.get("profile", "dev"))
+    if overrides is None:
+        overrides = {
+            k: v for k, v in context.items()
+            if k not in ("profile", "profiles") and (("." in k) or k in PlatformConfig.model_fields)
+        }
+    data = merged_profile(context, profile, overrides)
+    try:
+        return PlatformConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, data)) from None
+
+
+def _lookup(data: Mapping[str, Any], loc: tuple) -> Any:
+    node: Any = data
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _one_line(exc: ValidationError, data: Mapping[str, Any]) -> str:
+    err = exc.errors()[0]
+    ctx_error = (err.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _KeyedError):
+        return f"config error: {ctx_error.key} = {_format_value(ctx_error.value)}: {ctx_error.message}"
+    loc = tuple(err["loc"])
+    # Drop list indexes from the key, but keep the offending item as the value.
+    key = ".".join(str(p) for p in loc if not isinstance(p, int)) or "(root)"
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if err["type"] == "extra_forbidden":
+        return f"config error: {key}: unknown key (check the spelling; see docs/configuration.md)"
+    if err["type"] == "missing":
+        return f"config error: {key}: required"
+    value = _lookup(data, loc)
+    message = message[0].lower() + message[1:] if message else message
+    return f"config error: {key} = {_format_value(value)}: {message}"

@@ -1,0 +1,61 @@
+"""The job contract between the Training stack, the container and the `bertbatch` CLI.
+
+The job definitions set these environment variables and `Ref::` parameters; the container
+reads them; the CLI overrides them per job. Pure Python, no torch.
+"""
+
+from __future__ import annotations
+
+# --- environment variables set by the job definition (or the CLI as overrides) -------------
+ENV_RUN_ID = "RUN_ID"  # survives Batch retries and fallback resubmission -> resume works
+ENV_PROFILE = "BERT_BATCH_PROFILE"  # project profile, used as the metrics Profile dimension
+ENV_DATA_URI = "DATA_URI"  # s3://<data-bucket>/datasets (or /fsx/datasets when FSx is mounted)
+ENV_ARTIFACTS_URI = "ARTIFACTS_URI"  # s3://<artifacts-bucket>; outputs go to runs/<run-id>/
+ENV_CHECKPOINT_URI = "CHECKPOINT_URI"  # s3://<artifacts-bucket>/checkpoints; the container appends /<run-id>/
+ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
+ENV_FSX_MOUNT = "FSX_MOUNT_PATH"  # set only when FSx is enabled
+ENV_FALLBACK_FROM_JOB = "BERT_BATCH_FALLBACK_FROM"  # set on a job resubmitted to On-Demand
+
+# Set by AWS Batch itself.
+ENV_BATCH_JOB_ID = "AWS_BATCH_JOB_ID"
+ENV_BATCH_ATTEMPT = "AWS_BATCH_JOB_ATTEMPT"
+ENV_BATCH_NUM_NODES = "AWS_BATCH_JOB_NUM_NODES"
+ENV_BATCH_NODE_INDEX = "AWS_BATCH_JOB_NODE_INDEX"
+ENV_BATCH_MAIN_NODE_INDEX = "AWS_BATCH_JOB_MAIN_NODE_INDEX"
+# Only set on child nodes: node 0 must use its own address.
+ENV_BATCH_MAIN_NODE_ADDR = "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
+ENV_BATCH_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
+
+# --- Ref:: parameters of the job definitions ---------------------------------------------
+# parameter name -> container flag. The job definition command is built from this table, so
+# the CLI, the job definition and the container flags cannot drift apart.
+JOB_PARAMETERS: dict[str, str] = {
+    "train_uri": "--train",
+    "eval_uri": "--eval",
+    "model": "--model",
+    "epochs": "--epochs",
+    "learning_rate": "--learning-rate",
+    "batch_size": "--batch-size",
+    "max_seq_length": "--max-seq-length",
+    "text_column": "--text-column",
+    "label_column": "--label-column",
+}
+# Defaults baked into the job definitions. train_uri / eval_uri defaults are set by the
+# Training stack from the data bucket (s3://<data-bucket>/datasets/train.tsv, .../dev.tsv).
+DEFAULT_PARAMETERS: dict[str, str] = {
+    "model": "bert-base-uncased",
+    "epochs": "3",
+    "learning_rate": "2e-5",
+    "batch_size": "32",
+    "max_seq_length": "128",
+    "text_column": "sentence",
+    "label_column": "label",
+}
+
+# --- exit codes ------------------------------------------------------------------------------
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2  # input validation failed before training; nothing written
+EXIT_INTERRUPTED = 75  # SIGTERM: checkpoint written and uploaded, safe to resume (EX_TEMPFAIL)
+
+# Default seconds between SIGTERM and SIGKILL that the launch template asks ECS for.
+CONTAINER_STOP_TIMEOUT_SECONDS = 120
