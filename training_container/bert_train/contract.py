@@ -59,3 +59,28 @@ EXIT_INTERRUPTED = 75  # SIGTERM: checkpoint written and uploaded, safe to resum
 
 # Default seconds between SIGTERM and SIGKILL that the launch template asks ECS for.
 CONTAINER_STOP_TIMEOUT_SECONDS = 120
+
+# --- container command-line flags beyond the Ref:: parameters ----------------------------
+# `python -m bert_train` (and the image entrypoint) accept these too; `bertbatch local` uses
+# them to run with local paths and a tiny model:
+#   --run-id ID                 default: $RUN_ID, else $AWS_BATCH_JOB_ID, else generated
+#   --output-uri URI|DIR        default: $ARTIFACTS_URI/runs/<run-id>/
+#   --checkpoint-uri URI|DIR    default: $CHECKPOINT_URI/<run-id>/
+#   --model random:tiny|random:base|random:/path/config.json   random-init model built from a
+#                               config (tests, benchmarks); needs --vocab
+#   --vocab PATH                WordPiece vocab for random:* models
+#   --text-pair-column NAME     optional second text column (sentence pairs)
+#   --seed N, --max-steps N, --gradient-accumulation-steps N, --warmup-ratio F,
+#   --early-stopping-metric eval_accuracy|eval_f1|eval_loss, --early-stopping-patience N,
+#   --checkpoint-every-steps N, --checkpoint-every-minutes M, --keep-checkpoints K,
+#   --precision auto|bf16|fp16|fp32
+
+# --- job tags (set by the CLI and the fallback Lambda) --------------------------------------
+TAG_RUN_ID = "bert-batch:run-id"
+TAG_FALLBACK_FROM = "bert-batch:fallback-from"  # on the On-Demand job: the Spot job it replaces
+TAG_FALLBACK_TO = "bert-batch:fallback-to"  # on the Spot job: the On-Demand job that replaced it
+
+# --- artifact layout ------------------------------------------------------------------------
+CHECKPOINTS_PREFIX = "checkpoints/"
+RUNS_PREFIX = "runs/"
+METRICS_FILE = "metrics.json"  # final metrics, written last in runs/<run-id>/
