@@ -235,6 +235,12 @@ class PlatformConfig(_Model):
     @model_validator(mode="after")
     def _cross_checks(self) -> "PlatformConfig":
         azs = self.network.availability_zones
+        if not self.availability_zones and self.network.az_count > 2:
+            # An environment-agnostic stack can only address two AZs (Fn::GetAZs 0 and 1).
+            raise _KeyedError(
+                "network.az_count", self.network.az_count,
+                "more than 2 AZs needs network.availability_zones (and region) in config",
+            )
         if azs and self.region and not all(az.startswith(self.region) for az in azs):
             raise _KeyedError("network.availability_zones", azs, f"must all be in region {self.region}")
         t = self.training
@@ -274,6 +280,13 @@ class PlatformConfig(_Model):
     @property
     def retain(self) -> bool:
         return self.removal_policy == "retain"
+
+    @property
+    def removal_policy_value(self):
+        """The CDK RemovalPolicy (imported lazily: the model itself has no CDK dependency)."""
+        from aws_cdk import RemovalPolicy
+
+        return RemovalPolicy.RETAIN if self.retain else RemovalPolicy.DESTROY
 
     def resource_name(self, kind: str) -> str:
         return f"{self.project_name}-{self.profile}-{kind}"

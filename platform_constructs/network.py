@@ -1,0 +1,164 @@
+"""The VPC that GPU jobs run in: private subnets, endpoints, flow logs, security groups."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from aws_cdk import aws_ec2 as ec2, aws_logs as logs
+from constructs import Construct
+
+from platform_constructs.nag import acknowledge_compliance
+from stacks.config import NetworkConfig
+
+# Config names of interface endpoints -> the AWS service.
+INTERFACE_ENDPOINT_SERVICES: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
+    "ecr.api": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "ecr.dkr": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "ecs": ec2.InterfaceVpcEndpointAwsService.ECS,
+    "ecs-agent": ec2.InterfaceVpcEndpointAwsService.ECS_AGENT,
+    "ecs-telemetry": ec2.InterfaceVpcEndpointAwsService.ECS_TELEMETRY,
+    "sts": ec2.InterfaceVpcEndpointAwsService.STS,
+    "monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
+}
+
+# Lustre: 988 for the LNet service, 1018-1023 for the clients' reserved ports.
+LUSTRE_PORTS: tuple[ec2.Port, ...] = (ec2.Port.tcp(988), ec2.Port.tcp_range(1018, 1023))
+
+
+class GpuVpc(Construct):
+    """A new VPC for GPU compute, or an existing one imported from IDs (no lookup).
+
+    Attributes: `vpc`, `compute_subnets` (private subnets, one per AZ).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: NetworkConfig,
+        flow_log_group: logs.ILogGroup | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        existing = config.existing_vpc
+        if existing:
+            self.vpc = ec2.Vpc.from_vpc_attributes(
+                self,
+                "Vpc",
+                vpc_id=existing.vpc_id,
+                vpc_cidr_block=existing.vpc_cidr,
+                availability_zones=existing.availability_zones,
+                private_subnet_ids=existing.private_subnet_ids,
+                private_subnet_route_table_ids=existing.private_subnet_route_table_ids or None,
+            )
+            self.compute_subnets = ec2.SubnetSelection(subnets=self.vpc.private_subnets)
+            # An imported VPC keeps its own endpoints and flow logs.
+            self.endpoint_security_group = None
+            return
+
+        with_nat = config.nat_gateways > 0
+        private_type = ec2.SubnetType.PRIVATE_WITH_EGRESS if with_nat else ec2.SubnetType.PRIVATE_ISOLATED
+        subnets = [ec2.SubnetConfiguration(name="compute", subnet_type=private_type, cidr_mask=20)]
+        if with_nat:
+            # Public subnets exist only to hold the NAT gateways.
+            subnets.insert(0, ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24))
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr(config.vpc_cidr),
+            max_azs=None if config.availability_zones else config.az_count,
+            availability_zones=config.availability_zones or None,
+            nat_gateways=config.nat_gateways,
+            subnet_configuration=subnets,
+            restrict_default_security_group=True,
+        )
+        self.compute_subnets = ec2.SubnetSelection(subnet_type=private_type)
+
+        if flow_log_group is not None:
+            flow_log = self.vpc.add_flow_log(
+                "FlowLog",
+                destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),
+                traffic_type=ec2.FlowLogTrafficType.ALL,
+            )
+            acknowledge_compliance(
+                flow_log.node.find_child("IAMRole"),
+                "IAMNoInlinePolicy",
+                "The flow-log delivery role's only policy is CDK's inline grant to write this VPC's "
+                "flow-log group; it is never attached anywhere else.",
+            )
+
+        # S3 through a gateway endpoint: free, and image layers from ECR come from S3.
+        self.vpc.add_gateway_endpoint(
+            "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.compute_subnets]
+        )
+        self.endpoint_security_group = ec2.SecurityGroup(
+            self,
+            "EndpointSecurityGroup",
+            vpc=self.vpc,
+            description="Interface endpoints: HTTPS from inside the VPC",
+            allow_all_outbound=False,
+        )
+        self.endpoint_security_group.add_ingress_rule(
+            ec2.Peer.ipv4(config.vpc_cidr), ec2.Port.tcp(443), "HTTPS from the VPC"
+        )
+        for name in config.interface_endpoints:
+            self.vpc.add_interface_endpoint(
+                _endpoint_id(name),
+                service=INTERFACE_ENDPOINT_SERVICES[name],
+                subnets=self.compute_subnets,
+                security_groups=[self.endpoint_security_group],
+                private_dns_enabled=True,
+                open=False,  # the endpoint security group above already admits the VPC
+            )
+
+    @property
+    def private_subnets(self) -> Sequence[ec2.ISubnet]:
+        selection = self.compute_subnets
+        return self.vpc.select_subnets(subnet_type=selection.subnet_type, subnets=selection.subnets).subnets
+
+
+def _endpoint_id(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace(".", "-").split("-")) + "Endpoint"
+
+
+
+
+class ComputeSecurityGroups(Construct):
+    """Security groups for GPU instances and for FSx for Lustre.
+
+    compute: egress HTTPS (endpoints, S3, ECR) and all traffic within itself (NCCL, EFA);
+    fsx: Lustre ports from compute only (and from itself: Lustre servers talk to each other).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, vpc: ec2.IVpc) -> None:
+        super().__init__(scope, construct_id)
+        self.compute = ec2.SecurityGroup(
+            self,
+            "Compute",
+            vpc=vpc,
+            description="GPU training instances: HTTPS out, all traffic among themselves (NCCL/EFA)",
+            allow_all_outbound=False,
+        )
+        self.compute.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs, ECR, S3")
+        self.compute.add_ingress_rule(self.compute, ec2.Port.all_traffic(), "NCCL/EFA between training nodes")
+        acknowledge_compliance(
+            self.compute,
+            "EC2RestrictedCommonPorts",
+            "The all-traffic ingress rule's only source is this security group itself: training "
+            "nodes exchange NCCL/EFA traffic on dynamic ports; nothing outside the group can connect.",
+        )
+        self.compute.add_egress_rule(self.compute, ec2.Port.all_traffic(), "NCCL/EFA between training nodes")
+
+        self.fsx = ec2.SecurityGroup(
+            self,
+            "Fsx",
+            vpc=vpc,
+            description="FSx for Lustre: Lustre ports from the compute security group only",
+            allow_all_outbound=False,
+        )
+        for port in LUSTRE_PORTS:
+            self.fsx.add_ingress_rule(self.compute, port, "Lustre from GPU instances")
+            self.fsx.add_ingress_rule(self.fsx, port, "Lustre between file servers")
+            self.fsx.add_egress_rule(self.fsx, port, "Lustre between file servers")
+            self.compute.add_egress_rule(self.fsx, port, "Lustre client to FSx")

@@ -1,0 +1,109 @@
+"""Encrypted, versioned, logged S3 buckets for datasets and training artifacts."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, aws_kms as kms, aws_s3 as s3
+from constructs import Construct
+
+from platform_constructs.nag import acknowledge_compliance
+
+ABORT_MULTIPART_DAYS = 7
+
+
+def _common_bucket_props(*, removal_policy: RemovalPolicy) -> dict:
+    return dict(
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        versioned=True,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        removal_policy=removal_policy,
+        # Emptying a bucket on destroy only makes sense where destroy is the policy (dev).
+        auto_delete_objects=removal_policy == RemovalPolicy.DESTROY,
+    )
+
+
+class ProjectBuckets(Construct):
+    """The access-log, data and artifacts buckets.
+
+    data: inputs under `datasets/` (linked to FSx); artifacts: `checkpoints/<run-id>/` (expire
+    after `checkpoint_expiry_days`) and `runs/<run-id>/` (kept). Both KMS-encrypted with the
+    project key and logged to the access-log bucket, which uses SSE-S3 because S3 server
+    access log delivery cannot write to SSE-KMS buckets.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        key: kms.IKey,
+        checkpoint_expiry_days: int,
+        noncurrent_version_expiry_days: int,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        common_rules = [
+            s3.LifecycleRule(
+                id="abort-incomplete-multipart",
+                abort_incomplete_multipart_upload_after=Duration.days(ABORT_MULTIPART_DAYS),
+            ),
+            s3.LifecycleRule(
+                id="expire-noncurrent-versions",
+                noncurrent_version_expiration=Duration.days(noncurrent_version_expiry_days),
+            ),
+        ]
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            lifecycle_rules=common_rules,
+            **_common_bucket_props(removal_policy=removal_policy),
+        )
+        acknowledge_compliance(
+            self.access_logs,
+            "S3DefaultEncryptionKMS",
+            "S3 server access log delivery cannot write to an SSE-KMS bucket; this log bucket uses "
+            "SSE-S3 (AES-256) instead.",
+        )
+        # Server access log delivery needs ACL-less bucket-policy grants: CDK adds them when
+        # the bucket is used as a server_access_logs_bucket with BUCKET_OWNER_ENFORCED.
+        kms_props = dict(
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=key,
+            bucket_key_enabled=True,
+            server_access_logs_bucket=self.access_logs,
+        )
+        self.data = s3.Bucket(
+            self,
+            "Data",
+            server_access_logs_prefix="data/",
+            lifecycle_rules=common_rules,
+            **kms_props,
+            **_common_bucket_props(removal_policy=removal_policy),
+        )
+        self.artifacts = s3.Bucket(
+            self,
+            "Artifacts",
+            server_access_logs_prefix="artifacts/",
+            lifecycle_rules=common_rules
+            + [
+                s3.LifecycleRule(
+                    id="expire-checkpoints",
+                    prefix="checkpoints/",
+                    expiration=Duration.days(checkpoint_expiry_days),
+                )
+            ],
+            **kms_props,
+            **_common_bucket_props(removal_policy=removal_policy),
+        )
+        for bucket, why in (
+            (self.access_logs, "access logs are an audit trail of this region's buckets"),
+            (self.data, "datasets are copies of data whose source of truth lives outside the platform"),
+            (self.artifacts, "checkpoints are temporary and models can be re-created by re-running the job"),
+        ):
+            acknowledge_compliance(
+                bucket,
+                "S3BucketReplicationEnabled",
+                f"Single-region platform; {why}. Versioning guards against deletion; cross-region "
+                "replication would double storage cost. Add it per bucket if your policy requires.",
+            )
