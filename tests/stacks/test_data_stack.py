@@ -1,0 +1,188 @@
+"""Data stack: KMS key, buckets, FSx for Lustre and its S3 link."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from tests.stacks.conftest import config_for, synthesize
+
+
+def _bucket(template: Template, logical_prefix: str) -> tuple[str, dict]:
+    buckets = template.find_resources("AWS::S3::Bucket")
+    key = next(k for k in buckets if k.startswith(f"Buckets{logical_prefix}"))
+    return key, buckets[key]
+
+
+def test_project_key_rotates_and_has_an_alias(dev_data):
+    dev_data.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+    dev_data.has_resource_properties("AWS::KMS::Alias", {"AliasName": "alias/bert-batch-dev"})
+
+
+def test_key_policy_lets_fsx_s3_service_linked_role_use_the_key(dev_data):
+    dev_data.has_resource_properties(
+        "AWS::KMS::Key",
+        {"KeyPolicy": {"Statement": Match.array_with([Match.object_like({
+            "Sid": "AllowFsxS3AccessServiceLinkedRole",
+            "Action": Match.array_with(["kms:Decrypt", "kms:GenerateDataKey*"]),
+            "Condition": {"ArnLike": {"aws:PrincipalArn": {"Fn::Join": ["", Match.array_with([
+                Match.string_like_regexp(r"s3\.data-source\.lustre\.fsx\.amazonaws\.com/AWSServiceRoleForFSxS3Access_\*$")
+            ])]}}},
+        })])}},
+    )
+
+
+def test_key_policy_lets_logs_encrypt_project_log_groups(dev_data):
+    dev_data.has_resource_properties(
+        "AWS::KMS::Key",
+        {"KeyPolicy": {"Statement": Match.array_with([Match.object_like({"Sid": "AllowCloudWatchLogs"})])}},
+    )
+
+
+@pytest.mark.parametrize("name", ["Data", "Artifacts"])
+def test_data_and_artifacts_use_the_project_kms_key(dev_data, name):
+    _, bucket = _bucket(dev_data, name)
+    rule = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]["Fn::GetAtt"][0].startswith("ProjectKey")
+    assert rule["BucketKeyEnabled"] is True
+
+
+def test_access_log_bucket_uses_sse_s3(dev_data):
+    _, bucket = _bucket(dev_data, "AccessLogs")
+    rule = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+
+
+@pytest.mark.parametrize("name", ["AccessLogs", "Data", "Artifacts"])
+def test_every_bucket_is_private_versioned_and_owner_enforced(dev_data, name):
+    _, bucket = _bucket(dev_data, name)
+    props = bucket["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+    }
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+
+
+@pytest.mark.parametrize("name", ["AccessLogs", "Data", "Artifacts"])
+def test_every_bucket_denies_plain_http(dev_data, name):
+    key, _ = _bucket(dev_data, name)
+    dev_data.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "Bucket": {"Ref": key},
+            "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+                "Effect": "Deny", "Action": "s3:*",
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            })])},
+        },
+    )
+
+
+@pytest.mark.parametrize("name, prefix", [("Data", "data/"), ("Artifacts", "artifacts/")])
+def test_server_access_logs_go_to_the_log_bucket(dev_data, name, prefix):
+    logs_key, _ = _bucket(dev_data, "AccessLogs")
+    _, bucket = _bucket(dev_data, name)
+    assert bucket["Properties"]["LoggingConfiguration"] == {
+        "DestinationBucketName": {"Ref": logs_key}, "LogFilePrefix": prefix,
+    }
+
+
+@pytest.mark.parametrize("name", ["AccessLogs", "Data", "Artifacts"])
+def test_lifecycle_aborts_multipart_and_expires_noncurrent_versions(dev_data, name):
+    _, bucket = _bucket(dev_data, name)
+    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert {"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}, "Id": "abort-incomplete-multipart", "Status": "Enabled"} in rules
+    assert any(r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") == 30 for r in rules)
+
+
+@pytest.mark.parametrize("fixture, days", [("dev_data", 14), ("prod_data", 30)])
+def test_checkpoints_expire_after_configured_days(request, fixture, days):
+    template = request.getfixturevalue(fixture)
+    _, bucket = _bucket(template, "Artifacts")
+    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert {"ExpirationInDays": days, "Id": "expire-checkpoints", "Prefix": "checkpoints/", "Status": "Enabled"} in rules
+    _, data = _bucket(template, "Data")
+    assert not any(r.get("Prefix") == "checkpoints/" for r in data["Properties"]["LifecycleConfiguration"]["Rules"])
+
+
+def test_dev_fsx_is_scratch_2_with_lz4(dev_data):
+    dev_data.has_resource_properties(
+        "AWS::FSx::FileSystem",
+        {
+            "FileSystemType": "LUSTRE",
+            "StorageCapacity": 1200,
+            "LustreConfiguration": {"DeploymentType": "SCRATCH_2", "DataCompressionType": "LZ4"},
+            "KmsKeyId": Match.absent(),
+        },
+    )
+
+
+def test_prod_fsx_is_persistent_2_with_kms_and_throughput(prod_data):
+    prod_data.has_resource_properties(
+        "AWS::FSx::FileSystem",
+        {
+            "StorageCapacity": 2400,
+            "LustreConfiguration": Match.object_like(
+                {"DeploymentType": "PERSISTENT_2", "PerUnitStorageThroughput": 250, "DataCompressionType": "LZ4"}
+            ),
+            "KmsKeyId": {"Ref": Match.string_like_regexp("ProjectKey")},
+        },
+    )
+
+
+def test_fsx_sits_in_one_private_subnet(dev_data):
+    fs = next(iter(dev_data.find_resources("AWS::FSx::FileSystem").values()))
+    assert len(fs["Properties"]["SubnetIds"]) == 1
+
+
+def test_fsx_is_linked_to_datasets_prefix_with_auto_import(dev_data):
+    data_key, _ = _bucket(dev_data, "Data")
+    dev_data.has_resource_properties(
+        "AWS::FSx::DataRepositoryAssociation",
+        {
+            "FileSystemPath": "/datasets",
+            "DataRepositoryPath": {"Fn::Join": ["", ["s3://", {"Ref": data_key}, "/datasets/"]]},
+            "BatchImportMetaDataOnCreate": True,
+            "S3": {"AutoImportPolicy": {"Events": ["NEW", "CHANGED", "DELETED"]}},
+        },
+    )
+
+
+def test_fsx_names_are_exported(dev_data):
+    outputs = dev_data.find_outputs("*")
+    assert {"FsxDnsName", "FsxMountName", "DataBucketName", "ArtifactsBucketName"} <= set(outputs)
+
+
+def test_dev_destroys_and_prod_retains(dev_data, prod_data):
+    dev_data.has_resource("AWS::S3::Bucket", {"DeletionPolicy": "Delete"})
+    dev_data.has_resource("AWS::KMS::Key", {"DeletionPolicy": "Delete"})
+    for rtype in ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::FSx::FileSystem"):
+        for resource in prod_data.find_resources(rtype).values():
+            assert resource["DeletionPolicy"] == "Retain", rtype
+    assert not prod_data.find_resources("Custom::S3AutoDeleteObjects")
+
+
+def test_prod_stacks_have_termination_protection(prod, dev):
+    assert all(stack.termination_protection for stack in prod.platform.stacks)
+    assert not any(stack.termination_protection for stack in dev.platform.stacks)
+
+
+def test_every_resource_is_tagged(dev_data):
+    dev_data.has_resource_properties(
+        "AWS::S3::Bucket",
+        {"Tags": Match.array_with([
+            {"Key": "CostCenter", "Value": "ml-platform"},
+            {"Key": "Profile", "Value": "dev"},
+            {"Key": "Project", "Value": "bert-batch"},
+        ])},
+    )
+
+
+def test_fsx_can_be_disabled():
+    synth = synthesize(config_for("dev", **{"data.fsx.enabled": "false"}), nag=False)
+    template = Template.from_stack(synth.platform.data)
+    template.resource_count_is("AWS::FSx::FileSystem", 0)
+    template.resource_count_is("AWS::FSx::DataRepositoryAssociation", 0)
+    assert synth.platform.data.lustre is None

@@ -1,0 +1,188 @@
+"""Network stack: VPC, endpoints, flow logs, security groups."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from stacks.config import INTERFACE_ENDPOINTS
+from tests.stacks.conftest import config_for, synthesize
+
+
+def _resources(template: Template, rtype: str) -> dict:
+    return template.find_resources(rtype)
+
+
+def test_vpc_uses_configured_cidr(dev_network):
+    dev_network.has_resource_properties("AWS::EC2::VPC", {"CidrBlock": "10.42.0.0/16"})
+
+
+def test_dev_has_only_private_isolated_subnets_in_two_azs(dev_network):
+    subnets = _resources(dev_network, "AWS::EC2::Subnet")
+    assert len(subnets) == 2
+    assert all(s["Properties"]["MapPublicIpOnLaunch"] is False for s in subnets.values())
+    dev_network.resource_count_is("AWS::EC2::InternetGateway", 0)
+    dev_network.resource_count_is("AWS::EC2::NatGateway", 0)
+
+
+def test_prod_spans_the_three_configured_azs(prod_network):
+    azs = {s["Properties"]["AvailabilityZone"] for s in _resources(prod_network, "AWS::EC2::Subnet").values()}
+    assert azs == {"us-east-1a", "us-east-1b", "us-east-1c"}
+
+
+def test_s3_gateway_endpoint(dev_network):
+    dev_network.has_resource_properties(
+        "AWS::EC2::VPCEndpoint",
+        {
+            "VpcEndpointType": "Gateway",
+            "ServiceName": {"Fn::Join": ["", Match.array_with([Match.string_like_regexp(r"\.s3$")])]},
+        },
+    )
+
+
+@pytest.mark.parametrize("service", INTERFACE_ENDPOINTS)
+def test_interface_endpoint_with_private_dns(dev_network, service):
+    endpoints = [
+        e["Properties"] for e in _resources(dev_network, "AWS::EC2::VPCEndpoint").values()
+        if e["Properties"].get("VpcEndpointType") == "Interface"
+    ]
+    names = [json.dumps(e["ServiceName"]) for e in endpoints]
+    matching = [e for e, name in zip(endpoints, names) if name.endswith(f'.{service}"]]}}') or f'.{service}"' in name]
+    assert matching, f"no interface endpoint for {service}: {names}"
+    assert matching[0]["PrivateDnsEnabled"] is True
+
+
+def test_endpoints_are_selectable_in_config():
+    synth = synthesize(config_for("dev", **{"network.interface_endpoints": '["ecr.api", "ecr.dkr", "logs"]'}), nag=False)
+    template = Template.from_stack(synth.platform.network)
+    interface = [e for e in _resources(template, "AWS::EC2::VPCEndpoint").values()
+                 if e["Properties"].get("VpcEndpointType") == "Interface"]
+    assert len(interface) == 3
+
+
+def test_endpoint_security_group_admits_https_from_the_vpc_only(dev_network):
+    dev_network.has_resource_properties(
+        "AWS::EC2::SecurityGroup",
+        {
+            "GroupDescription": Match.string_like_regexp("Interface endpoints"),
+            "SecurityGroupIngress": [
+                Match.object_like({"CidrIp": "10.42.0.0/16", "FromPort": 443, "ToPort": 443, "IpProtocol": "tcp"})
+            ],
+        },
+    )
+
+
+def test_flow_logs_all_traffic_to_cloudwatch(dev_network):
+    dev_network.has_resource_properties(
+        "AWS::EC2::FlowLog",
+        {"TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs", "ResourceType": "VPC"},
+    )
+
+
+def test_flow_log_group_is_encrypted_with_retention(dev_network):
+    dev_network.has_resource_properties(
+        "AWS::Logs::LogGroup",
+        {
+            "LogGroupName": "/bert-batch/dev/vpc-flow-logs",
+            "RetentionInDays": 30,
+            "KmsKeyId": {"Fn::GetAtt": [Match.string_like_regexp("LogsKey"), "Arn"]},
+        },
+    )
+
+
+def test_logs_key_rotates_and_admits_only_project_log_groups(dev_network):
+    dev_network.has_resource_properties(
+        "AWS::KMS::Key",
+        {
+            "EnableKeyRotation": True,
+            "KeyPolicy": {
+                "Statement": Match.array_with([
+                    Match.object_like({
+                        "Sid": "AllowCloudWatchLogs",
+                        "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": {
+                            "Fn::Join": ["", Match.array_with([":log-group:/bert-batch/dev/*"])]
+                        }}},
+                    })
+                ])
+            },
+        },
+    )
+
+
+def _group_logical_id(template: Template, description_prefix: str) -> str:
+    groups = _resources(template, "AWS::EC2::SecurityGroup")
+    return next(k for k, v in groups.items() if v["Properties"]["GroupDescription"].startswith(description_prefix))
+
+
+def test_compute_group_egress_is_https_plus_itself(dev_network):
+    compute = _group_logical_id(dev_network, "GPU training instances")
+    props = _resources(dev_network, "AWS::EC2::SecurityGroup")[compute]["Properties"]
+    assert props["SecurityGroupEgress"] == [
+        {"CidrIp": "0.0.0.0/0", "Description": "HTTPS to AWS APIs, ECR, S3", "FromPort": 443, "IpProtocol": "tcp", "ToPort": 443}
+    ]
+    dev_network.has_resource_properties(
+        "AWS::EC2::SecurityGroupIngress",
+        {"IpProtocol": "-1", "GroupId": {"Fn::GetAtt": [compute, "GroupId"]},
+         "SourceSecurityGroupId": {"Fn::GetAtt": [compute, "GroupId"]}},
+    )
+
+
+@pytest.mark.parametrize("from_port, to_port", [(988, 988), (1018, 1023)])
+def test_fsx_group_admits_lustre_ports_from_compute(dev_network, from_port, to_port):
+    compute = _group_logical_id(dev_network, "GPU training instances")
+    fsx = _group_logical_id(dev_network, "FSx for Lustre")
+    dev_network.has_resource_properties(
+        "AWS::EC2::SecurityGroupIngress",
+        {"IpProtocol": "tcp", "FromPort": from_port, "ToPort": to_port,
+         "GroupId": {"Fn::GetAtt": [fsx, "GroupId"]},
+         "SourceSecurityGroupId": {"Fn::GetAtt": [compute, "GroupId"]}},
+    )
+
+
+def test_fsx_group_has_no_other_sources(dev_network):
+    compute = _group_logical_id(dev_network, "GPU training instances")
+    fsx = _group_logical_id(dev_network, "FSx for Lustre")
+    for rule in _resources(dev_network, "AWS::EC2::SecurityGroupIngress").values():
+        props = rule["Properties"]
+        if props["GroupId"] != {"Fn::GetAtt": [fsx, "GroupId"]}:
+            continue
+        source = props["SourceSecurityGroupId"]["Fn::GetAtt"][0]
+        assert source in (compute, fsx)
+        if source == compute:
+            assert (props["FromPort"], props["ToPort"]) in ((988, 988), (1018, 1023))
+        else:
+            # Lustre servers among themselves; the FSx L2 also opens 988-1023 within the group.
+            assert 988 <= props["FromPort"] <= props["ToPort"] <= 1023
+
+
+def test_no_ingress_from_the_internet(dev_network, prod_network):
+    for template in (dev_network, prod_network):
+        text = json.dumps(template.to_json())
+        for group in _resources(template, "AWS::EC2::SecurityGroup").values():
+            for rule in group["Properties"].get("SecurityGroupIngress", []):
+                assert rule.get("CidrIp") != "0.0.0.0/0"
+        assert '"CidrIpv6": "::/0"' not in text
+
+
+def test_nat_gateway_adds_public_subnets():
+    synth = synthesize(config_for("dev", **{"network.nat_gateways": "1"}), nag=False)
+    template = Template.from_stack(synth.platform.network)
+    template.resource_count_is("AWS::EC2::NatGateway", 1)
+    template.resource_count_is("AWS::EC2::Subnet", 4)
+
+
+def test_existing_vpc_is_imported_without_lookup():
+    existing = {
+        "vpc_id": "vpc-0123456789abcdef0",
+        "availability_zones": ["us-east-1a", "us-east-1b"],
+        "private_subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+    }
+    synth = synthesize(config_for("dev", **{"network.existing_vpc": json.dumps(existing)}))
+    template = Template.from_stack(synth.platform.network)
+    template.resource_count_is("AWS::EC2::VPC", 0)
+    template.resource_count_is("AWS::EC2::VPCEndpoint", 0)
+    template.has_resource_properties("AWS::EC2::SecurityGroup", {"VpcId": "vpc-0123456789abcdef0"})
+    data = Template.from_stack(synth.platform.data)
+    data.has_resource_properties("AWS::FSx::FileSystem", {"SubnetIds": ["subnet-0123456789abcdef0"]})
