@@ -15,6 +15,18 @@ ENV_CHECKPOINT_URI = "CHECKPOINT_URI"  # s3://<artifacts-bucket>/checkpoints; th
 ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
 ENV_FSX_MOUNT = "FSX_MOUNT_PATH"  # set only when FSx is enabled
 ENV_FALLBACK_FROM_JOB = "BERT_BATCH_FALLBACK_FROM"  # set on a job resubmitted to On-Demand
+# Checkpoint cadence: whichever comes first. Flags --checkpoint-every-steps/-minutes override.
+ENV_CHECKPOINT_EVERY_STEPS = "CHECKPOINT_EVERY_STEPS"
+ENV_CHECKPOINT_EVERY_MINUTES = "CHECKPOINT_EVERY_MINUTES"
+DEFAULT_CHECKPOINT_EVERY_STEPS = 500
+DEFAULT_CHECKPOINT_EVERY_MINUTES = 10.0
+# Read by the image entrypoint: GPUs (processes) per node; default = visible GPUs, or 1.
+ENV_NPROC_PER_NODE = "NPROC_PER_NODE"
+# The image name recorded in each model card; the Dockerfile sets it, a job definition may override.
+ENV_IMAGE = "BERT_TRAIN_IMAGE"
+# Sweeps (`bertbatch submit --grid`): a JSON list of rows {Ref:: parameter name: value}. An array
+# child reads row [AWS_BATCH_JOB_ARRAY_INDEX] and lets it override the matching flags.
+ENV_GRID = "BERT_BATCH_GRID"
 
 # Set by AWS Batch itself.
 ENV_BATCH_JOB_ID = "AWS_BATCH_JOB_ID"
@@ -74,6 +86,9 @@ CONTAINER_STOP_TIMEOUT_SECONDS = 120
 #   --early-stopping-metric eval_accuracy|eval_f1|eval_loss, --early-stopping-patience N,
 #   --checkpoint-every-steps N, --checkpoint-every-minutes M, --keep-checkpoints K,
 #   --precision auto|bf16|fp16|fp32
+#   --eval-batch-size N, --weight-decay F, --max-grad-norm F, --logging-steps N,
+#   --work-dir DIR (local scratch for checkpoint staging and final outputs),
+#   --cache-dir DIR (models downloaded from s3://, reused across runs)
 
 # --- job tags (set by the CLI and the fallback Lambda) --------------------------------------
 TAG_RUN_ID = "bert-batch:run-id"
@@ -84,3 +99,15 @@ TAG_FALLBACK_TO = "bert-batch:fallback-to"  # on the Spot job: the On-Demand job
 CHECKPOINTS_PREFIX = "checkpoints/"
 RUNS_PREFIX = "runs/"
 METRICS_FILE = "metrics.json"  # final metrics, written last in runs/<run-id>/
+# checkpoints/<run-id>/step-000000500/...: a checkpoint is complete only when its manifest
+# (written last) exists; the container keeps the newest K complete ones.
+CHECKPOINT_DIR_FORMAT = "step-{step:09d}"
+CHECKPOINT_MANIFEST = "manifest.json"
+
+
+def array_run_id(run_id: str, array_index: int | str) -> str:
+    """Run id of one child of an array job (a sweep): <RUN_ID>-<AWS_BATCH_JOB_ARRAY_INDEX>.
+
+    Children share RUN_ID; each writes runs/<run-id>-<index>/ and checkpoints/<run-id>-<index>/.
+    """
+    return f"{run_id}-{int(array_index)}"

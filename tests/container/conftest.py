@@ -1,0 +1,158 @@
+"""Fixtures for the training container tests: a tiny random BERT, small SST-2 subsets, a moto
+S3 server over real HTTP, and a way to run `python -m bert_train` as a real subprocess.
+
+Everything runs on the CPU with one thread per process (the suite shares two cores), offline.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+CONTAINER_DIR = REPO / "training_container"
+VOCAB = FIXTURES / "vocab.txt"
+
+# Environment every test (and every subprocess) runs with: offline, one thread, no job env.
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+JOB_ENV = ("RUN_ID", "AWS_BATCH_JOB_ID", "ARTIFACTS_URI", "CHECKPOINT_URI", "CHECKPOINT_EVERY_STEPS",
+           "CHECKPOINT_EVERY_MINUTES", "BERT_BATCH_PROFILE", "METRICS_NAMESPACE", "BERT_TRAIN_WORK_DIR",
+           "WORLD_SIZE", "RANK", "LOCAL_RANK", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+           "AWS_BATCH_JOB_ARRAY_INDEX", "BERT_BATCH_GRID", "BERT_TRAIN_IMAGE")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    for name in JOB_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for k, v in OFFLINE_ENV.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("BERT_TRAIN_CACHE_DIR", str(tmp_path / "cache"))
+    import torch
+
+    torch.set_num_threads(1)
+    from bert_train import storage
+
+    storage.make_s3_client.cache_clear()
+    yield
+    storage.make_s3_client.cache_clear()
+
+
+def write_tsv(path: Path, rows: list[dict], columns=("sentence", "label")) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        f.write("\t".join(columns) + "\n")
+        for r in rows:
+            f.write("\t".join(str(r[c]) for c in columns) + "\n")
+    return path
+
+
+def read_sst2(name: str) -> list[dict]:
+    with open(FIXTURES / "sst2" / name, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+@pytest.fixture
+def small_data(tmp_path) -> tuple[Path, Path]:
+    """480 train / 160 dev rows of the SST-2 sample: 30 steps per epoch at batch 16."""
+    train = write_tsv(tmp_path / "data" / "train.tsv", read_sst2("train.tsv")[:480])
+    dev = write_tsv(tmp_path / "data" / "dev.tsv", read_sst2("dev.tsv")[:160])
+    return train, dev
+
+
+def tiny_args(train, dev, out: Path, ckpt, **overrides) -> list[str]:
+    """Command-line flags for a quick, repeatable run of the tiny model."""
+    values = {
+        "train": train, "eval": dev, "model": "random:tiny", "vocab": VOCAB,
+        "output_uri": out, "checkpoint_uri": ckpt, "max_seq_length": 64, "batch_size": 16,
+        "epochs": 2, "learning_rate": 1e-3, "warmup_ratio": 0.1, "seed": 7, "logging_steps": 5,
+        "checkpoint_every_steps": 1000, "checkpoint_every_minutes": 60, "run_id": "test-run",
+    }
+    values.update(overrides)
+    args = []
+    for k, v in values.items():
+        if v is not None:
+            args += ["--" + k.replace("_", "-"), str(v)]
+    return args
+
+
+def tiny_config(train, dev, out, ckpt, **overrides):
+    from bert_train.config import parse_args
+
+    return parse_args(tiny_args(train, dev, out, ckpt, **overrides))
+
+
+def subprocess_env(extra: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in JOB_ENV}
+    env.update(OFFLINE_ENV)
+    env["PYTHONPATH"] = os.pathsep.join([str(CONTAINER_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def cli(args: list[str], **popen) -> subprocess.Popen:
+    """Start `python -m bert_train ARGS` as a real process (stdout/stderr piped)."""
+    return subprocess.Popen([sys.executable, "-m", "bert_train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=popen.pop("env", subprocess_env()), **popen)
+
+
+def emf_records(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith('{"_aws"')]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def moto_s3(monkeypatch):
+    """A moto S3 server on a random port, spoken to over real HTTP; yields the endpoint URL."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps its state per process, not per server: start every test from empty buckets
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
+    for k, v in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_SESSION_TOKEN": "testing"}.items():
+        monkeypatch.setenv(k, v)
+    from bert_train import storage
+
+    storage.make_s3_client.cache_clear()
+    try:
+        yield endpoint
+    finally:
+        storage.make_s3_client.cache_clear()
+        server.stop()
+
+
+def final_metrics(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+STEP_RE = re.compile(r"\[progress\] .*step (\d+)/")

@@ -1,0 +1,188 @@
+"""Reading and validating inputs: formats, labels, and a one-line error for every bad input,
+raised before anything is written to the output or checkpoint location."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bert_train import contract
+from bert_train.__main__ import main
+from bert_train.config import BadInput, TrainConfig, resolve_locations
+from bert_train.data import check_eval_labels, infer_labels, read_examples
+
+from .conftest import cli, tiny_args, write_tsv
+
+
+def test_reads_jsonl_csv_and_tsv_with_pairs_and_int_or_string_labels(tmp_path):
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text('{"q": "is it", "a": "yes it is", "y": 1}\n\n{"q": "why", "a": "because", "y": 10}\n'
+                     '{"q": "so", "a": "so so", "y": 2}\n')
+    rows = read_examples(str(jsonl), "q", "y", pair_column="a")
+    assert [(r.text, r.pair, r.label, r.line) for r in rows] == [
+        ("is it", "yes it is", "1", 1), ("why", "because", "10", 3), ("so", "so so", "2", 4)]
+    assert infer_labels(rows, str(jsonl)) == ["1", "2", "10"]  # integers order numerically
+
+    csv_path = tmp_path / "b.csv"
+    csv_path.write_text('text,label\n"hello, world",pos\n"say ""hi""",neg\n')
+    rows = read_examples(str(csv_path), "text", "label")
+    assert [(r.text, r.label, r.line) for r in rows] == [("hello, world", "pos", 2), ('say "hi"', "neg", 3)]
+    assert infer_labels(rows, str(csv_path)) == ["neg", "pos"]
+
+    tsv = write_tsv(tmp_path / "c.tsv", [{"sentence": 'a "quoted word', "label": 0}, {"sentence": "b", "label": 1}])
+    rows = read_examples(str(tsv), "sentence", "label")
+    assert [r.text for r in rows] == ['a "quoted word', "b"]  # GLUE TSVs are unquoted
+
+
+def _bad(tmp_path, capsys, train_text: str | None, dev_text: str | None = None, *, train_name="train.tsv",
+         dev_name="dev.tsv", **overrides) -> str:
+    """Run the CLI on bad input; assert exit 2, one stderr line, nothing written. Returns the line."""
+    train, dev = tmp_path / train_name, tmp_path / dev_name
+    if train_text is not None:
+        train.write_text(train_text)
+    dev.write_text(dev_text if dev_text is not None else "sentence\tlabel\ngood\t1\nbad\t0\n")
+    out, ckpt = tmp_path / "out", tmp_path / "ckpt"
+    code = main(tiny_args(train, dev, out, ckpt, **overrides))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == contract.EXIT_BAD_INPUT
+    assert len(err) == 1 and err[0].startswith("bert_train: error: "), err
+    assert not out.exists() and not ckpt.exists()
+    return err[0]
+
+
+GOOD_TSV = "sentence\tlabel\ngreat\t1\nawful\t0\nfine\t1\n"
+
+
+def test_missing_file(tmp_path, capsys):
+    line = _bad(tmp_path, capsys, None)
+    assert "train.tsv: file not found" in line
+
+
+def test_empty_file(tmp_path, capsys):
+    assert "train.tsv: file is empty" in _bad(tmp_path, capsys, "")
+    assert "train.tsv: no data rows" in _bad(tmp_path, capsys, "sentence\tlabel\n")
+
+
+def test_malformed_json_names_the_line(tmp_path, capsys):
+    text = '{"sentence": "ok", "label": 1}\n{"sentence": "ok", "label": 0}\n{"sentence": oops}\n'
+    line = _bad(tmp_path, capsys, text, train_name="train.jsonl")
+    assert "train.jsonl line 3: malformed JSON (Expecting value)" in line
+
+
+def test_missing_column_in_header_and_in_a_json_line(tmp_path, capsys):
+    line = _bad(tmp_path, capsys, "text\tlabel\na\t1\nb\t0\n")
+    assert "train.tsv line 1: missing column 'sentence'" in line
+    text = '{"sentence": "a", "label": 1}\n{"sentence": "b"}\n'
+    line = _bad(tmp_path, capsys, text, train_name="train.jsonl")
+    assert "train.jsonl line 2: missing column 'label'" in line
+    line = _bad(tmp_path, capsys, GOOD_TSV, text_pair_column="hypothesis")
+    assert "missing column 'hypothesis'" in line
+
+
+def test_fewer_than_two_labels(tmp_path, capsys):
+    line = _bad(tmp_path, capsys, "sentence\tlabel\na\t1\nb\t1\n")
+    assert "train.tsv: found 1 distinct label(s) (1); need at least 2" in line
+
+
+def test_eval_label_not_in_train(tmp_path, capsys):
+    line = _bad(tmp_path, capsys, GOOD_TSV, "sentence\tlabel\nx\t1\ny\t2\n")
+    assert "dev.tsv line 3: label '2' does not appear in the training data" in line
+
+
+def test_ragged_row_unknown_extension_and_bad_numbers(tmp_path, capsys):
+    assert "train.tsv line 3: expected 2 fields, found 3" in _bad(tmp_path, capsys, "sentence\tlabel\na\t1\nb\t0\textra\n")
+    assert "unknown file type" in _bad(tmp_path, capsys, GOOD_TSV, train_name="train.txt")
+    assert "--batch-size must be at least 1" in _bad(tmp_path, capsys, GOOD_TSV, batch_size=0)
+    # 3 examples cannot fill one batch of 16
+    assert "less than one global batch" in _bad(tmp_path, capsys, GOOD_TSV)
+
+
+def test_labels_may_be_json_integers_or_strings_but_not_other_types(tmp_path):
+    p = tmp_path / "t.jsonl"
+    p.write_text('{"sentence": "a", "label": "pos"}\n{"sentence": "b", "label": [1]}\n')
+    with pytest.raises(BadInput, match=r"t.jsonl line 2: label must be a string or an integer"):
+        read_examples(str(p), "sentence", "label")
+
+
+def test_eval_labels_are_checked_against_train():
+    from bert_train.data import Example
+
+    check_eval_labels([Example("a", None, "1", 2)], ["0", "1"], "dev.tsv")
+    with pytest.raises(BadInput, match="dev.tsv line 5: label 'x'"):
+        check_eval_labels([Example("a", None, "x", 5)], ["0", "1"], "dev.tsv")
+
+
+def test_locations_follow_flags_then_environment():
+    env = {"ARTIFACTS_URI": "s3://art", "CHECKPOINT_URI": "s3://art/checkpoints", "AWS_BATCH_JOB_ID": "job-1",
+           "CHECKPOINT_EVERY_STEPS": "250", "BERT_BATCH_PROFILE": "prod"}
+    loc = resolve_locations(TrainConfig(train="t.tsv", eval="d.tsv"), env)
+    assert (loc.run_id, loc.output_uri, loc.checkpoint_uri) == ("job-1", "s3://art/runs/job-1", "s3://art/checkpoints/job-1")
+    assert (loc.checkpoint_every_steps, loc.checkpoint_every_minutes) == (250, contract.DEFAULT_CHECKPOINT_EVERY_MINUTES)
+    assert loc.profile == "prod"
+    loc = resolve_locations(TrainConfig(train="t", eval="d", run_id="r7", checkpoint_every_steps=9), {**env, "RUN_ID": "r1"})
+    assert (loc.run_id, loc.output_uri, loc.checkpoint_every_steps) == ("r7", "s3://art/runs/r7", 9)
+    loc = resolve_locations(TrainConfig(train="t", eval="d"), {**env, "RUN_ID": "r1"})
+    assert loc.run_id == "r1"  # RUN_ID (survives retries) wins over the Batch job id
+    with pytest.raises(BadInput, match="no output location"):
+        resolve_locations(TrainConfig(train="t", eval="d"), {})
+
+
+def test_job_parameters_are_cli_flags():
+    from bert_train.config import build_parser
+
+    flags = {a for action in build_parser()._actions for a in action.option_strings}
+    assert set(contract.JOB_PARAMETERS.values()) <= flags
+
+
+@pytest.mark.slow
+def test_real_cli_process_reports_bad_input_on_one_line(tmp_path):
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"sentence": "a", "label": 1}\n' * 6 + "{not json\n")
+    dev = write_tsv(tmp_path / "dev.tsv", [{"sentence": "a", "label": 1}])
+    proc = cli(tiny_args(train, dev, tmp_path / "out", tmp_path / "ckpt"))
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == contract.EXIT_BAD_INPUT
+    assert stderr.strip() == f"bert_train: error: {train} line 7: malformed JSON (Expecting property name enclosed in double quotes)"
+    assert stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_pairs_get_token_types_and_single_sentences_do_not():
+    from bert_train.data import Example, encode
+    from bert_train.modeling import build_tokenizer
+
+    from .conftest import VOCAB
+
+    tok, _ = build_tokenizer("random:tiny", str(VOCAB), "unused")
+    pairs = encode([Example("a good film", "it was fine", "1", 2)], tok, {"1": 0}, 64)
+    assert pairs.token_type_ids is not None and set(pairs.token_type_ids[0]) == {0, 1}
+    single = encode([Example("a good film", None, "1", 2)], tok, {"1": 0}, 64)
+    assert single.token_type_ids is None and single.input_ids[0][0] == tok.cls_token_id
+    long = encode([Example("word " * 200, None, "1", 2)], tok, {"1": 0}, 16)
+    assert len(long.input_ids[0]) == 16  # truncated to --max-seq-length
+
+
+def test_sweep_child_takes_its_grid_row_and_its_own_run_id():
+    from bert_train.config import parse_args
+
+    grid = json.dumps([{"learning_rate": "2e-5"}, {"learning_rate": "1e-4", "batch_size": "8", "model": "random:tiny"}])
+    env = {contract.ENV_GRID: grid, contract.ENV_BATCH_ARRAY_INDEX: "1", contract.ENV_RUN_ID: "run-42",
+           contract.ENV_ARTIFACTS_URI: "s3://art", contract.ENV_CHECKPOINT_URI: "s3://art/checkpoints"}
+    config = parse_args(["--train", "t.tsv", "--eval", "d.tsv", "--learning-rate", "3e-5", "--batch-size", "32"], env)
+    assert (config.learning_rate, config.batch_size, config.model) == (1e-4, 8, "random:tiny")
+    loc = resolve_locations(config, env)
+    assert loc.run_id == contract.array_run_id("run-42", 1) == "run-42-1"
+    assert (loc.output_uri, loc.checkpoint_uri) == ("s3://art/runs/run-42-1", "s3://art/checkpoints/run-42-1")
+    # without RUN_ID the parent's job id is the base (a child's job id is <parent>:<index>)
+    loc = resolve_locations(config, {contract.ENV_BATCH_JOB_ID: "abc-123:1", contract.ENV_BATCH_ARRAY_INDEX: "1",
+                                     contract.ENV_ARTIFACTS_URI: "s3://art"})
+    assert loc.run_id == "abc-123-1"
+
+    for bad_env, message in (
+        ({contract.ENV_GRID: "[{", contract.ENV_BATCH_ARRAY_INDEX: "0"}, "malformed JSON"),
+        ({contract.ENV_GRID: grid, contract.ENV_BATCH_ARRAY_INDEX: "2"}, "no such row"),
+        ({contract.ENV_GRID: '[{"lr": "1"}]', contract.ENV_BATCH_ARRAY_INDEX: "0"}, "unknown job parameter 'lr'"),
+        ({contract.ENV_GRID: '[{"epochs": "two"}]', contract.ENV_BATCH_ARRAY_INDEX: "0"}, "epochs='two' is not a valid --epochs"),
+    ):
+        with pytest.raises(BadInput, match=message):
+            parse_args(["--train", "t.tsv", "--eval", "d.tsv"], bad_env)

@@ -1,0 +1,238 @@
+"""Training end to end on the CPU: it learns, writes every output, reports metrics, and a run
+stopped by SIGTERM and restarted ends exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+
+import pytest
+import torch
+
+from bert_train import contract, metrics
+from bert_train.checkpoint import MANIFEST, step_dir
+from bert_train.progress import parse_progress
+from bert_train.train import run
+
+from .conftest import STEP_RE, cli, emf_records, final_metrics, read_sst2, tiny_args, tiny_config, write_tsv
+
+pytestmark = pytest.mark.slow
+
+
+# A learning rate at which this small run moves off the constant prediction within 80 steps.
+RESUME = {"learning_rate": 3e-3}
+
+
+@pytest.fixture(scope="module")
+def resume_data(tmp_path_factory):
+    """640 train / 160 dev rows: 40 steps per epoch at batch 16, 80 steps in two epochs."""
+    d = tmp_path_factory.mktemp("resume-data")
+    return (write_tsv(d / "train.tsv", read_sst2("train.tsv")[:640]),
+            write_tsv(d / "dev.tsv", read_sst2("dev.tsv")[:160]))
+
+
+@pytest.fixture(scope="module")
+def reference(resume_data, tmp_path_factory):
+    """The uninterrupted run every resumed run must match."""
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp("reference")
+    result = run(tiny_config(*resume_data, d / "out", d / "ckpt", **RESUME))
+    assert result.exit_code == 0 and result.global_step == 80
+    m = final_metrics(d / "out")
+    assert m["eval_f1"] > 0.4  # not a constant predictor (0.32), so matching it means something
+    return m
+
+
+def assert_same_run(m: dict, ref: dict) -> None:
+    assert m["global_step"] == ref["global_step"]
+    assert m["eval_accuracy"] == pytest.approx(ref["eval_accuracy"], abs=0.007)  # at most one example
+    for key in ("eval_loss", "eval_f1", "train_loss"):
+        assert m[key] == pytest.approx(ref[key], rel=1e-4, abs=1e-5), key
+    assert [h["step"] for h in m["history"]] == [h["step"] for h in ref["history"]]
+    for h, r in zip(m["history"], ref["history"]):
+        assert h["eval_loss"] == pytest.approx(r["eval_loss"], rel=1e-4, abs=1e-5)
+
+
+def test_learns_sst2_and_writes_every_output(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(contract.ENV_METRICS_NAMESPACE, "BertBatchTest")
+    monkeypatch.setenv(contract.ENV_PROFILE, "ci")
+    monkeypatch.setenv(contract.ENV_IMAGE, "bert-batch-training:test")
+    train, dev = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    write_tsv(train, read_sst2("train.tsv"))
+    write_tsv(dev, read_sst2("dev.tsv"))
+    out, ckpt = tmp_path / "out", tmp_path / "ckpt"
+    result = run(tiny_config(train, dev, out, ckpt, logging_steps=25, checkpoint_every_steps=100))
+    stdout = capsys.readouterr().out
+
+    assert result.exit_code == 0 and result.global_step == 2 * (2000 // 16)
+    m = final_metrics(out)
+    assert m["eval_accuracy"] > 0.65, m["history"]  # chance is 0.5 on this balanced sample
+    assert m["eval_f1"] > 0.6
+    assert m["history"][-1]["eval_loss"] < m["history"][0]["eval_loss"] + 0.2
+    assert {p.name for p in out.iterdir()} >= {
+        "model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "label_map.json",
+        "metrics.json", "training_args.json", "README.md"}
+    assert json.loads((out / "label_map.json").read_text())["labels"] == ["0", "1"]
+    args = json.loads((out / "training_args.json").read_text())
+    assert args["learning_rate"] == 1e-3 and args["run_id"] == "test-run" and args["global_batch_size"] == 16
+    card = (out / "README.md").read_text()
+    assert "test-run" in card and f"{m['eval_accuracy']:.4f}" in card and str(train) in card
+    assert "bert-batch-training:test" in card and "| learning_rate | 0.001 |" in card
+    # length-grouped dynamic padding: few computed tokens are padding
+    assert 0 <= result.padding_fraction < 0.10  # SST-2 phrases are short: one token is ~8%
+    assert result.samples_per_second > 0 and result.tokens_per_second > result.samples_per_second
+    # checkpoints at 100 and 200, both complete; keep-checkpoints defaults to 2
+    assert sorted(p.name for p in ckpt.iterdir()) == [step_dir(100), step_dir(200)]
+    assert len(result.checkpoint_seconds) == 2
+
+    # the saved model is the trained one: reloading it reproduces the eval accuracy
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tok = AutoTokenizer.from_pretrained(out)
+    rows = read_sst2("dev.tsv")
+    with torch.no_grad():
+        enc = tok([r["sentence"] for r in rows], truncation=True, max_length=64, padding=True, return_tensors="pt")
+        pred = model(**enc).logits.argmax(-1)
+    acc = (pred == torch.tensor([int(r["label"]) for r in rows])).float().mean().item()
+    assert acc == pytest.approx(m["eval_accuracy"], abs=0.006)
+    assert model.config.id2label == {0: "0", 1: "1"}
+
+    # EMF: every container metric except the GPU ones (no GPU here, and none are faked)
+    records = emf_records(stdout)
+    names = {mm["Name"] for r in records for mm in r["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert names == {x.name for x in metrics.CONTAINER_METRICS} - {"GpuUtilization", "GpuMemoryUsed"}
+    for r in records:
+        block = r["_aws"]["CloudWatchMetrics"][0]
+        assert block["Namespace"] == "BertBatchTest"
+        assert block["Dimensions"] == [["Profile"], ["Profile", "RunId"]]
+        assert (r["Profile"], r["RunId"]) == ("ci", "test-run")
+    evals = [r["EvalAccuracy"] for r in records if "EvalAccuracy" in r]
+    assert evals == [h["eval_accuracy"] for h in m["history"]]
+    # progress lines a person (and `bertbatch watch`) can read
+    progress = [parse_progress(line) for line in stdout.splitlines() if line.startswith("[progress]")]
+    assert [p.step for p in progress] == list(range(25, 251, 25))
+    assert progress[-1].total_steps == 250 and progress[-1].eta_seconds == 0 and progress[-1].epochs == 2
+
+
+def test_sigterm_then_restart_matches_an_uninterrupted_run(resume_data, reference, tmp_path):
+    out, ckpt = tmp_path / "out", tmp_path / "ckpt"
+    args = tiny_args(*resume_data, out, ckpt, logging_steps=1, **RESUME)
+
+    proc = cli(args)
+    seen = 0
+    for line in proc.stdout:  # wait until training is really under way, then stop it like Batch does
+        m = STEP_RE.match(line)
+        if m and int(m.group(1)) >= 10:
+            seen = int(m.group(1))
+            proc.send_signal(signal.SIGTERM)
+            sent = time.monotonic()
+            break
+    stdout, stderr = proc.communicate(timeout=120)
+    gone = time.monotonic() - sent  # until the process is gone, as Batch sees it
+    assert seen, stderr
+    assert proc.returncode == contract.EXIT_INTERRUPTED, stderr
+    stopped = sorted(ckpt.iterdir())
+    assert len(stopped) == 1 and (stopped[0] / MANIFEST).exists()
+    stopped_at = int(stopped[0].name.split("-")[1])
+    assert seen <= stopped_at < 80
+    assert not out.exists()  # no half model
+    took = float(re.search(r"SIGTERM -> exit in ([0-9.]+) s", stderr).group(1))
+    assert took <= gone < 20, stderr  # Batch kills 30 s after SIGTERM
+    print(f"SIGTERM -> exit: {took:.2f} s logged, {gone:.2f} s until the process was gone "
+          f"(tiny model, checkpoint at step {stopped_at})")
+
+    proc = cli(args)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stderr
+    assert f"resumed from {step_dir(stopped_at)}" in stderr
+    assert [r["Resumed"] for r in emf_records(stdout) if "Resumed" in r] == [1.0]
+    first_step = int(STEP_RE.search(stdout).group(1))
+    assert first_step == stopped_at + 1  # continues where it stopped, no step repeated
+    m = final_metrics(out)
+    assert m["resumed_from_step"] == stopped_at
+    assert_same_run(m, reference)
+
+
+def test_corrupt_newest_checkpoint_is_skipped(resume_data, reference, tmp_path, caplog):
+    out, ckpt = tmp_path / "out", tmp_path / "ckpt"
+    config = tiny_config(*resume_data, out, ckpt, checkpoint_every_steps=4, keep_checkpoints=3, **RESUME)
+
+    def sigterm_at_10(step):
+        if step == 10:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    first = run(config, on_step=sigterm_at_10)
+    assert first.exit_code == contract.EXIT_INTERRUPTED and first.global_step == 10
+    assert first.sigterm_to_exit_seconds is not None and first.sigterm_to_exit_seconds < 20
+    assert sorted(p.name for p in ckpt.iterdir()) == [step_dir(4), step_dir(8), step_dir(10)]
+    weights = ckpt / step_dir(10) / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # a flipped byte in the newest checkpoint
+    weights.write_bytes(bytes(blob))
+
+    with caplog.at_level("INFO", "bert_train"):
+        second = run(config)
+    assert "skipping checkpoint step-000000010: corrupt" in caplog.text
+    assert second.exit_code == 0 and second.resumed_from_step == 8
+    assert_same_run(final_metrics(out), reference)
+
+
+def test_early_stopping_stops_when_the_metric_stops_improving(small_data, tmp_path):
+    # At a learning rate of 1e-9 the predictions never change, so accuracy cannot improve.
+    result = run(tiny_config(*small_data, tmp_path / "out", tmp_path / "ckpt", epochs=5, learning_rate=1e-9,
+                             early_stopping_metric="eval_accuracy", early_stopping_patience=1))
+    m = result.metrics
+    assert m["early_stopped"] is True
+    assert result.global_step == 2 * 30 < result.total_steps == 5 * 30
+    assert [h["step"] for h in m["history"]] == [30, 60]
+    assert m["best"] == {"metric": "eval_accuracy", "value": m["history"][0]["eval_accuracy"], "step": 30}
+    assert (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_time_based_checkpoints_and_sentence_pairs_with_string_labels(tmp_path):
+    rows = read_sst2("train.tsv")[:200]
+    train, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    names = {"0": "negative", "1": "positive"}
+    train.write_text("".join(json.dumps({"premise": r["sentence"], "hypothesis": rows[-i - 1]["sentence"],
+                                         "gold": names[r["label"]]}) + "\n" for i, r in enumerate(rows)))
+    dev.write_text(train.read_text())
+    ckpt = tmp_path / "ckpt"
+    # a checkpoint every step through the minutes trigger alone (the step trigger is far away)
+    result = run(tiny_config(train, dev, tmp_path / "out", ckpt, text_column="premise", text_pair_column="hypothesis",
+                             label_column="gold", max_steps=5, checkpoint_every_steps=1000,
+                             checkpoint_every_minutes=1e-9, keep_checkpoints=2))
+    assert result.exit_code == 0 and result.global_step == 5
+    assert len(result.checkpoint_seconds) == 4  # steps 1-4; the end of the run writes the model instead
+    assert sorted(p.name for p in ckpt.iterdir()) == [step_dir(3), step_dir(4)]
+    labels = json.loads((tmp_path / "out" / "label_map.json").read_text())
+    assert labels["labels"] == ["negative", "positive"]
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    assert "hypothesis" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_precision_choices_on_cpu(small_data, tmp_path, capsys):
+    from bert_train.__main__ import main
+
+    result = run(tiny_config(*small_data, tmp_path / "out", tmp_path / "ckpt", max_steps=3, precision="bf16"))
+    assert result.metrics["precision"] == "bf16"  # bf16 autocast works on CPU when asked for
+    assert 0 < result.metrics["train_loss"] < 5 and 0 <= result.metrics["eval_accuracy"] <= 1
+    auto = run(tiny_config(*small_data, tmp_path / "out2", tmp_path / "ckpt2", max_steps=1))
+    assert auto.metrics["precision"] == "fp32"  # auto on CPU
+    code = main(tiny_args(*small_data, tmp_path / "out3", tmp_path / "ckpt3", precision="fp16"))
+    assert code == contract.EXIT_BAD_INPUT
+    assert "--precision fp16 needs a GPU" in capsys.readouterr().err
+    assert not (tmp_path / "out3").exists()
+
+
+def test_without_an_eval_set_it_trains_and_skips_evaluation(small_data, tmp_path):
+    train, _ = small_data
+    result = run(tiny_config(train, None, tmp_path / "out", tmp_path / "ckpt", max_steps=3))
+    m = final_metrics(tmp_path / "out")
+    assert result.exit_code == 0 and m["global_step"] == 3
+    assert m["eval_accuracy"] is None and m["history"] == [] and m["train_loss"] > 0
+    assert "| train_loss |" in (tmp_path / "out" / "README.md").read_text()

@@ -1,0 +1,258 @@
+"""Inputs: read JSONL/CSV/TSV from S3 or disk, validate, tokenize, and batch by length.
+
+Every problem with the data is a `BadInput` naming the file and line, raised before any
+training starts. Batching is length-grouped (like transformers' LengthGroupedSampler) and a pure
+function of (seed, epoch), so a resumed run rebuilds the same batches and skips the ones
+already done.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from . import storage
+from .config import BadInput
+
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+
+
+@dataclass
+class Example:
+    text: str
+    pair: str | None
+    label: str  # labels are kept as strings; integer labels are ordered numerically
+    line: int
+
+
+def _format_of(uri: str) -> str:
+    for ext, fmt in FORMATS.items():
+        if uri.lower().endswith(ext):
+            return fmt
+    raise BadInput(f"{uri}: unknown file type (expected one of {', '.join(FORMATS)})")
+
+
+def _label_str(value, uri: str, line: int) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise BadInput(f"{uri} line {line}: empty label")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise BadInput(f"{uri} line {line}: label must be a string or an integer (got {value!r})")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise BadInput(f"{uri} line {line}: label must be a string or an integer (got {value!r})")
+        value = int(value)
+    return str(value).strip()
+
+
+def _text(value, column: str, uri: str, line: int) -> str:
+    if value is None:
+        raise BadInput(f"{uri} line {line}: column {column!r} is empty")
+    return str(value)
+
+
+def read_examples(uri: str, text_column: str, label_column: str, pair_column: str | None = None) -> list[Example]:
+    """Read and validate one data file. Raises BadInput with file and line on any problem."""
+    fmt = _format_of(uri)
+    try:
+        raw = storage.read_bytes(uri)
+    except storage.StorageError as exc:
+        raise BadInput(str(exc)) from None
+    if not raw.strip():
+        raise BadInput(f"{uri}: file is empty")
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise BadInput(f"{uri} line {line}: not UTF-8 text") from None
+
+    wanted = [text_column, label_column] + ([pair_column] if pair_column else [])
+    examples: list[Example] = []
+    if fmt == "jsonl":
+        for n, line_text in enumerate(content.splitlines(), start=1):
+            if not line_text.strip():
+                continue
+            try:
+                row = json.loads(line_text)
+            except json.JSONDecodeError as exc:
+                raise BadInput(f"{uri} line {n}: malformed JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise BadInput(f"{uri} line {n}: expected a JSON object, got {type(row).__name__}")
+            for col in wanted:
+                if col not in row:
+                    raise BadInput(f"{uri} line {n}: missing column {col!r} (has: {', '.join(row) or 'nothing'})")
+            examples.append(
+                Example(
+                    text=_text(row[text_column], text_column, uri, n),
+                    pair=_text(row[pair_column], pair_column, uri, n) if pair_column else None,
+                    label=_label_str(row[label_column], uri, n),
+                    line=n,
+                )
+            )
+    else:
+        # GLUE TSVs are unquoted (sentences contain bare quotes); CSV follows RFC 4180 quoting.
+        if fmt == "tsv":
+            reader = csv.reader(io.StringIO(content, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+        else:
+            reader = csv.reader(io.StringIO(content, newline=""))
+        try:
+            header = next(reader)
+        except csv.Error as exc:
+            raise BadInput(f"{uri} line 1: malformed {fmt.upper()} ({exc})") from None
+        header = [h.strip() for h in header]
+        for col in wanted:
+            if col not in header:
+                raise BadInput(f"{uri} line 1: missing column {col!r} (header: {', '.join(header)})")
+        idx = {col: header.index(col) for col in wanted}
+        try:
+            for row in reader:
+                n = reader.line_num
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if len(row) != len(header):
+                    raise BadInput(f"{uri} line {n}: expected {len(header)} fields, found {len(row)}")
+                examples.append(
+                    Example(
+                        text=row[idx[text_column]],
+                        pair=row[idx[pair_column]] if pair_column else None,
+                        label=_label_str(row[idx[label_column]], uri, n),
+                        line=n,
+                    )
+                )
+        except csv.Error as exc:
+            raise BadInput(f"{uri} line {reader.line_num}: malformed {fmt.upper()} ({exc})") from None
+    if not examples:
+        raise BadInput(f"{uri}: no data rows")
+    return examples
+
+
+def infer_labels(train: Sequence[Example], train_uri: str) -> list[str]:
+    """The label set, ordered numerically when every label is an integer, else alphabetically."""
+    labels = sorted({e.label for e in train})
+    if all(_is_int(x) for x in labels):
+        labels.sort(key=int)
+    if len(labels) < 2:
+        raise BadInput(f"{train_uri}: found {len(labels)} distinct label(s) ({', '.join(labels)}); need at least 2")
+    return labels
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+        return True
+    except ValueError:
+        return False
+
+
+def check_eval_labels(eval_examples: Sequence[Example], labels: Sequence[str], eval_uri: str) -> None:
+    known = set(labels)
+    for e in eval_examples:
+        if e.label not in known:
+            raise BadInput(
+                f"{eval_uri} line {e.line}: label {e.label!r} does not appear in the training data "
+                f"(labels: {', '.join(labels)})"
+            )
+
+
+@dataclass
+class Encoded:
+    """Tokenized examples: ragged lists, padded per batch (dynamic padding)."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    labels: list[int]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.input_ids]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def encode(examples: Sequence[Example], tokenizer, label2id: dict[str, int], max_seq_length: int) -> Encoded:
+    texts = [e.text for e in examples]
+    pairs = [e.pair for e in examples] if examples and examples[0].pair is not None else None
+    enc = tokenizer(texts, pairs, truncation=True, max_length=max_seq_length, padding=False)
+    return Encoded(
+        input_ids=enc["input_ids"],
+        # Single sentences have all-zero token types: let the model default them.
+        token_type_ids=enc.get("token_type_ids") if pairs is not None else None,
+        labels=[label2id[e.label] for e in examples],
+    )
+
+
+def epoch_batches(
+    lengths: Sequence[int], global_batch: int, seed: int, epoch: int, megabatch_factor: int = 50
+) -> list[list[int]]:
+    """Global batches (lists of example indices) for one epoch, grouped by length.
+
+    Shuffle with a generator seeded from (seed, epoch); cut into windows of
+    `megabatch_factor` global batches; sort each window by length (longest first) so a batch
+    holds similar lengths and little padding; then shuffle the order of the batches so lengths
+    do not drift through the epoch, and put the longest batch first so an out-of-memory shows up
+    at step 1. The incomplete last batch is dropped (a different random remainder each epoch):
+    every optimizer step then sees the same number of examples on every rank, which keeps DDP
+    and single-process runs equivalent. Independent of the number of ranks.
+    """
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    n = len(lengths)
+    perm = torch.randperm(n, generator=g).tolist()
+    window = global_batch * megabatch_factor
+    batches: list[list[int]] = []
+    for start in range(0, n, window):
+        chunk = sorted(perm[start : start + window], key=lambda i: -lengths[i])  # stable sort
+        batches.extend(chunk[k : k + global_batch] for k in range(0, len(chunk), global_batch))
+    batches = [b for b in batches if len(b) == global_batch]
+    order = torch.randperm(len(batches), generator=g).tolist()
+    batches = [batches[i] for i in order]
+    if batches:
+        longest = max(range(len(batches)), key=lambda i: lengths[batches[i][0]])
+        batches.insert(0, batches.pop(longest))
+    return batches
+
+
+def split_step_batch(batch: Sequence[int], accumulation: int, world_size: int, rank: int) -> list[list[int]]:
+    """This rank's micro-batches of one global batch: contiguous slices keep similar lengths together."""
+    per_micro = len(batch) // accumulation
+    per_rank = per_micro // world_size
+    out = []
+    for m in range(accumulation):
+        micro = batch[m * per_micro : (m + 1) * per_micro]
+        out.append(list(micro[rank * per_rank : (rank + 1) * per_rank]))
+    return out
+
+
+def padded_tokens(batch: Sequence[int], lengths: Sequence[int], accumulation: int, world_size: int,
+                  multiple_of: int = 1) -> int:
+    """Tokens actually computed for one global batch (rows x padded length, over all ranks)."""
+    total = 0
+    for r in range(world_size):
+        for micro in split_step_batch(batch, accumulation, world_size, r):
+            longest = max(lengths[i] for i in micro)
+            longest = -(-longest // multiple_of) * multiple_of
+            total += longest * len(micro)
+    return total
+
+
+def collate(enc: Encoded, indices: Sequence[int], pad_token_id: int, multiple_of: int = 1) -> dict[str, torch.Tensor]:
+    """Pad a micro-batch to its own longest example (rounded up to `multiple_of` on GPUs)."""
+    longest = max(len(enc.input_ids[i]) for i in indices)
+    longest = -(-longest // multiple_of) * multiple_of
+    ids = torch.full((len(indices), longest), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(indices), longest), dtype=torch.long)
+    types = torch.zeros((len(indices), longest), dtype=torch.long) if enc.token_type_ids is not None else None
+    for row, i in enumerate(indices):
+        n = len(enc.input_ids[i])
+        ids[row, :n] = torch.tensor(enc.input_ids[i])
+        mask[row, :n] = 1
+        if types is not None:
+            types[row, :n] = torch.tensor(enc.token_type_ids[i])
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([enc.labels[i] for i in indices])}
+    if types is not None:
+        batch["token_type_ids"] = types
+    return batch

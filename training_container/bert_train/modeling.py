@@ -1,0 +1,105 @@
+"""The model and tokenizer: from a local directory, an s3:// prefix, the hub, or a config.
+
+`random:*` specs build a randomly initialised BERT from a config and a WordPiece vocab; tests
+and benchmarks use them so nothing is ever downloaded from a model hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from . import storage
+from .config import BadInput
+
+log = logging.getLogger("bert_train")
+
+# Small enough to train in seconds on a laptop CPU, big enough to learn SST-2 above chance.
+TINY_BERT = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
+                 max_position_embeddings=128)
+BASE_BERT = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                 max_position_embeddings=512)
+
+
+def _random_config(spec: str, vocab_size: int):
+    from transformers import AutoConfig
+
+    name = spec[len("random:"):]
+    if name == "tiny":
+        return AutoConfig.for_model("bert", vocab_size=vocab_size, **TINY_BERT)
+    if name == "base":
+        return AutoConfig.for_model("bert", vocab_size=vocab_size, **BASE_BERT)
+    path = Path(name)
+    if not path.is_file():
+        raise BadInput(f"{name}: model config file not found (expected random:tiny, random:base or random:CONFIG.json)")
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{name} line {exc.lineno}: malformed JSON ({exc.msg})") from None
+    values.setdefault("vocab_size", vocab_size)
+    return AutoConfig.for_model(values.pop("model_type", "bert"), **values)
+
+
+def _fetch_s3_model(uri: str, cache_dir: str) -> str:
+    """Download an s3:// model prefix once; later runs (and retries on the same host) reuse it."""
+    target = Path(cache_dir) / "models" / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
+    done = target / ".complete"
+    if done.exists():
+        log.info("model %s: using cached copy in %s", uri, target)
+        return str(target)
+    try:
+        files = storage.list_files(uri)
+    except storage.StorageError as exc:
+        raise BadInput(str(exc)) from None
+    if not files:
+        raise BadInput(f"{uri}: no model files under this prefix")
+    log.info("model %s: downloading %d files to %s", uri, len(files), target)
+    for rel in files:
+        try:
+            storage.download_file(storage.join(uri, rel), target / rel)
+        except storage.StorageError as exc:
+            raise BadInput(str(exc)) from None
+    done.write_text(uri + "\n")  # written last: a half download is fetched again
+    return str(target)
+
+
+def build_tokenizer(model: str, vocab: str | None, cache_dir: str):
+    """Returns (tokenizer, resolved model location). Local or S3 models bring their own tokenizer."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    if model.startswith("random:"):
+        if not vocab:
+            raise BadInput(f"--model {model} needs --vocab PATH (a WordPiece vocab.txt)")
+        if not os.path.isfile(vocab):
+            raise BadInput(f"{vocab}: vocab file not found")
+        return BertTokenizerFast(vocab=vocab, do_lower_case=True), model
+    location = _fetch_s3_model(model, cache_dir) if storage.is_s3(model) else model
+    looks_local = location.startswith(("/", "./", "../", "~")) or os.path.exists(location)
+    if looks_local and not os.path.isdir(location):
+        raise BadInput(f"{location}: model directory not found")
+    try:
+        return AutoTokenizer.from_pretrained(location), location
+    except OSError as exc:
+        raise BadInput(f"{model}: cannot load tokenizer ({str(exc).splitlines()[0]})") from None
+
+
+def build_model(location: str, labels: list[str], vocab_size: int):
+    from transformers import AutoModelForSequenceClassification
+
+    id2label = {i: label for i, label in enumerate(labels)}
+    label2id = {label: i for i, label in id2label.items()}
+    if location.startswith("random:"):
+        config = _random_config(location, vocab_size)
+        config.num_labels = len(labels)
+        config.id2label, config.label2id = id2label, label2id
+        return AutoModelForSequenceClassification.from_config(config)
+    try:
+        # A checkpoint fine-tuned on other labels has a differently shaped head: start it fresh.
+        return AutoModelForSequenceClassification.from_pretrained(
+            location, num_labels=len(labels), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
+        )
+    except OSError as exc:
+        raise BadInput(f"{location}: cannot load model ({str(exc).splitlines()[0]})") from None
