@@ -36,13 +36,15 @@ $(VENV)/.created:
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
 	@touch $@
 
-$(VENV)/.synth-deps: requirements.txt | $(VENV)/.created
+# The project itself is installed editable: the stacks import the container's contract modules
+# (bert_train, which lives in the image's build context) and the CLI gets its console script.
+$(VENV)/.synth-deps: requirements.txt pyproject.toml | $(VENV)/.created
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
 $(VENV)/.dev-deps: requirements.txt requirements-dev.txt pyproject.toml $(VENV)/.synth-deps
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json $(VENV)/.synth-deps
@@ -55,7 +57,7 @@ install: $(VENV)/.dev-deps node_modules/.installed
 synth: $(VENV)/.synth-deps node_modules/.installed
 	@rm -rf cdk.out
 	$(NO_AWS) $(CDK) synth --quiet --no-notices -c profile=$(PROFILE) $(CDK_ARGS) --output cdk.out
-	$(BIN)/cfn-lint
+	$(BIN)/cfn-lint cdk.out/*.template.json
 	@$(BIN)/python -m stacks.summary cdk.out
 
 test: install

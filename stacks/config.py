@@ -146,6 +146,11 @@ class TrainingConfig(_Model):
     vcpus_per_job: int = Field(default=4, ge=1)
     memory_mib_per_job: int = Field(default=15000, ge=1024)
     shared_memory_mib: int = Field(default=4096, ge=64)
+    # Per node of a multi-node job (one node per instance): the default fits g5.12xlarge
+    # (4 GPUs, 48 vCPUs, 192 GiB) with room for the ECS agent.
+    multinode_gpus_per_node: int = Field(default=4, ge=1, le=8)
+    multinode_vcpus_per_node: int = Field(default=44, ge=1)
+    multinode_memory_mib_per_node: int = Field(default=180000, ge=1024)
     retry_attempts: int = Field(default=5, ge=1, le=10)
     timeout_minutes: int = Field(default=24 * 60, ge=1)
     # How long a job may sit RUNNABLE for lack of Spot capacity before it is cancelled and
@@ -253,6 +258,11 @@ class PlatformConfig(_Model):
             raise _KeyedError(
                 "training.vcpus_per_job", t.vcpus_per_job,
                 "must fit in spot_max_vcpus and on_demand_max_vcpus",
+            )
+        if t.multinode_vcpus_per_node * t.multinode_nodes > t.multinode_max_vcpus:
+            raise _KeyedError(
+                "training.multinode_vcpus_per_node", t.multinode_vcpus_per_node,
+                f"times multinode_nodes ({t.multinode_nodes}) must fit in multinode_max_vcpus ({t.multinode_max_vcpus})",
             )
         return self
 

@@ -13,6 +13,7 @@ from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 from stacks.config import PlatformConfig
 from stacks.data_stack import DataStack
 from stacks.network_stack import NetworkStack
+from stacks.training_stack import TrainingStack
 
 COMPLIANCE_PACK_CLASSES = {
     "nist-800-53-r5": NIST80053R5Checks,
@@ -24,10 +25,11 @@ COMPLIANCE_PACK_CLASSES = {
 class Platform:
     network: NetworkStack
     data: DataStack
+    training: TrainingStack
 
     @property
     def stacks(self) -> list[cdk.Stack]:
-        return [self.network, self.data]
+        return [self.network, self.data, self.training]
 
 
 def stack_environment(config: PlatformConfig) -> cdk.Environment | None:
@@ -64,9 +66,22 @@ def build_platform(app: cdk.App, config: PlatformConfig) -> Platform:
         description=f"{config.project_name} ({config.profile}): KMS key, S3 buckets, FSx for Lustre (stateful)",
         **common,
     )
+    training = TrainingStack(
+        app, f"{prefix}-Training", config=config,
+        vpc=network.vpc,
+        compute_subnets=network.compute_subnets,
+        private_subnets=network.private_subnets,
+        compute_security_group=network.compute_security_group,
+        key=data.key,
+        data_bucket=data.data_bucket,
+        artifacts_bucket=data.artifacts_bucket,
+        lustre=data.lustre,
+        description=f"{config.project_name} ({config.profile}): Batch GPU compute, queues, job definitions, fallback",
+        **common,
+    )
     for key, value in config.tags.items():
         cdk.Tags.of(app).add(key, value)
-    return Platform(network=network, data=data)
+    return Platform(network=network, data=data, training=training)
 
 
 def add_compliance_checks(app: cdk.App, config: PlatformConfig) -> None:

@@ -75,3 +75,23 @@ def prod_data(prod: Synthesized) -> Template:
 @pytest.fixture(scope="session")
 def prod_network(prod: Synthesized) -> Template:
     return prod.template(prod.platform.network)
+
+
+@pytest.fixture(scope="session")
+def dev_training(dev: Synthesized) -> Template:
+    return dev.template(dev.platform.training)
+
+
+@pytest.fixture(scope="session")
+def prod_training(prod: Synthesized) -> Template:
+    return prod.template(prod.platform.training)
+
+
+@pytest.fixture(scope="session")
+def dev_monitoring(dev: Synthesized) -> Template:
+    return dev.template(dev.platform.monitoring)
+
+
+@pytest.fixture(scope="session")
+def prod_monitoring(prod: Synthesized) -> Template:
+    return prod.template(prod.platform.monitoring)

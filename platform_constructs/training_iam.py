@@ -1,0 +1,270 @@
+"""Least-privilege IAM for the training platform: instance, execution and job roles.
+
+Each role gets one customer-managed policy with explicit statements (no AWS-managed policies,
+no inline policies). The roles are handed to the Batch constructs through
+`without_policy_updates()`, so no construct can widen them with an implicit grant: what the
+template holds is exactly what is written here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from aws_cdk import Aws, Fn, Stack, aws_iam as iam, aws_kms as kms, aws_logs as logs, aws_s3 as s3
+from constructs import Construct
+
+from platform_constructs.contracts import contract
+from platform_constructs.lustre import DATASETS_PREFIX
+from platform_constructs.nag import acknowledge
+
+ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"]
+LOG_WRITE_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"]
+# ECS container agent calls on its own cluster and container instance (the ECS part of
+# AmazonEC2ContainerServiceforEC2Role, without CreateCluster: Batch creates the cluster).
+ECS_AGENT_ACTIONS = [
+    "ecs:DeregisterContainerInstance",
+    "ecs:Poll",
+    "ecs:RegisterContainerInstance",
+    "ecs:StartTelemetrySession",
+    "ecs:SubmitAttachmentStateChanges",
+    "ecs:SubmitContainerStateChange",
+    "ecs:SubmitTaskStateChange",
+    "ecs:UpdateContainerInstancesState",
+    "ecs:ListTagsForResource",
+]
+# Actions with no resource-level permission: the only place `Resource: "*"` appears.
+NO_RESOURCE_LEVEL_ACTIONS = frozenset({
+    "ecs:DiscoverPollEndpoint",
+    "ec2:DescribeTags",
+    "ecr:GetAuthorizationToken",
+    "batch:DescribeJobs",
+})
+# Outputs of the Data stack that hold the bucket names (see stacks/data_stack.py).
+DATA_BUCKET_OUTPUT = "DataBucketName"
+ARTIFACTS_BUCKET_OUTPUT = "ArtifactsBucketName"
+_ECR_URI = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)")
+
+
+def ecr_repository_arn_of(image_uri: str) -> str | None:
+    """The ECR repository ARN of a prebuilt image URI, or None for other registries."""
+    m = _ECR_URI.match(image_uri)
+    if not m:
+        return None
+    account, region, repo = m.groups()
+    return f"arn:{Aws.PARTITION}:ecr:{region}:{account}:repository/{repo}"
+
+
+def batch_cluster_prefix(project: str, profile: str) -> str:
+    """Batch names a managed environment's ECS cluster `<environment name>_Batch_<uuid>`; the
+    compute environments are named `<project>-<profile>-ce-...`."""
+    return f"{project}-{profile}-ce-"
+
+
+def stack_output(resource: Construct, output_id: str) -> str:
+    """`Fn::GetStackOutput` of an output of the stack that holds `resource`.
+
+    Used for the bucket names in object ARNs: an explicit reference renders the same in every
+    synth, so the cdk-nag findings on those ARNs can be acknowledged one by one.
+    """
+    stack = Stack.of(resource)
+    return Fn.get_stack_output(stack.stack_name, output_id, stack.region)
+
+
+def nag_resource(scope: Construct, value: str) -> str:
+    """A policy resource as cdk-nag writes it in a finding id: pseudo parameters and
+    same-stack references as `<Name>` / `<LogicalId.Attr>`, other intrinsics as compact JSON."""
+
+    def render(node) -> str:
+        if isinstance(node, str):
+            return node
+        if isinstance(node, dict) and len(node) == 1:
+            (fn, arg), = node.items()
+            if fn == "Fn::Join":
+                return arg[0].join(render(part) for part in arg[1])
+            if fn == "Ref":
+                return f"<{arg}>"
+            if fn == "Fn::GetAtt":
+                return f"<{'.'.join(arg)}>"
+        return json.dumps(node, separators=(",", ":"))
+
+    return render(Stack.of(scope).resolve(value))
+
+
+class TrainingRoles(Construct):
+    """`instance_role` (EC2 instances of the compute environments), `execution_role` (ECS
+    agent: image pull, awslogs), `job_role` (the training container)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        project: str,
+        profile: str,
+        key: kms.IKey,
+        data_bucket: s3.IBucket,
+        artifacts_bucket: s3.IBucket,
+        log_group: logs.ILogGroup,
+        image_repository_arn: str | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        region, account, partition = Aws.REGION, Aws.ACCOUNT_ID, Aws.PARTITION
+        source_account = {"StringEquals": {"aws:SourceAccount": account}}
+
+        # --- instance role ---------------------------------------------------------------
+        ecs = f"arn:{partition}:ecs:{region}:{account}"
+        clusters = batch_cluster_prefix(project, profile) + "*"
+        instance_policy = iam.ManagedPolicy(
+            self,
+            "InstancePolicy",
+            description=f"{project} {profile}: ECS agent on Batch GPU instances",
+            statements=[
+                iam.PolicyStatement(
+                    sid="EcsAgentOnProjectClusters",
+                    actions=ECS_AGENT_ACTIONS,
+                    resources=[
+                        f"{ecs}:cluster/{clusters}",
+                        f"{ecs}:container-instance/{clusters}/*",
+                        f"{ecs}:task/{clusters}/*",
+                    ],
+                ),
+                iam.PolicyStatement(
+                    sid="EcsTagOnRegister",
+                    actions=["ecs:TagResource"],
+                    resources=[f"{ecs}:container-instance/{clusters}/*"],
+                    conditions={"StringEquals": {"ecs:CreateAction": "RegisterContainerInstance"}},
+                ),
+                iam.PolicyStatement(
+                    sid="NoResourceLevelPermissions",
+                    actions=["ecs:DiscoverPollEndpoint", "ec2:DescribeTags"],
+                    resources=["*"],
+                ),
+            ],
+        )
+        acknowledge(
+            instance_policy,
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "ecs:DiscoverPollEndpoint and ec2:DescribeTags have no resource-level permissions; the "
+            "ECS agent on each Batch instance needs them to find its endpoint and read instance tags.",
+        )
+        acknowledge(
+            instance_policy,
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:cluster/{clusters}]",
+            "Batch creates and names the ECS clusters of managed compute environments itself "
+            "(<environment name>_Batch_<uuid>); the wildcard is limited to this project's environments.",
+        )
+        for kind in ("container-instance", "task"):
+            acknowledge(
+                instance_policy,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:{kind}/{clusters}/*]",
+                f"ECS {kind} ids are assigned at run time inside the Batch-created clusters of this "
+                "project's compute environments; the ARN is scoped to those clusters.",
+            )
+        self.instance_role = iam.Role(
+            self,
+            "InstanceRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description=f"{project} {profile}: Batch GPU instances (ECS agent)",
+            managed_policies=[instance_policy],
+        )
+
+        # --- execution role ----------------------------------------------------------------
+        execution_statements = [
+            iam.PolicyStatement(sid="WriteJobLogs", actions=LOG_WRITE_ACTIONS, resources=[log_group.log_group_arn]),
+        ]
+        if image_repository_arn:
+            execution_statements += [
+                iam.PolicyStatement(sid="PullTrainingImage", actions=ECR_PULL_ACTIONS, resources=[image_repository_arn]),
+                iam.PolicyStatement(sid="EcrAuthToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            ]
+        execution_policy = iam.ManagedPolicy(
+            self,
+            "ExecutionPolicy",
+            description=f"{project} {profile}: pull the training image, write the job log group",
+            statements=execution_statements,
+        )
+        if image_repository_arn:
+            acknowledge(
+                execution_policy,
+                "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+                "ecr:GetAuthorizationToken has no resource-level permission; image pulls themselves "
+                "are limited to the one training image repository.",
+            )
+        self.execution_role = iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com", conditions=source_account),
+            description=f"{project} {profile}: ECS agent for training jobs (image pull, logs)",
+            managed_policies=[execution_policy],
+        )
+
+        # --- job role ----------------------------------------------------------------------
+        s3_via = {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}
+        datasets = DATASETS_PREFIX
+        outputs = [contract.CHECKPOINTS_PREFIX, contract.RUNS_PREFIX]
+        s3_objects = lambda bucket, output_id, prefix: (  # noqa: E731
+            f"arn:{partition}:s3:::{stack_output(bucket, output_id)}/{prefix}*"
+        )
+        datasets_objects = s3_objects(data_bucket, DATA_BUCKET_OUTPUT, datasets)
+        output_objects = [s3_objects(artifacts_bucket, ARTIFACTS_BUCKET_OUTPUT, p) for p in outputs]
+        job_policy = iam.ManagedPolicy(
+            self,
+            "JobPolicy",
+            description=f"{project} {profile}: training container data access",
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadDatasets",
+                    actions=["s3:GetObject"],
+                    resources=[datasets_objects],
+                ),
+                iam.PolicyStatement(
+                    sid="ListDatasets",
+                    actions=["s3:ListBucket"],
+                    resources=[data_bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [datasets, f"{datasets}*"]}},
+                ),
+                iam.PolicyStatement(
+                    sid="ReadWriteCheckpointsAndRuns",
+                    actions=[
+                        "s3:GetObject",
+                        "s3:PutObject",
+                        "s3:DeleteObject",
+                        "s3:AbortMultipartUpload",
+                        "s3:ListMultipartUploadParts",
+                    ],
+                    resources=output_objects,
+                ),
+                iam.PolicyStatement(
+                    sid="ListCheckpointsAndRuns",
+                    actions=["s3:ListBucket"],
+                    resources=[artifacts_bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [x for p in outputs for x in (p, f"{p}*")]}},
+                ),
+                iam.PolicyStatement(
+                    sid="ProjectKeyThroughS3",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[key.key_arn],
+                    conditions=s3_via,
+                ),
+            ],
+        )
+        for objects, why in (
+            (datasets_objects, "the job reads any dataset object under datasets/ of the data bucket"),
+            (output_objects[0], "the job writes and prunes its checkpoints under checkpoints/<run-id>/"),
+            (output_objects[1], "the job writes its model and metrics under runs/<run-id>/"),
+        ):
+            objects_arn = nag_resource(self, objects)
+            acknowledge(
+                job_policy,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::{objects_arn}]",
+                f"Object keys are chosen at run time: {why}; the wildcard stops at that prefix of that bucket.",
+            )
+        self.job_role = iam.Role(
+            self,
+            "JobRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com", conditions=source_account),
+            description=f"{project} {profile}: the training container (datasets in, checkpoints and runs out)",
+            managed_policies=[job_policy],
+        )
+        self.policies = {"instance": instance_policy, "execution": execution_policy, "job": job_policy}
