@@ -1,0 +1,127 @@
+"""Run outputs in the artifacts bucket: runs/<run-id>/ (metrics.json last) and checkpoints/<run-id>/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import botocore.exceptions
+
+from bert_train import contract
+
+from .aws import error_code
+from .errors import BertBatchError
+
+# Final-metric keys shown by `runs` (metrics.json may hold more, or fewer: missing shows '-').
+RUN_COLUMNS = ("eval_accuracy", "eval_f1", "eval_loss", "train_loss", "epochs", "steps")
+
+
+def run_prefix(run_id: str) -> str:
+    return f"{contract.RUNS_PREFIX}{run_id}/"
+
+
+def checkpoint_prefix(run_id: str) -> str:
+    return f"{contract.CHECKPOINTS_PREFIX}{run_id}/"
+
+
+def list_objects(s3, bucket: str, prefix: str) -> list[dict]:
+    out: list[dict] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        out.extend(page.get("Contents", []))
+    return out
+
+
+def list_run_ids(s3, bucket: str) -> list[str]:
+    ids: list[str] = []
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=contract.RUNS_PREFIX, Delimiter="/"):
+        for cp in page.get("CommonPrefixes", []):
+            ids.append(cp["Prefix"][len(contract.RUNS_PREFIX):].rstrip("/"))
+    return ids
+
+
+def read_metrics(s3, bucket: str, run_id: str) -> tuple[dict | None, object]:
+    """(final metrics or None if not written yet, LastModified of metrics.json or None)."""
+    key = run_prefix(run_id) + contract.METRICS_FILE
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+            return None, None
+        raise
+    try:
+        data = json.loads(obj["Body"].read())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"error": "unreadable metrics.json"}, obj.get("LastModified")
+    if not isinstance(data, dict):
+        return {"error": "unexpected metrics.json"}, obj.get("LastModified")
+    return data, obj.get("LastModified")
+
+
+def metric_value(metrics: dict, key: str):
+    """Tolerant lookup: the key, a few aliases, or a nested {"final": {...}} object."""
+    aliases = {"epochs": ("epochs", "epochs_completed", "epoch"), "steps": ("steps", "global_step", "step")}
+    for candidate in aliases.get(key, (key,)):
+        if candidate in metrics:
+            return metrics[candidate]
+    nested = metrics.get("final")
+    if isinstance(nested, dict):
+        return metric_value(nested, key)
+    return None
+
+
+# Shown by `watch` at the end, in this order, when present (the trainer writes more).
+SUMMARY_KEYS = ("eval_accuracy", "eval_f1", "eval_loss", "train_loss", "global_step", "epochs_completed",
+                "samples_per_second", "train_seconds", "early_stopped", "resumed_from_step")
+
+
+def summary(metrics: dict) -> str:
+    keys = [k for k in SUMMARY_KEYS if k in metrics] or [
+        k for k, v in metrics.items() if not isinstance(v, (dict, list))]
+    return ", ".join(f"{k} {format_value(metrics[k])}" for k in keys)
+
+
+def format_value(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def run_objects(s3, bucket: str, run_id: str) -> tuple[list[dict], list[dict]]:
+    """(outputs under runs/<id>/, checkpoints under checkpoints/<id>/); unknown run -> error."""
+    outputs = list_objects(s3, bucket, run_prefix(run_id))
+    checkpoints = list_objects(s3, bucket, checkpoint_prefix(run_id))
+    if not outputs and not checkpoints:
+        raise BertBatchError(
+            f"no such run: {run_id} (nothing under s3://{bucket}/{run_prefix(run_id)} "
+            f"or s3://{bucket}/{checkpoint_prefix(run_id)})"
+        )
+    return outputs, checkpoints
+
+
+def download(s3, bucket: str, objects: list[dict], strip_prefix: str, dest: Path) -> list[Path]:
+    """Download `objects` below `dest`, keeping their paths relative to `strip_prefix`."""
+    written = []
+    root = dest.resolve()
+    for obj in objects:
+        rel = obj["Key"][len(strip_prefix):]
+        if not rel or rel.endswith("/"):
+            continue
+        target = (dest / rel).resolve()
+        if root not in target.parents:
+            raise BertBatchError(f"refusing to write outside {dest}: {obj['Key']}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, obj["Key"], str(target))
+        written.append(target)
+    return written
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"

@@ -1,0 +1,252 @@
+"""AWS Batch side of the CLI: build and submit jobs, describe, list, cancel, follow fallbacks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import botocore.exceptions
+
+from bert_train import contract
+
+from . import discovery
+from .aws import error_code
+from .errors import BertBatchError
+
+ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+TERMINAL_STATES = ("SUCCEEDED", "FAILED")
+ALL_STATES = ACTIVE_STATES + TERMINAL_STATES
+BEFORE_START = ("SUBMITTED", "PENDING", "RUNNABLE")  # cancel_job; later states need terminate_job
+
+QUEUE_KEYS = {
+    "spot-first": discovery.QUEUE_SPOT_FIRST,
+    "on-demand": discovery.QUEUE_ON_DEMAND,
+    "multi-node": discovery.QUEUE_MULTI_NODE,
+}
+
+
+# --- S3 inputs ----------------------------------------------------------------------------------
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(uri)
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+def resolve_input(flag: str, value: str, data_bucket: str) -> str:
+    """s3://... as given; a bare key like sst2/train.tsv means s3://<data-bucket>/datasets/sst2/train.tsv."""
+    if value.startswith("s3://"):
+        bucket, key = parse_s3_uri(value)
+        if not bucket or not key:
+            raise BertBatchError(f"{flag} {value}: expected s3://bucket/key")
+        return value
+    if "://" in value or value.startswith("/"):
+        raise BertBatchError(
+            f"{flag} {value}: use an s3:// URI or a key under s3://{data_bucket}/datasets/"
+        )
+    return f"s3://{data_bucket}/datasets/{value.removeprefix('./')}"
+
+
+def check_s3_object(s3, flag: str, uri: str) -> None:
+    """Fail with one line unless the object (or, for a URI ending in '/', the prefix) exists."""
+    bucket, key = parse_s3_uri(uri)
+    try:
+        if key.endswith("/"):
+            resp = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+            if resp.get("KeyCount", 0) == 0:
+                raise BertBatchError(f"{flag} {uri}: no objects under this prefix")
+            return
+        s3.head_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as exc:
+        code = error_code(exc)
+        if code in ("404", "NoSuchKey", "NotFound"):
+            raise BertBatchError(f"{flag} {uri}: no such object") from None
+        if code == "NoSuchBucket":
+            raise BertBatchError(f"{flag} {uri}: no such bucket") from None
+        if code in ("403", "AccessDenied", "Forbidden"):
+            raise BertBatchError(f"{flag} {uri}: access denied") from None
+        raise
+
+
+# --- submit -----------------------------------------------------------------------------------
+@dataclass
+class SubmitPlan:
+    run_id: str
+    queue: str
+    job_definition: str
+    parameters: dict[str, str]  # Ref:: name -> value
+    environment: dict[str, str] = field(default_factory=dict)
+    gpus: int | None = None
+    nodes: int = 1
+    array_size: int | None = None
+    timeout_seconds: int | None = None
+
+    def request(self) -> dict:
+        """Keyword arguments of batch.submit_job."""
+        env = [{"name": contract.ENV_RUN_ID, "value": self.run_id}]
+        env += [{"name": k, "value": v} for k, v in sorted(self.environment.items())]
+        overrides: dict = {"environment": env}
+        if self.gpus is not None:
+            overrides["resourceRequirements"] = [{"type": "GPU", "value": str(self.gpus)}]
+        req: dict = {
+            "jobName": self.run_id,
+            "jobQueue": self.queue,
+            "jobDefinition": self.job_definition,
+            "parameters": dict(self.parameters),
+            "tags": {contract.TAG_RUN_ID: self.run_id},
+            "propagateTags": True,
+        }
+        if self.nodes > 1:
+            req["nodeOverrides"] = {
+                "numNodes": self.nodes,
+                "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": overrides}],
+            }
+        else:
+            req["containerOverrides"] = overrides
+        if self.array_size:
+            req["arrayProperties"] = {"size": self.array_size}
+        if self.timeout_seconds:
+            req["timeout"] = {"attemptDurationSeconds": self.timeout_seconds}
+        return req
+
+
+def choose_queue(nodes: int, on_demand: bool) -> tuple[str, str]:
+    """(queue key, job definition key) for the requested shape."""
+    if nodes > 1:
+        return discovery.QUEUE_MULTI_NODE, discovery.JOB_DEFINITION_MULTI_NODE
+    if on_demand:
+        return discovery.QUEUE_ON_DEMAND, discovery.JOB_DEFINITION_SINGLE
+    return discovery.QUEUE_SPOT_FIRST, discovery.JOB_DEFINITION_SINGLE
+
+
+def job_definition_parameters(batch, job_definition: str) -> dict[str, str]:
+    """Default Ref:: parameters of a job definition (ARN or name[:revision])."""
+    if job_definition.startswith("arn:"):
+        resp = batch.describe_job_definitions(jobDefinitions=[job_definition])
+    else:
+        resp = batch.describe_job_definitions(jobDefinitionName=job_definition.split(":")[0], status="ACTIVE")
+    defs = sorted(resp.get("jobDefinitions", []), key=lambda d: d.get("revision", 0))
+    if not defs:
+        raise BertBatchError(f"job definition {job_definition} not found: redeploy the Training stack")
+    return dict(defs[-1].get("parameters") or {})
+
+
+def console_url(region: str, job_id: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/batch/home?region={region}#jobs/detail/{job_id}"
+
+
+# --- describe / follow ------------------------------------------------------------------------
+def describe(batch, job_id: str) -> dict:
+    try:
+        jobs = batch.describe_jobs(jobs=[job_id]).get("jobs", [])
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) in ("ClientException", "InvalidParameterValueException"):
+            jobs = []
+        else:
+            raise
+    if not jobs:
+        raise BertBatchError(f"no such job: {job_id} (in {batch.meta.region_name})")
+    return jobs[0]
+
+
+def tags_of(batch, job: dict) -> dict[str, str]:
+    tags = job.get("tags")
+    if tags is None:
+        tags = batch.list_tags_for_resource(resourceArn=job["jobArn"]).get("tags", {})
+    return dict(tags or {})
+
+
+def fresh_tags(batch, job: dict) -> dict[str, str]:
+    """Tags read now (the fallback handler adds TAG_FALLBACK_TO after the job failed)."""
+    return dict(batch.list_tags_for_resource(resourceArn=job["jobArn"]).get("tags", {}) or {})
+
+
+def fallback_target(batch, job: dict) -> str | None:
+    return fresh_tags(batch, job).get(contract.TAG_FALLBACK_TO) or None
+
+
+def latest_in_chain(batch, job: dict, *, limit: int = 10) -> dict:
+    """Follow TAG_FALLBACK_TO from `job` to the job that replaced it (if any)."""
+    for _ in range(limit):
+        target = fallback_target(batch, job) if job.get("status") == "FAILED" else None
+        if not target:
+            return job
+        job = describe(batch, target)
+    return job
+
+
+def environment_of(job: dict) -> dict[str, str]:
+    container = job.get("container") or {}
+    env = container.get("environment") or []
+    if not env:
+        for rng in (job.get("nodeProperties") or {}).get("nodeRangeProperties", []):
+            env = (rng.get("container") or {}).get("environment") or []
+            if env:
+                break
+    return {e["name"]: e["value"] for e in env}
+
+
+def run_id_of(job: dict) -> str | None:
+    tags = job.get("tags") or {}
+    run_id = tags.get(contract.TAG_RUN_ID) or environment_of(job).get(contract.ENV_RUN_ID)
+    if run_id and "arrayProperties" in job and "index" in job["arrayProperties"]:
+        return contract.array_run_id(run_id, job["arrayProperties"]["index"])
+    return run_id
+
+
+def queue_name(job: dict) -> str:
+    return (job.get("jobQueue") or "").rsplit("/", 1)[-1]
+
+
+def log_streams(batch, job: dict) -> list[str]:
+    """Log streams of a job in attempt order (retries after Spot interruptions have their own)."""
+    streams: list[str] = []
+    for attempt in job.get("attempts") or []:
+        name = (attempt.get("container") or {}).get("logStreamName")
+        if name and name not in streams:
+            streams.append(name)
+    name = (job.get("container") or {}).get("logStreamName")
+    if name and name not in streams:
+        streams.append(name)
+    if not streams and job.get("nodeProperties") and "#" not in job["jobId"]:
+        main = job["nodeProperties"].get("mainNode", 0)
+        try:
+            node = describe(batch, f"{job['jobId']}#{main}")
+        except BertBatchError:
+            return []
+        return log_streams(batch, node)
+    return streams
+
+
+# --- list / cancel ----------------------------------------------------------------------------
+def list_jobs(batch, queues: list[str], states: list[str]) -> list[dict]:
+    """Job summaries of `queues` in `states`, newest first."""
+    out: dict[str, dict] = {}
+    paginator = batch.get_paginator("list_jobs")
+    for queue in queues:
+        for state in states:
+            for page in paginator.paginate(jobQueue=queue, jobStatus=state):
+                for summary in page.get("jobSummaryList", []):
+                    summary = dict(summary)
+                    summary["_queue"] = queue
+                    out[summary["jobId"]] = summary
+    return sorted(out.values(), key=lambda s: s.get("createdAt", 0), reverse=True)
+
+
+def cancel(batch, job: dict, reason: str) -> str:
+    """Cancel a job that has not started, terminate one that has. Returns what was done."""
+    state = job["status"]
+    if state in TERMINAL_STATES:
+        return "nothing"
+    # An array parent stays PENDING while its children run: TerminateJob stops running children
+    # and cancels the ones not started yet.
+    is_array_parent = bool((job.get("arrayProperties") or {}).get("size"))
+    if state in BEFORE_START and not is_array_parent:
+        batch.cancel_job(jobId=job["jobId"], reason=reason)
+        return "cancelled"
+    batch.terminate_job(jobId=job["jobId"], reason=reason)
+    return "terminated"
+
+
+def dumps(job: dict) -> str:
+    return json.dumps(job, indent=2, default=str, sort_keys=True)

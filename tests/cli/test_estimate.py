@@ -1,0 +1,160 @@
+"""estimate: arithmetic checked against figures worked out by hand, and the shipped tables."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bertbatch import discovery
+from bertbatch.estimate import load_table
+
+from .conftest import FIXTURES
+from .helpers import one_line_error
+
+THROUGHPUT = {
+    "reference_seq_len": 128,
+    "gpus": {"T1": {"samples_per_second": 100, "derived_estimate": True}},
+    "assumptions": {"multi_gpu_efficiency": 0.8, "startup_minutes": 6, "spot_interruption_overhead": 0.25},
+}
+PRICES = {
+    "as_of": "2026-01-01",
+    "region": "test-region-1",
+    "instances": {
+        "one.x": {"gpu": "T1", "gpus": 1, "on_demand": 2.0, "spot": 1.0},
+        "four.x": {"gpu": "T1", "gpus": 4, "on_demand": 10.0, "spot": 4.0},
+    },
+}
+
+
+@pytest.fixture
+def tables(tmp_path):
+    t, p = tmp_path / "throughput.json", tmp_path / "prices.json"
+    t.write_text(json.dumps(THROUGHPUT))
+    p.write_text(json.dumps(PRICES))
+    return ["--throughput", str(t), "--prices", str(p)]
+
+
+def run_json(bb, tables, *args):
+    r = bb("estimate", *tables, "--json", *args)
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    return data, {(o["instance_type"], o["pricing"]): o for o in data["options"]}
+
+
+def test_hand_computed_single_node(bb, tables):
+    # 36,000 rows x 2 epochs = 72,000 samples.
+    # one.x:  100 samples/s -> 720 s + 6 min startup = 1,080 s = 0.3 h; On-Demand 0.3 x $2 = $0.60;
+    #         Spot 0.3 x 1.25 = 0.375 h x $1 = $0.375.
+    # four.x: 100 x 4 GPUs x 0.8 = 320 samples/s -> 225 s + 360 s = 585 s = 0.1625 h; On-Demand $1.625;
+    #         Spot 0.203125 h x $4 = $0.8125.
+    data, opts = run_json(bb, tables, "--rows", "36000", "--epochs", "2")
+    assert opts[("one.x", "on-demand")]["hours"] == pytest.approx(0.3)
+    assert opts[("one.x", "on-demand")]["cost"] == pytest.approx(0.60)
+    assert opts[("one.x", "spot")]["hours"] == pytest.approx(0.375)
+    assert opts[("one.x", "spot")]["cost"] == pytest.approx(0.375)
+    assert opts[("four.x", "on-demand")]["samples_per_second"] == pytest.approx(320)
+    assert opts[("four.x", "on-demand")]["hours"] == pytest.approx(0.1625)
+    assert opts[("four.x", "on-demand")]["cost"] == pytest.approx(1.625)
+    assert opts[("four.x", "spot")]["cost"] == pytest.approx(0.8125)
+    assert data["choice"]["instance_type"] == "one.x" and data["choice"]["pricing"] == "spot"
+    assert data["choice"]["queue"] == discovery.QUEUE_SPOT_FIRST
+    assert [o["cost"] for o in data["options"]] == sorted(o["cost"] for o in data["options"])
+
+
+def test_max_hours_picks_cheapest_fast_enough(bb, tables):
+    # within 0.25 h only four.x fits: Spot 0.203 h $0.8125 beats On-Demand 0.1625 h $1.625
+    data, _ = run_json(bb, tables, "--rows", "36000", "--epochs", "2", "--max-hours", "0.25")
+    assert (data["choice"]["instance_type"], data["choice"]["pricing"]) == ("four.x", "spot")
+    # within 0.2 h only four.x On-Demand fits
+    data, _ = run_json(bb, tables, "--rows", "36000", "--epochs", "2", "--max-hours", "0.2")
+    assert (data["choice"]["instance_type"], data["choice"]["pricing"]) == ("four.x", "on-demand")
+    assert data["choice"]["queue"] == discovery.QUEUE_ON_DEMAND
+
+
+def test_sequence_length_scales_throughput(bb, tables):
+    # seq 256 halves throughput: 72,000 / 50 = 1,440 s + 360 s = 0.5 h; On-Demand $1.00
+    _, opts = run_json(bb, tables, "--rows", "36000", "--epochs", "2", "--max-seq-length", "256")
+    assert opts[("one.x", "on-demand")]["hours"] == pytest.approx(0.5)
+    assert opts[("one.x", "on-demand")]["cost"] == pytest.approx(1.0)
+
+
+def test_multi_node_is_on_demand_only(bb, tables):
+    # 2 x four.x = 8 GPUs x 100 x 0.8 = 640 samples/s: 112.5 s + 360 s = 0.13125 h x $10 x 2 nodes = $2.625
+    data, opts = run_json(bb, tables, "--rows", "36000", "--epochs", "2", "--nodes", "2", "--instance-type", "four.x")
+    assert set(opts) == {("four.x", "on-demand")}
+    assert opts[("four.x", "on-demand")]["hours"] == pytest.approx(0.13125)
+    assert opts[("four.x", "on-demand")]["cost"] == pytest.approx(2.625)
+    assert data["choice"]["queue"] == discovery.QUEUE_MULTI_NODE
+
+
+def test_spot_overhead_option(bb, tables):
+    _, opts = run_json(bb, tables, "--rows", "36000", "--epochs", "2", "--spot-overhead", "0")
+    assert opts[("one.x", "spot")]["hours"] == pytest.approx(0.3)
+
+
+def test_table_output_and_choice(bb, tables):
+    r = bb("estimate", *tables, "--rows", "36000", "--epochs", "2")
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("36,000 rows x 2 epoch(s), sequence length 128, 1 node(s)")
+    star = [line for line in r.output.splitlines() if line.startswith("*")]
+    assert len(star) == 1 and star[0].split()[1:4] == ["one.x", "1x", "T1"]
+    assert "Spot takes 25% longer" in r.output and "as of 2026-01-01" in r.output
+    assert "Would choose: one.x spot on queue spot-first, 0.38 h, $0.38 (bertbatch submit --gpus 1)" in r.output
+
+
+def test_rows_counted_from_local_file(bb, tables):
+    data, _ = run_json(bb, tables, "--data", str(FIXTURES / "sst2" / "train.tsv"))
+    assert data["rows"] == 2000  # 2,001 lines with the header
+
+
+def test_rows_counted_from_jsonl_without_header(bb, tables, tmp_path):
+    p = tmp_path / "train.jsonl"
+    p.write_text('{"sentence": "a", "label": 1}\n{"sentence": "b", "label": 0}\n')
+    data, _ = run_json(bb, tables, "--data", str(p))
+    assert data["rows"] == 2
+
+
+def test_rows_counted_from_s3(platform, bb, tables):
+    uri = platform.put_dataset("datasets/small.tsv", b"sentence\tlabel\na\t1\nb\t0\n\nc\t1\n")
+    data, _ = run_json(bb, tables, "--data", uri)
+    assert data["rows"] == 3
+
+
+def test_shipped_tables_are_consistent():
+    prices, throughput = load_table("prices.json"), load_table("gpu_throughput.json")
+    assert prices["as_of"] and prices["note"] and throughput["sources"]
+    wanted = {"g5.xlarge", "g5.2xlarge", "g5.12xlarge", "g6.xlarge", "g6.2xlarge", "g6e.xlarge",
+              "p4d.24xlarge", "p5.48xlarge"}
+    assert wanted <= set(prices["instances"])
+    for itype, inst in prices["instances"].items():
+        assert inst["gpu"] in throughput["gpus"], itype
+        assert inst["gpus"] >= 1 and 0 < inst["spot"] < inst["on_demand"], itype
+    for gpu, row in throughput["gpus"].items():
+        assert row["samples_per_second"] > 0 and "derived_estimate" in row, gpu
+
+
+def test_shipped_tables_hand_check(bb):
+    # g5.xlarge: one A10G at the table's samples/s; 10,000 rows x 1 epoch at seq 128
+    prices, throughput = load_table("prices.json"), load_table("gpu_throughput.json")
+    sps = throughput["gpus"]["A10G"]["samples_per_second"]
+    startup = throughput["assumptions"]["startup_minutes"] * 60
+    hours = (10_000 / sps + startup) / 3600
+    r = bb("estimate", "--rows", "10000", "--epochs", "1", "--instance-type", "g5.xlarge", "--json")
+    opts = {o["pricing"]: o for o in json.loads(r.output)["options"]}
+    assert opts["on-demand"]["hours"] == pytest.approx(hours)
+    assert opts["on-demand"]["cost"] == pytest.approx(hours * prices["instances"]["g5.xlarge"]["on_demand"])
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [([], "exactly one of --rows"), (["--rows", "1", "--data", "x"], "exactly one of --rows"),
+     (["--rows", "0"], "--rows 0"), (["--rows", "10", "--epochs", "0"], "--epochs 0"),
+     (["--rows", "10", "--max-seq-length", "1024"], "--max-seq-length 1024"),
+     (["--rows", "10", "--instance-type", "m5.large"], "--instance-type m5.large: not in the price table"),
+     (["--rows", "10", "--max-hours", "0.0001"], "no option finishes within --max-hours"),
+     (["--data", "no/such/file.tsv"], "--data no/such/file.tsv: no such file"),
+     (["--rows", "10", "--prices", "no-such.json"], "cannot read no-such.json")],
+)
+def test_estimate_errors(bb, args, fragment):
+    one_line_error(bb("estimate", *args), fragment)

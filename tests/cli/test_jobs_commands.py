@@ -1,0 +1,180 @@
+"""status, list, cancel and logs against a moto platform."""
+
+from __future__ import annotations
+
+import json
+
+from bert_train import contract
+from bert_train.metrics import EVAL_ACCURACY, TRAIN_LOSS, emf_line
+from bertbatch import discovery
+
+from .helpers import one_line_error, submit
+
+
+def test_status_shows_run_queue_and_console(platform, bb):
+    job_id = submit(platform, bb, "--run-name", "stat-run")
+    r = bb("status", job_id)
+    assert r.exit_code == 0, r.output
+    fields = dict(line.split(":", 1) for line in r.output.splitlines())
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    assert fields["job"] == job_id
+    assert fields["run id"] == "stat-run"
+    assert fields["status"].startswith("SUCCEEDED")
+    assert fields["queue"] == platform.names[discovery.QUEUE_SPOT_FIRST]
+    assert fields["console"].endswith(f"#jobs/detail/{job_id}")
+
+
+def test_status_shows_fallback_links(platform, bb):
+    old = submit(platform, bb, "--run-name", "fb")
+    new = submit(platform, bb, "--run-name", "fb", "--on-demand")
+    platform.batch.tag_resource(resourceArn=platform.job(old)["jobArn"], tags={contract.TAG_FALLBACK_TO: new})
+    r = bb("status", old)
+    assert r.exit_code == 0, r.output
+    assert f"fallback to:" in r.output and new in r.output
+
+
+def test_status_json(platform, bb):
+    job_id = submit(platform, bb)
+    r = bb("status", job_id, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["jobId"] == job_id
+
+
+def test_status_unknown_job(platform, bb):
+    one_line_error(bb("status", "00000000-0000-0000-0000-000000000000"),
+                   "no such job: 00000000-0000-0000-0000-000000000000")
+
+
+def test_list_table_filters_by_state_and_queue(platform, bb):
+    spot = submit(platform, bb, "--run-name", "on-spot")
+    od = submit(platform, bb, "--run-name", "on-od", "--on-demand")
+    running = submit(platform, bb, "--run-name", "still-running")
+    platform.moto_job(running).status = "RUNNING"
+
+    r = bb("list")
+    assert r.exit_code == 0, r.output
+    header, *rows = r.output.splitlines()
+    assert header.split()[:4] == ["JOB", "ID", "NAME", "STATE"]
+    assert {spot, od, running} == {row.split()[0] for row in rows}
+
+    r = bb("list", "--state", "running")
+    ids = [row.split()[0] for row in r.output.splitlines()[1:]]
+    assert ids == [running]
+
+    r = bb("list", "--queue", "on-demand")
+    rows = r.output.splitlines()[1:]
+    assert [row.split()[0] for row in rows] == [od]
+    assert platform.names[discovery.QUEUE_ON_DEMAND] in rows[0]
+
+    r = bb("list", "--queue", "on-demand", "--state", "FAILED")
+    assert r.exit_code == 0 and r.output.strip() == "No jobs."
+
+
+def test_list_unknown_queue(platform, bb):
+    one_line_error(bb("list", "--queue", "nope"), "--queue")
+
+
+def test_cancel_before_start_uses_cancel_job(platform, bb):
+    job_id = submit(platform, bb)
+    platform.moto_job(job_id).status = "RUNNABLE"
+    r = bb("cancel", job_id, "--reason", "wrong lr")
+    assert r.exit_code == 0, r.output
+    assert f"Job {job_id} cancelled (was RUNNABLE)" in r.output
+    assert platform.moto_job(job_id).job_stopped_reason == "wrong lr"
+
+
+def test_cancel_running_uses_terminate_job(platform, bb, monkeypatch):
+    job_id = submit(platform, bb)
+    platform.moto_job(job_id).status = "RUNNING"
+    from moto.batch.models import BatchBackend
+
+    calls = []
+    real = BatchBackend.terminate_job
+    monkeypatch.setattr(BatchBackend, "terminate_job", lambda self, jid, reason: (calls.append(jid), real(self, jid, reason)))
+    r = bb("cancel", job_id)
+    assert r.exit_code == 0, r.output
+    assert "terminated (was RUNNING)" in r.output
+    assert calls == [job_id]
+    assert platform.moto_job(job_id).stop is True
+
+
+def test_cancel_finished_job_is_a_no_op(platform, bb):
+    job_id = submit(platform, bb)
+    r = bb("cancel", job_id)
+    assert r.exit_code == 0, r.output
+    assert "already ended (SUCCEEDED); nothing to cancel" in r.output
+
+
+def test_cancel_follows_fallback(platform, bb):
+    old = submit(platform, bb, "--run-name", "fb")
+    new = submit(platform, bb, "--run-name", "fb", "--on-demand")
+    platform.moto_job(old).status = "FAILED"
+    platform.moto_job(new).status = "RUNNABLE"
+    platform.batch.tag_resource(resourceArn=platform.job(old)["jobArn"], tags={contract.TAG_FALLBACK_TO: new})
+    r = bb("cancel", old)
+    assert r.exit_code == 0, r.output
+    assert f"resubmitted as {new}" in r.output
+    assert platform.moto_job(new).job_stopped_reason == "Cancelled with bertbatch"
+
+
+def test_cancel_unknown_job(platform, bb):
+    one_line_error(bb("cancel", "no-such-job"), "no such job: no-such-job")
+
+
+def test_logs_prints_stream_and_hides_emf(platform, bb):
+    job_id = submit(platform, bb, "--run-name", "logged")
+    stream = platform.job(job_id)["container"]["logStreamName"]
+    emf = emf_line({TRAIN_LOSS.name: 0.5, EVAL_ACCURACY.name: 0.9}, namespace="BertBatch",
+                   dimensions={"Profile": "dev", "RunId": "logged"})
+    platform.write_log(stream, ["loading data", "[progress] epoch 1/1 step 5/5 loss 0.5000 samples/s 10.0 eta 0:00:00", emf, "done"])
+    r = bb("logs", job_id)
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines() == ["loading data", "[progress] epoch 1/1 step 5/5 loss 0.5000 samples/s 10.0 eta 0:00:00", emf, "done"]
+    r = bb("logs", job_id, "--no-emf")
+    assert r.output.splitlines() == ["loading data", "[progress] epoch 1/1 step 5/5 loss 0.5000 samples/s 10.0 eta 0:00:00", "done"]
+
+
+def test_logs_follow_reads_until_job_ends(platform, bb):
+    job_id = submit(platform, bb)
+    stream = platform.job(job_id)["container"]["logStreamName"]
+    platform.write_log(stream, ["line %d" % i for i in range(3)])
+    r = bb("logs", job_id, "--follow", "--poll", "0")
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines() == ["line 0", "line 1", "line 2"]
+
+
+def test_logs_unknown_job(platform, bb):
+    one_line_error(bb("logs", "nope"), "no such job: nope")
+
+
+def test_logs_missing_stream(platform, bb):
+    job_id = submit(platform, bb)
+    one_line_error(bb("logs", job_id), "no log stream", platform.log_group)
+
+
+def test_logs_not_started(platform, bb):
+    job_id = submit(platform, bb)
+    job = platform.moto_job(job_id)
+    job.status, job.log_stream_name, job.attempts = "RUNNABLE", None, []
+    one_line_error(bb("logs", job_id), "no logs yet (status RUNNABLE)")
+
+
+def test_logs_of_array_parent_asks_for_a_child(platform, bb):
+    job_id = submit(platform, bb, "--array", "2")
+    one_line_error(bb("logs", job_id), f"is an array job: give one child, e.g. bertbatch logs {job_id}:0")
+
+
+def test_cancel_array_parent_terminates(platform, bb, monkeypatch):
+    job_id = submit(platform, bb, "--array", "3")
+    parent = platform.moto_job(job_id)
+    parent.status = "PENDING"
+    for child in parent._child_jobs:  # moto derives the parent's state from its children
+        child.status = "RUNNING"
+    from moto.batch.models import BatchBackend
+
+    calls = []
+    real = BatchBackend.terminate_job
+    monkeypatch.setattr(BatchBackend, "terminate_job", lambda self, jid, reason: (calls.append(jid), real(self, jid, reason)))
+    r = bb("cancel", job_id)
+    assert r.exit_code == 0, r.output
+    assert calls == [job_id] and "terminated (was PENDING)" in r.output

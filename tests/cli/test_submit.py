@@ -1,0 +1,227 @@
+"""bertbatch submit against a moto platform."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from bert_train import contract
+from bertbatch import discovery
+
+from .helpers import one_line_error, submitted_id
+
+def env_of(job: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in job["container"]["environment"]}
+
+
+def test_submit_spot_first_with_run_name_and_hyperparameters(platform, bb, submit_spy):
+    train = platform.put_dataset("datasets/sst2/train.tsv")
+    dev = platform.put_dataset("datasets/sst2/dev.tsv")
+    r = bb("submit", "--train", train, "--eval", dev, "--run-name", "sst2-try1", "--epochs", "2",
+           "--learning-rate", "3e-5", "--batch-size", "16", "--gpus", "2", "--timeout", "2h")
+    assert r.exit_code == 0, r.output
+    job_id = submitted_id(r.output)
+    assert "run id:  sst2-try1" in r.output
+    assert f"queue:   {platform.names[discovery.QUEUE_SPOT_FIRST]}" in r.output
+    assert f"#jobs/detail/{job_id}" in r.output and "region=us-east-1" in r.output
+
+    job = platform.job(job_id)
+    assert job["jobName"] == "sst2-try1"
+    assert job["jobQueue"].endswith("/" + platform.names[discovery.QUEUE_SPOT_FIRST])
+    assert job["jobDefinition"] == platform.names[discovery.JOB_DEFINITION_SINGLE]
+    assert job["parameters"]["train_uri"] == train
+    assert job["parameters"]["eval_uri"] == dev
+    assert job["parameters"]["epochs"] == "2"
+    assert job["parameters"]["learning_rate"] == "3e-5"
+    assert job["parameters"]["batch_size"] == "16"
+    assert env_of(job)[contract.ENV_RUN_ID] == "sst2-try1"
+    assert job["tags"] == {contract.TAG_RUN_ID: "sst2-try1"}
+    assert job["timeout"] == {"attemptDurationSeconds": 7200}
+
+    (call,) = submit_spy
+    assert call["propagateTags"] is True
+    assert call["containerOverrides"]["resourceRequirements"] == [{"type": "GPU", "value": "2"}]
+    # every parameter the CLI sends is a Ref:: parameter of the job definition
+    assert set(call["parameters"]) <= set(contract.JOB_PARAMETERS)
+
+
+def test_submit_generates_readable_run_id_and_uses_job_definition_defaults(platform, bb):
+    platform.put_dataset("datasets/train.tsv")
+    platform.put_dataset("datasets/dev.tsv")
+    r = bb("submit")
+    assert r.exit_code == 0, r.output
+    run_id = re.search(r"run id:  (\S+)", r.output).group(1)
+    assert re.fullmatch(r"bert-base-uncased-\d{8}-\d{6}-[0-9a-f]{4}", run_id)
+    job = platform.job(submitted_id(r.output))
+    assert env_of(job)[contract.ENV_RUN_ID] == run_id
+    assert job["parameters"]["train_uri"] == f"s3://{platform.data_bucket}/datasets/train.tsv"
+    assert job["parameters"]["epochs"] == contract.DEFAULT_PARAMETERS["epochs"]
+
+
+def test_submit_bare_key_is_under_datasets(platform, bb, submit_spy):
+    platform.put_dataset("datasets/imdb/train.tsv")
+    platform.put_dataset("datasets/dev.tsv")
+    r = bb("submit", "--train", "imdb/train.tsv")
+    assert r.exit_code == 0, r.output
+    assert submit_spy[0]["parameters"]["train_uri"] == f"s3://{platform.data_bucket}/datasets/imdb/train.tsv"
+    assert "eval_uri" not in submit_spy[0]["parameters"]  # job definition default, checked to exist
+
+
+def test_submit_on_demand_queue(platform, bb):
+    train = platform.put_dataset("datasets/t.tsv")
+    platform.put_dataset("datasets/dev.tsv")
+    r = bb("submit", "--train", train, "--on-demand")
+    assert r.exit_code == 0, r.output
+    job = platform.job(submitted_id(r.output))
+    assert job["jobQueue"].endswith("/" + platform.names[discovery.QUEUE_ON_DEMAND])
+
+
+def test_submit_multi_node(platform, bb, submit_spy):
+    train = platform.put_dataset("datasets/t.tsv")
+    platform.put_dataset("datasets/dev.tsv")
+    r = bb("submit", "--train", train, "--nodes", "3", "--gpus", "8", "--run-name", "mn")
+    assert r.exit_code == 0, r.output
+    (call,) = submit_spy
+    assert call["jobQueue"] == platform.names[discovery.QUEUE_MULTI_NODE]
+    assert call["jobDefinition"] == platform.names[discovery.JOB_DEFINITION_MULTI_NODE]
+    assert "containerOverrides" not in call
+    assert call["nodeOverrides"]["numNodes"] == 3
+    (override,) = call["nodeOverrides"]["nodePropertyOverrides"]
+    assert override["targetNodes"] == "0:"
+    assert {"name": contract.ENV_RUN_ID, "value": "mn"} in override["containerOverrides"]["environment"]
+    assert override["containerOverrides"]["resourceRequirements"] == [{"type": "GPU", "value": "8"}]
+
+
+def test_submit_array(platform, bb, submit_spy):
+    train = platform.put_dataset("datasets/t.tsv")
+    platform.put_dataset("datasets/dev.tsv")
+    r = bb("submit", "--train", train, "--array", "4", "--run-name", "sweep")
+    assert r.exit_code == 0, r.output
+    assert submit_spy[0]["arrayProperties"] == {"size": 4}
+    assert "sweep-0 .. sweep-3" in r.output
+    job = platform.job(submitted_id(r.output))
+    assert job["arrayProperties"]["size"] == 4
+
+
+def test_submit_grid_json_product(platform, bb, submit_spy, tmp_path):
+    train = platform.put_dataset("datasets/t.tsv")
+    platform.put_dataset("datasets/dev.tsv")
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"learning_rate": ["2e-5", "3e-5"], "epochs": [2, 3]}))
+    r = bb("submit", "--train", train, "--grid", grid)
+    assert r.exit_code == 0, r.output
+    (call,) = submit_spy
+    assert call["arrayProperties"] == {"size": 4}
+    env = {e["name"]: e["value"] for e in call["containerOverrides"]["environment"]}
+    rows = json.loads(env[contract.ENV_GRID])
+    assert rows == [
+        {"learning_rate": "2e-5", "epochs": "2"}, {"learning_rate": "2e-5", "epochs": "3"},
+        {"learning_rate": "3e-5", "epochs": "2"}, {"learning_rate": "3e-5", "epochs": "3"},
+    ]
+
+
+def test_submit_grid_csv(platform, bb, submit_spy, tmp_path):
+    train = platform.put_dataset("datasets/t.tsv")
+    platform.put_dataset("datasets/dev.tsv")
+    grid = tmp_path / "grid.csv"
+    grid.write_text("learning-rate,batch_size\n2e-5,16\n5e-5,32\n1e-4,8\n")
+    r = bb("submit", "--train", train, "--grid", grid)
+    assert r.exit_code == 0, r.output
+    env = {e["name"]: e["value"] for e in submit_spy[0]["containerOverrides"]["environment"]}
+    assert json.loads(env[contract.ENV_GRID])[2] == {"learning_rate": "1e-4", "batch_size": "8"}
+    assert submit_spy[0]["arrayProperties"] == {"size": 3}
+
+
+def test_submit_dry_run_submits_nothing(platform, bb, submit_spy):
+    train = platform.put_dataset("datasets/t.tsv")
+    platform.put_dataset("datasets/dev.tsv")
+    r = bb("submit", "--train", train, "--run-name", "dry", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert submit_spy == []
+    request = json.loads(r.output)
+    assert request["jobName"] == "dry" and request["parameters"]["train_uri"] == train
+
+
+# --- error paths: one line, non-zero exit, nothing submitted -------------------------------------
+def test_submit_missing_train_object(platform, bb, submit_spy):
+    platform.put_dataset("datasets/dev.tsv")
+    uri = f"s3://{platform.data_bucket}/datasets/x.tsv"
+    r = bb("submit", "--train", uri)
+    one_line_error(r, f"--train {uri}: no such object")
+    assert submit_spy == []
+
+
+def test_submit_missing_default_eval_object(platform, bb, submit_spy):
+    train = platform.put_dataset("datasets/t.tsv")
+    r = bb("submit", "--train", train)
+    one_line_error(r, "--eval", "datasets/dev.tsv: no such object")
+    assert submit_spy == []
+
+
+def test_submit_missing_bucket(platform, bb):
+    r = bb("submit", "--train", "s3://no-such-bucket-xyz/a.tsv")
+    one_line_error(r, "no such bucket")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--epochs", "0"), ("--epochs", "two"), ("--learning-rate", "-1"), ("--learning-rate", "abc"),
+     ("--batch-size", "0"), ("--max-seq-length", "4096"), ("--text-column", " ")],
+)
+def test_submit_bad_hyperparameter(aws, bb, submit_spy, flag, value):
+    # nothing deployed: the check must come before any AWS call to name the flag
+    r = bb("submit", flag, value)
+    one_line_error(r, flag)
+    assert submit_spy == []
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [(["--nodes", "0"], "--nodes 0"), (["--gpus", "9"], "--gpus 9"), (["--array", "1"], "--array 1"),
+     (["--timeout", "30s"], "--timeout 30s"), (["--timeout", "soon"], "--timeout soon"),
+     (["--run-name", "bad name!"], "--run-name"), (["--array", "2", "--nodes", "2"], "multi-node")],
+)
+def test_submit_bad_options(aws, bb, submit_spy, args, fragment):
+    r = bb("submit", *args)
+    one_line_error(r, fragment)
+    assert submit_spy == []
+
+
+def test_submit_bad_grid(aws, bb, tmp_path):
+    grid = tmp_path / "g.json"
+    grid.write_text(json.dumps([{"learning_rate": "2e-5"}, {"dropout": 0.1}]))
+    one_line_error(bb("submit", "--grid", grid), "row 1", "dropout")
+    grid.write_text(json.dumps([{"epochs": 0}]))
+    one_line_error(bb("submit", "--grid", grid), "epochs 0")
+    one_line_error(bb("submit", "--grid", tmp_path / "missing.json"), "no such file")
+
+
+def test_submit_not_deployed_profile(platform, bb):
+    r = bb("submit", "--profile", "staging")
+    one_line_error(r, "not deployed for profile 'staging' in us-east-1", "/bert-batch/staging/", "make deploy")
+
+
+def test_submit_missing_one_parameter(platform, bb):
+    platform.client("ssm").delete_parameter(
+        Name=discovery.parameter_name(discovery.QUEUE_ON_DEMAND, profile=platform.profile))
+    one_line_error(bb("submit", "--on-demand"), "/bert-batch/dev/queue/on-demand is missing")
+
+
+def test_submit_refuses_to_overwrite_a_finished_run(platform, bb, submit_spy):
+    platform.put_dataset("datasets/train.tsv")
+    platform.put_dataset("datasets/dev.tsv")
+    platform.put_run("done-run", {"eval_accuracy": 0.9})
+    one_line_error(bb("submit", "--run-name", "done-run"), "run done-run already finished", "choose another name")
+    assert submit_spy == []
+
+
+def test_submit_resumes_an_unfinished_run(platform, bb, submit_spy):
+    platform.put_dataset("datasets/train.tsv")
+    platform.put_dataset("datasets/dev.tsv")
+    platform.put_run("half-run", None, {"checkpoints/half-run/step-000000100/manifest.json": b"{}"})
+    r = bb("submit", "--run-name", "half-run")
+    assert r.exit_code == 0, r.output
+    assert "Run half-run has checkpoints: the job resumes from them." in r.output
+    assert submit_spy[0]["tags"] == {contract.TAG_RUN_ID: "half-run"}
