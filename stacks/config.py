@@ -196,6 +196,8 @@ class MonitoringConfig(_Model):
     spot_interruptions_threshold: int = Field(default=3, ge=1)
     stalled_minutes: int = Field(default=30, ge=5)
     fsx_free_capacity_percent: float = Field(default=10.0, gt=0, lt=100)
+    # Linked from the dashboard; empty -> the dashboard names docs/runbook.md in the repository.
+    runbook_url: str = Field(default="", max_length=512, pattern=r"^(https://\S+)?$")
 
 
 class PlatformConfig(_Model):

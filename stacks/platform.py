@@ -12,6 +12,7 @@ from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 
 from stacks.config import PlatformConfig
 from stacks.data_stack import DataStack
+from stacks.monitoring_stack import MonitoringStack
 from stacks.network_stack import NetworkStack
 from stacks.training_stack import TrainingStack
 
@@ -26,10 +27,11 @@ class Platform:
     network: NetworkStack
     data: DataStack
     training: TrainingStack
+    monitoring: MonitoringStack
 
     @property
     def stacks(self) -> list[cdk.Stack]:
-        return [self.network, self.data, self.training]
+        return [self.network, self.data, self.training, self.monitoring]
 
 
 def stack_environment(config: PlatformConfig) -> cdk.Environment | None:
@@ -79,9 +81,20 @@ def build_platform(app: cdk.App, config: PlatformConfig) -> Platform:
         description=f"{config.project_name} ({config.profile}): Batch GPU compute, queues, job definitions, fallback",
         **common,
     )
+    monitoring = MonitoringStack(
+        app, f"{prefix}-Monitoring", config=config,
+        job_queues=training.job_queues,
+        job_log_group=training.job_log_group,
+        fallback_function=training.fallback_function,
+        lustre=data.lustre,
+        data_bucket=data.data_bucket,
+        artifacts_bucket=data.artifacts_bucket,
+        description=f"{config.project_name} ({config.profile}): budgets, dashboard, alarms, notifications",
+        **common,
+    )
     for key, value in config.tags.items():
         cdk.Tags.of(app).add(key, value)
-    return Platform(network=network, data=data, training=training)
+    return Platform(network=network, data=data, training=training, monitoring=monitoring)
 
 
 def add_compliance_checks(app: cdk.App, config: PlatformConfig) -> None:

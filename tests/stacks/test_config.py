@@ -81,6 +81,7 @@ def test_string_override_that_looks_like_a_number_stays_a_string():
         ({"account": "12345"}, "config error: account = 12345: string should match pattern"),
         ({"removal_policy": "keep"}, "config error: removal_policy = keep: input should be 'destroy' or 'retain'"),
         ({"budget.cost_guardrail": "maybe"}, "config error: budget.cost_guardrail = maybe: input should be a valid boolean"),
+        ({"monitoring.runbook_url": "http://wiki/runbook"}, "config error: monitoring.runbook_url = http://wiki/runbook: string should match pattern"),
         ({"monitoring.stalled_minutes": "2"}, "config error: monitoring.stalled_minutes = 2: input should be greater than or equal to 5"),
         ({"network.nat_gatways": "1"}, "config error: network.nat_gatways: unknown key"),
         ({"project_name": "Bert_Batch"}, "config error: project_name = Bert_Batch: string should match pattern"),
@@ -97,6 +98,12 @@ def test_invalid_values_fail_with_one_line_naming_key_and_value(overrides, messa
 def test_unknown_profile_lists_the_known_ones():
     with pytest.raises(ConfigError, match=r"^config error: profile = qa: no such profile in cdk.json \(known: dev, prod\)$"):
         load_config({**CDK_CONTEXT, "profile": "qa"})
+
+
+def test_runbook_url_may_be_an_https_link():
+    config = config_for("dev", **{"monitoring.runbook_url": "https://wiki.example.com/bert-batch/runbook"})
+    assert config.monitoring.runbook_url == "https://wiki.example.com/bert-batch/runbook"
+    assert config_for("dev").monitoring.runbook_url == ""
 
 
 def test_override_into_a_scalar_is_rejected():

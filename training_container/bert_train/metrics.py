@@ -60,6 +60,34 @@ CONTAINER_METRICS: tuple[Metric, ...] = (
 ALL_METRICS: tuple[Metric, ...] = CONTAINER_METRICS + (FALLBACK_RESUBMISSIONS,)
 BY_NAME: dict[str, Metric] = {m.name: m for m in ALL_METRICS}
 
+# --- job-state metrics --------------------------------------------------------------------
+# Not emitted by the container: the Monitoring stack derives them from AWS Batch job-state
+# events (EventBridge -> CloudWatch Logs -> metric filters; Batch publishes no job-count
+# metrics) and from a scheduled count of RUNNING jobs. Kept out of ALL_METRICS / BY_NAME so
+# `emf_record` cannot emit them.
+JOBS_NAMESPACE_SUFFIX = "Jobs"
+JOBS_NAMESPACE = f"{DEFAULT_NAMESPACE}/{JOBS_NAMESPACE_SUFFIX}"
+# Dimension of the event-derived metrics: the job queue ARN from the event (`detail.jobQueue`).
+DIMENSION_JOB_QUEUE = "JobQueue"
+# Job states counted per queue (one metric filter each): transitions into the state per period.
+JOB_STATES: tuple[str, ...] = ("SUBMITTED", "RUNNABLE", "RUNNING", "SUCCEEDED", "FAILED")
+
+
+def job_state_metric(state: str) -> Metric:
+    """The per-queue count of jobs entering `state`, e.g. JobsFailed for FAILED."""
+    if state not in JOB_STATES:
+        raise KeyError(f"unknown job state {state!r}")
+    return Metric(f"Jobs{state.capitalize()}", "Count", f"Jobs entering {state}, per queue")
+
+
+JOB_STATE_METRICS: tuple[Metric, ...] = tuple(job_state_metric(s) for s in JOB_STATES)
+# Job-state events whose status reason starts with "Host EC2": the instance under the attempt
+# was terminated (Spot reclaim). JobQueue dimension.
+SPOT_INTERRUPTIONS = Metric("SpotInterruptions", "Count", "Attempts ended because their EC2 host was terminated (Spot reclaim)")
+# Sampled every few minutes by the Monitoring stack's job gauge; Profile dimension.
+RUNNING_JOBS = Metric("RunningJobs", "Count", "Jobs in RUNNING state on the project's queues (sampled)")
+JOB_METRICS: tuple[Metric, ...] = JOB_STATE_METRICS + (SPOT_INTERRUPTIONS, RUNNING_JOBS)
+
 
 def emf_record(
     values: Mapping[str, float],

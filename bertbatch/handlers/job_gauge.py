@@ -1,0 +1,59 @@
+"""Job gauge: publish how many jobs are RUNNING on the project's queues, every few minutes.
+
+AWS Batch publishes no job-count metrics and its job-state events only mark transitions, so
+"is anything running right now?" needs a sample. The Monitoring stack's stalled-job alarm
+combines this gauge with the container's training metrics: jobs RUNNING but no training
+metric for `stalled_minutes` means a stalled job.
+
+Environment (set by the Monitoring stack, names from the metrics contract):
+  JOB_QUEUES         JSON list of queue names or ARNs
+  METRICS_NAMESPACE  namespace of the gauge
+  METRIC_NAME        metric name (RunningJobs)
+  DIMENSION_NAME     dimension name (Profile)
+  DIMENSION_VALUE    the profile
+
+Stdlib + boto3 only: this directory is the Lambda asset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+import boto3
+
+
+def count_running(batch: Any, queues: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    paginator = batch.get_paginator("list_jobs")
+    for queue in queues:
+        n = 0
+        for page in paginator.paginate(jobQueue=queue, jobStatus="RUNNING"):
+            n += len(page.get("jobSummaryList", []))
+        counts[queue] = n
+    return counts
+
+
+def handle(env: Mapping[str, str], *, batch: Any, cloudwatch: Any) -> dict:
+    queues = json.loads(env["JOB_QUEUES"])
+    counts = count_running(batch, queues)
+    total = sum(counts.values())
+    cloudwatch.put_metric_data(
+        Namespace=env["METRICS_NAMESPACE"],
+        MetricData=[
+            {
+                "MetricName": env["METRIC_NAME"],
+                "Dimensions": [{"Name": env["DIMENSION_NAME"], "Value": env["DIMENSION_VALUE"]}],
+                "Value": float(total),
+                "Unit": "Count",
+            }
+        ],
+    )
+    result = {"running": total, "by_queue": counts}
+    print(json.dumps({"event": "job-gauge", **result}, sort_keys=True))
+    return result
+
+
+def handler(event: Mapping[str, Any], context: Any = None) -> dict:
+    return handle(os.environ, batch=boto3.client("batch"), cloudwatch=boto3.client("cloudwatch"))

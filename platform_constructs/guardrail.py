@@ -1,0 +1,72 @@
+"""Cost guardrail: a Lambda on the alerts topic that disables the job queues at 100% ACTUAL."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from aws_cdk import RemovalPolicy, Stack, aws_iam as iam, aws_kms as kms, aws_lambda as lambda_, aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from constructs import Construct
+
+from platform_constructs.functions import acknowledge_small_function, handler_function
+
+GUARDRAIL_HANDLER = "guardrail.handler"
+
+
+class CostGuardrail(Construct):
+    """Subscribes `bertbatch/handlers/guardrail.py` to the alerts topic.
+
+    The function reads every message on the topic and acts only on this budget's ACTUAL alert
+    at >= 100% of the limit: `batch:UpdateJobQueue` state=DISABLED on each queue (it may
+    update these queues and nothing else). Running jobs finish; no new job starts.
+
+    Attributes: `function`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        topic: sns.ITopic,
+        budget_name: str,
+        limit_usd: float,
+        queue_arns: Sequence[str],
+        log_group_name: str,
+        key: kms.IKey,
+        log_retention_days: int,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.function: lambda_.Function = handler_function(
+            self,
+            "Function",
+            handler=GUARDRAIL_HANDLER,
+            description=f"Disables the job queues when budget {budget_name} reaches 100% of actual spend",
+            environment={
+                "BUDGET_NAME": budget_name,
+                "BUDGET_LIMIT_USD": f"{limit_usd:g}",
+                "JOB_QUEUES": _json_list(self, queue_arns),
+                "MIN_PERCENT": "100",
+            },
+            log_group_name=log_group_name,
+            key=key,
+            log_retention_days=log_retention_days,
+            removal_policy=removal_policy,
+            statements=[
+                iam.PolicyStatement(
+                    sid="DisableProjectJobQueues",
+                    actions=["batch:UpdateJobQueue"],
+                    resources=list(queue_arns),
+                )
+            ]
+            if queue_arns
+            else [],
+        )
+        topic.add_subscription(subs.LambdaSubscription(self.function))
+        acknowledge_small_function(self.function, "messages on the alerts topic (a handful a day)")
+
+
+def _json_list(scope: Construct, values: Sequence[str]) -> str:
+    """A JSON list that may contain tokens (queue ARNs from another stack)."""
+    return Stack.of(scope).to_json_string(list(values))

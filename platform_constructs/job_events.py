@@ -1,0 +1,246 @@
+"""AWS Batch job-state events -> metrics and notifications, and the running-jobs gauge.
+
+Batch publishes no job-count metrics. Its job-state events (EventBridge, "Batch Job State
+Change") are sent to a log group, and metric filters count, per queue, the jobs entering each
+state and the attempts ended by a terminated EC2 host (Spot reclaim). A second rule mails a
+readable line to the alerts topic when a job SUCCEEDS or FAILS. A scheduled function samples
+how many jobs are RUNNING (events only mark transitions), for the stalled-job alarm.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import jsii
+from aws_cdk import (
+    ArnFormat,
+    Duration,
+    RemovalPolicy,
+    Stack,
+    aws_cloudwatch as cloudwatch,
+    aws_events as events,
+    aws_events_targets as targets,
+    aws_iam as iam,
+    aws_kms as kms,
+    aws_lambda as lambda_,
+    aws_logs as logs,
+    aws_sns as sns,
+)
+from constructs import Construct
+
+from bert_train import metrics
+from platform_constructs.functions import acknowledge_small_function, handler_function
+from platform_constructs.logs import encrypted_log_group
+from platform_constructs.nag import acknowledge
+
+BATCH_SOURCE = "aws.batch"
+JOB_STATE_CHANGE = "Batch Job State Change"
+NOTIFY_STATES = ("SUCCEEDED", "FAILED")
+# Batch's status reason when the instance under an attempt is terminated (Spot reclaim).
+SPOT_REASON_PREFIX = "Host EC2"
+GAUGE_HANDLER = "job_gauge.handler"
+GAUGE_RATE = Duration.minutes(5)
+
+
+def job_state_pattern(queue_arns: Sequence[str], statuses: Sequence[str] | None = None) -> events.EventPattern:
+    detail: dict = {"jobQueue": list(queue_arns)}
+    if statuses:
+        detail["status"] = list(statuses)
+    return events.EventPattern(source=[BATCH_SOURCE], detail_type=[JOB_STATE_CHANGE], detail=detail)
+
+
+def notification_message(project: str, profile: str) -> events.RuleTargetInput:
+    """One readable line per finished job. The CLI names each job after its run id."""
+    f = events.EventField.from_path
+    return events.RuleTargetInput.from_text(
+        f"[{project} {profile}] Batch job {f('$.detail.jobName')} {f('$.detail.status')}."
+        f" Run id: {f('$.detail.jobName')}. Reason: {f('$.detail.statusReason')}."
+        f" Queue: {f('$.detail.jobQueue')}."
+        f" Details: https://console.aws.amazon.com/batch/home?region={f('$.region')}#jobs/detail/{f('$.detail.jobId')}"
+    )
+
+
+@jsii.implements(events.IRuleTarget)
+class LogGroupTarget:
+    """A log group as a rule target, with no custom resource: the log group's resource policy
+    (letting EventBridge write) is a plain AWS::Logs::ResourcePolicy created next to it."""
+
+    def __init__(self, log_group: logs.ILogGroup) -> None:
+        self._log_group = log_group
+
+    def bind(self, rule: events.IRule, id: str | None = None) -> events.RuleTargetConfig:  # noqa: A002
+        arn = Stack.of(self._log_group).format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=self._log_group.log_group_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        return events.RuleTargetConfig(arn=arn, target_resource=self._log_group)
+
+
+class JobStateEvents(Construct):
+    """Job-state events of the given queues: log group + metric filters, notifications, gauge.
+
+    Attributes: `log_group`, `rule`, `notification_rule`, `gauge_function`, `gauge_rule`.
+    Metric helpers: `state_metric(state, queue_arn)`, `spot_interruptions_metric(queue_arn)`,
+    `running_jobs_metric()`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        project: str,
+        profile: str,
+        queue_arns: Sequence[str],
+        topic: sns.ITopic,
+        key: kms.IKey,
+        log_group_name: str,
+        gauge_log_group_name: str,
+        log_retention_days: int,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.profile = profile
+        self.log_group = encrypted_log_group(
+            self, "Events", name=log_group_name, key=key, days=log_retention_days, removal_policy=removal_policy
+        )
+        may_write = logs.ResourcePolicy(
+            self,
+            "EventsMayWrite",
+            resource_policy_name=f"{project}-{profile}-batch-job-state-events",
+            policy_statements=[
+                iam.PolicyStatement(
+                    sid="EventBridgeWritesBatchJobStates",
+                    principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[self.log_group.log_group_arn],
+                )
+            ],
+        )
+        self.rule = events.Rule(
+            self,
+            "ToLogs",
+            description=f"{project} {profile}: Batch job-state changes of the project's queues -> CloudWatch Logs",
+            event_pattern=job_state_pattern(queue_arns),
+            targets=[LogGroupTarget(self.log_group)],
+        )
+        self.rule.node.add_dependency(may_write)
+        self._add_metric_filters()
+
+        self.notification_rule = events.Rule(
+            self,
+            "Notify",
+            description=f"{project} {profile}: mail a line to the alerts topic when a job succeeds or fails",
+            event_pattern=job_state_pattern(queue_arns, NOTIFY_STATES),
+            targets=[targets.SnsTopic(topic, message=notification_message(project, profile))],
+        )
+
+        self.gauge_function: lambda_.Function = handler_function(
+            self,
+            "Gauge",
+            handler=GAUGE_HANDLER,
+            description=f"Publishes {metrics.RUNNING_JOBS.name} for the {project} {profile} job queues",
+            environment={
+                "JOB_QUEUES": Stack.of(self).to_json_string(list(queue_arns)),
+                "METRICS_NAMESPACE": metrics.JOBS_NAMESPACE,
+                "METRIC_NAME": metrics.RUNNING_JOBS.name,
+                "DIMENSION_NAME": metrics.DIMENSION_PROFILE,
+                "DIMENSION_VALUE": profile,
+            },
+            log_group_name=gauge_log_group_name,
+            key=key,
+            log_retention_days=log_retention_days,
+            removal_policy=removal_policy,
+            statements=[
+                iam.PolicyStatement(
+                    sid="ListJobs",
+                    # batch:ListJobs has no resource-level permissions.
+                    actions=["batch:ListJobs"],
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
+                    sid="PutJobsMetrics",
+                    actions=["cloudwatch:PutMetricData"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"cloudwatch:namespace": metrics.JOBS_NAMESPACE}},
+                ),
+            ],
+        )
+        acknowledge(
+            self.node.find_child("GaugePolicy"),
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "batch:ListJobs and cloudwatch:PutMetricData have no resource-level permissions; "
+            "PutMetricData is limited to the jobs namespace by the cloudwatch:namespace condition.",
+        )
+        acknowledge_small_function(self.gauge_function, f"a schedule every {GAUGE_RATE.to_minutes()} minutes")
+        self.gauge_rule = events.Rule(
+            self,
+            "GaugeSchedule",
+            description=f"{project} {profile}: sample RUNNING jobs every {GAUGE_RATE.to_minutes()} minutes",
+            schedule=events.Schedule.rate(GAUGE_RATE),
+            targets=[targets.LambdaFunction(self.gauge_function, retry_attempts=0)],
+        )
+
+    # --- metrics ---------------------------------------------------------------------------
+    def _add_metric_filters(self) -> None:
+        status = "$.detail.status"
+        dimensions = {metrics.DIMENSION_JOB_QUEUE: "$.detail.jobQueue"}
+        for state in metrics.JOB_STATES:
+            metric = metrics.job_state_metric(state)
+            logs.MetricFilter(
+                self,
+                f"{metric.name}Filter",
+                log_group=self.log_group,
+                filter_pattern=logs.FilterPattern.string_value(status, "=", state),
+                metric_namespace=metrics.JOBS_NAMESPACE,
+                metric_name=metric.name,
+                metric_value="1",
+                dimensions=dimensions,
+                unit=cloudwatch.Unit.COUNT,
+            )
+        logs.MetricFilter(
+            self,
+            f"{metrics.SPOT_INTERRUPTIONS.name}Filter",
+            log_group=self.log_group,
+            filter_pattern=logs.FilterPattern.all(
+                logs.FilterPattern.any(
+                    logs.FilterPattern.string_value(status, "=", "RUNNABLE"),
+                    logs.FilterPattern.string_value(status, "=", "FAILED"),
+                ),
+                logs.FilterPattern.string_value("$.detail.statusReason", "=", f"{SPOT_REASON_PREFIX}*"),
+            ),
+            metric_namespace=metrics.JOBS_NAMESPACE,
+            metric_name=metrics.SPOT_INTERRUPTIONS.name,
+            metric_value="1",
+            dimensions=dimensions,
+            unit=cloudwatch.Unit.COUNT,
+        )
+
+    def state_metric(self, state: str, queue_arn: str, *, period: Duration = Duration.minutes(5), label: str | None = None) -> cloudwatch.Metric:
+        return _jobs_metric(metrics.job_state_metric(state).name, {metrics.DIMENSION_JOB_QUEUE: queue_arn}, period, label or state.capitalize())
+
+    def spot_interruptions_metric(self, queue_arn: str, *, period: Duration = Duration.minutes(5), label: str | None = None) -> cloudwatch.Metric:
+        return _jobs_metric(metrics.SPOT_INTERRUPTIONS.name, {metrics.DIMENSION_JOB_QUEUE: queue_arn}, period, label)
+
+    def running_jobs_metric(self, *, period: Duration = GAUGE_RATE) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=metrics.JOBS_NAMESPACE,
+            metric_name=metrics.RUNNING_JOBS.name,
+            dimensions_map={metrics.DIMENSION_PROFILE: self.profile},
+            statistic="Maximum",
+            period=period,
+            label="Running jobs",
+        )
+
+
+def _jobs_metric(name: str, dimensions: Mapping[str, str], period: Duration, label: str | None) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=metrics.JOBS_NAMESPACE,
+        metric_name=name,
+        dimensions_map=dict(dimensions),
+        statistic="Sum",
+        period=period,
+        label=label,
+    )

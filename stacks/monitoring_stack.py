@@ -1,0 +1,148 @@
+"""Monitoring stack: alerts topic, budget, dashboard, alarms, job notifications, cost guardrail."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from aws_cdk import CfnOutput, Stack, aws_batch as batch, aws_lambda as lambda_, aws_logs as logs, aws_s3 as s3
+from constructs import Construct
+
+from platform_constructs.alarms import FALLBACK_ERRORS, GUARDRAIL_ERRORS, JOB_GAUGE_ERRORS, build_alarms
+from platform_constructs.alerts import AlertsTopic
+from platform_constructs.budgets import MonthlyCostBudget
+from platform_constructs.dashboard import TrainingDashboard
+from platform_constructs.guardrail import CostGuardrail
+from platform_constructs.job_events import JobStateEvents
+from platform_constructs.lustre import LinkedLustre
+from stacks.config import PlatformConfig
+
+# Order of the queues on the dashboard (the keys the Training stack uses).
+QUEUE_KINDS = ("spot-first", "on-demand", "multi-node")
+
+
+def budget_name(config: PlatformConfig) -> str:
+    return f"{config.project_name}-{config.profile}"
+
+
+class MonitoringStack(Stack):
+    """Exposes `alerts_topic` (sns.ITopic), `dashboard`, `alarms` (dict name -> cloudwatch.Alarm),
+    `budget` (MonthlyCostBudget), `job_events` (JobStateEvents, None without queues) and
+    `guardrail` (CostGuardrail, None when `budget.cost_guardrail` is off)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: PlatformConfig,
+        job_queues: Mapping[str, batch.IJobQueue],
+        job_log_group: logs.ILogGroup | None,
+        fallback_function: lambda_.IFunction | None,
+        lustre: LinkedLustre | None,
+        data_bucket: s3.IBucket,
+        artifacts_bucket: s3.IBucket,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        project, profile = config.project_name, config.profile
+        prefix = f"{project}-{profile}"
+        removal = config.removal_policy_value
+        log_prefix = f"/{project}/{profile}/"
+        events_log_prefix = f"/aws/events/{project}/{profile}/"
+
+        alerts = AlertsTopic(
+            self,
+            "Alerts",
+            key_alias=f"alias/{prefix}-monitoring",
+            display_name=f"{project} {profile} alerts",
+            emails=config.alert_emails,
+            log_group_prefixes=[log_prefix, events_log_prefix],
+            removal_policy=removal,
+        )
+        self.alerts_topic = alerts.topic
+
+        self.budget = MonthlyCostBudget(
+            self,
+            "Budget",
+            config=config.budget,
+            budget_name=budget_name(config),
+            project_name=project,
+            topic=alerts.topic,
+        )
+
+        ordered = [k for k in QUEUE_KINDS if k in job_queues] + [k for k in job_queues if k not in QUEUE_KINDS]
+        queues = {k: (job_queues[k].job_queue_name, job_queues[k].job_queue_arn) for k in ordered}
+        queue_arns = {k: arn for k, (_name, arn) in queues.items()}
+
+        self.job_events: JobStateEvents | None = None
+        if queues:
+            self.job_events = JobStateEvents(
+                self,
+                "JobEvents",
+                project=project,
+                profile=profile,
+                queue_arns=list(queue_arns.values()),
+                topic=alerts.topic,
+                key=alerts.key,
+                log_group_name=f"{events_log_prefix}batch-job-states",
+                gauge_log_group_name=f"{log_prefix}monitoring/job-gauge",
+                log_retention_days=config.log_retention_days,
+                removal_policy=removal,
+            )
+
+        self.guardrail: CostGuardrail | None = None
+        if config.budget.cost_guardrail:
+            self.guardrail = CostGuardrail(
+                self,
+                "CostGuardrail",
+                topic=alerts.topic,
+                budget_name=self.budget.budget_name,
+                limit_usd=config.budget.monthly_limit_usd,
+                queue_arns=list(queue_arns.values()),
+                log_group_name=f"{log_prefix}monitoring/cost-guardrail",
+                key=alerts.key,
+                log_retention_days=config.log_retention_days,
+                removal_policy=removal,
+            )
+
+        fsx = (lustre.file_system.file_system_id, config.data.fsx.storage_capacity_gib) if lustre is not None else None
+        watched_functions: dict[str, lambda_.IFunction] = {}
+        if fallback_function is not None:
+            watched_functions[FALLBACK_ERRORS] = fallback_function
+        if self.guardrail is not None:
+            watched_functions[GUARDRAIL_ERRORS] = self.guardrail.function
+        if self.job_events is not None:
+            watched_functions[JOB_GAUGE_ERRORS] = self.job_events.gauge_function
+        self.alarms = build_alarms(
+            self,
+            config=config.monitoring,
+            profile=profile,
+            prefix=prefix,
+            topic=alerts.topic,
+            events=self.job_events,
+            queue_arns=queue_arns,
+            fsx=fsx,
+            functions=watched_functions,
+            runbook=config.monitoring.runbook_url or "docs/runbook.md",
+        )
+
+        self.dashboard = TrainingDashboard(
+            self,
+            "Dashboard",
+            dashboard_name=f"{prefix}-training",
+            project=project,
+            profile=profile,
+            queues=queues,
+            job_log_group=job_log_group,
+            log_group_prefix=log_prefix,
+            events=self.job_events,
+            fsx=fsx,
+            buckets=[("data", data_bucket), ("artifacts", artifacts_bucket)],
+            monthly_limit_usd=config.budget.monthly_limit_usd,
+            runbook_url=config.monitoring.runbook_url,
+            alarms=list(self.alarms.values()),
+        ).dashboard
+
+        CfnOutput(self, "AlertsTopicArn", value=alerts.topic.topic_arn)
+        CfnOutput(self, "BudgetName", value=self.budget.budget_name)
+        CfnOutput(self, "DashboardName", value=self.dashboard.dashboard_name)
