@@ -33,7 +33,7 @@ help:
 $(VENV)/.created:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bert-batch needs Python 3.11+ (found " + sys.version.split()[0] + "): set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3" "setuptools==84.2.1"
 	@touch $@
 
 # The project itself is installed editable: the stacks import the container's contract modules
