@@ -54,7 +54,7 @@ def initial_model(spec: dict, labels: list[str], vocab_size: int):
     from bert_train import modeling
     from transformers import BertForSequenceClassification
 
-    config = modeling._random_config(spec["model"], vocab_size)
+    config = modeling.random_config(spec["model"], vocab_size)
     config.num_labels = len(labels)
     config.id2label = dict(enumerate(labels))
     config.label2id = {x: i for i, x in enumerate(labels)}

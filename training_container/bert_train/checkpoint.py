@@ -10,6 +10,10 @@ Layout under the checkpoint location (a local directory or s3:// prefix):
 
 A checkpoint without a manifest is incomplete (the upload was cut off); one whose files do not
 match their manifest, or do not load, is corrupt. Both are skipped on resume, with a log line.
+
+The manifest's sha256 values are computed from the serialised bytes as they are written
+(`write_hashed`), not by reading 1.3 GB back; on resume every file is read and checked against
+them.
 """
 
 from __future__ import annotations
@@ -48,11 +52,36 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def build_manifest(directory: Path, step: int, run_id: str) -> dict:
+def write_hashed(path: Path, data) -> dict:
+    """Write the bytes-like `data` (a serialised checkpoint file) to `path` and return its
+    manifest entry, {"bytes": ..., "sha256": ...}, hashed from the same bytes in memory. The
+    hash runs on a helper thread beside the write (both release the GIL), so on two or more
+    cores it costs little extra time, and the file is never read back."""
+    view = memoryview(data).cast("B")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as helper:
+        digest = helper.submit(lambda: hashlib.sha256(view).hexdigest())
+        with open(path, "wb") as f:
+            f.write(view)  # a buffered file writes all of it or raises
+        return {"bytes": view.nbytes, "sha256": digest.result()}
+
+
+def build_manifest(directory: Path, step: int, run_id: str, digests: dict[str, dict] | None = None) -> dict:
+    """The manifest of every file in `directory`. `digests` holds entries already computed while
+    writing (`write_hashed`); an entry is used only if the file on disk has its size, and files
+    without one are hashed by reading them."""
+    digests = digests or {}
+    missing = sorted(set(digests) - {p.name for p in directory.iterdir()})
+    if missing:
+        raise RuntimeError(f"checkpoint files reported but not written: {', '.join(missing)}")
     files = {}
     for p in sorted(directory.iterdir()):
         if p.name != MANIFEST and p.is_file():
-            files[p.name] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            size = p.stat().st_size
+            known = digests.get(p.name)
+            if known is not None and known["bytes"] == size:
+                files[p.name] = {"bytes": size, "sha256": known["sha256"]}
+            else:
+                files[p.name] = {"bytes": size, "sha256": _sha256(p)}
     return {"format": FORMAT_VERSION, "run_id": run_id, "step": step, "created": time.time(), "files": files}
 
 
@@ -74,7 +103,10 @@ class CheckpointStore:
 
     `save()` hands the writing, hashing and uploading to one background thread and returns at
     once: the caller passes a `write_files` that writes a snapshot it has already taken, so
-    training can go on meanwhile. The next save (or `wait()`) waits for the previous one, so
+    training can go on meanwhile. `write_files(directory)` may return the manifest entries of
+    the files it wrote with `write_hashed` ({name: {"bytes", "sha256"}}); other files are hashed
+    by reading them. For s3:// the manifest is uploaded only once every file is in place; with
+    `wait=True` the files go up concurrently. The next save (or `wait()`) waits for the previous one, so
     checkpoints complete in step order. `on_complete(step, seconds)` is called when a checkpoint
     is complete at its destination.
     """
@@ -91,27 +123,31 @@ class CheckpointStore:
         self._pending: Future | None = None
 
     # --- saving -------------------------------------------------------------------------------
-    def save(self, step: int, write_files: Callable[[Path], None], *, wait: bool = False) -> float:
+    def save(self, step: int, write_files: Callable[[Path], dict | None], *, wait: bool = False) -> float:
         """Write a checkpoint via `write_files(directory)`; returns the seconds the caller was blocked."""
         t0 = time.monotonic()
         self.wait()
-        self._pending = self._pool.submit(self._write, step, write_files, t0)
+        self._pending = self._pool.submit(self._write, step, write_files, t0, wait)
         if wait:
             self.wait()
         return time.monotonic() - t0
 
-    def _write(self, step: int, write_files: Callable[[Path], None], t0: float) -> None:
+    def _write(self, step: int, write_files: Callable[[Path], dict | None], t0: float, urgent: bool) -> None:
         name = step_dir(step)
         local = (self.staging if self.remote else Path(self.uri)) / name
         if local.exists():
             shutil.rmtree(local)
         local.mkdir(parents=True)
-        write_files(local)
-        manifest = json.dumps(build_manifest(local, step, self.run_id), indent=1).encode()
+        digests = write_files(local)
+        manifest = json.dumps(build_manifest(local, step, self.run_id, digests), indent=1).encode()
         if self.remote:
             dest = storage.join(self.uri, name)
-            for p in sorted(local.iterdir()):
-                storage.upload_file(p, storage.join(dest, p.name))
+            # Returns when every file is uploaded and raises if any failed, in which case there is
+            # no manifest and the checkpoint stays incomplete. A checkpoint the caller waits for
+            # (the one after SIGTERM) sends all its files at once; a background one sends them one
+            # after the other, because training goes on meanwhile and shares the CPU with it.
+            storage.upload_files([(p, storage.join(dest, p.name)) for p in sorted(local.iterdir())],
+                                 max_workers=storage.UPLOAD_FILES_AT_ONCE if urgent else 1)
             storage.write_bytes(storage.join(dest, MANIFEST), manifest)  # last: now it is complete
             shutil.rmtree(local, ignore_errors=True)  # the S3 copy is the one that matters
         else:

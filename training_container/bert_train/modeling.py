@@ -24,7 +24,8 @@ BASE_BERT = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, 
                  max_position_embeddings=512)
 
 
-def _random_config(spec: str, vocab_size: int):
+def random_config(spec: str, vocab_size: int):
+    """The transformers config of a `random:tiny`, `random:base` or `random:CONFIG.json` spec."""
     from transformers import AutoConfig
 
     name = spec[len("random:"):]
@@ -92,7 +93,7 @@ def build_model(location: str, labels: list[str], vocab_size: int):
     id2label = {i: label for i, label in enumerate(labels)}
     label2id = {label: i for i, label in id2label.items()}
     if location.startswith("random:"):
-        config = _random_config(location, vocab_size)
+        config = random_config(location, vocab_size)
         config.num_labels = len(labels)
         config.id2label, config.label2id = id2label, label2id
         return AutoModelForSequenceClassification.from_config(config)

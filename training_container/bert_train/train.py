@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import math
 import os
@@ -370,12 +371,16 @@ def _run(config: TrainConfig, loc: Locations, d: Dist, stop: StopRequest, on_ste
                 "steps_per_epoch": steps_per_epoch, "labels": labels,
             })
 
-            def write_files(directory: Path) -> None:
-                from safetensors.torch import save_file
+            def write_files(directory: Path) -> dict:
+                """The three files, serialised in memory and written with their sha256 computed
+                from those bytes (the manifest's), beside the write instead of reading back."""
+                from safetensors.torch import save as safetensors_bytes
 
-                save_file(model_state, str(directory / ckpt.MODEL_FILE))
-                torch.save(optimizer_state, directory / ckpt.OPTIMIZER_FILE)
-                torch.save(trainer_state, directory / ckpt.STATE_FILE)
+                return {
+                    ckpt.MODEL_FILE: ckpt.write_hashed(directory / ckpt.MODEL_FILE, safetensors_bytes(model_state)),
+                    ckpt.OPTIMIZER_FILE: ckpt.write_hashed(directory / ckpt.OPTIMIZER_FILE, _torch_bytes(optimizer_state)),
+                    ckpt.STATE_FILE: ckpt.write_hashed(directory / ckpt.STATE_FILE, _torch_bytes(trainer_state)),
+                }
 
             store.save(state.step, write_files, wait=wait)
         if d.enabled:
@@ -633,6 +638,13 @@ def _cpu_copy(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_cpu_copy(v) for v in obj)
     return obj
+
+
+def _torch_bytes(obj) -> memoryview:
+    """`torch.save(obj)` into memory (one more copy of the state while its file is written)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getbuffer()
 
 
 def _fmt(x) -> str:
