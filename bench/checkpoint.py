@@ -219,14 +219,15 @@ def run(*, shape: str = "base", every: int = 4, batch_size: int = 32, threads: i
 
 def breakdown(shape: str, s3: "MotoS3", bucket: str, threads: int) -> dict:
     """Where a checkpoint's time goes, step by step, with the container's own pieces: the
-    snapshot (train._cpu_copy), the three files train.py writes (safetensors weights, torch.save
-    optimizer and trainer state), the manifest's sha256 (checkpoint.build_manifest), and the
-    upload (storage.upload_file, boto3 multipart). A diagnostic beside the end-to-end run."""
+    snapshot (train._cpu_copy), the files train.py writes, each serialised in memory and hashed
+    beside its write (checkpoint.write_hashed: safetensors weights, torch.save optimizer state), the manifest
+    from those digests (checkpoint.build_manifest), and the upload (storage.upload_files: the
+    files concurrently, boto3 multipart). A diagnostic beside the end-to-end run."""
     import torch
     from bert_train import checkpoint as ckpt
     from bert_train import modeling, storage
-    from bert_train.train import _cpu_copy
-    from safetensors.torch import save_file
+    from bert_train.train import _cpu_copy, _torch_bytes
+    from safetensors.torch import save as safetensors_bytes
 
     torch.set_num_threads(threads)
     for k, v in s3.env.items():
@@ -244,18 +245,18 @@ def breakdown(shape: str, s3: "MotoS3", bucket: str, threads: int) -> dict:
         t = time.perf_counter()
         model_state, opt_state = _cpu_copy(model.state_dict()), _cpu_copy(opt.state_dict())
         out["snapshot"] = time.perf_counter() - t
+        digests = {}
         t = time.perf_counter()
-        save_file(model_state, str(d / ckpt.MODEL_FILE))
-        out["write_weights_safetensors"] = time.perf_counter() - t
+        digests[ckpt.MODEL_FILE] = ckpt.write_hashed(d / ckpt.MODEL_FILE, safetensors_bytes(model_state))
+        out["write_weights_safetensors_with_sha256"] = time.perf_counter() - t
         t = time.perf_counter()
-        torch.save(opt_state, d / ckpt.OPTIMIZER_FILE)
-        out["write_optimizer_torch_save"] = time.perf_counter() - t
+        digests[ckpt.OPTIMIZER_FILE] = ckpt.write_hashed(d / ckpt.OPTIMIZER_FILE, _torch_bytes(opt_state))
+        out["write_optimizer_torch_save_with_sha256"] = time.perf_counter() - t
         t = time.perf_counter()
-        manifest = ckpt.build_manifest(d, 0, "breakdown")
-        out["sha256_manifest"] = time.perf_counter() - t
+        manifest = ckpt.build_manifest(d, 0, "breakdown", digests)
+        out["manifest_from_digests"] = time.perf_counter() - t
         t = time.perf_counter()
-        for p in sorted(d.iterdir()):
-            storage.upload_file(p, f"s3://{bucket}/breakdown/{p.name}")
+        storage.upload_files([(p, f"s3://{bucket}/breakdown/{p.name}") for p in sorted(d.iterdir())])
         out["upload_to_moto"] = time.perf_counter() - t
         out["bytes"] = sum(m["bytes"] for m in manifest["files"].values())
     storage.make_s3_client.cache_clear()

@@ -58,6 +58,7 @@ def markdown() -> str:
         rows = [
             ["one checkpoint: snapshot (training blocked)", f"{_n(one['blocking_snapshot_seconds'], 2)} s"],
             ["one checkpoint: write + sha256 + upload (background)", f"{_n(one['background_write_hash_upload_seconds'], 1)} s"],
+            ["last checkpoint after SIGTERM (synchronous)", f"{_n(sg.get('final_checkpoint_background_seconds'), 1)} s"],
             ["training step (median)", f"{_n(ck['step_seconds_median'], 2)} s"],
             ["default interval on this machine", f"{_n(ck['default_interval_seconds'], 0)} s ({ck['default_interval_bound_by']})"],
             ["share of training time (blocking + measured slowdown)", _pct(ck["share_measured"], 2)],
