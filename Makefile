@@ -38,13 +38,13 @@ $(VENV)/.created:
 
 # The project itself is installed editable: the stacks import the container's contract modules
 # (bert_train, which lives in the image's build context) and the CLI gets its console script.
-$(VENV)/.synth-deps: requirements.txt pyproject.toml | $(VENV)/.created
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+$(VENV)/.synth-deps: requirements.txt constraints.txt pyproject.toml | $(VENV)/.created
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
-$(VENV)/.dev-deps: requirements.txt requirements-dev.txt pyproject.toml $(VENV)/.synth-deps
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+$(VENV)/.dev-deps: requirements.txt requirements-dev.txt constraints.txt pyproject.toml $(VENV)/.synth-deps
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json $(VENV)/.synth-deps
