@@ -12,6 +12,5 @@ from bert_train import contract, metrics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAINING_CONTAINER_DIR = REPO_ROOT / "training_container"
-LAMBDA_HANDLERS_DIR = REPO_ROOT / "bertbatch" / "handlers"
 
-__all__ = ["contract", "metrics", "REPO_ROOT", "TRAINING_CONTAINER_DIR", "LAMBDA_HANDLERS_DIR"]
+__all__ = ["contract", "metrics", "REPO_ROOT", "TRAINING_CONTAINER_DIR"]

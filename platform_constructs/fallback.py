@@ -20,11 +20,11 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from platform_constructs.contracts import LAMBDA_HANDLERS_DIR, metrics
+from platform_constructs.contracts import metrics
+from platform_constructs.functions import RUNTIME, handlers_code
 from platform_constructs.logs import encrypted_log_group
 from platform_constructs.nag import acknowledge, acknowledge_compliance
 
-RUNTIME = lambda_.Runtime.PYTHON_3_14
 HANDLER = "fallback.handler"
 
 
@@ -128,9 +128,7 @@ class SpotFallback(Construct):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler=HANDLER,
-            code=lambda_.Code.from_asset(
-                str(LAMBDA_HANDLERS_DIR), exclude=["__pycache__", "*.pyc", "__init__.py"]
-            ),
+            code=handlers_code(),
             timeout=Duration.seconds(30),
             memory_size=256,
             role=role.without_policy_updates(),

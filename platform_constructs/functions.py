@@ -16,6 +16,11 @@ HANDLERS_DIR = Path(__file__).resolve().parent.parent / "bertbatch" / "handlers"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 
 
+def handlers_code() -> lambda_.Code:
+    """The asset every project function runs: the bertbatch/handlers package."""
+    return lambda_.Code.from_asset(str(HANDLERS_DIR), exclude=["__pycache__", "*.pyc"])
+
+
 def handler_function(
     scope: Construct,
     construct_id: str,
@@ -71,7 +76,7 @@ def handler_function(
         runtime=RUNTIME,
         architecture=lambda_.Architecture.ARM_64,
         handler=handler,
-        code=lambda_.Code.from_asset(str(HANDLERS_DIR), exclude=["__pycache__", "*.pyc"]),
+        code=handlers_code(),
         description=description,
         environment=dict(environment),
         memory_size=256,
