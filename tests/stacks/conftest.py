@@ -58,6 +58,19 @@ def prod() -> Synthesized:
 
 
 @pytest.fixture(scope="session")
+def dev_variant() -> Synthesized:
+    """One extra synth that every stack's tests share for the non-default branches: FSx off,
+    EFA on, a prebuilt ECR image, a NAT gateway, three interface endpoints."""
+    return synthesize(config_for("dev", **{
+        "data.fsx.enabled": "false",
+        "training.efa": "true",
+        "training.image_uri": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/team/bert-train:1.4",
+        "network.nat_gateways": "1",
+        "network.interface_endpoints": '["ecr.api", "ecr.dkr", "logs"]',
+    }))
+
+
+@pytest.fixture(scope="session")
 def dev_network(dev: Synthesized) -> Template:
     return dev.template(dev.platform.network)
 

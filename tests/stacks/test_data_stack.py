@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from tests.stacks.conftest import config_for, synthesize
 
 
 def _bucket(template: Template, logical_prefix: str) -> tuple[str, dict]:
@@ -180,8 +179,8 @@ def test_every_resource_is_tagged(dev_data):
     )
 
 
-def test_fsx_can_be_disabled():
-    synth = synthesize(config_for("dev", **{"data.fsx.enabled": "false"}), nag=False)
+def test_fsx_can_be_disabled(dev_variant):
+    synth = dev_variant
     template = Template.from_stack(synth.platform.data)
     template.resource_count_is("AWS::FSx::FileSystem", 0)
     template.resource_count_is("AWS::FSx::DataRepositoryAssociation", 0)

@@ -54,8 +54,8 @@ def test_interface_endpoint_with_private_dns(dev_network, service):
     assert matching[0]["PrivateDnsEnabled"] is True
 
 
-def test_endpoints_are_selectable_in_config():
-    synth = synthesize(config_for("dev", **{"network.interface_endpoints": '["ecr.api", "ecr.dkr", "logs"]'}), nag=False)
+def test_endpoints_are_selectable_in_config(dev_variant):
+    synth = dev_variant
     template = Template.from_stack(synth.platform.network)
     interface = [e for e in _resources(template, "AWS::EC2::VPCEndpoint").values()
                  if e["Properties"].get("VpcEndpointType") == "Interface"]
@@ -166,8 +166,8 @@ def test_no_ingress_from_the_internet(dev_network, prod_network):
         assert '"CidrIpv6": "::/0"' not in text
 
 
-def test_nat_gateway_adds_public_subnets():
-    synth = synthesize(config_for("dev", **{"network.nat_gateways": "1"}), nag=False)
+def test_nat_gateway_adds_public_subnets(dev_variant):
+    synth = dev_variant
     template = Template.from_stack(synth.platform.network)
     template.resource_count_is("AWS::EC2::NatGateway", 1)
     template.resource_count_is("AWS::EC2::Subnet", 4)

@@ -10,7 +10,6 @@ from aws_cdk.assertions import Match, Template
 from bert_train import contract, metrics
 from bertbatch import discovery
 from platform_constructs.training_iam import NO_RESOURCE_LEVEL_ACTIONS
-from tests.stacks.conftest import config_for, synthesize
 
 AL2023_NVIDIA = "ECS_AL2023_NVIDIA"
 
@@ -84,14 +83,9 @@ def as_list(value) -> list:
 
 
 @pytest.fixture(scope="module")
-def variant():
-    """One extra synth: FSx off, EFA on, a prebuilt ECR image instead of the asset."""
-    synthesized = synthesize(config_for("dev", **{
-        "data.fsx.enabled": "false",
-        "training.efa": "true",
-        "training.image_uri": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/team/bert-train:1.4",
-    }))
-    return synthesized.template(synthesized.platform.training)
+def variant(dev_variant):
+    """The shared extra synth (tests/stacks/conftest.py): FSx off, EFA on, a prebuilt ECR image."""
+    return dev_variant.template(dev_variant.platform.training)
 
 
 # --- compute environments -------------------------------------------------------------------------
