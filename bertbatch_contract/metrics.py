@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any
 
 # Default namespace; the job definition passes the configured one in METRICS_NAMESPACE.
 DEFAULT_NAMESPACE = "BertBatch"
@@ -83,7 +84,9 @@ def job_state_metric(state: str) -> Metric:
 JOB_STATE_METRICS: tuple[Metric, ...] = tuple(job_state_metric(s) for s in JOB_STATES)
 # Job-state events whose status reason starts with "Host EC2": the instance under the attempt
 # was terminated (Spot reclaim). JobQueue dimension.
-SPOT_INTERRUPTIONS = Metric("SpotInterruptions", "Count", "Attempts ended because their EC2 host was terminated (Spot reclaim)")
+SPOT_INTERRUPTIONS = Metric(
+    "SpotInterruptions", "Count", "Attempts ended because their EC2 host was terminated (Spot reclaim)"
+)
 # Sampled every few minutes by the Monitoring stack's job gauge; Profile dimension.
 RUNNING_JOBS = Metric("RunningJobs", "Count", "Jobs in RUNNING state on the project's queues (sampled)")
 JOB_METRICS: tuple[Metric, ...] = JOB_STATE_METRICS + (SPOT_INTERRUPTIONS, RUNNING_JOBS)
@@ -95,7 +98,7 @@ def emf_record(
     namespace: str,
     dimensions: Mapping[str, str],
     timestamp_ms: int | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Build one EMF record for `values` (metric name -> value).
 
     Unknown metric names raise KeyError: a typo here would silently create a metric that no
@@ -104,7 +107,7 @@ def emf_record(
     metrics = [{"Name": name, "Unit": BY_NAME[name].unit} for name in values]
     dimension_sets = [[d for d in ds if d in dimensions] for ds in DIMENSION_SETS]
     dimension_sets = [ds for ds in dimension_sets if ds]
-    record: dict = {
+    record: dict[str, Any] = {
         "_aws": {
             "Timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
             "CloudWatchMetrics": [

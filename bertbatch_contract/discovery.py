@@ -1,0 +1,94 @@
+"""Discovery contract: where the Training stack publishes the names the CLI needs.
+
+The stack writes one SSM String parameter per key under `/<project>/<profile>/` and the same
+values as CloudFormation outputs; the CLI reads the parameters. Nobody copies names by hand.
+Parameter names come from `naming.Naming.parameter`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+# key (also the SSM parameter's last path segment) -> description
+QUEUE_SPOT_FIRST = "queue/spot-first"
+QUEUE_ON_DEMAND = "queue/on-demand"
+QUEUE_MULTI_NODE = "queue/multi-node"
+JOB_DEFINITION_SINGLE = "job-definition/bert-finetune"
+JOB_DEFINITION_MULTI_NODE = "job-definition/bert-finetune-multinode"
+JOB_DEFINITION_PREDICT = "job-definition/bert-predict"
+DATA_BUCKET = "bucket/data"
+ARTIFACTS_BUCKET = "bucket/artifacts"
+LOG_GROUP = "log-group"
+FSX_MOUNT_PATH = "fsx/mount-path"  # "none" when FSx is disabled
+METRICS_NAMESPACE = "metrics/namespace"
+INTERNET_EGRESS = "network/internet-egress"  # "true" | "false": can jobs reach the internet
+MLFLOW_TRACKING_URI = "mlflow/tracking-uri"  # "none" when experiment tracking is off
+# The value of an optional key whose feature is off (fsx/mount-path, mlflow/tracking-uri).
+NOT_CONFIGURED = "none"
+# Per queue kind (spot-first, on-demand, multi-node): its compute environments, as JSON
+# (see `capacity_value` / `parse_capacity`).
+CAPACITY_PREFIX = "capacity/"
+QUEUE_KINDS = ("spot-first", "on-demand", "multi-node")
+
+
+def capacity_key(queue_kind: str) -> str:
+    """The discovery key of one queue's capacity, e.g. `capacity/spot-first`."""
+    if queue_kind not in QUEUE_KINDS:
+        raise ValueError(f"unknown queue kind {queue_kind!r} (expected one of {', '.join(QUEUE_KINDS)})")
+    return f"{CAPACITY_PREFIX}{queue_kind}"
+
+
+@dataclass(frozen=True)
+class ComputeCapacity:
+    """One compute environment behind a queue, in the queue's order: what it can launch."""
+
+    name: str
+    instance_types: tuple[str, ...]
+    max_vcpus: int
+    spot: bool
+
+
+def capacity_value(environments: Sequence[ComputeCapacity]) -> str:
+    """The SSM value of a `capacity/<queue-kind>` key: `{"compute_environments": [...]}`."""
+    items = [{**asdict(e), "instance_types": list(e.instance_types)} for e in environments]
+    return json.dumps({"compute_environments": items}, separators=(",", ":"), sort_keys=True)
+
+
+def parse_capacity(text: str) -> list[ComputeCapacity]:
+    """Read a `capacity/<queue-kind>` value back; ValueError with one line when malformed."""
+    try:
+        items = json.loads(text)["compute_environments"]
+        return [
+            ComputeCapacity(
+                name=str(i["name"]),
+                instance_types=tuple(str(t) for t in i["instance_types"]),
+                max_vcpus=int(i["max_vcpus"]),
+                spot=bool(i["spot"]),
+            )
+            for i in items
+        ]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"malformed capacity value {text[:80]!r}: {exc}") from None
+
+
+KEYS: dict[str, str] = {
+    QUEUE_SPOT_FIRST: "Job queue: Spot first, On-Demand when Spot is full",
+    QUEUE_ON_DEMAND: "Job queue: On-Demand only",
+    QUEUE_MULTI_NODE: "Job queue: multi-node parallel jobs (On-Demand, placement group)",
+    JOB_DEFINITION_SINGLE: "Job definition ARN: single node, 1..N GPUs",
+    JOB_DEFINITION_MULTI_NODE: "Job definition ARN: multi-node parallel (torchrun)",
+    JOB_DEFINITION_PREDICT: "Job definition ARN: batch scoring, one GPU (python -m bert_train predict)",
+    DATA_BUCKET: "Data bucket name (inputs under datasets/)",
+    ARTIFACTS_BUCKET: "Artifacts bucket name (checkpoints/, runs/, models/, predictions/)",
+    LOG_GROUP: "CloudWatch Logs group of the training jobs",
+    FSX_MOUNT_PATH: "Where FSx for Lustre is mounted in jobs ('none' when disabled)",
+    METRICS_NAMESPACE: "CloudWatch namespace of the training metrics",
+    INTERNET_EGRESS: "Whether the job subnets reach the internet ('true' / 'false'): hub models need staging if not",
+    MLFLOW_TRACKING_URI: "MLflow tracking URI the training jobs log to ('none' when tracking is off)",
+    **{
+        capacity_key(kind): f"Compute environments of queue {kind}: instance types, max vCPUs (JSON)"
+        for kind in QUEUE_KINDS
+    },
+}

@@ -1,0 +1,274 @@
+"""The job interface: one table of the training flags, and the one function that validates them.
+
+Each row names a flag of the container (`python -m bert_train --epochs 3`), its type, bounds,
+default and help. From this table come
+
+- the container's argparse parser (`add_arguments`),
+- the CLI's options for the rows that are job parameters (`JOB_PARAMETERS`),
+- the job definitions' command (`job_command`: `--epochs Ref::epochs ...`) and parameter
+  defaults (`parameter_defaults`),
+
+and `validate` is what both `bertbatch submit` (before anything is submitted) and the container
+(at start) call, so a value the container would reject never reaches a queue, and both say so
+in the same words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from . import job, runs
+
+Value = int | float | str
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+EARLY_STOPPING_METRICS = ("eval_accuracy", "eval_f1", "eval_loss")
+MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
+MAX_POSITIONS = 512  # BERT's position embeddings
+
+
+class InvalidHyperparameter(ValueError):
+    """str() is the one-line message, starting with the flag and the value."""
+
+
+def _check_run_id(value: str) -> str | None:
+    return None if runs.PATTERN.match(value) else runs.RULE
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    name: str  # the container's field (TrainConfig) and argparse dest
+    type: type[int] | type[float] | type[str]
+    default: Value | None
+    help: str
+    group: str
+    parameter: str | None = None  # the job definitions' Ref:: parameter, if it is one
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
+    choices: tuple[str, ...] = ()
+    required: bool = False
+    non_empty: bool = False  # strings: "" is not allowed
+    check: Callable[[str], str | None] | None = None  # extra string check: None or the rule
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def rule(self) -> str:
+        """The allowed values in words, e.g. 'an integer >= 1', 'a number > 0 and < 1'."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        kind = {int: "an integer", float: "a number", str: "a string"}[self.type]
+        bounds = []
+        if self.minimum is not None:
+            bounds.append(f"{'>' if self.exclusive_minimum else '>='} {format_value(self.minimum)}")
+        if self.maximum is not None:
+            bounds.append(f"{'<' if self.exclusive_maximum else '<='} {format_value(self.maximum)}")
+        return f"{kind} {' and '.join(bounds)}".strip() if bounds else kind
+
+    def parse(self, raw: object) -> Value:
+        """`raw` (a string from a command line, a grid file or a job parameter, or a number)
+        converted and checked; InvalidHyperparameter otherwise."""
+        if isinstance(raw, bool) or raw is None or isinstance(raw, (list, dict)):
+            raise self._invalid(raw)
+        text = raw.strip() if isinstance(raw, str) else str(raw)
+        if text.startswith("Ref::"):  # Batch passes an unfilled job parameter through as its literal text
+            raise InvalidHyperparameter(f"{self.flag} {text}: the job parameter was not filled in at submit")
+        value: Value
+        if self.type is str:
+            if self.non_empty and not text:
+                raise InvalidHyperparameter(f"{self.flag} {raw!r}: must not be empty")
+            if self.choices and text not in self.choices:
+                raise self._invalid(raw)
+            problem = self.check(text) if self.check and text else None
+            if problem:
+                raise InvalidHyperparameter(f"{self.flag} {raw!r}: {problem}")
+            return text
+        try:
+            if self.type is int:
+                if isinstance(raw, float):
+                    if not raw.is_integer():
+                        raise ValueError
+                    value = int(raw)
+                else:
+                    value = int(text)
+            else:
+                value = float(text)
+        except (ValueError, OverflowError):
+            raise self._invalid(raw) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self._invalid(raw)
+        if self.minimum is not None and (
+            value < self.minimum or (self.exclusive_minimum and value == self.minimum)
+        ):
+            raise self._invalid(raw)
+        if self.maximum is not None and (
+            value > self.maximum or (self.exclusive_maximum and value == self.maximum)
+        ):
+            raise self._invalid(raw)
+        return value
+
+    def _invalid(self, raw: object) -> InvalidHyperparameter:
+        shown = raw if isinstance(raw, str) else repr(raw)
+        return InvalidHyperparameter(f"{self.flag} {shown}: must be {self.rule()}")
+
+
+def format_value(value: Value) -> str:
+    """A value as a job parameter / command-line string: 2e-5 -> '2e-5', 3 -> '3'."""
+    if isinstance(value, float):
+        text = repr(value)
+        if "e" in text:
+            mantissa, exponent = text.split("e")
+            return f"{mantissa}e{int(exponent)}"
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
+
+
+_H = Hyperparameter
+# The order of the rows with a `parameter` is the order of the job definition's command.
+HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
+    # --- data ---------------------------------------------------------------------------
+    _H("train", str, None, "training data: s3://bucket/key or local path (.jsonl, .csv, .tsv)",
+       "data", parameter="train_uri", required=True, non_empty=True),
+    _H("eval", str, "", "evaluation data, same formats; its labels must all appear in the training "
+       "data (without it: no evaluation, no early stopping)", "data", parameter="eval_uri"),
+    # --- model --------------------------------------------------------------------------
+    _H("model", str, "bert-base-uncased",
+       "hub name, local directory, s3:// prefix, or random:tiny|random:base|random:CONFIG.json",
+       "model", parameter="model", non_empty=True),
+    # --- optimisation -------------------------------------------------------------------
+    _H("epochs", int, 3, "training epochs", "optimisation", parameter="epochs", minimum=1),
+    _H("learning_rate", float, 2e-5, "peak learning rate (AdamW)", "optimisation",
+       parameter="learning_rate", minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True),
+    _H("batch_size", int, 32, "examples per device per micro-batch", "optimisation",
+       parameter="batch_size", minimum=1),
+    _H("max_seq_length", int, 128, "truncate inputs to this many tokens", "data",
+       parameter="max_seq_length", minimum=8, maximum=MAX_POSITIONS),
+    _H("text_column", str, "sentence", "column with the text", "data",
+       parameter="text_column", non_empty=True),
+    _H("label_column", str, "label", "column with the label (strings or integers)", "data",
+       parameter="label_column", non_empty=True),
+    # --- container-only flags (not job parameters) --------------------------------------
+    _H("text_pair_column", str, None, "optional column with the second text of a sentence pair", "data"),
+    _H("vocab", str, None, "WordPiece vocab.txt for random:* models", "model"),
+    _H("max_steps", int, None, "stop after this many optimizer steps", "optimisation", minimum=1),
+    _H("eval_batch_size", int, None, "examples per device per eval batch (default 2 x batch size)",
+       "optimisation", minimum=1),
+    _H("gradient_accumulation_steps", int, 1, "micro-batches per optimizer step", "optimisation", minimum=1),
+    _H("warmup_ratio", float, 0.06, "fraction of steps with linear warmup, then linear decay to 0",
+       "optimisation", minimum=0, maximum=1, exclusive_maximum=True),
+    _H("weight_decay", float, 0.01, "AdamW weight decay (not applied to biases and LayerNorm)",
+       "optimisation", minimum=0, maximum=1),
+    _H("max_grad_norm", float, 1.0, "gradient clipping norm", "optimisation",
+       minimum=0, exclusive_minimum=True),
+    _H("precision", str, "auto", "auto|bf16|fp16|fp32 (auto: bf16 on Ampere+, fp16 on older GPUs, "
+       "fp32 on CPU)", "optimisation", choices=PRECISIONS),
+    _H("seed", int, 42, "random seed: same seed, same data order and results", "optimisation",
+       minimum=0, maximum=MAX_SEED),
+    # --- evaluation and early stopping --------------------------------------------------
+    _H("early_stopping_metric", str, "eval_accuracy", "|".join(EARLY_STOPPING_METRICS), "evaluation",
+       choices=EARLY_STOPPING_METRICS),
+    _H("early_stopping_patience", int, 0, "stop after N evaluations without improvement (0: off)",
+       "evaluation", minimum=0),
+    # --- checkpoints --------------------------------------------------------------------
+    # None = $CHECKPOINT_EVERY_STEPS / $CHECKPOINT_EVERY_MINUTES, else the job defaults.
+    _H("checkpoint_every_steps", int, None, f"checkpoint every N steps (${job.ENV_CHECKPOINT_EVERY_STEPS}, "
+       f"default {job.DEFAULT_CHECKPOINT_EVERY_STEPS})", "checkpoints", minimum=1),
+    _H("checkpoint_every_minutes", float, None, f"...or every M minutes, whichever first "
+       f"(${job.ENV_CHECKPOINT_EVERY_MINUTES}, default {job.DEFAULT_CHECKPOINT_EVERY_MINUTES:g})",
+       "checkpoints", minimum=0, exclusive_minimum=True),
+    _H("keep_checkpoints", int, 2, "keep the newest K complete checkpoints", "checkpoints", minimum=1),
+    # --- locations ----------------------------------------------------------------------
+    _H("run_id", str, None, f"run id (default ${job.ENV_RUN_ID}, else ${job.ENV_BATCH_JOB_ID}, else "
+       "generated)", "locations", check=_check_run_id),
+    _H("output_uri", str, None, f"where the model goes (default ${job.ENV_ARTIFACTS_URI}/runs/<run-id>/)",
+       "locations"),
+    _H("checkpoint_uri", str, None, f"where checkpoints go (default ${job.ENV_CHECKPOINT_URI}/<run-id>/)",
+       "locations"),
+    _H("work_dir", str, None, f"local scratch directory (default ${job.ENV_WORK_DIR} or a temp dir)",
+       "locations"),
+    _H("cache_dir", str, None, f"cache for models downloaded from S3 (default ${job.ENV_CACHE_DIR} or "
+       "~/.cache/bert_train)", "locations"),
+    # --- logging ------------------------------------------------------------------------
+    _H("logging_steps", int, 50, "progress line and metrics every N steps", "logging", minimum=1),
+    # Length grouping: sort by length within windows of this many global batches (HF uses 50).
+    _H("megabatch_factor", int, 50, "length grouping window, in global batches", "logging", minimum=1),
+)
+BY_NAME: dict[str, Hyperparameter] = {h.name: h for h in HYPERPARAMETERS}
+# Ref:: parameter name -> row, in command order.
+JOB_PARAMETERS: dict[str, Hyperparameter] = {h.parameter: h for h in HYPERPARAMETERS if h.parameter}
+INPUT_PARAMETERS = ("train_uri", "eval_uri")  # filled in by the stack from the data bucket
+
+
+def default(name: str) -> Value | None:
+    return BY_NAME[name].default
+
+
+def validate(values: Mapping[str, object]) -> dict[str, Value]:
+    """Check the given values (field name -> raw value; None = not given) and return them
+    converted. Raises InvalidHyperparameter with one line naming the flag and the value.
+
+    The CLI passes what the user gave; the container passes its whole configuration, so the
+    checks that need two values run when both are present.
+    """
+    out: dict[str, Value] = {}
+    for name, raw in values.items():
+        if raw is None:
+            continue
+        row = BY_NAME.get(name)
+        if row is None:
+            raise InvalidHyperparameter(f"unknown hyperparameter {name!r} (known: {', '.join(BY_NAME)})")
+        out[name] = row.parse(raw)
+    if out.get("early_stopping_patience") and "eval" in values and not out.get("eval"):
+        raise InvalidHyperparameter("--early-stopping-patience needs --eval")
+    return out
+
+
+def by_parameter(values: Mapping[str, object]) -> dict[str, Value]:
+    """validate() for values keyed by job parameter name (a sweep row, a grid file)."""
+    names: dict[str, object] = {}
+    for parameter, raw in values.items():
+        row = JOB_PARAMETERS.get(parameter)
+        if row is None:
+            raise InvalidHyperparameter(
+                f"unknown job parameter {parameter!r} (known: {', '.join(JOB_PARAMETERS)})"
+            )
+        names[row.name] = raw
+    checked = validate(names)
+    return {BY_NAME[name].parameter or name: value for name, value in checked.items()}
+
+
+def add_arguments(parser: argparse.ArgumentParser, rows: Iterable[Hyperparameter] = HYPERPARAMETERS) -> None:
+    """One flag per row. Values stay strings here (argparse.SUPPRESS keeps unset flags out);
+    `validate` converts them, so the container and the CLI reject a value in the same words."""
+    for row in rows:
+        parser.add_argument(
+            row.flag,
+            dest=row.name,
+            metavar=row.name.upper() if not row.choices else "{" + ",".join(row.choices) + "}",
+            required=row.required,
+            default=argparse.SUPPRESS,
+            help=row.help + ("" if row.default in (None, "") else f" (default: {format_value(row.default)})"),
+        )
+
+
+def job_command() -> list[str]:
+    """`--flag Ref::name` for every job parameter: the job definitions' command."""
+    command: list[str] = []
+    for parameter, row in JOB_PARAMETERS.items():
+        command += [row.flag, f"Ref::{parameter}"]
+    return command
+
+
+def parameter_defaults() -> dict[str, str]:
+    """Defaults of the job parameters that have one (the inputs come from the stack)."""
+    return {
+        parameter: format_value(row.default)
+        for parameter, row in JOB_PARAMETERS.items()
+        if parameter not in INPUT_PARAMETERS and row.default is not None
+    }

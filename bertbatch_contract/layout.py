@@ -1,0 +1,120 @@
+"""The S3 layout: where inputs, checkpoints, outputs, models and predictions live.
+
+    s3://<data-bucket>/datasets/...                 inputs (FSx-linked: also under /fsx/datasets/)
+    s3://<artifacts-bucket>/checkpoints/<run-id>/   step-000000500/... + manifest.json (last)
+    s3://<artifacts-bucket>/runs/<run-id>/          the model, metrics.json written last
+    s3://<artifacts-bucket>/models/<name>/          staged base models, registered versions
+    s3://<artifacts-bucket>/predictions/<id>/       batch scoring output
+"""
+
+from __future__ import annotations
+
+DATASETS_PREFIX = "datasets/"
+CHECKPOINTS_PREFIX = "checkpoints/"
+RUNS_PREFIX = "runs/"
+MODELS_PREFIX = "models/"
+PREDICTIONS_PREFIX = "predictions/"
+
+METRICS_FILE = "metrics.json"  # final metrics, written last in runs/<run-id>/
+# checkpoints/<run-id>/step-000000500/<attempt>/... + step-000000500/manifest.json: each attempt
+# writes its files under its own key and publishes them with one manifest write (last) that names
+# them, so two overlapping attempts never mix; the container keeps the newest K verified ones.
+CHECKPOINT_DIR_FORMAT = "step-{step:09d}"
+CHECKPOINT_MANIFEST = "manifest.json"
+
+# Default inputs of the job definitions, under the data bucket.
+DEFAULT_TRAIN_KEY = DATASETS_PREFIX + "train.tsv"
+DEFAULT_EVAL_KEY = DATASETS_PREFIX + "dev.tsv"
+
+
+def s3_uri(bucket: str, key: str = "") -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def join(base: str, *parts: str) -> str:
+    """`base` and `parts` joined by single slashes (base may be an s3:// URI or a path)."""
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def run_prefix(run_id: str) -> str:
+    """Key prefix of a run's outputs: runs/<run-id>/."""
+    return f"{RUNS_PREFIX}{run_id}/"
+
+
+def checkpoint_prefix(run_id: str) -> str:
+    """Key prefix of a run's checkpoints: checkpoints/<run-id>/."""
+    return f"{CHECKPOINTS_PREFIX}{run_id}/"
+
+
+def model_prefix(name: str) -> str:
+    """Key prefix of a staged or registered model: models/<name>/."""
+    return f"{MODELS_PREFIX}{name}/"
+
+
+def prediction_prefix(prediction_id: str) -> str:
+    """Key prefix of one batch-scoring run: predictions/<prediction-id>/."""
+    return f"{PREDICTIONS_PREFIX}{prediction_id}/"
+
+
+def checkpoint_dir(step: int) -> str:
+    return CHECKPOINT_DIR_FORMAT.format(step=step)
+
+
+# models/<name>/: a staged model is complete only when its manifest (written last) exists. The
+# manifest is JSON: {"format": 1, "name", "source", "created" (ISO 8601 UTC), "total_bytes",
+# "files": [{"path", "size", "sha256"}, ...]} (paths relative to models/<name>/).
+MODEL_MANIFEST = "manifest.json"
+MODEL_MANIFEST_FORMAT = 1
+
+
+def model_manifest_key(name: str) -> str:
+    """Key of a staged model's manifest: models/<name>/manifest.json."""
+    return model_prefix(name) + MODEL_MANIFEST
+
+
+# predictions/<id>/: shard i writes part-<i:05d>.jsonl (one JSON object per input row, in row
+# order: {"row", "id" (with an id column), "label", "probabilities": {label: float}}), then its
+# part-<i:05d>.manifest.json ({"format", "shard", "shards", "first_row", "rows", "sha256", "bytes",
+# "model", "input"}). A shard is done when both exist and the part matches the sha256; the
+# top-level manifest.json ({"format", "model", "input", "labels", "shards", "total_rows",
+# "created" (ISO 8601 UTC), "parts": [shard manifests]}) is written once every shard is done.
+PREDICTION_MANIFEST = "manifest.json"
+PREDICTION_MANIFEST_FORMAT = 1
+PREDICTION_PART_FORMAT = "part-{shard:05d}.jsonl"
+PREDICTION_SHARD_MANIFEST_FORMAT = "part-{shard:05d}.manifest.json"
+
+
+def prediction_part(shard: int) -> str:
+    """File name of one shard's predictions: part-00003.jsonl."""
+    return PREDICTION_PART_FORMAT.format(shard=shard)
+
+
+def prediction_shard_manifest(shard: int) -> str:
+    """File name of one shard's manifest (row count, sha256 of its part), written after the part."""
+    return PREDICTION_SHARD_MANIFEST_FORMAT.format(shard=shard)
+
+
+# models/<name>/ of a registered (fine-tuned) model: one record per version, written once
+# (versions/000003.json: {"format", "name", "version", "run_id", "uri" (the run's output prefix),
+# "metrics", "data", "created" (ISO 8601 UTC), "created_by"}), and one record per alias, moved by
+# each promote (aliases/production.json: {"format", "name", "alias", "version", "updated",
+# "updated_by"}). The bucket's versioning keeps every alias move.
+MODEL_VERSIONS_DIR = "versions/"
+MODEL_ALIASES_DIR = "aliases/"
+MODEL_VERSION_FORMAT = "{version:06d}.json"
+REGISTRY_FORMAT = 1
+
+
+def model_version_key(name: str, version: int) -> str:
+    """Key of one registered version's record: models/<name>/versions/000003.json."""
+    return model_prefix(name) + MODEL_VERSIONS_DIR + MODEL_VERSION_FORMAT.format(version=version)
+
+
+def model_alias_key(name: str, alias: str) -> str:
+    """Key of an alias's record: models/<name>/aliases/<alias>.json."""
+    return model_prefix(name) + MODEL_ALIASES_DIR + f"{alias}.json"
+
+
+# Files of a training run's output (runs/<run-id>/) that a prediction needs besides the model.
+LABEL_MAP_FILE = "label_map.json"  # {"labels": [...]}, the label of each class index
+TRAINING_ARGS_FILE = "training_args.json"  # the trainer's resolved arguments (inputs, hyperparameters)

@@ -1,0 +1,108 @@
+"""The batch-inference interface: one table of the flags of `python -m bert_train predict`, the one
+function that validates them, and how rows are split into shards.
+
+Rows are `hyperparameters.Hyperparameter`s, so the same `add_arguments` builds the container's
+parser and the CLI can generate its options from the rows with a `parameter`. `validate` runs in
+`bertbatch predict` before submit and in the container at start; `command` is the container
+command a job is submitted with (`predict --model ... --input ...`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Mapping
+
+from . import job, layout, runs
+from .hyperparameters import MAX_POSITIONS, Hyperparameter, InvalidHyperparameter, Value, add_arguments, format_value
+
+SUBCOMMAND = "predict"  # python -m bert_train predict ...
+# bf16 autocast where the GPU has it natively; fp16 is not offered (no loss scaling at inference,
+# and overflow in fp16 logits would go unnoticed).
+PRECISIONS = ("auto", "bf16", "fp32")
+MAX_SHARDS = 10_000  # AWS Batch's largest array job
+
+
+def _check_prediction_id(value: str) -> str | None:
+    return None if runs.PATTERN.match(value) else runs.RULE
+
+
+_H = Hyperparameter
+OPTIONS: tuple[Hyperparameter, ...] = (
+    _H("model", str, None, "the model: a training run's output directory or s3:// prefix (config, weights, "
+       "tokenizer, label_map.json)", "model", parameter="model", required=True, non_empty=True),
+    _H("input", str, None, "rows to score: s3://bucket/key or local path (.jsonl, .csv, .tsv)", "data",
+       parameter="input_uri", required=True, non_empty=True),
+    _H("output", str, None, f"where the predictions go, a directory or s3:// prefix (default "
+       f"${job.ENV_ARTIFACTS_URI}/{layout.PREDICTIONS_PREFIX}${job.ENV_PREDICTION_ID}/)", "data",
+       parameter="output_uri"),
+    _H("text_column", str, "sentence", "column with the text", "data", parameter="text_column", non_empty=True),
+    _H("text_pair_column", str, None, "optional column with the second text of a sentence pair", "data"),
+    _H("id_column", str, None, "optional column passed through to each prediction as its id", "data"),
+    _H("shards", int, None, f"split the rows into N contiguous shards (default ${job.ENV_PREDICT_SHARDS}, else 1)",
+       "shards", parameter="shards", minimum=1, maximum=MAX_SHARDS),
+    _H("shard_index", int, None, f"the shard this process scores (default ${job.ENV_PREDICT_SHARD_INDEX}, else "
+       f"${job.ENV_BATCH_ARRAY_INDEX}, else 0)", "shards", minimum=0, maximum=MAX_SHARDS - 1),
+    _H("batch_size", int, 64, "rows per forward pass (rows are sorted by length first)", "inference",
+       parameter="batch_size", minimum=1),
+    _H("max_seq_length", int, 128, "truncate inputs to this many tokens", "inference",
+       parameter="max_seq_length", minimum=8, maximum=MAX_POSITIONS),
+    _H("precision", str, "auto", "auto|bf16|fp32 (auto: bf16 on GPUs that have it, else fp32)", "inference",
+       parameter="precision", choices=PRECISIONS),
+    _H("prediction_id", str, None, f"names {layout.PREDICTIONS_PREFIX}<id>/ when --output is not given "
+       f"(default ${job.ENV_PREDICTION_ID})", "data", check=_check_prediction_id),
+    _H("cache_dir", str, None, f"cache for models downloaded from S3 (default ${job.ENV_CACHE_DIR} or "
+       "~/.cache/bert_train)", "locations"),
+)
+BY_NAME: dict[str, Hyperparameter] = {row.name: row for row in OPTIONS}
+# Ref:: parameter name -> row, in command order.
+JOB_PARAMETERS: dict[str, Hyperparameter] = {row.parameter: row for row in OPTIONS if row.parameter}
+
+
+def validate(values: Mapping[str, object]) -> dict[str, Value]:
+    """The given values (option name -> raw value; None or "" for an optional string = not given)
+    checked and converted. Raises InvalidHyperparameter with one line naming the flag and the value."""
+    out: dict[str, Value] = {}
+    for name, raw in values.items():
+        row = BY_NAME.get(name)
+        if row is None:
+            raise InvalidHyperparameter(f"unknown option {name!r} (known: {', '.join(BY_NAME)})")
+        if raw is None or (raw == "" and row.type is str and not row.non_empty and not row.required):
+            continue
+        out[name] = row.parse(raw)
+    missing = [BY_NAME[name].flag for name in BY_NAME if BY_NAME[name].required and name not in out]
+    if missing:
+        raise InvalidHyperparameter(f"{', '.join(missing)}: required")
+    shards, index = out.get("shards"), out.get("shard_index")
+    if isinstance(shards, int) and isinstance(index, int) and index >= shards:
+        raise InvalidHyperparameter(f"--shard-index {index}: must be < --shards {shards}")
+    return out
+
+
+def shard_rows(total_rows: int, shards: int, index: int) -> range:
+    """Row numbers (0-based, in file order) of shard `index` of `shards`: contiguous, in order,
+    sizes differing by at most one row."""
+    if not 0 <= index < shards:
+        raise ValueError(f"shard {index} of {shards}: no such shard")
+    return range(index * total_rows // shards, (index + 1) * total_rows // shards)
+
+
+def add_options(parser: argparse.ArgumentParser, rows: Iterable[Hyperparameter] = OPTIONS) -> None:
+    """One flag per row (values stay strings; `validate` converts them)."""
+    add_arguments(parser, rows)
+
+
+def command(values: Mapping[str, Value]) -> list[str]:
+    """The container command for validated `values`: ["predict", "--model", ..., ...]."""
+    args = [SUBCOMMAND]
+    for name, value in values.items():
+        args += [BY_NAME[name].flag, format_value(value)]
+    return args
+
+
+def job_command() -> list[str]:
+    """["predict", "--model", "Ref::model", ...] for every job parameter: a prediction job
+    definition's command (the CLI overrides the whole command when it sets other options)."""
+    args = [SUBCOMMAND]
+    for parameter, row in JOB_PARAMETERS.items():
+        args += [row.flag, f"Ref::{parameter}"]
+    return args

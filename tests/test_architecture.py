@@ -1,0 +1,78 @@
+"""The dependency picture: the contract package at the bottom; the container, the CLI and the
+infrastructure as siblings above it; app.py on top. Read from the source, so an import that
+runs upward fails here, not in a reviewer's head."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+# package -> (its source directory, the first-party packages it may import)
+LAYERS: dict[str, tuple[str, set[str]]] = {
+    "bertbatch_contract": ("bertbatch_contract", set()),
+    "bert_train": ("training_container/bert_train", {"bertbatch_contract"}),
+    "bertbatch": ("bertbatch", {"bertbatch_contract"}),
+    "platform_constructs": ("platform_constructs", {"bertbatch_contract"}),
+    "stacks": ("stacks", {"bertbatch_contract", "platform_constructs"}),
+}
+FIRST_PARTY = set(LAYERS) | {"app", "bench", "tests"}
+MAX_FUNCTION_LINES = 150
+SOURCE_DIRS = [*(directory for directory, _ in LAYERS.values()), "bench"]
+
+
+def _python_files(directory: str) -> list[Path]:
+    return sorted(p for p in (REPO / directory).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found & FIRST_PARTY
+
+
+@pytest.mark.parametrize("package", list(LAYERS))
+def test_nothing_imports_upward_or_sideways(package: str) -> None:
+    directory, allowed = LAYERS[package]
+    wrong = {
+        f"{path.relative_to(REPO)} imports {other}"
+        for path in _python_files(directory)
+        for other in _imported_packages(path) - allowed - {package}
+    }
+    assert not wrong, sorted(wrong)
+
+
+def test_the_contract_package_uses_only_the_standard_library() -> None:
+    import sys
+
+    for path in _python_files("bertbatch_contract"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = (
+                [a.name for a in node.names] if isinstance(node, ast.Import)
+                else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                else []
+            )
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or top == "bertbatch_contract", f"{path.name}: {name}"
+
+
+def test_no_function_outside_tests_is_longer_than_the_limit() -> None:
+    long = []
+    for directory in SOURCE_DIRS:
+        for path in _python_files(directory):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    length = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if length > MAX_FUNCTION_LINES:
+                        long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({length} lines)")
+    assert not long, long
