@@ -5,6 +5,7 @@ writing its JSON to bench/results/.
     python -m bench --quick              # small shapes, few steps (a few minutes)
     python -m bench --only throughput    # one part (repeatable: --only checkpoint --only cost)
     python -m bench --with-make-test     # also time `make test` (several minutes)
+    python -m bench --gpu                # only the GPU benchmark (bench/gpu.sh; --quick: its CPU smoke mode)
 
 Default run on the 2-core reference machine: about 20 minutes. The README's numbers come from
 the default run; bench/results/*.json record the shape, steps and machine of each.
@@ -16,9 +17,9 @@ import argparse
 import sys
 import time
 
-from . import checkpoint, common, cost, synth, throughput
+from . import checkpoint, common, cost, gpu, predict, synth, throughput
 
-PARTS = ("throughput", "checkpoint", "synth", "cost")
+PARTS = ("throughput", "checkpoint", "synth", "cost", "predict")
 
 
 def _check_deps() -> None:
@@ -36,14 +37,22 @@ def _check_deps() -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small/tiny shapes and few steps (results go to bench/results/quick/)")
+    p.add_argument("--quick", action="store_true",
+                   help="small/tiny shapes and few steps (results go to bench/results/quick/)")
     p.add_argument("--only", action="append", choices=PARTS, help="run only this part (repeatable)")
     p.add_argument("--skip", action="append", choices=PARTS, default=[], help="skip this part (repeatable)")
-    p.add_argument("--base-steps", type=int, default=throughput.DEFAULT_STEPS["base"], help="throughput: BERT-base steps per side")
-    p.add_argument("--small-steps", type=int, default=throughput.DEFAULT_STEPS["small"], help="throughput: small-shape steps per side (the accuracy comparison)")
+    p.add_argument("--base-steps", type=int, default=throughput.DEFAULT_STEPS["base"],
+                   help="throughput: BERT-base steps per side")
+    p.add_argument("--small-steps", type=int, default=throughput.DEFAULT_STEPS["small"],
+                   help="throughput: small-shape steps per side (the accuracy comparison)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--with-make-test", action="store_true", help="synth: also time `make test`")
+    p.add_argument("--gpu", action="store_true",
+                   help="only the GPU benchmark (bench.gpu: BERT-base vs the tuned Trainer on one NVIDIA GPU)")
     args = p.parse_args(argv)
+    if args.gpu:
+        gpu.main(["--smoke"] if args.quick else [])
+        return 0
     _check_deps()
     parts = [x for x in (args.only or PARTS) if x not in args.skip]
     if args.quick:
@@ -56,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             runs = [["--shape", "tiny", "--steps", "40", "--eval-rows", "256"]]
         else:
-            runs = [["--shape", "base", "--steps", str(args.base_steps)],
-                    ["--shape", "small", "--steps", str(args.small_steps)]]
+            # Medians of 3 for the tuned Trainer and the container (order alternated); the slow
+            # run_glue-default baseline runs once.
+            runs = [["--shape", "base", "--steps", str(args.base_steps), "--repeats", "3"],
+                    ["--shape", "small", "--steps", str(args.small_steps), "--repeats", "3"]]
         for extra in runs:
             throughput.main(tp.parse_args(extra + ["--batch-size", str(args.batch_size)]))
             print(flush=True)
@@ -68,7 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         synth.main(synth.build_parser().parse_args(["--with-make-test"] if args.with_make_test else []))
         print(flush=True)
     if "cost" in parts:
-        cost.main(cost.build_parser().parse_args(["--throughput-result", "throughput-tiny" if args.quick else "throughput-base"]))
+        measured = "throughput-tiny" if args.quick else "throughput-base"
+        cost.main(cost.build_parser().parse_args(["--throughput-result", measured]))
+    if "predict" in parts:
+        print(flush=True)
+        predict.main(predict.build_parser().parse_args(["--rows", "500", "--repeats", "1", "--name", "predict"]
+                                                       if args.quick else []))
     print(f"bench: done in {time.perf_counter() - t0:.0f} s", flush=True)
     return 0
 

@@ -2,8 +2,9 @@
 
     python -m bench._side SPEC.json OUT.json
 
-SPEC: side (baseline|contender), model spec (random:...), train/eval/vocab paths, batch size,
-steps, learning rate, max sequence length, seed, threads, work dir. OUT gets the measurements.
+SPEC: side (baseline|tuned|contender|contender_unpadded), model spec (random:...), train/eval/vocab
+paths, batch size, steps, learning rate, max sequence length, seed, precision, threads, work dir.
+OUT gets the measurements.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def initial_model(spec: dict, labels: list[str], vocab_size: int):
 
     import numpy as np
     import torch
-    from bert_train import modeling
     from transformers import BertForSequenceClassification
+
+    from bert_train import modeling
 
     config = modeling.random_config(spec["model"], vocab_size)
     config.num_labels = len(labels)
@@ -64,30 +66,58 @@ def initial_model(spec: dict, labels: list[str], vocab_size: int):
     return BertForSequenceClassification(config)
 
 
-# --- baseline: what transformers' run_glue.py does with its defaults ----------------------------
+# --- the peers: transformers' real Trainer, as run_glue.py's defaults and as a user tunes it ------
 
 
-def run_baseline(spec: dict) -> dict:
+def peer_precision(spec: dict) -> str:
+    """The precision the container's `auto` picks on this hardware; the tuned peer uses the same."""
+    import torch
+
+    from bert_train.runtime import choose_precision
+
+    return choose_precision(spec.get("precision", "auto"), torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def run_trainer(spec: dict, *, tuned: bool) -> dict:
+    """run_glue.py defaults (`tuned=False`: every example padded to max_length, fp32, random
+    order) or the best-configured Trainer (`tuned=True`: dynamic padding, length-grouped sampling,
+    the container's precision choice, fused AdamW)."""
     import numpy as np
     import torch
-    from bert_train import data
-    from transformers import (BertTokenizerFast, Trainer, TrainerCallback, TrainingArguments,
-                              default_data_collator, set_seed)
+    from transformers import (
+        BertTokenizerFast,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+        default_data_collator,
+        set_seed,
+    )
     from transformers.utils import logging as hf_logging
+
+    from bert_train import data
 
     hf_logging.set_verbosity_error()
     t_prep = time.perf_counter()
     tokenizer = BertTokenizerFast(vocab=spec["vocab"], do_lower_case=True)
     labels = labels_of(spec["train"])
     label2id = {x: i for i, x in enumerate(labels)}
+    precision = peer_precision(spec) if tuned else "fp32"
 
     def load(path):
+        ex = data.read_examples(path, "sentence", "label")
+        texts, ids = [e.text for e in ex], [label2id[e.label] for e in ex]
+        if tuned:
+            # run_glue with --pad_to_max_length False: no padding at tokenization, padded per batch.
+            enc = tokenizer(texts, max_length=spec["max_seq_length"], truncation=True)
+            return RowsDataset([{"input_ids": i, "token_type_ids": t, "attention_mask": m, "labels": y}
+                                for i, t, m, y in zip(enc["input_ids"], enc["token_type_ids"],
+                                                      enc["attention_mask"], ids, strict=True)])
         # run_glue: tokenize with padding="max_length" (pad_to_max_length=True is its default),
         # max_length=max_seq_length (128), truncation=True; labels mapped to ids.
-        ex = data.read_examples(path, "sentence", "label")
-        enc = tokenizer([e.text for e in ex], padding="max_length", max_length=spec["max_seq_length"],
-                        truncation=True, return_tensors="pt")
-        enc["labels"] = torch.tensor([label2id[e.label] for e in ex])
+        enc = tokenizer(texts, padding="max_length", max_length=spec["max_seq_length"], truncation=True,
+                        return_tensors="pt")
+        enc["labels"] = torch.tensor(ids)
         return TensorDictDataset(dict(enc))
 
     train_ds, eval_ds = load(spec["train"]), load(spec["eval"])
@@ -110,7 +140,8 @@ def run_baseline(spec: dict) -> dict:
             counts["samples"] += int(kwargs["input_ids"].shape[0])
 
     model.register_forward_pre_hook(count_inputs, with_kwargs=True)
-    collator = default_data_collator  # run_glue's collator when padding to max length
+    # run_glue's collator when padding to max length; DataCollatorWithPadding when it does not.
+    collator = DataCollatorWithPadding(tokenizer) if tuned else default_data_collator
 
     class Timer(TrainerCallback):
         t_begin = t_end = None
@@ -120,6 +151,8 @@ def run_baseline(spec: dict) -> dict:
             Timer.t_begin = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
+            if torch.cuda.is_available() and state.global_step in (1, args.max_steps):
+                torch.cuda.synchronize()  # the GPU's queue done: step 1 and the last step are timed whole
             Timer.t_end = time.perf_counter()
             Timer.steps = state.global_step
             step_ends.append(Timer.t_end)
@@ -127,6 +160,9 @@ def run_baseline(spec: dict) -> dict:
         def on_train_end(self, args, state, control, **kw):
             counts["on"] = False  # the eval below uses the same collator
 
+    tuning = dict(train_sampling_strategy="group_by_length", bf16=precision == "bf16", optim="adamw_torch_fused",
+                  per_device_eval_batch_size=2 * spec["batch_size"],
+                  use_cpu=not torch.cuda.is_available()) if tuned else {}  # Trainer wants use_cpu for CPU bf16
     args = TrainingArguments(
         output_dir=str(Path(spec["work_dir"]) / "trainer"),
         per_device_train_batch_size=spec["batch_size"],
@@ -136,6 +172,7 @@ def run_baseline(spec: dict) -> dict:
         report_to=[],
         save_strategy="no",  # throughput without checkpoint writes (the contender's are off too)
         disable_tqdm=True,
+        **tuning,
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
@@ -147,11 +184,21 @@ def run_baseline(spec: dict) -> dict:
     t_eval = time.perf_counter()
     ev = trainer.evaluate()
     eval_seconds = time.perf_counter() - t_eval
+    if tuned:
+        epoch_padding = epoch_plan_padding_trainer(trainer, train_ds)
+        what = ("transformers Trainer, tuned: DataCollatorWithPadding (dynamic padding), "
+                "train_sampling_strategy='group_by_length', fused AdamW, "
+                f"{precision} (the container's choice on this hardware), eval batch {2 * spec['batch_size']}")
+    else:
+        attention_mask = train_ds.columns["attention_mask"]
+        # Every example is padded to max_length: the whole-epoch plan pads exactly like these steps.
+        epoch_padding = 1 - float(attention_mask.sum()) / attention_mask.numel()
+        what = ("transformers Trainer, run_glue.py defaults: pad every example to max_length, fp32, "
+                "AdamW (torch fused), linear schedule without warmup, weight decay 0, default data loader")
     return {
-        "side": "baseline",
-        "what": "transformers Trainer, run_glue.py defaults: pad every example to max_length, fp32, "
-                "AdamW (torch fused), linear schedule without warmup, weight decay 0, default data loader",
-        "precision": "fp32",
+        "side": "tuned" if tuned else "baseline",
+        "what": what,
+        "precision": precision,
         "optimizer": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
         "steps": Timer.steps,
         "samples": counts["samples"],
@@ -160,8 +207,7 @@ def run_baseline(spec: dict) -> dict:
         "train_seconds": train_seconds,
         "trainer_train_runtime": out.metrics.get("train_runtime"),
         "steady_seconds": step_ends[-1] - step_ends[0] if len(step_ends) > 1 else None,
-        # Every example is padded to max_length: the whole-epoch plan pads exactly like these steps.
-        "epoch_plan_padding_fraction": 1 - float(train_ds.columns["attention_mask"].sum()) / train_ds.columns["attention_mask"].numel(),
+        "epoch_plan_padding_fraction": epoch_padding,
         "eval_accuracy": ev.get("eval_accuracy"),
         "eval_loss": ev.get("eval_loss"),
         "eval_seconds": eval_seconds,
@@ -170,6 +216,33 @@ def run_baseline(spec: dict) -> dict:
         "rss_before_train_mb": rss_before,
         "train_loss": out.training_loss,
     }
+
+
+def epoch_plan_padding_trainer(trainer, train_ds) -> float:
+    """Padding over one whole epoch of the tuned Trainer's own sampler (LengthGroupedSampler)."""
+    sampler = trainer._get_train_sampler(train_ds)
+    order = list(iter(sampler))
+    batch = trainer.args.per_device_train_batch_size
+    lengths = [len(train_ds[i]["input_ids"]) for i in range(len(train_ds))]
+    real = computed = 0
+    for k in range(0, len(order) - batch + 1, batch):
+        rows = [lengths[i] for i in order[k : k + batch]]
+        real += sum(rows)
+        computed += max(rows) * len(rows)
+    return 1 - real / computed if computed else 0.0
+
+
+class RowsDataset:
+    """A list of tokenized rows (what a tokenized `datasets.Dataset` without padding hands Trainer)."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
 
 
 class TensorDictDataset:
@@ -207,10 +280,12 @@ def epoch_plan_padding(spec: dict, tokenizer, labels: list[str]) -> float:
 
 
 def run_contender(spec: dict) -> dict:
-    from bert_train.config import TrainConfig
-    from bert_train.train import run
     from transformers import BertTokenizerFast
     from transformers.utils import logging as hf_logging
+
+    from bert_train import modeling
+    from bert_train.config import TrainConfig
+    from bert_train.train import run
 
     hf_logging.set_verbosity_error()
     # Independent check that both sides start from the same weights: build the model the way
@@ -230,8 +305,11 @@ def run_contender(spec: dict) -> dict:
         output_uri=str(work / "out"), checkpoint_uri=str(work / "ckpt"), work_dir=str(work / "work"),
         # Checkpoints off for the throughput comparison; their cost is measured by bench.checkpoint.
         checkpoint_every_steps=10**9, checkpoint_every_minutes=1e9,
-        logging_steps=max(1, spec["steps"]), run_id="bench-contender",
+        logging_steps=max(1, spec["steps"]), run_id="bench-contender", precision=spec.get("precision", "auto"),
     )
+    if spec.get("unpadded") is not None:
+        # The A/B of unpadded execution: this process's container runs with it on or off.
+        modeling.UNPADDED_BY_DEFAULT = spec["unpadded"]
     rss_before = rss_mb()
     # The container prints EMF/progress lines on stdout; keep this process's stdout for them.
     t0 = time.perf_counter()
@@ -264,7 +342,12 @@ def run_contender(spec: dict) -> dict:
         "rss_before_train_mb": rss_before,
         "train_loss": m.get("train_loss"),
         "exit_code": result.exit_code,
+        "unpadded": modeling.UNPADDED_BY_DEFAULT,
     }
+
+
+# The container as it ships, and with unpadded execution forced on (the A/B of that change).
+CONTENDERS = {"contender": None, "contender_unpadded": True}
 
 
 def main(argv: list[str]) -> int:
@@ -272,10 +355,15 @@ def main(argv: list[str]) -> int:
     import torch
 
     torch.set_num_threads(spec["threads"])
-    fn = {"baseline": run_baseline, "contender": run_contender}[spec["side"]]
-    out = fn(spec)
+    if spec["side"] in CONTENDERS:
+        out = run_contender({**spec, "unpadded": CONTENDERS[spec["side"]]})
+    else:
+        out = run_trainer(spec, tuned=spec["side"] == "tuned")
     out["peak_rss_mb"] = peak_rss_mb()
     out["threads"] = torch.get_num_threads()
+    if torch.cuda.is_available():
+        out["device"] = torch.cuda.get_device_name(0)
+        out["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     out["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     Path(argv[1]).write_text(json.dumps(out, indent=2))
     return 0

@@ -26,7 +26,10 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from bertbatch_contract import job
 
 from . import common
 
@@ -90,59 +93,17 @@ def run(*, shape: str = "base", every: int = 4, batch_size: int = 32, threads: i
                 "--checkpoint-every-steps", str(every), "--checkpoint-every-minutes", "600",
                 "--checkpoint-uri", ckpt_uri, "--output-uri", str(work / "out"), "--work-dir", str(work / "work"),
                 "--run-id", "bench-ckpt"]
-        env = common.child_env(threads, s3.env)
-        lines: list[tuple[float, str]] = []
-        done_ckpts: dict[int, tuple[float, float]] = {}
-        steps: dict[int, tuple[float, float]] = {}
-        cond = threading.Condition()
-        proc = subprocess.Popen(args, cwd=common.REPO, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-
-        def reader():
-            for line in proc.stdout:
-                t = time.monotonic()
-                with cond:
-                    lines.append((t, line.rstrip("\n")))
-                    if m := CKPT_RE.search(line):
-                        done_ckpts[int(m.group(2))] = (float(m.group(3)), t)
-                    if m := PROGRESS_RE.search(line):
-                        steps[int(m.group(1))] = (t, float(m.group(2)))
-                    cond.notify_all()
-            with cond:
-                cond.notify_all()
-
-        th = threading.Thread(target=reader, daemon=True)
-        th.start()
-        deadline = time.monotonic() + timeout
-        kill_at = None
-        with cond:
-            # SIGTERM once `rounds` checkpoints are complete in S3, at a step boundary with no
-            # upload in flight (as at the default cadence, where uploads finish long before the
-            # next checkpoint is due).
-            while proc.poll() is None and time.monotonic() < deadline:
-                latest = max(steps, default=0)
-                started = latest // every * every
-                if len(done_ckpts) >= rounds and started in done_ckpts and latest > started:
-                    break
-                cond.wait(timeout=0.2)
-        step_at_kill = max(steps, default=0)
-        if proc.poll() is None:
-            kill_at = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        exited_at = time.monotonic()
-        th.join(timeout=10)
+        obs = _train_until_sigterm(args, common.child_env(threads, s3.env), every=every, rounds=rounds,
+                                   timeout=timeout)
         sizes = {}
         for obj in s3.client().list_objects_v2(Bucket="bench-artifacts", Prefix="checkpoints/").get("Contents", []):
             sizes[obj["Key"]] = obj["Size"]
         parts = breakdown(shape, s3, "bench-artifacts", threads) if with_breakdown else None
+    lines, done_ckpts, steps, step_at_kill = obs.lines, obs.done_ckpts, obs.steps, obs.step_at_kill
     log_text = "\n".join(x for _, x in lines)
-    if kill_at is None or proc.returncode != 75:
-        raise RuntimeError(f"trainer exited with {proc.returncode} (expected 75 after SIGTERM):\n{log_text[-4000:]}")
+    if obs.kill_at is None or obs.returncode != job.EXIT_INTERRUPTED:
+        raise RuntimeError(f"trainer exited with {obs.returncode} (expected {job.EXIT_INTERRUPTED} after SIGTERM):\n"
+                           f"{log_text[-4000:]}")
     m = EXIT_RE.search(log_text)
     self_reported = float(m.group(2)) if m else None
     # Step compute time: batch / samples-per-second of each single-step progress line (the
@@ -202,14 +163,15 @@ def run(*, shape: str = "base", every: int = 4, batch_size: int = 32, threads: i
         "default_interval_bound_by": "steps" if by_steps and interval == by_steps else "minutes",
         "share_blocking": (one_block / interval) if interval and one_block is not None else None,
         "share_upper_bound": (one_total / (interval + one_total)) if interval and one_total else None,
-        "share_measured": ((max(one_block, 0.0) + max(extra, 0.0)) / interval) if interval and one_block is not None else None,
+        "share_measured": ((max(one_block, 0.0) + max(extra, 0.0)) / interval)
+        if interval and one_block is not None else None,
         "sigterm": {
             "step_at_kill": step_at_kill,
             "final_checkpoint_step": final_step,
             "final_checkpoint_background_seconds": done_ckpts[final_step][0] if final_step else None,
-            "sigterm_to_exit_seconds": exited_at - kill_at,
+            "sigterm_to_exit_seconds": obs.exited_at - obs.kill_at,
             "trainer_reported_seconds": self_reported,
-            "exit_code": proc.returncode,
+            "exit_code": obs.returncode,
         },
     }
     result["note"] = common.shared_machine_note(machine["loadavg_start"], result["machine"]["loadavg_end"],
@@ -217,17 +179,79 @@ def run(*, shape: str = "base", every: int = 4, batch_size: int = 32, threads: i
     return result
 
 
-def breakdown(shape: str, s3: "MotoS3", bucket: str, threads: int) -> dict:
+@dataclass
+class Observed:
+    """What the benchmark saw of one trainer process: its output lines and when each checkpoint
+    completed and each step ended."""
+
+    lines: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, line)
+    done_ckpts: dict[int, tuple[float, float]] = field(default_factory=dict)  # step -> (seconds, seen at)
+    steps: dict[int, tuple[float, float]] = field(default_factory=dict)  # step -> (seen at, samples/s)
+    step_at_kill: int = 0
+    kill_at: float | None = None
+    exited_at: float = 0.0
+    returncode: int | None = None
+
+
+def _train_until_sigterm(args: list[str], env: dict, *, every: int, rounds: int, timeout: float) -> Observed:
+    """Run the trainer, SIGTERM it once `rounds` checkpoints are complete in S3, at a step boundary
+    with no upload in flight (as at the default cadence, where uploads finish long before the next
+    checkpoint is due), and wait for it to exit."""
+    obs = Observed()
+    cond = threading.Condition()
+    proc = subprocess.Popen(args, cwd=common.REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+    def reader():
+        for line in proc.stdout:
+            t = time.monotonic()
+            with cond:
+                obs.lines.append((t, line.rstrip("\n")))
+                if m := CKPT_RE.search(line):
+                    obs.done_ckpts[int(m.group(2))] = (float(m.group(3)), t)
+                if m := PROGRESS_RE.search(line):
+                    obs.steps[int(m.group(1))] = (t, float(m.group(2)))
+                cond.notify_all()
+        with cond:
+            cond.notify_all()
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    deadline = time.monotonic() + timeout
+    with cond:
+        while proc.poll() is None and time.monotonic() < deadline:
+            latest = max(obs.steps, default=0)
+            started = latest // every * every
+            if len(obs.done_ckpts) >= rounds and started in obs.done_ckpts and latest > started:
+                break
+            cond.wait(timeout=0.2)
+    obs.step_at_kill = max(obs.steps, default=0)
+    if proc.poll() is None:
+        obs.kill_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    obs.exited_at = time.monotonic()
+    th.join(timeout=10)
+    obs.returncode = proc.returncode
+    return obs
+
+
+def breakdown(shape: str, s3: MotoS3, bucket: str, threads: int) -> dict:
     """Where a checkpoint's time goes, step by step, with the container's own pieces: the
-    snapshot (train._cpu_copy), the files train.py writes, each serialised in memory and hashed
-    beside its write (checkpoint.write_hashed: safetensors weights, torch.save optimizer state), the manifest
-    from those digests (checkpoint.build_manifest), and the upload (storage.upload_files: the
-    files concurrently, boto3 multipart). A diagnostic beside the end-to-end run."""
+    snapshot (checkpoint.cpu_copy), the files a checkpoint holds, each serialised in memory and
+    hashed beside its write (checkpoint.write_hashed: safetensors weights, checkpoint.torch_bytes
+    for the optimizer state), the manifest from those digests (checkpoint.build_manifest), and the
+    upload (storage.upload_files: the files concurrently, boto3 multipart). A diagnostic beside the
+    end-to-end run."""
     import torch
+    from safetensors.torch import save as safetensors_bytes
+
     from bert_train import checkpoint as ckpt
     from bert_train import modeling, storage
-    from bert_train.train import _cpu_copy, _torch_bytes
-    from safetensors.torch import save as safetensors_bytes
 
     torch.set_num_threads(threads)
     for k, v in s3.env.items():
@@ -243,14 +267,14 @@ def breakdown(shape: str, s3: "MotoS3", bucket: str, threads: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-ckpt-parts-") as tmp:
         d = Path(tmp)
         t = time.perf_counter()
-        model_state, opt_state = _cpu_copy(model.state_dict()), _cpu_copy(opt.state_dict())
+        model_state, opt_state = ckpt.cpu_copy(model.state_dict()), ckpt.cpu_copy(opt.state_dict())
         out["snapshot"] = time.perf_counter() - t
         digests = {}
         t = time.perf_counter()
         digests[ckpt.MODEL_FILE] = ckpt.write_hashed(d / ckpt.MODEL_FILE, safetensors_bytes(model_state))
         out["write_weights_safetensors_with_sha256"] = time.perf_counter() - t
         t = time.perf_counter()
-        digests[ckpt.OPTIMIZER_FILE] = ckpt.write_hashed(d / ckpt.OPTIMIZER_FILE, _torch_bytes(opt_state))
+        digests[ckpt.OPTIMIZER_FILE] = ckpt.write_hashed(d / ckpt.OPTIMIZER_FILE, ckpt.torch_bytes(opt_state))
         out["write_optimizer_torch_save_with_sha256"] = time.perf_counter() - t
         t = time.perf_counter()
         manifest = ckpt.build_manifest(d, 0, "breakdown", digests)
@@ -264,30 +288,35 @@ def breakdown(shape: str, s3: "MotoS3", bucket: str, threads: int) -> dict:
 
 
 def _default_cadence() -> dict:
-    from bert_train import contract
+    return {"steps": job.DEFAULT_CHECKPOINT_EVERY_STEPS, "minutes": job.DEFAULT_CHECKPOINT_EVERY_MINUTES}
 
-    return {"steps": contract.DEFAULT_CHECKPOINT_EVERY_STEPS, "minutes": contract.DEFAULT_CHECKPOINT_EVERY_MINUTES}
+
+def _percent(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.2f} %"
 
 
 def report(r: dict) -> str:
     gb = {k: v / 1e9 for k, v in r["checkpoint_bytes"].items()}
     size = max(gb.values()) if gb else None
     s, one = r["sigterm"], r["one_checkpoint"]
-    pct = lambda x: "n/a" if x is None else f"{x * 100:.2f} %"  # noqa: E731
     rows = [
         ["checkpoint size (weights + AdamW state + trainer state)", f"{size:.2f} GB" if size else "n/a"],
-        ["one checkpoint: snapshot to CPU memory (training blocked)", common.fmt_num(one["blocking_snapshot_seconds"], 2) + " s"],
-        ["one checkpoint: write + sha256 + upload (background thread)", common.fmt_num(one["background_write_hash_upload_seconds"], 1) + " s"],
+        ["one checkpoint: snapshot to CPU memory (training blocked)",
+         common.fmt_num(one["blocking_snapshot_seconds"], 2) + " s"],
+        ["one checkpoint: write + sha256 + upload (background thread)",
+         common.fmt_num(one["background_write_hash_upload_seconds"], 1) + " s"],
         ["breakdown (same model, in the benchmark process)", "; ".join(
             f"{k} {v:.1f} s" for k, v in (r.get("breakdown_seconds") or {}).items() if k != "bytes") or "n/a"],
-        ["every checkpoint, background seconds", ", ".join(f"{k}: {v:.1f}" for k, v in r["checkpoint_background_seconds"].items())],
+        ["every checkpoint, background seconds",
+         ", ".join(f"{k}: {v:.1f}" for k, v in r["checkpoint_background_seconds"].items())],
         ["training step (median, no upload in flight)", common.fmt_num(r["step_seconds_median"], 2) + " s"],
-        ["extra step time per checkpoint while the upload shares the CPU", common.fmt_num(r["extra_step_seconds_per_checkpoint_from_background_upload"], 1) + " s"],
+        ["extra step time per checkpoint while the upload shares the CPU",
+         common.fmt_num(r["extra_step_seconds_per_checkpoint_from_background_upload"], 1) + " s"],
         ["default interval here (500 steps or 10 min, whichever first)",
          f"{common.fmt_num(r['default_interval_seconds'], 0)} s (bound by {r['default_interval_bound_by']})"],
-        ["share of training time: blocking only", pct(r["share_blocking"])],
-        ["share of training time: blocking + measured slowdown", pct(r["share_measured"])],
-        ["share of training time: upper bound (whole checkpoint as if blocking)", pct(r["share_upper_bound"])],
+        ["share of training time: blocking only", _percent(r["share_blocking"])],
+        ["share of training time: blocking + measured slowdown", _percent(r["share_measured"])],
+        ["share of training time: upper bound (whole checkpoint as if blocking)", _percent(r["share_upper_bound"])],
         ["SIGTERM -> exit (benchmark: kill() to process exit)", common.fmt_num(s["sigterm_to_exit_seconds"], 1) + " s"],
         ["SIGTERM -> exit (logged by the trainer)", common.fmt_num(s["trainer_reported_seconds"], 2) + " s"],
         ["exit code", s["exit_code"]],

@@ -49,6 +49,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX-BF16 in /proc/cpuinfo: bf16 matmuls run natively on this CPU."""
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+def best_precision() -> str:
+    """bf16 where the hardware runs it natively (Ampere+ GPUs, CPUs with AVX512-BF16/AMX), else fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
 def mem_total_gb() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -93,7 +111,7 @@ def machine_info() -> dict:
 
 
 def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def shared_machine_note(start: list[float] | None, end: list[float] | None, cores: int | None) -> str | None:
@@ -127,7 +145,7 @@ def table(headers: list[str], rows: list[list], title: str | None = None) -> str
     lines = [] if title is None else [title, ""]
 
     def fmt(r):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + " |"
 
     lines.append(fmt(cells[0]))
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -145,7 +163,8 @@ def child_env(threads: int, extra: dict | None = None) -> dict:
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(p for p in [str(REPO), str(CONTAINER_DIR), os.environ.get("PYTHONPATH", "")] if p),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), str(CONTAINER_DIR), os.environ.get("PYTHONPATH", ""))
+                                      if p),
     })
     env.update(extra or {})
     return env

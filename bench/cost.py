@@ -89,7 +89,8 @@ def report(r: dict) -> str:
     lines = [
         f"Cost of a run: {r['inputs']['rows']:,} rows x {r['inputs']['epochs']} epochs, max_seq_length "
         f"{r['inputs']['max_seq_length']}",
-        f"measured on this CPU ({r['inputs']['shape']} shape): baseline {m['baseline_run_glue_defaults']:.2f} samples/s, container "
+        f"measured on this CPU ({r['inputs']['shape']} shape): baseline "
+        f"{m['baseline_run_glue_defaults']:.2f} samples/s, container "
         f"{m['container']:.2f} samples/s ({m['speedup']:.2f}x); the whole run on this CPU would take "
         f"{r['this_cpu_hours_for_the_run']:.1f} h",
         "GPU/CPU ratio (shipped table / measured padded baseline): "
@@ -112,7 +113,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--rows", type=int, default=SST2_ROWS)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--max-seq-length", type=int, default=128)
-    p.add_argument("--throughput-result", default="throughput-base", help="result file (in bench/results/) with the measured throughput")
+    p.add_argument("--throughput-result", default="throughput-base",
+                   help="result file (in bench/results/) with the measured throughput")
     return p
 
 

@@ -37,7 +37,8 @@ def markdown() -> str:
              f"{ratio['steady_samples_per_second']:.2f}x" if ratio.get("steady_samples_per_second") else "n/a"],
             ["tokens/s (non-padding tokens per second)", _n(b["tokens_per_second"], 1), _n(c["tokens_per_second"], 1),
              f"{ratio['tokens_per_second']:.2f}x"],
-            ["padding, share of computed tokens (this run)", _pct(b["padding_fraction"]), _pct(c["padding_fraction"]), ""],
+            ["padding, share of computed tokens (this run)", _pct(b["padding_fraction"]),
+             _pct(c["padding_fraction"]), ""],
             ["padding over a whole epoch's batch plan", _pct(b.get("epoch_plan_padding_fraction")),
              _pct(c.get("epoch_plan_padding_fraction")), ""],
             ["peak RSS (own process)", f"{b['peak_rss_mb']:,.0f} MB", f"{c['peak_rss_mb']:,.0f} MB",
@@ -57,14 +58,18 @@ def markdown() -> str:
         out.append("")
         rows = [
             ["one checkpoint: snapshot (training blocked)", f"{_n(one['blocking_snapshot_seconds'], 2)} s"],
-            ["one checkpoint: write + sha256 + upload (background)", f"{_n(one['background_write_hash_upload_seconds'], 1)} s"],
-            ["last checkpoint after SIGTERM (synchronous)", f"{_n(sg.get('final_checkpoint_background_seconds'), 1)} s"],
+            ["one checkpoint: write + sha256 + upload (background)",
+             f"{_n(one['background_write_hash_upload_seconds'], 1)} s"],
+            ["last checkpoint after SIGTERM (synchronous)",
+             f"{_n(sg.get('final_checkpoint_background_seconds'), 1)} s"],
             ["training step (median)", f"{_n(ck['step_seconds_median'], 2)} s"],
-            ["default interval on this machine", f"{_n(ck['default_interval_seconds'], 0)} s ({ck['default_interval_bound_by']})"],
+            ["default interval on this machine",
+             f"{_n(ck['default_interval_seconds'], 0)} s ({ck['default_interval_bound_by']})"],
             ["share of training time (blocking + measured slowdown)", _pct(ck["share_measured"], 2)],
             ["share of training time (upper bound: whole checkpoint as if blocking)", _pct(ck["share_upper_bound"], 2)],
             ["SIGTERM to exit (measured / logged by the trainer)",
-             f"{_n(sg['sigterm_to_exit_seconds'], 1)} s / {_n(sg['trainer_reported_seconds'], 1)} s (exit {sg['exit_code']})"],
+             f"{_n(sg['sigterm_to_exit_seconds'], 1)} s / {_n(sg['trainer_reported_seconds'], 1)} s "
+             f"(exit {sg['exit_code']})"],
         ]
         out.append(common.table(["", "value"], rows))
         out.append("")

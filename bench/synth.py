@@ -129,7 +129,8 @@ def run(*, profiles=("dev", "prod"), with_make_test: bool = False, timeout: floa
 def report(r: dict) -> str:
     ms, mt = r["make_synth"], r["make_test"]
     rows = [["make synth (warm venv)" if ms.get("warm_venv") else "make synth (venv NOT warm)",
-             common.fmt_num(ms["seconds"], 1) + " s", f"exit {ms['exit_code']}; target < {r['make_synth_target_seconds']:g} s"]]
+             common.fmt_num(ms["seconds"], 1) + " s",
+             f"exit {ms['exit_code']}; target < {r['make_synth_target_seconds']:g} s"]]
     for p in r["in_process"]:
         parts = ", ".join(f"{k} {v:.1f}" for k, v in p["construct_seconds"].items())
         rows.append([f"in-process synth, {p['profile']}", common.fmt_num(p["total_seconds"], 1) + " s",
@@ -137,7 +138,8 @@ def report(r: dict) -> str:
                      f"{p['nag_and_synth_seconds']:.1f} s"])
     if mt.get("seconds"):
         when = "this run" if mt.get("measured_this_run") else f"carried over, measured {mt.get('date_utc')}"
-        rows.append(["make test", common.fmt_num(mt["seconds"], 0) + " s", f"exit {mt.get('exit_code')}; {when}; {mt.get('last_line', '')}"])
+        rows.append(["make test", common.fmt_num(mt["seconds"], 0) + " s",
+                     f"exit {mt.get('exit_code')}; {when}; {mt.get('last_line', '')}"])
     else:
         rows.append(["make test", "not measured", "python -m bench --with-make-test"])
     out = common.table(["", "wall time", "details"], rows, "Synth and test wall times")

@@ -1,4 +1,5 @@
-"""Training throughput: the container's training path against transformers' run_glue defaults.
+"""Training throughput: the container's training path against transformers' Trainer, twice: with
+run_glue.py's defaults and as a user who tunes it (dynamic padding, length grouping, bf16, fused AdamW).
 
 Both sides, one after the other in the same benchmark run, each in a fresh subprocess with the
 same thread count: same random-init model (same BertConfig, same seed, checked by a weight hash),
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,34 +88,86 @@ def _derive(r: dict) -> dict:
     r["seconds_per_step"] = secs / r["steps"] if r["steps"] else None
     # Steady state: steps 2..N (end of step 1 to end of step N), same samples per step on both sides.
     st = r.get("steady_seconds")
-    r["steady_samples_per_second"] = (r["steps"] - 1) * (r["samples"] / r["steps"]) / st if st and r["steps"] > 1 else None
+    steady = st and r["steps"] > 1
+    r["steady_samples_per_second"] = (r["steps"] - 1) * (r["samples"] / r["steps"]) / st if steady else None
     return r
+
+
+SIDES = ("baseline", "tuned", "contender_unpadded", "contender")
+DEFAULT_SIDES = ("baseline", "tuned", "contender")
+SIDE_TITLES = {"baseline": "run_glue defaults", "tuned": "tuned Trainer", "contender_unpadded": "bert_train unpadded",
+               "contender": "bert_train"}
+
+
+def _median_side(runs: list[dict]) -> dict:
+    """One side's figures over its repeats: the median of every number, the rest from the first
+    run, and each run's samples/s so the spread is visible."""
+    out = dict(runs[0])
+    for key, value in runs[0].items():
+        values = [r.get(key) for r in runs]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and all(
+                isinstance(v, (int, float)) for v in values):
+            out[key] = statistics.median(values)
+    out["repeats"] = len(runs)
+    out["samples_per_second_runs"] = [r["samples_per_second"] for r in runs]
+    return out
+
+
+def _order(repeat: int, sides: tuple[str, ...], baseline_repeats: int) -> list[str]:
+    """Sides alternate between repeats (ABC, CBA, ...): a load change hits both sides alike. The slow
+    run_glue baseline runs only in the first `baseline_repeats` repeats."""
+    order = [x for x in sides if x != "baseline" or repeat < baseline_repeats]
+    return order if repeat % 2 == 0 else order[::-1]
 
 
 def compare(*, shape: str = "base", steps: int = 10, batch_size: int = 32, eval_rows: int | None = 256,
             train_rows: int | None = None, learning_rate: float | None = None, max_seq_length: int = 128,
-            threads: int | None = None, seed: int = 42, data: dict | None = None, order=("baseline", "contender"),
-            timeout: float = 3600) -> dict:
-    """Run both sides and return the comparison (the core of this benchmark; the smoke test calls it)."""
+            threads: int | None = None, seed: int = 42, data: dict | None = None,
+            sides: tuple[str, ...] = DEFAULT_SIDES, repeats: int = 1, baseline_repeats: int = 1,
+            precision: str = "auto", timeout: float = 3600) -> dict:
+    """Run every side (`repeats` times, alternating the order) and return the comparison (the core of
+    this benchmark; the smoke test calls it)."""
     data = data or common.find_data()
     threads = threads or os.cpu_count() or 1
     lr = learning_rate if learning_rate is not None else DEFAULT_LR[shape]
     machine = common.machine_info()
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
+    orders = []
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         work = Path(tmp)
         train, n_train = _subset(data["train"], train_rows, work / "data" / "train.tsv")
         evalf, n_eval = _subset(data["eval"], eval_rows, work / "data" / "dev.tsv")
         spec = {"model": _model_spec(shape, work), "train": train, "eval": evalf, "vocab": data["vocab"],
                 "batch_size": batch_size, "steps": steps, "learning_rate": lr,
-                "max_seq_length": max_seq_length, "seed": seed}
-        sides = {}
-        for side in order:
-            load_before = common.loadavg()
-            sides[side] = _derive(_run_side(side, spec, work, threads, timeout))
-            sides[side]["loadavg_start"] = load_before
-    b, c = sides["baseline"], sides["contender"]
-    ratio = lambda k: (c[k] / b[k]) if b.get(k) and c.get(k) is not None else None  # noqa: E731
+                "max_seq_length": max_seq_length, "seed": seed, "precision": precision}
+        for repeat in range(repeats):
+            order = _order(repeat, sides, baseline_repeats)
+            orders.append(order)
+            for side in order:
+                load_before = common.loadavg()
+                one = _derive(_run_side(side, spec, work / f"r{repeat}", threads, timeout))
+                one["loadavg_start"] = load_before
+                runs[side].append(one)
+                print(f"[throughput]   repeat {repeat + 1}/{repeats} {side}: "
+                      f"{one['samples_per_second']:.2f} samples/s ({one['precision']})", flush=True)
+    result_sides = {side: _median_side(r) for side, r in runs.items()}
+    c = result_sides["contender"]
+
+    def ratios(peer: dict) -> dict:
+        def ratio(k: str) -> float | None:
+            return (c[k] / peer[k]) if peer.get(k) and c.get(k) is not None else None
+
+        return {
+            "samples_per_second": ratio("samples_per_second"),
+            "steady_samples_per_second": ratio("steady_samples_per_second"),
+            "tokens_per_second": ratio("tokens_per_second"),
+            "peak_rss": ratio("peak_rss_mb"),
+            "eval_accuracy_delta": (c["eval_accuracy"] - peer["eval_accuracy"])
+            if c.get("eval_accuracy") is not None and peer.get("eval_accuracy") is not None else None,
+        }
+
     machine["loadavg_end"] = common.loadavg()
+    digests = {s["initial_weights"] for s in result_sides.values()}
     result = {
         "benchmark": "throughput",
         "machine": machine,
@@ -122,44 +176,43 @@ def compare(*, shape: str = "base", steps: int = 10, batch_size: int = 32, eval_
             "shape": shape, **{k: v for k, v in SHAPES[shape].items() if k != "model"},
             "steps": steps, "batch_size": batch_size, "max_seq_length": max_seq_length, "learning_rate": lr,
             "seed": seed, "threads": threads, "train_rows": n_train, "eval_rows": n_eval,
-            "dataset": data["source"], "order": list(order),
-            "checkpoints": "off on both sides (measured separately by bench.checkpoint)",
+            "dataset": data["source"], "sides": list(sides), "order": orders, "repeats": repeats,
+            "baseline_repeats": min(baseline_repeats, repeats), "precision_requested": precision,
+            "aggregate": "median over each side's repeats (each repeat a fresh process; order alternated)",
+            "checkpoints": "off on every side (measured separately by bench.checkpoint)",
             "peak_memory": "ru_maxrss of each side's own fresh subprocess (includes Python, torch, "
                            "transformers and the tokenized data set)",
             "tokens_per_second": "non-padding tokens per second of training-step time",
             "samples_per_second": "all steps: samples / time from the start of step 1 to the end of step N "
-                                  "(baseline: Trainer on_train_begin to the last on_step_end; contender: the "
+                                  "(Trainer sides: on_train_begin to the last on_step_end; contender: the "
                                   "trainer's own per-step timer, which includes collation)",
-            "steady_samples_per_second": "steps 2..N: end of step 1 to end of step N (both sides via a per-step "
+            "steady_samples_per_second": "steps 2..N: end of step 1 to end of step N (every side via a per-step "
                                          "callback); leaves out step 1, which is the contender's longest batch",
             "epoch_plan_padding_fraction": "padding over one whole epoch of each side's batch plan on the same "
-                                           "training data (contender: bert_train.data.epoch_batches; baseline: "
-                                           "every row padded to max_length)",
+                                           "training data (contender: bert_train.data.epoch_batches; tuned: "
+                                           "Trainer's LengthGroupedSampler; baseline: every row padded to "
+                                           "max_length)",
         },
-        "same_initial_weights": b["initial_weights"] == c["initial_weights"],
-        "baseline": b,
-        "contender": c,
-        "ratio": {
-            "samples_per_second": ratio("samples_per_second"),
-            "steady_samples_per_second": ratio("steady_samples_per_second"),
-            "tokens_per_second": ratio("tokens_per_second"),
-            "peak_rss": ratio("peak_rss_mb"),
-            "eval_accuracy_delta": (c["eval_accuracy"] - b["eval_accuracy"])
-            if c.get("eval_accuracy") is not None and b.get("eval_accuracy") is not None else None,
-        },
+        "same_initial_weights": len(digests) == 1,
+        **result_sides,
+        "ratio": ratios(result_sides["baseline"]) if "baseline" in result_sides else {},
+        "ratio_vs_tuned": ratios(result_sides["tuned"]) if "tuned" in result_sides else {},
+        "ratio_vs_unpadded": ratios(result_sides["contender_unpadded"]) if "contender_unpadded" in result_sides else {},
     }
     return result
 
 
 def report(r: dict) -> str:
-    b, c, s = r["baseline"], r["contender"], r["settings"]
+    s = r["settings"]
+    sides = [x for x in SIDES if x in r]
+    c = r["contender"]
 
     def row(label, key, digits=1, scale=1.0):
-        vb, vc = b.get(key), c.get(key)
-        vb = None if vb is None else vb * scale
-        vc = None if vc is None else vc * scale
-        rat = f"{vc / vb:.2f}x" if vb and vc is not None else ""
-        return [label, common.fmt_num(vb, digits), common.fmt_num(vc, digits), rat]
+        values = {x: r[x].get(key) for x in sides}
+        values = {x: None if v is None else v * scale for x, v in values.items()}
+        rats = [f"{values['contender'] / values[peer]:.2f}x" if values.get(peer) and values["contender"] is not None
+                else "" for peer in sides if peer != "contender"]
+        return [label, *(common.fmt_num(values[x], digits) for x in sides), *rats]
 
     rows = [
         row("train samples/s", "samples_per_second", 2),
@@ -172,13 +225,20 @@ def report(r: dict) -> str:
         row("peak RSS, MB", "peak_rss_mb", 0),
         row("eval accuracy", "eval_accuracy", 4),
         row("train loss (mean)", "train_loss", 4),
-        ["precision", b.get("precision"), c.get("precision"), ""],
+        ["precision", *(r[x].get("precision") for x in sides), *([""] * (len(sides) - 1))],
+        ["repeats (median of)", *(r[x].get("repeats") for x in sides), *([""] * (len(sides) - 1))],
     ]
     title = (f"Throughput: {s['shape']} shape (L{s['layers']}/H{s['hidden']}), {s['steps']} steps x batch "
              f"{s['batch_size']}, max_seq_length {s['max_seq_length']}, lr {s['learning_rate']:g}, "
              f"{s['threads']} threads, {s['eval_rows']} eval rows; data: {s['dataset']}")
-    out = common.table(["", "run_glue defaults (baseline)", "bert_train (contender)", "ratio"], rows, title)
+    headers = ["", *(SIDE_TITLES[x] for x in sides),
+               *(f"bert_train / {SIDE_TITLES[x]}" for x in sides if x != "contender")]
+    out = common.table(headers, rows, title)
     out += f"\nsame initial weights: {r['same_initial_weights']}"
+    out += "\nsamples/s per run: " + "; ".join(
+        f"{SIDE_TITLES[x]} " + ", ".join(f"{v:.1f}" for v in r[x]["samples_per_second_runs"]) for x in sides)
+    if c.get("unpadded") is not None:
+        out += f"\ncontender execution: {'unpadded' if c['unpadded'] else 'padded'}"
     if r.get("note"):
         out += f"\nnote: {r['note']}"
     return out
@@ -188,14 +248,28 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p = p or argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", choices=sorted(SHAPES), default="base")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps per side (default: base 10, small 300, tiny 200)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimizer steps per side (default: base 10, small 300, tiny 200)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--eval-rows", type=int, default=None, help="eval subset: the first N dev rows (default: base 256, else 872)")
+    p.add_argument("--eval-rows", type=int, default=None,
+                   help="eval subset: the first N dev rows (default: base 256, else 872)")
     p.add_argument("--train-rows", type=int, default=None, help="train subset: the first N rows (default: all)")
-    p.add_argument("--learning-rate", type=float, default=None, help="same on both sides (default: base 2e-5, small 5e-4, tiny 1e-3)")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="same on both sides (default: base 2e-5, small 5e-4, tiny 1e-3)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per side (default: all cores)")
-    p.add_argument("--repo-sample", action="store_true", help="use the repo's SST-2 sample even if ../shared/data exists")
+    p.add_argument("--repo-sample", action="store_true",
+                   help="use the repo's SST-2 sample even if ../shared/data exists")
     p.add_argument("--name", default=None, help="result file name (default: throughput-<shape>)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="runs per side, order alternated; figures are medians (default 1)")
+    p.add_argument("--baseline-repeats", type=int, default=1,
+                   help="of those, how many include the slow run_glue-default baseline (default 1)")
+    p.add_argument("--precision", choices=("best", "auto", "fp32", "bf16"), default="best",
+                   help="the contender's --precision, and the tuned Trainer's; best = bf16 where the hardware has "
+                        "it natively (this CPU: avx512_bf16/amx_bf16), else fp32 (default best)")
+    p.add_argument("--sides", default=",".join(DEFAULT_SIDES),
+                   help=f"comma-separated sides to run, contender always; contender_unpadded = the container "
+                        f"with unpadded execution on (default {','.join(DEFAULT_SIDES)})")
     return p
 
 
@@ -207,10 +281,13 @@ def main(args: argparse.Namespace) -> dict:
     steps = args.steps or DEFAULT_STEPS[args.shape]
     eval_rows = args.eval_rows or DEFAULT_EVAL_ROWS[args.shape]
     data = common.find_data(prefer_shared=not args.repo_sample)
-    print(f"[throughput] {args.shape}: {steps} steps x batch {args.batch_size}, baseline then contender "
-          f"(each in its own process) ...", flush=True)
+    sides = tuple(x for x in SIDES if x in args.sides.split(",") or x == "contender")
+    print(f"[throughput] {args.shape}: {steps} steps x batch {args.batch_size}, sides {', '.join(sides)} "
+          f"(each run in its own process), {args.repeats} repeat(s) ...", flush=True)
     r = compare(shape=args.shape, steps=steps, batch_size=args.batch_size, eval_rows=eval_rows,
-                train_rows=args.train_rows, learning_rate=args.learning_rate, threads=args.threads, data=data)
+                train_rows=args.train_rows, learning_rate=args.learning_rate, threads=args.threads, data=data,
+                sides=sides, repeats=args.repeats, baseline_repeats=args.baseline_repeats,
+                precision=common.best_precision() if args.precision == "best" else args.precision)
     print(report(r), flush=True)
     path = common.write_result(args.name or f"throughput-{args.shape}", r)
     print(f"[throughput] wrote {path.relative_to(common.REPO)}", flush=True)

@@ -33,7 +33,10 @@ OFFLINE_ENV = {
 JOB_ENV = ("RUN_ID", "AWS_BATCH_JOB_ID", "ARTIFACTS_URI", "CHECKPOINT_URI", "CHECKPOINT_EVERY_STEPS",
            "CHECKPOINT_EVERY_MINUTES", "BERT_BATCH_PROFILE", "METRICS_NAMESPACE", "BERT_TRAIN_WORK_DIR",
            "WORLD_SIZE", "RANK", "LOCAL_RANK", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-           "AWS_BATCH_JOB_ARRAY_INDEX", "BERT_BATCH_GRID", "BERT_TRAIN_IMAGE")
+           "AWS_BATCH_JOB_ARRAY_INDEX", "BERT_BATCH_GRID", "BERT_TRAIN_IMAGE", "FSX_MOUNT_PATH", "DATA_URI",
+           "BERT_BATCH_MAX_COST_USD", "BERT_BATCH_PRICES", "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+           "MLFLOW_TRACKING_URI", "AWS_BATCH_JOB_NUM_NODES", "PREDICTION_ID", "BERT_BATCH_SHARDS",
+           "BERT_BATCH_SHARD_INDEX")
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +103,8 @@ def tiny_config(train, dev, out, ckpt, **overrides):
 def subprocess_env(extra: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in JOB_ENV}
     env.update(OFFLINE_ENV)
-    env["PYTHONPATH"] = os.pathsep.join([str(CONTAINER_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # As in the image: bert_train and bertbatch_contract side by side on the path.
+    env["PYTHONPATH"] = os.pathsep.join([str(CONTAINER_DIR), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
@@ -156,3 +160,68 @@ def final_metrics(out: Path) -> dict:
 
 
 STEP_RE = re.compile(r"\[progress\] .*step (\d+)/")
+
+
+def stored_file(root: Path, step: int, name: str) -> Path:
+    """Where the published local checkpoint at `step` keeps `name` (its manifest names the key)."""
+    from bert_train.checkpoint import MANIFEST, step_dir
+
+    manifest = json.loads((root / step_dir(step) / MANIFEST).read_text())
+    return root / step_dir(step) / manifest["files"][name]["key"]
+
+
+class S3Faults:
+    """A fault-injecting stand-in in front of the moto server: a botocore hook on the one S3
+    client that answers chosen requests itself, with a 500 or a connection reset, instead of
+    sending them. botocore's own retries are off (storage.S3_MAX_ATTEMPTS = 1) so each injected
+    fault reaches the code under test at once."""
+
+    def __init__(self) -> None:
+        self.rules: list[dict] = []
+        self.hits: list[str] = []  # "Operation key" of every request answered with a fault
+
+    def fail(self, operation: str, key_part: str = "", *, times: int | None = None, kind: str = "500") -> None:
+        """Answer `operation` (e.g. "GetObject") on keys containing `key_part` with a fault,
+        `times` times (None: every time). kind: "500" (InternalError) or "reset"."""
+        self.rules.append({"operation": operation, "key_part": key_part, "times": times, "kind": kind})
+
+    def clear(self) -> None:
+        self.rules.clear()
+
+    def _hook(self, request, event_name: str, **_):
+        from urllib.parse import unquote, urlsplit
+
+        from botocore.awsrequest import AWSResponse
+        from botocore.exceptions import ConnectionClosedError
+
+        operation = event_name.rsplit(".", 1)[-1]
+        key = unquote(urlsplit(request.url).path)
+        for rule in self.rules:
+            if rule["operation"] == operation and rule["key_part"] in key and rule["times"] != 0:
+                if rule["times"] is not None:
+                    rule["times"] -= 1
+                self.hits.append(f"{operation} {key}")
+                if rule["kind"] == "reset":
+                    raise ConnectionClosedError(endpoint_url=request.url)
+                return AWSResponse(request.url, 500, {}, _Body(
+                    b"<Error><Code>InternalError</Code><Message>injected fault</Message></Error>"))
+        return None
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, *_, **__):
+        yield self.data
+
+
+@pytest.fixture
+def s3_faults(moto_s3, monkeypatch) -> S3Faults:
+    from bert_train import storage
+
+    monkeypatch.setattr(storage, "S3_MAX_ATTEMPTS", 1)
+    storage.make_s3_client.cache_clear()
+    faults = S3Faults()
+    storage.make_s3_client().meta.events.register("before-send.s3", faults._hook)
+    return faults

@@ -1,6 +1,7 @@
-"""The image's build files: hadolint-clean Dockerfile, pinned requirements, and an entrypoint
-that launches one process, torchrun on one node, or torchrun across Batch nodes — and hands
-Batch the trainer's exit code even through torchrun."""
+"""The image's build files: hadolint-clean Dockerfile whose build context (the repository root)
+is cut down by the root .dockerignore allow-list, pinned requirements, and an entrypoint that
+launches one process, torchrun on one node, or torchrun across Batch nodes — and hands Batch the
+trainer's exit code even through torchrun."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from bert_train import contract
+from bertbatch_contract import job
 
 from .conftest import CONTAINER_DIR, REPO, STEP_RE, subprocess_env, tiny_args
 
 DOCKERFILE = CONTAINER_DIR / "Dockerfile"
 ENTRYPOINT = CONTAINER_DIR / "entrypoint.sh"
+DOCKERIGNORE = REPO / ".dockerignore"
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -44,6 +46,78 @@ def test_dockerfile_is_pinned_small_and_non_root():
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert re.search(r'^ENTRYPOINT \["/usr/local/bin/bert-train-entrypoint"\]$', text, re.M)
+
+
+def _ignore_patterns() -> list[tuple[bool, re.Pattern]]:
+    """(is an exception "!...", regex) per .dockerignore line, in order."""
+    out = []
+    for line in DOCKERIGNORE.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        pattern = line.lstrip("!").strip("/")
+        regex = "".join(".*" if part == "**" else re.escape(part).replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+                        for part in re.split(r"(\*\*)", pattern))
+        out.append((negated, re.compile(f"^{regex}$")))
+    return out
+
+
+def _in_context(path: str) -> bool:
+    """Whether Docker sends `path` (relative to the context) to the build: the last pattern that
+    matches the path or one of its parent directories decides."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    included = True
+    for negated, regex in _ignore_patterns():
+        if any(regex.match(c) for c in candidates):
+            included = negated
+    return included
+
+
+def _copies() -> list[tuple[str, str]]:
+    """(source, destination) of every COPY, flags dropped."""
+    out = []
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.startswith("COPY "):
+            words = [w for w in line.split()[1:] if not w.startswith("--")]
+            out += [(src, words[-1]) for src in words[:-1]]
+    return out
+
+
+def test_build_context_is_an_allow_list():
+    assert not _in_context(".venv/bin/python") and not _in_context("tests/container/test_image.py")
+    assert not _in_context("cdk.out/manifest.json") and not _in_context("bertbatch/cli.py")
+    assert not _in_context("training_container/bert_train/__pycache__/train.cpython-311.pyc")
+    assert _in_context("training_container/Dockerfile")  # the builder reads it from the context
+
+
+def test_every_copy_source_is_in_the_build_context():
+    copies = _copies()
+    assert copies, "no COPY in the Dockerfile"
+    for src, _ in copies:
+        local = REPO / src
+        assert local.exists(), f"COPY {src}: not in the repository (the build context is its root)"
+        files = [p for p in local.rglob("*") if p.is_file() and "__pycache__" not in p.parts] if local.is_dir() \
+            else [local]
+        for f in files:
+            rel = f.relative_to(REPO).as_posix()
+            assert _in_context(rel), f"COPY {src}: {rel} is excluded by .dockerignore"
+
+
+def test_the_image_carries_what_the_entrypoint_runs_and_what_it_imports():
+    python_path = re.search(r"PYTHONPATH=(\S+)", DOCKERFILE.read_text()).group(1)
+    copied = {dest.rstrip("/") for _, dest in _copies()}
+    run = set(re.findall(r"-m (\w+)", ENTRYPOINT.read_text()))
+    assert run == {"bert_train"}
+    # first-party packages the trainer imports (the contract package, nothing of the CLI or stacks)
+    first_party = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
+    imported = set()
+    for source in (CONTAINER_DIR / "bert_train").glob("*.py"):
+        imported |= set(re.findall(r"^\s*(?:from|import) (\w+)", source.read_text(), re.M)) & first_party
+    assert imported == {"bertbatch_contract"}, imported
+    for package in run | imported:
+        assert f"{python_path}/{package}" in copied, f"{package} is not copied to {python_path}"
 
 
 def test_requirements_are_pinned_and_match_the_test_environment():
@@ -79,13 +153,13 @@ def test_entrypoint_launch_shapes():
     assert _dry_run({"NPROC_PER_NODE": "1"}) == "python -m bert_train --train s3://d/t.tsv"
     assert _dry_run({}) == "python -m bert_train --train s3://d/t.tsv"  # no GPU here: one process
     assert _dry_run({"NPROC_PER_NODE": "4"}) == "torchrun --standalone --nproc_per_node 4 -m bert_train --train s3://d/t.tsv"
-    batch = {contract.ENV_BATCH_NUM_NODES: "3", contract.ENV_BATCH_MAIN_NODE_INDEX: "0", "NPROC_PER_NODE": "8"}
+    batch = {job.ENV_BATCH_NUM_NODES: "3", job.ENV_BATCH_MAIN_NODE_INDEX: "0", "NPROC_PER_NODE": "8"}
     # main node: the main-node address variable is not set there; it uses its own address
-    main = _dry_run({**batch, contract.ENV_BATCH_NODE_INDEX: "0"})
+    main = _dry_run({**batch, job.ENV_BATCH_NODE_INDEX: "0"})
     m = re.fullmatch(r"torchrun --nnodes 3 --node_rank 0 --nproc_per_node 8 --master_addr (\S+) --master_port 29500 "
                      r"-m bert_train --train s3://d/t\.tsv", main)
     assert m and re.fullmatch(r"\d+\.\d+\.\d+\.\d+", m.group(1)), main
-    child = _dry_run({**batch, contract.ENV_BATCH_NODE_INDEX: "2", contract.ENV_BATCH_MAIN_NODE_ADDR: "10.0.3.7"})
+    child = _dry_run({**batch, job.ENV_BATCH_NODE_INDEX: "2", job.ENV_BATCH_MAIN_NODE_ADDR: "10.0.3.7"})
     assert child == ("torchrun --nnodes 3 --node_rank 2 --nproc_per_node 8 --master_addr 10.0.3.7 "
                      "--master_port 29500 -m bert_train --train s3://d/t.tsv")
 
@@ -103,7 +177,7 @@ def test_entrypoint_sigterm_through_torchrun_exits_75(small_data, tmp_path):
             proc.send_signal(signal.SIGTERM)
             break
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == contract.EXIT_INTERRUPTED, stderr[-3000:]
+    assert proc.returncode == job.EXIT_INTERRUPTED, stderr[-3000:]
     steps = [p.name for p in ckpt.iterdir()]
     assert len(steps) == 1 and (ckpt / steps[0] / "manifest.json").exists()
     assert not (tmp_path / "out").exists()

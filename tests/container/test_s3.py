@@ -11,9 +11,9 @@ import signal
 import boto3
 import pytest
 
-from bert_train import contract
 from bert_train.__main__ import main
 from bert_train.train import run
+from bertbatch_contract import job
 
 from .conftest import VOCAB, tiny_args, tiny_config
 
@@ -44,10 +44,10 @@ def test_s3_data_model_checkpoints_resume_and_outputs(moto_s3, small_data, tmp_p
     for p in base.iterdir():
         s3.upload_file(str(p), "data", f"models/tiny/{p.name}")
 
-    monkeypatch.setenv(contract.ENV_ARTIFACTS_URI, "s3://artifacts")
-    monkeypatch.setenv(contract.ENV_CHECKPOINT_URI, "s3://artifacts/checkpoints")
-    monkeypatch.setenv(contract.ENV_RUN_ID, "s3-run")
-    monkeypatch.setenv(contract.ENV_CHECKPOINT_EVERY_STEPS, "4")
+    monkeypatch.setenv(job.ENV_ARTIFACTS_URI, "s3://artifacts")
+    monkeypatch.setenv(job.ENV_CHECKPOINT_URI, "s3://artifacts/checkpoints")
+    monkeypatch.setenv(job.ENV_RUN_ID, "s3-run")
+    monkeypatch.setenv(job.ENV_CHECKPOINT_EVERY_STEPS, "4")
     config = tiny_config("s3://data/datasets/train.tsv", "s3://data/datasets/dev.tsv", None, None, run_id=None,
                          model="s3://data/models/tiny", vocab=None, epochs=1, checkpoint_every_steps=None,
                          keep_checkpoints=1)
@@ -57,13 +57,18 @@ def test_s3_data_model_checkpoints_resume_and_outputs(moto_s3, small_data, tmp_p
             os.kill(os.getpid(), signal.SIGTERM)
 
     first = run(config, on_step=sigterm_at_6)
-    assert first.exit_code == contract.EXIT_INTERRUPTED and first.global_step == 6
+    assert first.exit_code == job.EXIT_INTERRUPTED and first.global_step == 6
     assert first.checkpoint_uri == "s3://artifacts/checkpoints/s3-run"
-    # keep 1: step 4 was deleted once step 6 was complete; the manifest is there
-    assert _keys(s3, "artifacts") == [f"checkpoints/s3-run/step-000000006/{f}" for f in
-                                      ("manifest.json", "model.safetensors", "optimizer.pt", "trainer_state.pt")]
-    manifest = json.loads(s3.get_object(Bucket="artifacts", Key="checkpoints/s3-run/step-000000006/manifest.json")["Body"].read())
+    # keep 1: step 4 was deleted once step 6 was complete; the manifest names the attempt's files
+    manifest_key = "checkpoints/s3-run/step-000000006/manifest.json"
+    manifest = json.loads(s3.get_object(Bucket="artifacts", Key=manifest_key)["Body"].read())
     assert manifest["step"] == 6 and manifest["run_id"] == "s3-run"
+    attempt = manifest["attempt"]
+    assert _keys(s3, "artifacts") == sorted([manifest_key] + [f"checkpoints/s3-run/step-000000006/{attempt}/{f}" for f
+                                                              in ("model.safetensors", "optimizer.pt",
+                                                                  "trainer_state.pt")])
+    assert {e["key"] for e in manifest["files"].values()} == {f"{attempt}/{f}" for f in
+                                                              ("model.safetensors", "optimizer.pt", "trainer_state.pt")}
 
     with caplog.at_level(logging.INFO, "bert_train"):
         second = run(config)
@@ -71,7 +76,8 @@ def test_s3_data_model_checkpoints_resume_and_outputs(moto_s3, small_data, tmp_p
     assert "using cached copy" in caplog.text  # the base model was downloaded once
     outputs = _keys(s3, "artifacts", "runs/s3-run/")
     assert {k.rsplit("/", 1)[1] for k in outputs} >= {"model.safetensors", "config.json", "tokenizer.json",
-                                                        "label_map.json", "metrics.json", "training_args.json", "README.md"}
+                                                        "label_map.json", "metrics.json", "training_args.json",
+                                                        "README.md"}
     m = json.loads(s3.get_object(Bucket="artifacts", Key="runs/s3-run/metrics.json")["Body"].read())
     assert m["global_step"] == 30 and m["resumed_from_step"] == 6 and 0 <= m["eval_accuracy"] <= 1
 
@@ -84,6 +90,6 @@ def test_unreadable_s3_uri_is_bad_input(moto_s3, small_data, tmp_path, capsys):
     for train_uri, reason in (("s3://data/nope.tsv", "NoSuchKey"), ("s3://no-such-bucket/train.tsv", "NoSuchBucket")):
         code = main(tiny_args(train_uri, dev, "s3://artifacts/runs/x", "s3://artifacts/checkpoints/x"))
         err = capsys.readouterr().err.strip()
-        assert code == contract.EXIT_BAD_INPUT
+        assert code == job.EXIT_BAD_INPUT
         assert err.startswith(f"bert_train: error: {train_uri}: cannot read ({reason}") and "\n" not in err
     assert _keys(s3, "artifacts") == []

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from bert_train import metrics
-from bert_train.progress import Progress, parse_progress
 from bert_train.telemetry import Telemetry, gpu_metrics
+from bertbatch_contract import metrics
+from bertbatch_contract.progress import Progress, parse_progress
 
 
 def test_emf_and_progress_lines_from_rank_0_only():

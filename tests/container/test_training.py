@@ -12,12 +12,22 @@ import time
 import pytest
 import torch
 
-from bert_train import contract, metrics
 from bert_train.checkpoint import MANIFEST, step_dir
-from bert_train.progress import parse_progress
 from bert_train.train import run
+from bertbatch_contract import job, metrics
+from bertbatch_contract.progress import parse_progress
 
-from .conftest import STEP_RE, cli, emf_records, final_metrics, read_sst2, tiny_args, tiny_config, write_tsv
+from .conftest import (
+    STEP_RE,
+    cli,
+    emf_records,
+    final_metrics,
+    read_sst2,
+    stored_file,
+    tiny_args,
+    tiny_config,
+    write_tsv,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,14 +62,16 @@ def assert_same_run(m: dict, ref: dict) -> None:
     for key in ("eval_loss", "eval_f1", "train_loss"):
         assert m[key] == pytest.approx(ref[key], rel=1e-4, abs=1e-5), key
     assert [h["step"] for h in m["history"]] == [h["step"] for h in ref["history"]]
-    for h, r in zip(m["history"], ref["history"]):
+    for h, r in zip(m["history"], ref["history"], strict=True):
         assert h["eval_loss"] == pytest.approx(r["eval_loss"], rel=1e-4, abs=1e-5)
+        # the train loss of each evaluation window survives the restart too (it lives in the state)
+        assert h["train_loss"] == pytest.approx(r["train_loss"], rel=1e-4, abs=1e-5)
 
 
 def test_learns_sst2_and_writes_every_output(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv(contract.ENV_METRICS_NAMESPACE, "BertBatchTest")
-    monkeypatch.setenv(contract.ENV_PROFILE, "ci")
-    monkeypatch.setenv(contract.ENV_IMAGE, "bert-batch-training:test")
+    monkeypatch.setenv(job.ENV_METRICS_NAMESPACE, "BertBatchTest")
+    monkeypatch.setenv(job.ENV_PROFILE, "ci")
+    monkeypatch.setenv(job.ENV_IMAGE, "bert-batch-training:test")
     train, dev = tmp_path / "train.tsv", tmp_path / "dev.tsv"
     write_tsv(train, read_sst2("train.tsv"))
     write_tsv(dev, read_sst2("dev.tsv"))
@@ -134,7 +146,7 @@ def test_sigterm_then_restart_matches_an_uninterrupted_run(resume_data, referenc
     stdout, stderr = proc.communicate(timeout=120)
     gone = time.monotonic() - sent  # until the process is gone, as Batch sees it
     assert seen, stderr
-    assert proc.returncode == contract.EXIT_INTERRUPTED, stderr
+    assert proc.returncode == job.EXIT_INTERRUPTED, stderr
     stopped = sorted(ckpt.iterdir())
     assert len(stopped) == 1 and (stopped[0] / MANIFEST).exists()
     stopped_at = int(stopped[0].name.split("-")[1])
@@ -166,10 +178,10 @@ def test_corrupt_newest_checkpoint_is_skipped(resume_data, reference, tmp_path, 
             os.kill(os.getpid(), signal.SIGTERM)
 
     first = run(config, on_step=sigterm_at_10)
-    assert first.exit_code == contract.EXIT_INTERRUPTED and first.global_step == 10
+    assert first.exit_code == job.EXIT_INTERRUPTED and first.global_step == 10
     assert first.sigterm_to_exit_seconds is not None and first.sigterm_to_exit_seconds < 20
     assert sorted(p.name for p in ckpt.iterdir()) == [step_dir(4), step_dir(8), step_dir(10)]
-    weights = ckpt / step_dir(10) / "model.safetensors"
+    weights = stored_file(ckpt, 10, "model.safetensors")
     blob = bytearray(weights.read_bytes())
     blob[len(blob) // 2] ^= 0xFF  # a flipped byte in the newest checkpoint
     weights.write_bytes(bytes(blob))
@@ -224,7 +236,7 @@ def test_precision_choices_on_cpu(small_data, tmp_path, capsys):
     auto = run(tiny_config(*small_data, tmp_path / "out2", tmp_path / "ckpt2", max_steps=1))
     assert auto.metrics["precision"] == "fp32"  # auto on CPU
     code = main(tiny_args(*small_data, tmp_path / "out3", tmp_path / "ckpt3", precision="fp16"))
-    assert code == contract.EXIT_BAD_INPUT
+    assert code == job.EXIT_BAD_INPUT
     assert "--precision fp16 needs a GPU" in capsys.readouterr().err
     assert not (tmp_path / "out3").exists()
 
@@ -236,3 +248,145 @@ def test_without_an_eval_set_it_trains_and_skips_evaluation(small_data, tmp_path
     assert result.exit_code == 0 and m["global_step"] == 3
     assert m["eval_accuracy"] is None and m["history"] == [] and m["train_loss"] > 0
     assert "| train_loss |" in (tmp_path / "out" / "README.md").read_text()
+
+
+def _poisoned_step(monkeypatch, at_step: int, *, loss: bool):
+    """Make optimizer step `at_step` go wrong: its loss NaN (`loss`), or a weight NaN after it."""
+    from bert_train import train
+
+    real, taken = train.train_step, []
+
+    def train_step(t, batch):
+        step_loss = real(t, batch)
+        taken.append(1)
+        if len(taken) == at_step:
+            if loss:
+                return torch.tensor(float("nan"))
+            with torch.no_grad():
+                next(t.parts.model.parameters()).view(-1)[0] = float("inf")
+        return step_loss
+
+    monkeypatch.setattr(train, "train_step", train_step)
+
+
+def test_non_finite_loss_stops_the_run_and_publishes_nothing(small_data, tmp_path, capsys, monkeypatch):
+    from bert_train.__main__ import main
+
+    _poisoned_step(monkeypatch, 3, loss=True)
+    out = tmp_path / "out"
+    code = main(tiny_args(*small_data, out, tmp_path / "ckpt"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1].startswith("bert_train: error: the training loss is nan at step 3: stopped, no model published")
+    assert not out.exists()
+
+
+def test_non_finite_weights_are_never_checkpointed(small_data, tmp_path, monkeypatch):
+    from bert_train.errors import Diverged
+
+    _poisoned_step(monkeypatch, 8, loss=False)  # step 8's loss is fine, the weights after it are not
+    out, ckpt = tmp_path / "out", tmp_path / "ckpt"
+    with pytest.raises(Diverged, match=r"is NaN or infinite at step 8: no checkpoint written"):
+        run(tiny_config(*small_data, out, ckpt, checkpoint_every_steps=4, keep_checkpoints=1))
+    assert sorted(p.name for p in ckpt.iterdir()) == [step_dir(4)]  # the good one is still there
+    assert not out.exists()
+
+
+# Loaded by a training subprocess (on its PYTHONPATH): every S3 request for a key containing
+# $STALL_KEY parts stalls for good after touching $STALL_MARKER, so the test can SIGKILL the
+# process while that checkpoint is being uploaded.
+STALL_HOOK = '''
+import os, pathlib, time
+import botocore.session
+
+_create_client = botocore.session.Session.create_client
+
+def _stall(request, **_):
+    if all(part in request.url for part in os.environ["STALL_KEY"].split(",")):
+        pathlib.Path(os.environ["STALL_MARKER"]).touch()
+        time.sleep(600)
+
+def create_client(self, *args, **kwargs):
+    client = _create_client(self, *args, **kwargs)
+    client.meta.events.register("before-send.s3", _stall)
+    return client
+
+botocore.session.Session.create_client = create_client
+'''
+
+
+def test_sigkill_during_an_upload_then_restart_matches_an_uninterrupted_run(resume_data, reference, tmp_path,
+                                                                             moto_s3):
+    import boto3
+
+    from .conftest import subprocess_env
+
+    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
+    s3.create_bucket(Bucket="artifacts")
+    args = tiny_args(*resume_data, tmp_path / "out", "s3://artifacts/checkpoints/kill-run", logging_steps=1,
+                     checkpoint_every_steps=4, keep_checkpoints=2, **RESUME)
+    s3_env = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                         "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN")}
+    hook_dir, marker = tmp_path / "hook", tmp_path / "uploading"
+    hook_dir.mkdir()
+    (hook_dir / "sitecustomize.py").write_text(STALL_HOOK)
+    env = subprocess_env({**s3_env, "STALL_KEY": "step-000000012/,optimizer.pt", "STALL_MARKER": str(marker)})
+    env["PYTHONPATH"] = os.pathsep.join([str(hook_dir), env["PYTHONPATH"]])
+    proc = cli(args, env=env)
+    deadline = time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), proc.stderr.read() if proc.poll() is not None else "no upload of step 12 seen"
+    proc.kill()  # SIGKILL: the weights of step 12 are up, its optimizer state is half-way, no manifest
+    proc.communicate(timeout=60)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="artifacts").get("Contents", [])]
+    assert any("step-000000012/" in k and k.endswith("model.safetensors") for k in keys)
+    assert "checkpoints/kill-run/step-000000012/manifest.json" not in keys
+
+    proc = cli(args, env=subprocess_env(s3_env))
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert f"skipping checkpoint {step_dir(12)}: incomplete (no manifest)" in stderr
+    assert f"resumed from {step_dir(8)}" in stderr
+    m = final_metrics(tmp_path / "out")
+    assert m["resumed_from_step"] == 8
+    assert_same_run(m, reference)
+
+
+def test_two_overlapping_attempts_then_a_third_matches_an_uninterrupted_run(resume_data, reference, tmp_path):
+    """A Batch retry and the On-Demand resubmission of one run at once: both write the same steps
+    into one checkpoint location; one is SIGKILLed, the other stopped by SIGTERM; a third attempt
+    resumes from what they left and ends where an uninterrupted run ends."""
+    import threading
+
+    ckpt = tmp_path / "ckpt"
+    args = tiny_args(*resume_data, tmp_path / "out", ckpt, logging_steps=1, checkpoint_every_steps=2,
+                     keep_checkpoints=2, **RESUME)
+    first, second = cli(args), cli(args)
+    outcome: dict[str, tuple[int, str]] = {}
+
+    def stop_at(name: str, proc, step: int, sig: signal.Signals) -> None:
+        for line in proc.stdout:
+            m = STEP_RE.match(line)
+            if m and int(m.group(1)) >= step:
+                proc.send_signal(sig)
+                break
+        _, stderr = proc.communicate(timeout=120)
+        outcome[name] = (proc.returncode, stderr)
+
+    threads = [threading.Thread(target=stop_at, args=("first", first, 13, signal.SIGKILL)),
+               threading.Thread(target=stop_at, args=("second", second, 17, signal.SIGTERM))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=180)
+    assert outcome["first"][0] == -signal.SIGKILL, outcome["first"][1]
+    assert outcome["second"][0] == job.EXIT_INTERRUPTED, outcome["second"][1]
+
+    proc = cli(args)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "cannot load" not in stderr and "corrupt" not in stderr, stderr
+    m = final_metrics(tmp_path / "out")
+    assert m["resumed_from_step"] is not None and m["resumed_from_step"] >= 12
+    assert_same_run(m, reference)

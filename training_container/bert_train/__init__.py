@@ -1,5 +1,5 @@
-"""BERT fine-tuning for AWS Batch.
+"""BERT fine-tuning for AWS Batch: `python -m bert_train` (see train.py for the loop).
 
-Kept import-light on purpose: the CDK stacks and the CLI import `bert_train.metrics` and
-`bert_train.contract` without pulling in torch.
+Everything it shares with the CLI and the stacks (job variables, flags, run ids, S3 layout,
+metrics, the progress line) lives in `bertbatch_contract`, which the image carries beside it.
 """

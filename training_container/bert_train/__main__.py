@@ -1,7 +1,10 @@
 """`python -m bert_train ...`: the container's command, and the local mode on a laptop CPU.
 
-Exit codes (contract.py): 0 done; 2 bad input (one line on stderr, nothing written);
-75 stopped by SIGTERM after writing and uploading a checkpoint (safe to resume).
+Exit codes (bertbatch_contract.job): 0 done; 2 bad input (one line on stderr, nothing written);
+75 stopped by SIGTERM after writing and uploading a checkpoint (safe to resume); 74 the
+checkpoint store could not be read, or written for too long (retry: the next attempt resumes);
+76 the run's cost cap was reached after a checkpoint (not retried: resubmit with a higher cap);
+1 anything else, a non-finite loss included (one line on stderr, no model published).
 """
 
 from __future__ import annotations
@@ -10,25 +13,35 @@ import logging
 import os
 import sys
 
-from . import contract
+from bertbatch_contract import job
+
 from .config import PROG, BadInput, parse_args
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["predict"]:  # batch inference: bert_train.predict
+        from .predict import main as predict
+
+        return predict(args[1:])
     try:
         config = parse_args(argv)  # argparse reports usage errors itself, with exit code 2
     except BadInput as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return contract.EXIT_BAD_INPUT
+        return job.EXIT_BAD_INPUT
     rank = int(os.environ.get("RANK", "0"))
+    # The trainer's own INFO lines from rank 0; other libraries' (botocore's "Found credentials
+    # ...") only from WARNING up, so a failing run still ends in one readable error line.
     logging.basicConfig(
         stream=sys.stderr,
-        level=logging.INFO if rank == 0 else logging.WARNING,
+        level=logging.WARNING,
         format=f"%(asctime)s {PROG}[rank {rank}] %(levelname)s %(message)s",
     )
+    logging.getLogger(PROG).setLevel(logging.INFO if rank == 0 else logging.WARNING)
     # Imported here so that `--help` and argument errors stay fast (no torch import).
     from transformers.utils import logging as hf_logging
 
+    from .errors import Diverged, StoreUnavailable
     from .storage import StorageError
     from .train import run
 
@@ -38,8 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         code = run(config).exit_code
     except BadInput as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        code = contract.EXIT_BAD_INPUT
-    except StorageError as exc:  # S3 failed mid-run (checkpoint upload, final outputs)
+        code = job.EXIT_BAD_INPUT
+    except StoreUnavailable as exc:  # checkpoints could not be read, or stored for too long
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        code = job.EXIT_STORAGE_UNAVAILABLE
+    except (Diverged, StorageError) as exc:  # a non-finite loss; S3 failed writing the final outputs
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         code = 1
     # The entrypoint passes this file so torchrun (which reports any worker failure as 1) can
@@ -53,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     exit_code = main()
-    if exit_code == contract.EXIT_INTERRUPTED:
+    if exit_code == job.EXIT_INTERRUPTED:
         # The checkpoint is uploaded and the logs are flushed: skip the interpreter's teardown
         # (about a second for a BERT-base model) so the container is gone well before SIGKILL.
         logging.shutdown()

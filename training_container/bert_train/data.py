@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 import torch
 
@@ -49,14 +52,41 @@ def _label_str(value, uri: str, line: int) -> str:
     return str(value).strip()
 
 
-def _text(value, column: str, uri: str, line: int) -> str:
+def text_field(value, column: str, uri: str, line: int) -> str:
+    """A JSON text field: a string, or a finite number taken as its text. Anything else (an
+    object, a list, true/false, NaN) would be trained on as its Python repr, so it is refused."""
     if value is None:
         raise BadInput(f"{uri} line {line}: column {column!r} is empty")
-    return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    kind = {dict: "an object", list: "a list", bool: "true/false"}.get(type(value), repr(value))
+    raise BadInput(f"{uri} line {line}: column {column!r} must be text, not {kind}")
 
 
-def read_examples(uri: str, text_column: str, label_column: str, pair_column: str | None = None) -> list[Example]:
-    """Read and validate one data file. Raises BadInput with file and line on any problem."""
+def check_vocab(path: str) -> None:
+    """A WordPiece vocab for a `random:` model: one token a line, not empty. (A missing file is
+    reported by the model module.)"""
+    try:
+        with open(path, encoding="utf-8") as f:
+            tokens = {line.strip() for line in f} - {""}
+    except FileNotFoundError:
+        return
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: vocab file is not UTF-8 text") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read vocab file ({exc.strerror or exc})") from None
+    if not tokens:
+        raise BadInput(f"{path}: vocab file is empty")
+    missing = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]") if t not in tokens]
+    if missing:
+        raise BadInput(f"{path}: vocab file lacks the special token(s) {', '.join(missing)}")
+
+
+def read_table(uri: str, wanted: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, {column: raw value}) for every data row of a JSONL/CSV/TSV file, with the
+    `wanted` columns checked. Raises BadInput naming the file and line. Blank lines are skipped."""
     fmt = _format_of(uri)
     try:
         raw = storage.read_bytes(uri)
@@ -69,62 +99,57 @@ def read_examples(uri: str, text_column: str, label_column: str, pair_column: st
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise BadInput(f"{uri} line {line}: not UTF-8 text") from None
+    return _jsonl_rows(uri, content, wanted) if fmt == "jsonl" else _table_rows(uri, content, fmt, wanted)
 
-    wanted = [text_column, label_column] + ([pair_column] if pair_column else [])
-    examples: list[Example] = []
-    if fmt == "jsonl":
-        for n, line_text in enumerate(content.splitlines(), start=1):
-            if not line_text.strip():
-                continue
-            try:
-                row = json.loads(line_text)
-            except json.JSONDecodeError as exc:
-                raise BadInput(f"{uri} line {n}: malformed JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise BadInput(f"{uri} line {n}: expected a JSON object, got {type(row).__name__}")
-            for col in wanted:
-                if col not in row:
-                    raise BadInput(f"{uri} line {n}: missing column {col!r} (has: {', '.join(row) or 'nothing'})")
-            examples.append(
-                Example(
-                    text=_text(row[text_column], text_column, uri, n),
-                    pair=_text(row[pair_column], pair_column, uri, n) if pair_column else None,
-                    label=_label_str(row[label_column], uri, n),
-                    line=n,
-                )
-            )
-    else:
-        # GLUE TSVs are unquoted (sentences contain bare quotes); CSV follows RFC 4180 quoting.
-        if fmt == "tsv":
-            reader = csv.reader(io.StringIO(content, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
-        else:
-            reader = csv.reader(io.StringIO(content, newline=""))
+
+def _jsonl_rows(uri: str, content: str, wanted: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for n, text in enumerate(content.splitlines(), start=1):
+        if not text.strip():
+            continue
         try:
-            header = next(reader)
-        except csv.Error as exc:
-            raise BadInput(f"{uri} line 1: malformed {fmt.upper()} ({exc})") from None
-        header = [h.strip() for h in header]
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{uri} line {n}: malformed JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise BadInput(f"{uri} line {n}: expected a JSON object, got {type(row).__name__}")
+        for col in wanted:
+            if col not in row:
+                raise BadInput(f"{uri} line {n}: missing column {col!r} (has: {', '.join(row) or 'nothing'})")
+        yield n, row
+
+
+def _table_rows(uri: str, content: str, fmt: str, wanted: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    # GLUE TSVs are unquoted (sentences contain bare quotes); CSV follows RFC 4180 quoting.
+    stream = io.StringIO(content, newline="")
+    reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(stream)
+    try:
+        header = [h.strip() for h in next(reader)]
         for col in wanted:
             if col not in header:
                 raise BadInput(f"{uri} line 1: missing column {col!r} (header: {', '.join(header)})")
-        idx = {col: header.index(col) for col in wanted}
-        try:
-            for row in reader:
-                n = reader.line_num
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if len(row) != len(header):
-                    raise BadInput(f"{uri} line {n}: expected {len(header)} fields, found {len(row)}")
-                examples.append(
-                    Example(
-                        text=row[idx[text_column]],
-                        pair=row[idx[pair_column]] if pair_column else None,
-                        label=_label_str(row[idx[label_column]], uri, n),
-                        line=n,
-                    )
-                )
-        except csv.Error as exc:
-            raise BadInput(f"{uri} line {reader.line_num}: malformed {fmt.upper()} ({exc})") from None
+        index = {col: header.index(col) for col in wanted}
+        for row in reader:
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                raise BadInput(f"{uri} line {reader.line_num}: expected {len(header)} fields, found {len(row)}")
+            yield reader.line_num, {col: row[i] for col, i in index.items()}
+    except csv.Error as exc:
+        raise BadInput(f"{uri} line {reader.line_num}: malformed {fmt.upper()} ({exc})") from None
+
+
+def read_examples(uri: str, text_column: str, label_column: str, pair_column: str | None = None) -> list[Example]:
+    """Read and validate one data file. Raises BadInput with file and line on any problem."""
+    wanted = [text_column, label_column] + ([pair_column] if pair_column else [])
+    examples = [
+        Example(
+            text=text_field(row[text_column], text_column, uri, n),
+            pair=text_field(row[pair_column], pair_column, uri, n) if pair_column else None,
+            label=_label_str(row[label_column], uri, n),
+            line=n,
+        )
+        for n, row in read_table(uri, wanted)
+    ]
     if not examples:
         raise BadInput(f"{uri}: no data rows")
     return examples
@@ -245,14 +270,48 @@ def collate(enc: Encoded, indices: Sequence[int], pad_token_id: int, multiple_of
     longest = -(-longest // multiple_of) * multiple_of
     ids = torch.full((len(indices), longest), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(indices), longest), dtype=torch.long)
-    types = torch.zeros((len(indices), longest), dtype=torch.long) if enc.token_type_ids is not None else None
+    token_type_ids = enc.token_type_ids
+    types = torch.zeros((len(indices), longest), dtype=torch.long) if token_type_ids is not None else None
     for row, i in enumerate(indices):
         n = len(enc.input_ids[i])
         ids[row, :n] = torch.tensor(enc.input_ids[i])
         mask[row, :n] = 1
-        if types is not None:
-            types[row, :n] = torch.tensor(enc.token_type_ids[i])
+        if types is not None and token_type_ids is not None:
+            types[row, :n] = torch.tensor(token_type_ids[i])
     batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([enc.labels[i] for i in indices])}
     if types is not None:
         batch["token_type_ids"] = types
     return batch
+
+
+def collate_unpadded(enc: Encoded, indices: Sequence[int]) -> dict[str, Any]:
+    """A micro-batch for `modeling.UnpaddedBert`: its tokens concatenated (no padding), longest
+    sequence first, with per-sequence positions, each sequence's [CLS] offset and the runs of
+    equally long sequences (count, length) that attention takes one call each."""
+    order = sorted(indices, key=lambda i: -len(enc.input_ids[i]))  # stable: ties keep the batch order
+    lengths = [len(enc.input_ids[i]) for i in order]
+    length_t = torch.tensor(lengths)
+    starts = torch.cumsum(length_t, 0) - length_t
+    total = int(length_t.sum())
+    groups: list[tuple[int, int]] = []
+    for n in lengths:
+        if groups and groups[-1][1] == n:
+            groups[-1] = (groups[-1][0] + 1, n)
+        else:
+            groups.append((1, n))
+    batch: dict[str, Any] = {
+        "input_ids": torch.tensor(list(itertools.chain.from_iterable(enc.input_ids[i] for i in order))),
+        "position_ids": torch.arange(total) - torch.repeat_interleave(starts, length_t),
+        "cls_index": starts,
+        "groups": tuple(groups),
+        "labels": torch.tensor([enc.labels[i] for i in order]),
+    }
+    if enc.token_type_ids is not None:
+        types = enc.token_type_ids
+        batch["token_type_ids"] = torch.tensor(list(itertools.chain.from_iterable(types[i] for i in order)))
+    return batch
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Tensors of a collated batch onto `device` (the rest, e.g. the length groups, as they are)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -11,6 +11,9 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from . import storage
 from .config import BadInput
@@ -69,7 +72,8 @@ def _fetch_s3_model(uri: str, cache_dir: str) -> str:
 
 def build_tokenizer(model: str, vocab: str | None, cache_dir: str):
     """Returns (tokenizer, resolved model location). Local or S3 models bring their own tokenizer."""
-    from transformers import AutoTokenizer, BertTokenizerFast
+    from transformers import AutoTokenizer
+    from transformers.models.bert.tokenization_bert import BertTokenizerFast
 
     if model.startswith("random:"):
         if not vocab:
@@ -104,3 +108,88 @@ def build_model(location: str, labels: list[str], vocab_size: int):
         )
     except OSError as exc:
         raise BadInput(f"{location}: cannot load model ({str(exc).splitlines()[0]})") from None
+
+
+# --- unpadded execution -------------------------------------------------------------------------
+
+
+# Off by default: on the 2-core CPU benchmark machine it measured 0.87-0.99x the padded path
+# (bench/README.md; per-sequence attention calls cost what the ~5 % padding saved). Turn it on
+# where `python -m bench.throughput --sides contender_padded,contender` (or bench/gpu.sh) shows a win.
+UNPADDED_BY_DEFAULT = False
+
+
+def use_unpadded(model: torch.nn.Module) -> bool:
+    """Whether training and evaluation run `model` through `UnpaddedBert`."""
+    return UNPADDED_BY_DEFAULT and supports_unpadded(model)
+
+
+def supports_unpadded(model: torch.nn.Module) -> bool:
+    """Whether `UnpaddedBert` computes exactly what `model` computes: a BERT sequence classifier
+    with absolute positions, no decoder parts and no chunked feed-forward."""
+    from transformers import BertForSequenceClassification
+
+    config: Any = model.config
+    return bool(
+        isinstance(model, BertForSequenceClassification)
+        and getattr(config, "position_embedding_type", "absolute") == "absolute"
+        and not config.is_decoder
+        and not config.add_cross_attention
+        and not config.chunk_size_feed_forward
+        and config.problem_type in (None, "single_label_classification")
+        and config.num_labels > 1
+    )
+
+
+class UnpaddedBert(torch.nn.Module):
+    """Runs a `BertForSequenceClassification` on a batch's tokens concatenated: no compute is
+    spent on padding. The dense layers see one (tokens, hidden) matrix; attention runs per
+    sequence, on each run of equally long sequences as one `scaled_dot_product_attention` call
+    without a mask (length-grouped batches hold few distinct lengths). Same weights, same
+    state_dict (the wrapped model's, under `model.`), same loss as the padded model up to float
+    rounding; inputs come from `data.collate_unpadded`."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        if not supports_unpadded(model):
+            raise ValueError(f"{type(model).__name__}: unpadded execution supports BERT sequence classifiers only")
+        self.model: Any = model  # the HF model: its submodules are untyped
+
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, cls_index: torch.Tensor,
+                groups: tuple[tuple[int, int], ...], token_type_ids: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        bert = self.model.bert
+        emb = bert.embeddings
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        # Same order of additions as BertEmbeddings.
+        x = emb.word_embeddings(input_ids) + emb.token_type_embeddings(token_type_ids)
+        x = emb.dropout(emb.LayerNorm(x + emb.position_embeddings(position_ids)))
+        for layer in bert.encoder.layer:
+            attention = self._attention(layer.attention.self, x, groups)
+            attention = layer.attention.output(attention, x)
+            x = layer.output(layer.intermediate(attention), attention)
+        pooled = bert.pooler.activation(bert.pooler.dense(x[cls_index]))
+        logits = self.model.classifier(self.model.dropout(pooled))
+        loss = None
+        if labels is not None:
+            loss = torch.nn.functional.cross_entropy(logits.view(-1, self.model.num_labels), labels.view(-1))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def _attention(self, sa: Any, x: torch.Tensor, groups: tuple[tuple[int, int], ...]) -> torch.Tensor:
+        tokens = x.shape[0]
+        heads, head_size = sa.num_attention_heads, sa.attention_head_size
+        q = sa.query(x).view(tokens, heads, head_size)
+        k = sa.key(x).view(tokens, heads, head_size)
+        v = sa.value(x).view(tokens, heads, head_size)
+        dropout = sa.dropout.p if sa.training else 0.0
+        outputs, start = [], 0
+        for count, length in groups:
+            end = start + count * length
+            q_g, k_g, v_g = (t[start:end].view(count, length, heads, head_size).transpose(1, 2) for t in (q, k, v))
+            out = torch.nn.functional.scaled_dot_product_attention(q_g, k_g, v_g, dropout_p=dropout, scale=sa.scaling)
+            outputs.append(out.transpose(1, 2).reshape(end - start, heads * head_size))
+            start = end
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)

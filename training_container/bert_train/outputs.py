@@ -1,5 +1,8 @@
 """The finished model: written once, at the end, to <output>/ (ARTIFACTS_URI/runs/<run-id>/).
 
+`metrics_record()` is what metrics.json (and TrainResult.metrics) holds; `write_local()` puts it
+beside the model, tokenizer, label map, arguments and model card; `publish()` copies them.
+
 Everything is assembled in a local directory first and then copied, with metrics.json last, so
 a reader that finds metrics.json knows the rest is there. A failed run never gets here: it
 leaves its checkpoints, not half a model.
@@ -10,15 +13,66 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
-from . import contract, storage
+from bertbatch_contract import job, layout
 
-LABEL_MAP_FILE = "label_map.json"
-TRAINING_ARGS_FILE = "training_args.json"
+from . import storage
+from .checkpoint import first_nonfinite
+from .config import BadInput, Locations
+from .errors import Diverged
+from .state import TrainState
+
+LABEL_MAP_FILE = layout.LABEL_MAP_FILE
+TRAINING_ARGS_FILE = layout.TRAINING_ARGS_FILE
 MODEL_CARD_FILE = "README.md"
 
 
-def _model_card(run_id: str, config: dict, metrics: dict, labels: list[str]) -> str:
+def check_destinations(loc: Locations) -> None:
+    """BadInput unless the output and checkpoint locations can take files, checked before any
+    training rather than after an hour of it (storage.check_writable)."""
+    for what, uri in (("output", loc.output_uri), ("checkpoint", loc.checkpoint_uri)):
+        if not uri:
+            continue
+        try:
+            storage.check_writable(uri)
+        except storage.StorageError as exc:
+            raise BadInput(f"{what} location {exc}") from None
+
+
+def metrics_record(state: TrainState, *, run_id: str, total_steps: int, steps_per_epoch: int,
+                   early_stopping_metric: str, checkpoint_seconds: list[float], checkpoint_blocking_seconds: float,
+                   resumed_from_step: int | None, global_batch_size: int, world_size: int,
+                   precision: str) -> dict[str, Any]:
+    """The final metrics of a finished run: the last evaluation, the best one, throughput and
+    checkpoint cost, and the per-evaluation history."""
+    final = dict(state.history[-1]) if state.history else {}
+    return {
+        "run_id": run_id,
+        "global_step": state.step,
+        "total_steps": total_steps,
+        "epochs_completed": state.step / steps_per_epoch,
+        "early_stopped": state.early_stopped,
+        "eval_accuracy": final.get("eval_accuracy"),
+        "eval_f1": final.get("eval_f1"),
+        "eval_loss": final.get("eval_loss"),
+        "best": {"metric": early_stopping_metric, "value": state.best_metric, "step": state.best_step},
+        "train_loss": state.loss_sum / state.step if state.step else None,
+        "samples_per_second": state.samples_per_second,
+        "tokens_per_second": state.tokens_per_second,
+        "padding_fraction": state.padding_fraction,
+        "train_seconds": state.train_seconds,
+        "checkpoint_seconds": checkpoint_seconds,
+        "checkpoint_blocking_seconds": checkpoint_blocking_seconds,
+        "resumed_from_step": resumed_from_step,
+        "global_batch_size": global_batch_size,
+        "world_size": world_size,
+        "precision": precision,
+        "history": state.history,
+    }
+
+
+def _model_card(run_id: str, config: dict[str, Any], metrics: dict[str, Any], labels: list[str]) -> str:
     hp = ["learning_rate", "epochs", "batch_size", "gradient_accumulation_steps", "max_seq_length",
           "warmup_ratio", "weight_decay", "precision", "seed"]
     rows = "\n".join(f"| {k} | {config.get(k)} |" for k in hp)
@@ -26,17 +80,19 @@ def _model_card(run_id: str, config: dict, metrics: dict, labels: list[str]) -> 
         f"| {k} | {metrics[k]:.4f} |" for k in ("eval_accuracy", "eval_f1", "eval_loss", "train_loss")
         if metrics.get(k) is not None
     )
+    pair = f", pair column: `{config['text_pair_column']}`" if config.get("text_pair_column") else ""
     return f"""# {run_id}
 
 Sequence classifier fine-tuned from `{config.get('model')}` by bert-batch.
 
 - Run id: `{run_id}`
-- Image: `{os.environ.get(contract.ENV_IMAGE, 'none (run outside the training image)')}`
+- Image: `{os.environ.get(job.ENV_IMAGE, 'none (run outside the training image)')}`
 - Training data: `{config.get('train')}`
 - Evaluation data: `{config.get('eval') or 'none'}`
-- Text column: `{config.get('text_column')}`{f", pair column: `{config['text_pair_column']}`" if config.get('text_pair_column') else ''}; label column: `{config.get('label_column')}`
+- Text column: `{config.get('text_column')}`{pair}; label column: `{config.get('label_column')}`
 - Labels ({len(labels)}): {', '.join(f'`{x}`' for x in labels)}
-- Steps: {metrics.get('global_step')} ({metrics.get('epochs_completed', 0):.2f} epochs, global batch {metrics.get('global_batch_size')}, {metrics.get('world_size')} process(es))
+- Steps: {metrics.get('global_step')} ({metrics.get('epochs_completed', 0):.2f} epochs, global batch \
+{metrics.get('global_batch_size')}, {metrics.get('world_size')} process(es))
 
 ## Hyperparameters
 
@@ -50,27 +106,34 @@ Sequence classifier fine-tuned from `{config.get('model')}` by bert-batch.
 |---|---|
 {scores}
 
-Full numbers and the per-epoch history are in `{contract.METRICS_FILE}`; every argument is in
+Full numbers and the per-epoch history are in `{layout.METRICS_FILE}`; every argument is in
 `{TRAINING_ARGS_FILE}`.
 """
 
 
-def write_local(directory: Path, *, model, tokenizer, labels: list[str], run_id: str, config: dict,
-                metrics: dict) -> None:
+def write_local(directory: Path, *, model: Any, tokenizer: Any, labels: list[str], run_id: str,
+                config: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Everything in `directory`; `model` and `tokenizer` are transformers objects (save_pretrained).
+    Raises Diverged, writing nothing, if a weight is NaN or infinite."""
+    bad = first_nonfinite(model)
+    if bad is not None:
+        raise Diverged(f"weight {bad} is NaN or infinite after step {metrics.get('global_step')}: "
+                       "no model published (lower --learning-rate or --max-grad-norm)")
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)  # config.json + model.safetensors
     tokenizer.save_pretrained(directory)
-    label_map = {"labels": labels, "id2label": dict(enumerate(labels)), "label2id": {x: i for i, x in enumerate(labels)}}
+    label_map = {"labels": labels, "id2label": dict(enumerate(labels)),
+                 "label2id": {x: i for i, x in enumerate(labels)}}
     (directory / LABEL_MAP_FILE).write_text(json.dumps(label_map, indent=2) + "\n")
     (directory / TRAINING_ARGS_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
     (directory / MODEL_CARD_FILE).write_text(_model_card(run_id, config, metrics, labels))
-    (directory / contract.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    (directory / layout.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
 
 
 def publish(directory: Path, uri: str) -> list[str]:
     """Copy every file to `uri`, metrics.json last. Returns the relative names written."""
     names = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
-    names.sort(key=lambda n: n == contract.METRICS_FILE)
+    names.sort(key=lambda n: n == layout.METRICS_FILE)
     for name in names:
         storage.upload_file(directory / name, storage.join(uri, name))
     return names

@@ -2,7 +2,8 @@
 
 All S3 access goes through `make_s3_client()`, which honours AWS_ENDPOINT_URL_S3 /
 AWS_ENDPOINT_URL (a moto server in tests, a VPC endpoint or MinIO elsewhere). Errors become
-`StorageError` with one line that names the URI.
+`StorageError` with one line that names the URI; `NotFound`, its subclass, says the object is
+absent, as opposed to a read that failed (a 5xx, a timeout), which a caller may retry.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import uuid
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable
 
 # Uploads: checkpoint files are hundreds of MB. Each file goes up in multipart parts of
 # UPLOAD_PART_BYTES, UPLOAD_PART_CONCURRENCY parts at a time, and `upload_files` sends up to
@@ -22,10 +24,18 @@ from typing import Iterable
 UPLOAD_PART_BYTES = 16 * 1024 * 1024
 UPLOAD_PART_CONCURRENCY = 10
 UPLOAD_FILES_AT_ONCE = 3
+# botocore's own retries (standard mode: throttling, 5xx, connection errors) for every request.
+S3_MAX_ATTEMPTS = 8
+# Error codes that mean "there is no such object", not "S3 could not answer".
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 
 
 class StorageError(Exception):
     """A read or write failed; the message names the URI."""
+
+
+class NotFound(StorageError):
+    """The object or file does not exist (S3 answered: no such key)."""
 
 
 def is_s3(uri: str) -> bool:
@@ -56,7 +66,7 @@ def make_s3_client():
     # pooled connection for every part that can be in flight at once (see upload_files).
     return boto3.client(
         "s3", endpoint_url=endpoint,
-        config=Config(retries={"mode": "standard", "max_attempts": 8},
+        config=Config(retries={"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS},
                       max_pool_connections=max(10, UPLOAD_FILES_AT_ONCE * UPLOAD_PART_CONCURRENCY)),
     )
 
@@ -69,7 +79,7 @@ def _transfer_config():
                           max_concurrency=UPLOAD_PART_CONCURRENCY)
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: BaseException) -> str:
     try:
         from botocore.exceptions import ClientError
 
@@ -81,17 +91,27 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
+def _s3_error(uri: str, doing: str, exc: BaseException) -> StorageError:
+    """The one-line error for a failed S3 call: NotFound when S3 said the key does not exist."""
+    from botocore.exceptions import ClientError
+
+    message = f"{uri}: cannot {doing} ({_describe(exc)})"
+    if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _NOT_FOUND_CODES:
+        return NotFound(message)
+    return StorageError(message)
+
+
 def read_bytes(uri: str) -> bytes:
     if is_s3(uri):
         bucket, key = split_s3(uri)
         try:
             return make_s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
         except Exception as exc:
-            raise StorageError(f"{uri}: cannot read ({_describe(exc)})") from None
+            raise _s3_error(uri, "read", exc) from None
     try:
         return Path(uri).read_bytes()
     except FileNotFoundError:
-        raise StorageError(f"{uri}: file not found") from None
+        raise NotFound(f"{uri}: file not found") from None
     except OSError as exc:
         raise StorageError(f"{uri}: cannot read ({exc.strerror or exc})") from None
 
@@ -106,40 +126,50 @@ def write_bytes(uri: str, data: bytes) -> None:
         return
     path = Path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _temporary_beside(path)
     tmp.write_bytes(data)
     os.replace(tmp, path)  # atomic: a reader sees the old file or the new one, never half
+
+
+def _temporary_beside(path: Path) -> Path:
+    """A temporary name next to `path`, unique to this writer: two processes writing the same
+    file never share one, so each os.replace publishes a whole file."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
 def upload_file(local: str | Path, uri: str) -> None:
     if is_s3(uri):
         bucket, key = split_s3(uri)
         try:
-            make_s3_client().upload_file(str(local), bucket, key, Config=_transfer_config())  # multipart
+            # Multipart; on failure s3transfer aborts the multipart upload it started.
+            make_s3_client().upload_file(str(local), bucket, key, Config=_transfer_config())
         except Exception as exc:
             raise StorageError(f"{uri}: cannot upload ({_describe(exc)})") from None
         return
     dest = Path(uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
+    tmp = _temporary_beside(dest)
     shutil.copyfile(local, tmp)
     os.replace(tmp, dest)
 
 
-def upload_files(pairs: Iterable[tuple[str | Path, str]], max_workers: int = UPLOAD_FILES_AT_ONCE) -> None:
+def upload_files(pairs: Iterable[tuple[str | Path, str]], max_workers: int = UPLOAD_FILES_AT_ONCE,
+                 upload: Callable[[str | Path, str], None] | None = None) -> None:
     """Upload several (local path, URI) pairs concurrently. Returns only when every upload has
     finished; if any failed, raises the first failure's StorageError (in the order given) after
     the others have finished too, so nothing is still being written when the caller moves on
-    (e.g. to the manifest that marks a checkpoint complete, which must come after all of them)."""
+    (e.g. to the manifest that marks a checkpoint complete, which must come after all of them).
+    `upload(local, uri)` replaces `upload_file` for each file (e.g. to retry it)."""
     pairs = list(pairs)
+    send = upload or upload_file
     if len(pairs) <= 1 or max_workers <= 1:
         for local, uri in pairs:
-            upload_file(local, uri)
+            send(local, uri)
         return
     with ThreadPoolExecutor(max_workers=min(max_workers, len(pairs)), thread_name_prefix="upload") as pool:
-        futures = [pool.submit(upload_file, local, uri) for local, uri in pairs]
+        futures = [pool.submit(send, local, uri) for local, uri in pairs]
     # Leaving the `with` waited for all of them.
-    for (_, uri), future in zip(pairs, futures):
+    for (_, uri), future in zip(pairs, futures, strict=True):
         exc = future.exception()
         if exc is not None:
             if isinstance(exc, StorageError):
@@ -155,10 +185,12 @@ def download_file(uri: str, local: str | Path) -> None:
         try:
             make_s3_client().download_file(bucket, key, str(local))
         except Exception as exc:
-            raise StorageError(f"{uri}: cannot download ({_describe(exc)})") from None
+            raise _s3_error(uri, "download", exc) from None
         return
     try:
         shutil.copyfile(uri, local)
+    except FileNotFoundError:
+        raise NotFound(f"{uri}: file not found") from None
     except OSError as exc:
         raise StorageError(f"{uri}: cannot read ({exc.strerror or exc})") from None
 
@@ -203,3 +235,22 @@ def delete_tree(prefix_uri: str, first: str | None = None) -> None:
         delete(join(prefix_uri, rel))
     if not is_s3(prefix_uri):
         shutil.rmtree(prefix_uri, ignore_errors=True)
+
+
+def check_writable(uri: str) -> None:
+    """Raise StorageError unless `uri` can take files: for s3://, a small probe object is put
+    under it and deleted again (the bucket exists and this role may write there); a local path
+    must be a directory, or not exist yet under a writable directory. Creates nothing locally."""
+    if is_s3(uri):
+        probe = join(uri, f".write-probe-{uuid.uuid4().hex[:12]}")
+        write_bytes(probe, b"")
+        delete(probe)
+        return
+    path = Path(uri)
+    if path.exists() and not path.is_dir():
+        raise StorageError(f"{uri}: not a directory")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise StorageError(f"{uri}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise StorageError(f"{uri}: {existing} is not writable")

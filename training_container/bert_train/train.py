@@ -12,57 +12,57 @@
 
 The data order is a function of (seed, epoch) and the checkpoint holds every RNG state, so an
 interrupted and resumed run takes exactly the steps an uninterrupted one takes.
+
+Beside this file: `runtime` (processes, signals, precision, RNG), `checkpoint` (the store and
+the file format), `evaluation` (evaluation and early stopping), `outputs` (the final record
+and the model directory), `state` (what a checkpoint carries from step to step).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
+import functools
 import logging
 import math
-import os
-import random
 import shutil
-import signal
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from bertbatch_contract import job, metrics
+from bertbatch_contract.progress import Progress
 
 from . import checkpoint as ckpt
-from . import contract, data, metrics, modeling, outputs
-from .config import BadInput, Locations, TrainConfig, resolve_locations, validate
-from .progress import Progress
+from . import cost, data, fsx, modeling, outputs, storage
+from .config import BadInput, Cadence, Locations, TrainConfig, resolve_cadence, resolve_locations, validate
+from .errors import Diverged, StoreUnavailable
+from .evaluation import evaluate, record_evaluation
+from .runtime import (
+    Autocast,
+    Dist,
+    StopRequest,
+    any_rank,
+    autocast_for,
+    choose_precision,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    setup_distributed,
+    teardown_distributed,
+)
+from .state import TrainState
 from .telemetry import Telemetry, gpu_metrics
+from .tracking import FAILED, FINAL_WAIT_SECONDS, FINISHED, KILLED, STOP_WAIT_SECONDS, Tracker
 
 log = logging.getLogger("bert_train")
-
-HIGHER_IS_BETTER = {"eval_accuracy": True, "eval_f1": True, "eval_loss": False}
-
-
-@dataclass
-class TrainState:
-    """Everything besides model/optimizer/scheduler/RNG that a resumed run needs."""
-
-    step: int = 0  # optimizer steps done; with the epoch size this is the data position
-    last_eval_step: int = 0
-    best_metric: float | None = None
-    best_step: int = 0
-    evals_without_improvement: int = 0
-    early_stopped: bool = False
-    history: list[dict] = field(default_factory=list)
-    loss_sum: float = 0.0  # sum of per-step mean losses (for the run's average train loss)
-    samples: int = 0  # examples trained on, all ranks
-    tokens: int = 0  # non-padding tokens trained on, all ranks
-    computed_tokens: int = 0  # tokens computed including padding, all ranks
-    train_seconds: float = 0.0  # time inside training steps, over all attempts
 
 
 @dataclass
@@ -71,10 +71,10 @@ class TrainResult:
     exit_code: int
     global_step: int
     total_steps: int
-    metrics: dict  # what metrics.json holds (empty if interrupted)
+    metrics: dict[str, Any]  # what metrics.json holds (empty if interrupted)
     output_uri: str
     checkpoint_uri: str
-    interrupted: bool = False
+    interrupted: bool = False  # stopped with a checkpoint to resume from (SIGTERM or the cost cap)
     resumed_from_step: int | None = None
     samples_per_second: float = 0.0
     tokens_per_second: float = 0.0
@@ -83,184 +83,116 @@ class TrainResult:
     checkpoint_seconds: list[float] = field(default_factory=list)  # save + upload, per checkpoint
     checkpoint_blocking_seconds: float = 0.0  # how long training waited for checkpoints
     sigterm_to_exit_seconds: float | None = None
+    cost_usd: float = 0.0  # over all attempts; counted only while a cost cap is set
 
 
-# --- process setup -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    """How many optimizer steps, from the data size and the global batch."""
+
+    global_batch: int  # examples per optimizer step, all ranks and micro-batches
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int  # epochs the steps reach into (fewer than --epochs when --max-steps ends it first)
+    warmup_steps: int
+
+
+@dataclass(frozen=True)
+class Inputs:
+    labels: list[str]
+    tokenizer: Any  # a transformers tokenizer
+    model: torch.nn.Module  # initialised from the seed, not yet on the device
+    train_enc: data.Encoded
+    eval_enc: data.Encoded | None  # None without --eval
+
+
+@dataclass(frozen=True)
+class Training:
+    """Everything the loop trains with; built once, before the first step."""
+
+    config: TrainConfig
+    loc: Locations
+    d: Dist
+    plan: Plan
+    inputs: Inputs
+    model: torch.nn.Module  # what the loop calls: the model, DDP-wrapped under torchrun
+    parts: ckpt.Trainable  # the bare model and what a checkpoint saves with it
+    precision: str
+    autocast: Autocast
+    pad_multiple: int
+    unpadded: bool  # the model runs on concatenated tokens (modeling.UnpaddedBert): no padding computed
+    telemetry: Telemetry
+    work_dir: Path
+    checkpoint_uri: str
+    tracker: Tracker = field(default_factory=lambda: Tracker(None, run_id=""))  # MLflow, when configured
+    cost: cost.CostMeter = field(default_factory=cost.CostMeter)  # off unless a cost cap is set
+
+    def is_eval_step(self, step: int) -> bool:
+        return self.inputs.eval_enc is not None and (
+            step % self.plan.steps_per_epoch == 0 or step == self.plan.total_steps
+        )
 
 
 @dataclass
-class Dist:
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
+class Window:
+    """Sums over the steps since the last progress line (or over this attempt, for the ETA)."""
 
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+    loss: float = 0.0
+    steps: int = 0
+    samples: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
 
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-
-def setup_distributed() -> Dist:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs, gloo on CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank, world, local_rank, device)
-
-
-class StopRequest:
-    """SIGTERM (Batch stopping the job, or a Spot reclaim notice) asks for a stop at the next
-    step boundary. SIGINT does the same once (Ctrl-C on a laptop); a second SIGINT aborts."""
-
-    def __init__(self):
-        self.at: float | None = None
-        self.signame = ""
-        self._previous: dict = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # signals can only be handled on the main thread (e.g. run() in a worker)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-
-    def uninstall(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _handle(self, signum, frame) -> None:
-        if self.at is None:
-            self.at = time.monotonic()
-            self.signame = signal.Signals(signum).name
-            os.write(2, f"bert_train: {self.signame} received: checkpointing at the next step boundary\n".encode())
-        elif signum == signal.SIGINT:
-            raise KeyboardInterrupt
-
-    @property
-    def requested(self) -> bool:
-        return self.at is not None
-
-
-def choose_precision(requested: str, device: torch.device) -> str:
-    if requested == "fp16" and device.type != "cuda":
-        raise BadInput("--precision fp16 needs a GPU (use bf16 or fp32 on CPU)")
-    if requested != "auto":
-        return requested
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
-
-
-def rng_state() -> dict:
-    state = {
-        "python": random.getstate(),
-        "numpy": [x.tolist() if isinstance(x, np.ndarray) else x for x in np.random.get_state()],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-# --- evaluation --------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def evaluate(model, enc: data.Encoded, d: Dist, *, batch_size: int, autocast, pad_id: int, multiple_of: int,
-             num_labels: int, stop: StopRequest) -> dict | None:
-    """Accuracy, macro-F1 and loss over the eval set (sharded over ranks). None if stopped."""
-    model.eval()
-    lengths = enc.lengths
-    order = sorted(range(len(enc)), key=lambda i: lengths[i])[d.rank :: d.world_size]
-    # Every rank runs the same number of iterations (the collective below must match up), even
-    # when the eval set does not split evenly.
-    n_batches = math.ceil(math.ceil(len(enc) / d.world_size) / batch_size)
-    confusion = torch.zeros(num_labels, num_labels, dtype=torch.float64, device=d.device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=d.device)
-    stopped = False
-    for b in range(n_batches):
-        if _any_rank(stop.requested, d):  # abandon: the eval reruns after the resume
-            stopped = True
-            break
-        idx = order[b * batch_size : (b + 1) * batch_size]
-        if not idx:
-            continue
-        batch = {k: v.to(d.device, non_blocking=True) for k, v in data.collate(enc, idx, pad_id, multiple_of).items()}
-        labels = batch.pop("labels")
-        with autocast():
-            logits = model(**batch).logits.float()
-        loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").double()
-        confusion.index_put_((labels, logits.argmax(-1)), torch.ones_like(labels, dtype=torch.float64), accumulate=True)
-    model.train()
-    if stopped:
-        return None
-    if d.enabled:
-        dist.all_reduce(confusion)
-        dist.all_reduce(loss_sum)
-    total = confusion.sum()
-    tp = confusion.diag()
-    present = (confusion.sum(0) + confusion.sum(1)) > 0  # macro over labels seen in truth or predictions
-    f1 = 2 * tp / (confusion.sum(0) + confusion.sum(1)).clamp(min=1)
-    return {
-        "eval_accuracy": float(tp.sum() / total),
-        "eval_f1": float(f1[present].mean()),
-        "eval_loss": float(loss_sum / total),
-    }
-
-
-def _any_rank(flag: bool, d: Dist) -> bool:
-    if not d.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=d.device)
-    dist.all_reduce(t)
-    return bool(t.item() > 0)
+    def add(self, loss: float, samples: int, tokens: int, seconds: float) -> None:
+        self.loss += loss
+        self.steps += 1
+        self.samples += samples
+        self.tokens += tokens
+        self.seconds += seconds
 
 
 # --- the run -----------------------------------------------------------------------------------
 
 
 def run(config: TrainConfig, *, on_step: Callable[[int], None] | None = None) -> TrainResult:
-    """Train according to `config`; returns the result (exit_code 0, or EXIT_INTERRUPTED after a
-    SIGTERM). Raises BadInput, before anything is written, when the inputs are unusable.
-    `on_step(step)` is called after every optimizer step (benchmarks, tests)."""
+    """Train according to `config`; returns the result (exit_code 0, EXIT_INTERRUPTED after a
+    SIGTERM, or EXIT_COST_CAP at the cost cap). Raises BadInput, before anything is written, when
+    the inputs are unusable. `on_step(step)` is called after every optimizer step (benchmarks, tests)."""
     wall_start = time.monotonic()
     validate(config)
+    meter = cost.meter_from_env()  # with a cost cap: asks the instance metadata; BadInput if unenforceable
     loc = resolve_locations(config)
+    cadence = resolve_cadence(config)
+    outputs.check_destinations(loc)
     d = setup_distributed()
     temp_dir = None
     if not loc.work_dir:  # scratch space only; removed at the end unless it holds the checkpoints
         temp_dir = tempfile.mkdtemp(prefix="bert_train-")
         loc = dataclasses.replace(loc, work_dir=temp_dir)
+    keep_scratch = False  # true once it holds checkpoints that exist nowhere else
     stop = StopRequest()
     stop.install()
+    tracker = Tracker.from_env(enabled=d.is_main, run_id=loc.run_id)  # reads the environment only
     try:
-        result = _run(config, loc, d, stop, on_step)
+        t = dataclasses.replace(prepare(config, loc, d), tracker=tracker, cost=meter)
+        tracker.start(settings(t, cadence))  # after every input check: bad input leaves no MLflow run
+        keep_scratch = loc.checkpoints_are_local_only
+        checkpoints = Checkpointer(t, cadence)
+        state = TrainState()
+        resumed_from = resume(t, checkpoints.store, state)
+        result = train_loop(t, state, checkpoints, stop, on_step, resumed_from)
+        if result.interrupted:  # KILLED: a retry continues this MLflow run
+            tracker.close(KILLED, wait_seconds=STOP_WAIT_SECONDS)
+        else:
+            tracker.close(FINISHED, wait_seconds=FINAL_WAIT_SECONDS)
+    except StoreUnavailable:
+        keep_scratch = True  # the checkpoints that could not be uploaded are in it
+        raise
     finally:
+        tracker.close(FAILED, wait_seconds=STOP_WAIT_SECONDS)  # nothing when closed above
         stop.uninstall()
-        if d.enabled and dist.is_initialized():
-            dist.destroy_process_group()
-        if temp_dir and not loc.checkpoints_are_local_only:
+        teardown_distributed(d)
+        if temp_dir and not keep_scratch:
             shutil.rmtree(temp_dir, ignore_errors=True)
     result.wall_seconds = time.monotonic() - wall_start
     if stop.at is not None:
@@ -268,52 +200,65 @@ def run(config: TrainConfig, *, on_step: Callable[[int], None] | None = None) ->
         if d.is_main:
             log.warning("%s -> exit in %.2f s (Batch sends SIGKILL %d s after SIGTERM by default; this "
                         "platform asks for %d s)", stop.signame, result.sigterm_to_exit_seconds, 30,
-                        contract.CONTAINER_STOP_TIMEOUT_SECONDS)
+                        job.CONTAINER_STOP_TIMEOUT_SECONDS)
     return result
 
 
-def _run(config: TrainConfig, loc: Locations, d: Dist, stop: StopRequest, on_step) -> TrainResult:
-    # 1. Inputs. Every check happens here, before the first byte is written anywhere.
-    train_ex = data.read_examples(config.train, config.text_column, config.label_column, config.text_pair_column)
+# --- 1. inputs and 2. the model ------------------------------------------------------------------
+
+
+def read_inputs(config: TrainConfig, loc: Locations) -> Inputs:
+    """Every check happens here, before the first byte is written anywhere."""
+    # Data under the data bucket's datasets/ prefix is read from FSx when the host has it.
+    train_ex = data.read_examples(fsx.input_location(config.train), config.text_column, config.label_column,
+                                  config.text_pair_column)
     # Without --eval (a quick local run) there is no evaluation and no early stopping.
-    eval_ex = (data.read_examples(config.eval, config.text_column, config.label_column, config.text_pair_column)
-               if config.eval else [])
+    eval_ex = (data.read_examples(fsx.input_location(config.eval), config.text_column, config.label_column,
+                                  config.text_pair_column) if config.eval else [])
     labels = data.infer_labels(train_ex, config.train)
     data.check_eval_labels(eval_ex, labels, config.eval)
     label2id = {x: i for i, x in enumerate(labels)}
 
+    if config.model.startswith("random:") and config.vocab:
+        data.check_vocab(config.vocab)
     tokenizer, model_location = modeling.build_tokenizer(config.model, config.vocab, loc.cache_dir)
-    torch.manual_seed(config.seed)  # same initial weights on every rank and every attempt
-    random.seed(config.seed)
-    np.random.seed(config.seed)
+    seed_everything(config.seed)  # same initial weights on every rank and every attempt
     model = modeling.build_model(model_location, labels, len(tokenizer))
     max_positions = getattr(model.config, "max_position_embeddings", None)
     if max_positions and config.max_seq_length > max_positions:
         raise BadInput(f"--max-seq-length {config.max_seq_length} exceeds the model's {max_positions} positions")
-    train_enc = data.encode(train_ex, tokenizer, label2id, config.max_seq_length)
-    eval_enc = data.encode(eval_ex, tokenizer, label2id, config.max_seq_length) if eval_ex else None
-    del train_ex, eval_ex
+    cache = fsx.token_cache_dir()  # sweep children and retries tokenize a dataset once
+    train_enc = fsx.encode_cached(train_ex, tokenizer, label2id, config.max_seq_length, cache_dir=cache)
+    eval_enc = (fsx.encode_cached(eval_ex, tokenizer, label2id, config.max_seq_length, cache_dir=cache)
+                if eval_ex else None)
+    return Inputs(labels=labels, tokenizer=tokenizer, model=model, train_enc=train_enc, eval_enc=eval_enc)
 
-    per_micro = config.batch_size * d.world_size
-    global_batch = per_micro * config.gradient_accumulation_steps
-    steps_per_epoch = len(train_enc) // global_batch
+
+def plan_steps(config: TrainConfig, examples: int, world_size: int) -> Plan:
+    global_batch = config.batch_size * world_size * config.gradient_accumulation_steps
+    steps_per_epoch = examples // global_batch
     if steps_per_epoch == 0:
-        raise BadInput(f"{config.train}: {len(train_enc)} examples is less than one global batch "
-                       f"({config.batch_size} x {d.world_size} processes x {config.gradient_accumulation_steps} accumulation)")
+        raise BadInput(f"{config.train}: {examples} examples is less than one global batch "
+                       f"({config.batch_size} x {world_size} processes x {config.gradient_accumulation_steps} "
+                       "accumulation)")
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
-    epochs_planned = math.ceil(total_steps / steps_per_epoch)
+    return Plan(global_batch=global_batch, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                epochs=math.ceil(total_steps / steps_per_epoch),
+                warmup_steps=math.ceil(config.warmup_ratio * total_steps))
 
-    # 2. Model, optimizer, schedule, precision, DDP.
+
+def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
+    """Inputs, then the model on its device, AdamW, the schedule, precision and DDP."""
+    inputs = read_inputs(config, loc)
+    plan = plan_steps(config, len(inputs.train_enc), d.world_size)
     precision = choose_precision(config.precision, d.device)
     if d.device.type == "cuda" and torch.cuda.get_device_capability(d.device)[0] >= 8:
         torch.set_float32_matmul_precision("high")  # TF32 matmuls on Ampere and newer
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    autocast = lambda: torch.autocast(d.device.type, dtype=amp_dtype, enabled=amp_dtype is not None)  # noqa: E731
     scaler = torch.amp.GradScaler(d.device.type, enabled=precision == "fp16")
-    pad_multiple = 8 if d.device.type == "cuda" else 1  # tensor cores like multiples of 8
 
+    model = inputs.model
     model.to(d.device)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]  # biases and LayerNorm
@@ -324,328 +269,352 @@ def _run(config: TrainConfig, loc: Locations, d: Dist, stop: StopRequest, on_ste
     )
     from transformers import get_linear_schedule_with_warmup
 
-    warmup_steps = math.ceil(config.warmup_ratio * total_steps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
-    raw_model = model
+    scheduler = get_linear_schedule_with_warmup(optimizer, plan.warmup_steps, plan.total_steps)
+    # Unpadded execution: no compute spent on padding (same weights, same loss); see modeling.
+    unpadded = modeling.use_unpadded(model)
+    trained: torch.nn.Module = modeling.UnpaddedBert(model) if unpadded else model
     if d.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[d.local_rank] if d.device.type == "cuda" else None
-        )
+        trained = DistributedDataParallel(trained, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
     # Dropout streams differ per rank but are fixed by the seed.
     torch.manual_seed(config.seed + d.rank)
 
-    telemetry = Telemetry(enabled=d.is_main, namespace=loc.namespace, profile=loc.profile, run_id=loc.run_id)
-
-    # 3. Checkpoints: where they go, and resuming from the newest complete one.
     work_dir = Path(loc.work_dir)
     checkpoint_uri = loc.checkpoint_uri or str(work_dir / "checkpoints" / loc.run_id)
     if loc.checkpoints_are_local_only and d.is_main:
         log.warning("no --checkpoint-uri or $%s: checkpoints stay in %s; a new container cannot resume",
-                    contract.ENV_CHECKPOINT_URI, checkpoint_uri)
-    ckpt_times: list[float] = []
+                    job.ENV_CHECKPOINT_URI, checkpoint_uri)
+    return Training(
+        config=config, loc=loc, d=d, plan=plan, inputs=inputs, model=trained,
+        parts=ckpt.Trainable(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler),
+        precision=precision, autocast=autocast_for(precision, d.device),
+        pad_multiple=8 if d.device.type == "cuda" else 1,  # tensor cores like multiples of 8
+        unpadded=unpadded,
+        telemetry=Telemetry(enabled=d.is_main, namespace=loc.namespace, profile=loc.profile, run_id=loc.run_id,
+                            local_output_dir=None if storage.is_s3(loc.output_uri) else loc.output_uri),
+        work_dir=work_dir, checkpoint_uri=checkpoint_uri,
+    )
 
-    def checkpoint_done(step: int, seconds: float) -> None:
-        ckpt_times.append(seconds)
+
+# --- 3. checkpoints and resuming -------------------------------------------------------------------
+
+
+class Checkpointer:
+    """Checkpoints at the cadence: a snapshot at the step boundary (training waits for that
+    only), then write and upload on the store's background thread. Keeps what the result
+    reports: seconds per completed checkpoint and the time training was blocked."""
+
+    def __init__(self, t: Training, cadence: Cadence) -> None:
+        self.t = t
+        self.cadence = cadence
+        self.seconds: list[float] = []  # appended by the store's thread as checkpoints complete
+        self.blocked = 0.0
+        self.last_step = 0
+        self.last_time = time.monotonic()
+        self.store = ckpt.CheckpointStore(t.checkpoint_uri, t.work_dir / "staging" / f"rank{t.d.rank}",
+                                          t.config.keep_checkpoints, t.loc.run_id, on_complete=self._completed,
+                                          give_up_after=cadence.give_up_minutes * 60)
+
+    def _completed(self, step: int, seconds: float) -> None:
+        self.seconds.append(seconds)
         log.info("checkpoint %s complete in %.2f s", ckpt.step_dir(step), seconds)
-        telemetry.metrics({metrics.CHECKPOINT_SECONDS.name: seconds})
+        self.t.telemetry.metrics({metrics.CHECKPOINT_SECONDS.name: seconds})
 
-    store = ckpt.CheckpointStore(checkpoint_uri, work_dir / "staging" / f"rank{d.rank}", config.keep_checkpoints,
-                                 loc.run_id, on_complete=checkpoint_done)
-    state = TrainState()
+    def start(self, step: int) -> None:
+        """The cadence's clock starts when training (re)starts at `step`."""
+        self.last_step, self.last_time = step, time.monotonic()
 
-    def save_checkpoint(*, wait: bool) -> float:
-        """Snapshot everything to CPU memory (training waits only for this), then write and
-        upload it on the store's background thread. Returns the seconds training was blocked."""
+    def time_due(self) -> bool:
+        return self.cadence.time_due(time.monotonic() - self.last_time)
+
+    def save(self, state: TrainState, *, wait: bool) -> None:
+        """A checkpoint at `state.step` (a collective: every rank calls it)."""
         t0 = time.monotonic()
-        rng_all = [None] * d.world_size
+        d, plan = self.t.d, self.t.plan
+        rng_all: list[Any] = [None] * d.world_size
         if d.enabled:
             dist.all_gather_object(rng_all, rng_state())
         else:
             rng_all = [rng_state()]
+        self.t.cost.record(state)  # the checkpoint carries the run's cost until now
         if d.is_main:
-            model_state = _cpu_copy(raw_model.state_dict())
-            optimizer_state = _cpu_copy(optimizer.state_dict())
-            trainer_state = _cpu_copy({
-                "state": asdict(state), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "rng": rng_all, "global_batch": global_batch, "world_size": d.world_size,
-                "steps_per_epoch": steps_per_epoch, "labels": labels,
-            })
-
-            def write_files(directory: Path) -> dict:
-                """The three files, serialised in memory and written with their sha256 computed
-                from those bytes (the manifest's), beside the write instead of reading back."""
-                from safetensors.torch import save as safetensors_bytes
-
-                return {
-                    ckpt.MODEL_FILE: ckpt.write_hashed(directory / ckpt.MODEL_FILE, safetensors_bytes(model_state)),
-                    ckpt.OPTIMIZER_FILE: ckpt.write_hashed(directory / ckpt.OPTIMIZER_FILE, _torch_bytes(optimizer_state)),
-                    ckpt.STATE_FILE: ckpt.write_hashed(directory / ckpt.STATE_FILE, _torch_bytes(trainer_state)),
-                }
-
-            store.save(state.step, write_files, wait=wait)
+            snap = ckpt.snapshot(self.t.parts, state=asdict(state), rng=rng_all, global_batch=plan.global_batch,
+                                 world_size=d.world_size, steps_per_epoch=plan.steps_per_epoch,
+                                 labels=self.t.inputs.labels)
+            self.store.save(state.step, functools.partial(ckpt.write_snapshot, snap), wait=wait)
         if d.enabled:
             dist.barrier()
-        return time.monotonic() - t0
+        self.blocked += time.monotonic() - t0
+        self.last_step, self.last_time = state.step, time.monotonic()
 
-    def load_checkpoint(path: Path) -> None:
-        from safetensors.torch import load_file
+    def close(self, *, require_stored: bool = False) -> None:
+        """Wait for the last upload: a retry of this job resumes instead of restarting. With
+        `require_stored`, raise StoreUnavailable if that checkpoint did not reach the store."""
+        self.store.close(require_stored=require_stored)
 
-        # Read and check everything before changing anything.
-        saved = torch.load(path / ckpt.STATE_FILE, map_location="cpu", weights_only=True)
-        if saved["global_batch"] != global_batch or saved["labels"] != labels:
-            raise ValueError(f"written with global batch {saved['global_batch']} and labels {saved['labels']}; "
-                             f"this run has {global_batch} and {labels}")
-        opt_state = torch.load(path / ckpt.OPTIMIZER_FILE, map_location=d.device, weights_only=True)
-        weights = load_file(str(path / ckpt.MODEL_FILE), device=str(d.device))
-        if set(weights) != set(raw_model.state_dict()):
-            raise ValueError("its weights do not fit this model")
-        raw_model.load_state_dict(weights)
-        optimizer.load_state_dict(opt_state)
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        if len(saved["rng"]) == d.world_size:
-            set_rng_state(saved["rng"][d.rank])
-        else:  # a different number of processes: dropout streams cannot match; stay deterministic
-            torch.manual_seed(config.seed + d.rank + saved["state"]["step"])
-        for k, v in saved["state"].items():
-            setattr(state, k, v)
 
+def restore(t: Training, state: TrainState, path: Path) -> None:
+    saved = ckpt.load(path, t.parts, device=t.d.device, global_batch=t.plan.global_batch, labels=t.inputs.labels)
+    if len(saved["rng"]) == t.d.world_size:
+        set_rng_state(saved["rng"][t.d.rank])
+    else:  # a different number of processes: dropout streams cannot match; stay deterministic
+        torch.manual_seed(t.config.seed + t.d.rank + saved["state"]["step"])
+    for k, v in saved["state"].items():
+        setattr(state, k, v)
+
+
+def resume(t: Training, store: ckpt.CheckpointStore, state: TrainState) -> int | None:
+    """Restore the newest checkpoint that loads; rank 0 chooses it and the others fetch the same.
+    Returns its step, or None when the run starts from scratch."""
+    d = t.d
     resumed_from = None
-    scratch = work_dir / "restore" / f"rank{d.rank}"
+    scratch = t.work_dir / "restore" / f"rank{d.rank}"
     if d.is_main:
         for step, path in store.candidates(scratch):
             try:
-                load_checkpoint(path)
-            except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is skipped
+                restore(t, state, path)
+            except Exception as exc:  # any checkpoint that does not load is skipped
                 log.warning("skipping checkpoint %s: cannot load (%s)", ckpt.step_dir(step), str(exc).splitlines()[0])
                 continue
             resumed_from = step
             break
     if d.enabled:
-        box = [resumed_from]
+        box: list[int | None] = [resumed_from]
         dist.broadcast_object_list(box, src=0)
         resumed_from = box[0]
         if not d.is_main and resumed_from is not None:
-            load_checkpoint(store.fetch(resumed_from, scratch))
+            restore(t, state, store.fetch(resumed_from, scratch))
     shutil.rmtree(scratch, ignore_errors=True)
+    steps_per_epoch = t.plan.steps_per_epoch
     if resumed_from is not None:
         log.info("resumed from %s: epoch %d, batch %d of %d", ckpt.step_dir(resumed_from),
                  resumed_from // steps_per_epoch + 1, resumed_from % steps_per_epoch, steps_per_epoch)
-    telemetry.metrics({metrics.RESUMED.name: 1.0 if resumed_from is not None else 0.0})
+    t.telemetry.metrics({metrics.RESUMED.name: 1.0 if resumed_from is not None else 0.0})
     if d.is_main:
         log.info("run %s: %d train / %d eval examples, %d labels, %d steps (%d per epoch, global batch %d), "
-                 "precision %s, %d process(es) on %s", loc.run_id, len(train_enc), len(eval_enc or ()), len(labels),
-                 total_steps, steps_per_epoch, global_batch, precision, d.world_size, d.device.type)
+                 "precision %s, %d process(es) on %s", t.loc.run_id, len(t.inputs.train_enc),
+                 len(t.inputs.eval_enc or ()), len(t.inputs.labels), t.plan.total_steps, steps_per_epoch,
+                 t.plan.global_batch, t.precision, d.world_size, d.device.type)
+    return resumed_from
 
-    def run_eval() -> bool:
-        """Evaluate at the current step and update early stopping; False if stopped by a signal."""
-        result = evaluate(model, eval_enc, d, batch_size=config.eval_batch_size or 2 * config.batch_size,
-                          autocast=autocast, pad_id=tokenizer.pad_token_id, multiple_of=pad_multiple,
-                          num_labels=len(labels), stop=stop)
-        if result is None:
-            return False
-        record = {"step": state.step, "epoch": round(state.step / steps_per_epoch, 4), **result}
-        state.history.append(record)
-        state.last_eval_step = state.step
-        value = result[config.early_stopping_metric]
-        better = state.best_metric is None or (
-            value > state.best_metric if HIGHER_IS_BETTER[config.early_stopping_metric] else value < state.best_metric
-        )
-        if better:
-            state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
-        else:
-            state.evals_without_improvement += 1
-            if config.early_stopping_patience and state.evals_without_improvement >= config.early_stopping_patience:
-                state.early_stopped = True
-                log.info("early stopping: %s has not improved for %d evaluations (best %.4f at step %d)",
-                         config.early_stopping_metric, state.evals_without_improvement, state.best_metric,
-                         state.best_step)
-        telemetry.line(f"[eval] step {state.step} epoch {record['epoch']:.2f} "
-                       + " ".join(f"{k} {v:.4f}" for k, v in result.items()))
-        telemetry.metrics({metrics.EVAL_ACCURACY.name: result["eval_accuracy"], metrics.EVAL_F1.name: result["eval_f1"]})
-        return True
 
-    def is_eval_step(step: int) -> bool:
-        return eval_enc is not None and (step % steps_per_epoch == 0 or step == total_steps)
+# --- 4. train -----------------------------------------------------------------------------------
 
-    def interrupted() -> TrainResult:
-        blocked = save_checkpoint(wait=True) if state.step > last_checkpoint_step else 0.0
-        store.close()
-        if d.is_main and state.step == 0:
-            log.warning("stopped before the first step: nothing to checkpoint; exit code %d", contract.EXIT_INTERRUPTED)
-        elif d.is_main:
-            log.warning("stopped at step %d/%d; checkpoint %s is complete at %s; exit code %d",
-                        state.step, total_steps, ckpt.step_dir(state.step), checkpoint_uri, contract.EXIT_INTERRUPTED)
-        return _result(contract.EXIT_INTERRUPTED, {}, blocked_total + blocked, interrupted=True)
 
-    def _result(code: int, final_metrics: dict, blocked: float, interrupted: bool = False) -> TrainResult:
-        return TrainResult(
-            run_id=loc.run_id, exit_code=code, global_step=state.step, total_steps=total_steps,
-            metrics=final_metrics, output_uri=loc.output_uri, checkpoint_uri=checkpoint_uri,
-            interrupted=interrupted, resumed_from_step=resumed_from,
-            samples_per_second=state.samples / state.train_seconds if state.train_seconds else 0.0,
-            tokens_per_second=state.tokens / state.train_seconds if state.train_seconds else 0.0,
-            padding_fraction=1 - state.tokens / state.computed_tokens if state.computed_tokens else 0.0,
-            checkpoint_seconds=list(ckpt_times), checkpoint_blocking_seconds=blocked,
-        )
+def train_loop(t: Training, state: TrainState, checkpoints: Checkpointer, stop: StopRequest,
+               on_step: Callable[[int], None] | None, resumed_from: int | None) -> TrainResult:
+    config, d, plan = t.config, t.d, t.plan
+    lengths = t.inputs.train_enc.lengths
+    window, attempt = Window(), Window()  # since the last progress line; this attempt (for the ETA)
+    checkpoints.start(state.step)
+    t.model.train()
 
-    # 4. Train.
-    lengths = train_enc.lengths
-    last_checkpoint_step = state.step
-    last_checkpoint_time = time.monotonic()
-    blocked_total = 0.0
-    window = {"loss": 0.0, "steps": 0, "samples": 0, "tokens": 0, "seconds": 0.0}
-    attempt_steps, attempt_seconds = 0, 0.0
-    model.train()
+    if state.step > state.last_eval_step and t.is_eval_step(state.step):
+        run_evaluation(t, state, stop)  # the checkpoint was written by a SIGTERM that cut this evaluation short
+    if any_rank(stop.requested, d):
+        return stopped(t, state, checkpoints, resumed_from)
+    if any_rank(d.is_main and t.cost.must_stop(state, checkpoints.seconds), d):  # e.g. resumed with the same cap
+        return cost_capped(t, state, checkpoints, resumed_from)
 
-    if state.step > state.last_eval_step and is_eval_step(state.step):
-        run_eval()  # the checkpoint was written by a SIGTERM that cut this evaluation short
-    if _any_rank(stop.requested, d):
-        return interrupted()
-
-    while state.step < total_steps and not state.early_stopped:
-        epoch = state.step // steps_per_epoch
-        batches = data.epoch_batches(lengths, global_batch, config.seed, epoch, config.megabatch_factor)
-        for batch in batches[state.step % steps_per_epoch :]:
+    while state.step < plan.total_steps and not state.early_stopped:
+        epoch = state.step // plan.steps_per_epoch
+        batches = data.epoch_batches(lengths, plan.global_batch, config.seed, epoch, config.megabatch_factor)
+        for batch in batches[state.step % plan.steps_per_epoch :]:
             t0 = time.perf_counter()
-            micro_batches = data.split_step_batch(batch, config.gradient_accumulation_steps, d.world_size, d.rank)
-            step_loss = torch.zeros((), device=d.device)
-            for m, idx in enumerate(micro_batches):
-                inputs = {k: v.to(d.device, non_blocking=True)
-                          for k, v in data.collate(train_enc, idx, tokenizer.pad_token_id, pad_multiple).items()}
-                last_micro = m == len(micro_batches) - 1
-                # Only the last micro-batch all-reduces gradients.
-                sync = contextlib.nullcontext() if (last_micro or not d.enabled) else model.no_sync()
-                with sync:
-                    with autocast():
-                        loss = model(**inputs).loss / config.gradient_accumulation_steps
-                    scaler.scale(loss).backward()
-                step_loss += loss.detach().float()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            step_loss = train_step(t, batch)
             state.step += 1
             if on_step is not None:
                 on_step(state.step)
 
             # One small all-reduce per step: mean loss, "someone got SIGTERM", "checkpoint is due".
-            time_due = d.is_main and time.monotonic() - last_checkpoint_time >= loc.checkpoint_every_minutes * 60
+            time_due = d.is_main and checkpoints.time_due()
+            over_cap = d.is_main and t.cost.must_stop(state, checkpoints.seconds)  # rank 0 decides for all
             flags = torch.stack([step_loss, torch.tensor(float(stop.requested), device=d.device),
-                                 torch.tensor(float(time_due), device=d.device)])
+                                 torch.tensor(float(time_due), device=d.device),
+                                 torch.tensor(float(over_cap), device=d.device)])
             if d.enabled:
                 dist.all_reduce(flags)
             loss_value, stop_now, time_due = flags[0].item() / d.world_size, flags[1].item() > 0, flags[2].item() > 0
+            over_cap = flags[3].item() > 0
+            if not math.isfinite(loss_value) and t.precision != "fp16":  # fp16: the grad scaler skips such steps
+                raise Diverged(f"the training loss is {loss_value} at step {state.step}: stopped, no model published "
+                               "(lower --learning-rate or --max-grad-norm)")
             seconds = time.perf_counter() - t0
 
             real_tokens = sum(lengths[i] for i in batch)
             state.loss_sum += loss_value
             state.samples += len(batch)
             state.tokens += real_tokens
-            state.computed_tokens += data.padded_tokens(batch, lengths, config.gradient_accumulation_steps,
-                                                        d.world_size, pad_multiple)
+            state.computed_tokens += (real_tokens if t.unpadded else data.padded_tokens(
+                batch, lengths, config.gradient_accumulation_steps, d.world_size, t.pad_multiple))
             state.train_seconds += seconds
-            attempt_steps += 1
-            attempt_seconds += seconds
-            for k, v in (("loss", loss_value), ("steps", 1), ("samples", len(batch)), ("tokens", real_tokens),
-                         ("seconds", seconds)):
-                window[k] += v
+            window.add(loss_value, len(batch), real_tokens, seconds)
+            attempt.add(loss_value, len(batch), real_tokens, seconds)
+            if state.step % config.logging_steps == 0 or state.step == plan.total_steps:
+                report_progress(t, state, epoch, window, attempt)
+                window = Window()
 
-            if state.step % config.logging_steps == 0 or state.step == total_steps:
-                eta = (total_steps - state.step) * attempt_seconds / attempt_steps
-                samples_per_s = window["samples"] / window["seconds"]
-                telemetry.progress(Progress(epoch=epoch + 1, epochs=epochs_planned, step=state.step,
-                                            total_steps=total_steps, loss=window["loss"] / window["steps"],
-                                            samples_per_second=samples_per_s, eta_seconds=int(eta)))
-                telemetry.metrics({
-                    metrics.TRAIN_LOSS.name: window["loss"] / window["steps"],
-                    metrics.SAMPLES_PER_SECOND.name: samples_per_s,
-                    metrics.TOKENS_PER_SECOND.name: window["tokens"] / window["seconds"],
-                    **gpu_metrics(d.device),
-                })
-                window = dict.fromkeys(window, 0)
-
-            if is_eval_step(state.step) and not stop_now:
-                run_eval()
+            if t.is_eval_step(state.step) and not (stop_now or over_cap):  # a resumed run evaluates it
+                run_evaluation(t, state, stop)
             # Ranks must agree: under DDP only the all-reduced flag counts (a signal that lands
             # after it is seen at the next step); one process may stop at once.
             if stop_now or (not d.enabled and stop.requested):
-                return interrupted()
-            if state.step < total_steps and not state.early_stopped and (
-                state.step % loc.checkpoint_every_steps == 0 or time_due
+                return stopped(t, state, checkpoints, resumed_from)
+            if over_cap:
+                return cost_capped(t, state, checkpoints, resumed_from)
+            if state.step < plan.total_steps and not state.early_stopped and (
+                checkpoints.cadence.step_due(state.step) or time_due
             ):
-                blocked_total += save_checkpoint(wait=False)
-                last_checkpoint_step, last_checkpoint_time = state.step, time.monotonic()
-            if state.step >= total_steps or state.early_stopped:
+                checkpoints.save(state, wait=False)
+            if state.step >= plan.total_steps or state.early_stopped:
                 break
 
-    store.close()  # let the last upload finish: a retry of this job resumes instead of restarting
+    checkpoints.close()
+    return finish(t, state, checkpoints, resumed_from)
 
-    # 5. Outputs, written once at the end, metrics.json last.
-    final = dict(state.history[-1]) if state.history else {}
-    result = _result(contract.EXIT_OK, {}, blocked_total)
-    final_metrics = {
-        "run_id": loc.run_id,
-        "global_step": state.step,
-        "total_steps": total_steps,
-        "epochs_completed": state.step / steps_per_epoch,
-        "early_stopped": state.early_stopped,
-        "eval_accuracy": final.get("eval_accuracy"),
-        "eval_f1": final.get("eval_f1"),
-        "eval_loss": final.get("eval_loss"),
-        "best": {"metric": config.early_stopping_metric, "value": state.best_metric, "step": state.best_step},
-        "train_loss": state.loss_sum / state.step if state.step else None,
-        "samples_per_second": result.samples_per_second,
-        "tokens_per_second": result.tokens_per_second,
-        "padding_fraction": result.padding_fraction,
-        "train_seconds": state.train_seconds,
-        "checkpoint_seconds": ckpt_times,
-        "checkpoint_blocking_seconds": blocked_total,
-        "resumed_from_step": resumed_from,
-        "global_batch_size": global_batch,
-        "world_size": d.world_size,
-        "precision": precision,
-        "history": state.history,
-    }
-    result.metrics = final_metrics
+
+def train_step(t: Training, batch: list[int]) -> torch.Tensor:
+    """One optimizer step over a global batch (this rank's share, in micro-batches); returns
+    this rank's mean loss."""
+    config, d, parts = t.config, t.d, t.parts
+    micro_batches = data.split_step_batch(batch, config.gradient_accumulation_steps, d.world_size, d.rank)
+    step_loss = torch.zeros((), device=d.device)
+    for m, idx in enumerate(micro_batches):
+        inputs = data.to_device(data.collate_unpadded(t.inputs.train_enc, idx) if t.unpadded else
+                                data.collate(t.inputs.train_enc, idx, t.inputs.tokenizer.pad_token_id,
+                                             t.pad_multiple), d.device)
+        # Only the last micro-batch all-reduces gradients.
+        last_micro = m == len(micro_batches) - 1
+        sync: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if isinstance(t.model, DistributedDataParallel) and not last_micro:
+            sync = t.model.no_sync()
+        with sync:
+            with t.autocast():
+                loss = t.model(**inputs).loss / config.gradient_accumulation_steps
+            parts.scaler.scale(loss).backward()
+        step_loss += loss.detach().float()
+    parts.scaler.unscale_(parts.optimizer)
+    torch.nn.utils.clip_grad_norm_(t.model.parameters(), config.max_grad_norm)
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    parts.scheduler.step()
+    parts.optimizer.zero_grad(set_to_none=True)
+    return step_loss
+
+
+def report_progress(t: Training, state: TrainState, epoch: int, window: Window, attempt: Window) -> None:
+    """The progress line and the training metrics for the steps in `window`."""
+    eta = (t.plan.total_steps - state.step) * attempt.seconds / attempt.steps
+    samples_per_s = window.samples / window.seconds
+    t.telemetry.progress(Progress(epoch=epoch + 1, epochs=t.plan.epochs, step=state.step,
+                                  total_steps=t.plan.total_steps, loss=window.loss / window.steps,
+                                  samples_per_second=samples_per_s, eta_seconds=int(eta)))
+    t.telemetry.metrics({
+        metrics.TRAIN_LOSS.name: window.loss / window.steps,
+        metrics.SAMPLES_PER_SECOND.name: samples_per_s,
+        metrics.TOKENS_PER_SECOND.name: window.tokens / window.seconds,
+        **gpu_metrics(t.d.device),
+    })
+    t.tracker.log_metrics(state.step, {"train_loss": window.loss / window.steps, "samples_per_second": samples_per_s,
+                                       "tokens_per_second": window.tokens / window.seconds,
+                                       "learning_rate": float(t.parts.scheduler.get_last_lr()[0])})
+
+
+def run_evaluation(t: Training, state: TrainState, stop: StopRequest) -> None:
+    """Evaluate at the current step and update early stopping (nothing if a signal cut it short)."""
+    enc = t.inputs.eval_enc
+    if enc is None:
+        return
+    result = evaluate(t.model, enc, t.d, batch_size=t.config.eval_batch_size or 2 * t.config.batch_size,
+                      autocast=t.autocast, pad_id=t.inputs.tokenizer.pad_token_id, multiple_of=t.pad_multiple,
+                      num_labels=len(t.inputs.labels), stop=stop, unpadded=t.unpadded)
+    if result is None:
+        return
+    record = record_evaluation(state, result, steps_per_epoch=t.plan.steps_per_epoch,
+                               metric=t.config.early_stopping_metric, patience=t.config.early_stopping_patience)
+    t.telemetry.line(f"[eval] step {state.step} epoch {record['epoch']:.2f} "
+                     + " ".join(f"{k} {v:.4f}" for k, v in result.items()))
+    t.telemetry.metrics({metrics.EVAL_ACCURACY.name: result["eval_accuracy"],
+                         metrics.EVAL_F1.name: result["eval_f1"]})
+    t.tracker.log_metrics(state.step, result)
+
+
+# --- the end: stopped by a signal, or 5. outputs ---------------------------------------------------
+
+
+def stopped(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_from: int | None) -> TrainResult:
+    """Stop at this step boundary: a last checkpoint (unless this step has one), then EXIT_INTERRUPTED."""
+    if state.step > checkpoints.last_step:
+        checkpoints.save(state, wait=True)
+    checkpoints.close(require_stored=True)
+    if t.d.is_main and state.step == 0:
+        log.warning("stopped before the first step: nothing to checkpoint; exit code %d", job.EXIT_INTERRUPTED)
+    elif t.d.is_main:
+        log.warning("stopped at step %d/%d; checkpoint %s is complete at %s; exit code %d", state.step,
+                    t.plan.total_steps, ckpt.step_dir(state.step), t.checkpoint_uri, job.EXIT_INTERRUPTED)
+    return make_result(t, state, checkpoints, resumed_from, job.EXIT_INTERRUPTED)
+
+
+def cost_capped(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_from: int | None) -> TrainResult:
+    """Stop before the cost cap is passed: a last checkpoint (unless this step has one), then
+    EXIT_COST_CAP, which is not retried; a new submit with a higher cap resumes."""
+    if state.step > checkpoints.last_step:
+        checkpoints.save(state, wait=True)
+    checkpoints.close(require_stored=True)
+    if t.d.is_main and state.step == 0:
+        log.warning("%s; nothing to checkpoint; exit code %d", t.cost.reached_line(state), job.EXIT_COST_CAP)
+    elif t.d.is_main:
+        log.warning("%s; checkpoint %s at %s; exit code %d", t.cost.reached_line(state), ckpt.step_dir(state.step),
+                    t.checkpoint_uri, job.EXIT_COST_CAP)
+    return make_result(t, state, checkpoints, resumed_from, job.EXIT_COST_CAP)
+
+
+def make_result(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_from: int | None,
+                code: int) -> TrainResult:
+    t.cost.record(state)
+    return TrainResult(
+        run_id=t.loc.run_id, exit_code=code, global_step=state.step, total_steps=t.plan.total_steps, metrics={},
+        output_uri=t.loc.output_uri, checkpoint_uri=t.checkpoint_uri,
+        interrupted=code in (job.EXIT_INTERRUPTED, job.EXIT_COST_CAP),
+        resumed_from_step=resumed_from, samples_per_second=state.samples_per_second,
+        tokens_per_second=state.tokens_per_second, padding_fraction=state.padding_fraction,
+        checkpoint_seconds=list(checkpoints.seconds), checkpoint_blocking_seconds=checkpoints.blocked,
+        cost_usd=state.cost_usd,
+    )
+
+
+def settings(t: Training, cadence: Cadence) -> dict[str, Any]:
+    """Every setting, resolved: training_args.json and the MLflow run's parameters."""
+    plan = t.plan
+    return {**t.config.to_dict(), "run_id": t.loc.run_id, "output_uri": t.loc.output_uri,
+            "checkpoint_uri": t.checkpoint_uri, "precision": t.precision, "world_size": t.d.world_size,
+            "global_batch_size": plan.global_batch, "total_steps": plan.total_steps,
+            "warmup_steps": plan.warmup_steps, "checkpoint_every_steps": cadence.every_steps,
+            "checkpoint_every_minutes": cadence.every_minutes}
+
+
+def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_from: int | None) -> TrainResult:
+    """The outputs, written once at the end, metrics.json last."""
+    config, d, plan = t.config, t.d, t.plan
+    result = make_result(t, state, checkpoints, resumed_from, job.EXIT_OK)
+    result.metrics = outputs.metrics_record(
+        state, run_id=t.loc.run_id, total_steps=plan.total_steps, steps_per_epoch=plan.steps_per_epoch,
+        early_stopping_metric=config.early_stopping_metric, checkpoint_seconds=checkpoints.seconds,
+        checkpoint_blocking_seconds=checkpoints.blocked, resumed_from_step=resumed_from,
+        global_batch_size=plan.global_batch, world_size=d.world_size, precision=t.precision,
+    )
     if d.is_main:
-        local_out = work_dir / "output"
+        local_out = t.work_dir / "output"
         shutil.rmtree(local_out, ignore_errors=True)
-        args_record = {**config.to_dict(), "run_id": loc.run_id, "output_uri": loc.output_uri,
-                       "checkpoint_uri": checkpoint_uri, "precision": precision, "world_size": d.world_size,
-                       "global_batch_size": global_batch, "total_steps": total_steps, "warmup_steps": warmup_steps,
-                       "checkpoint_every_steps": loc.checkpoint_every_steps,
-                       "checkpoint_every_minutes": loc.checkpoint_every_minutes}
-        outputs.write_local(local_out, model=raw_model, tokenizer=tokenizer, labels=labels, run_id=loc.run_id,
-                            config=args_record, metrics=final_metrics)
-        outputs.publish(local_out, loc.output_uri)
+        outputs.write_local(local_out, model=t.parts.model, tokenizer=t.inputs.tokenizer, labels=t.inputs.labels,
+                            run_id=t.loc.run_id, config=settings(t, checkpoints.cadence), metrics=result.metrics)
+        outputs.publish(local_out, t.loc.output_uri)
+        t.tracker.log_model_dir(local_out)  # run() waits for it before the scratch dir goes
         log.info("done: step %d, eval_accuracy %s, eval_f1 %s; model in %s", state.step,
-                 _fmt(final.get("eval_accuracy")), _fmt(final.get("eval_f1")), loc.output_uri)
+                 _fmt(result.metrics["eval_accuracy"]), _fmt(result.metrics["eval_f1"]), t.loc.output_uri)
     if d.enabled:
         dist.barrier()
     return result
 
 
-def _cpu_copy(obj):
-    """A deep copy with every tensor copied to CPU memory: a snapshot the optimizer cannot change
-    while a background thread writes it."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _cpu_copy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu_copy(v) for v in obj)
-    return obj
-
-
-def _torch_bytes(obj) -> memoryview:
-    """`torch.save(obj)` into memory (one more copy of the state while its file is written)."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getbuffer()
-
-
-def _fmt(x) -> str:
+def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"

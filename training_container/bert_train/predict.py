@@ -1,0 +1,338 @@
+"""`python -m bert_train predict`: score a JSONL/CSV/TSV file with a trained run's model.
+
+    python -m bert_train predict --model runs/<run-id>/ --input rows.tsv --output predictions/x/ \
+        [--text-column C] [--text-pair-column C] [--id-column C] [--shard-index I --shards N] \
+        [--batch-size N] [--max-seq-length N] [--precision auto|bf16|fp32]
+
+Flags, bounds and defaults are `bertbatch_contract.prediction.OPTIONS` (the CLI validates with the
+same table before submit). An array job's child i scores shard i: a contiguous slice of the rows
+(`prediction.shard_rows`). Every input problem is found before anything is written: one line,
+exit 2. A shard already done (part file + manifest that match) is skipped, so a Spot retry or a
+rerun redoes only the missing shards; SIGTERM stops between batches with exit 75 and writes
+nothing for the shard.
+
+Fast path: no autograd (inference mode), eval mode, the tokenizer run on whole chunks of rows,
+rows sorted by length so each batch holds similar lengths, BERT classifiers run unpadded
+(`modeling.UnpaddedBert`: no compute on padding), others padded per batch; bf16 autocast on GPUs
+that have it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bertbatch_contract import job, layout, prediction
+from bertbatch_contract.hyperparameters import InvalidHyperparameter
+
+from . import fsx, storage
+from .config import PROG, BadInput
+from .errors import StoreUnavailable
+from .predict_io import Job, Row, finished_shard, prediction_line, read_rows, write_manifest_if_complete, write_shard
+
+log = logging.getLogger(PROG)
+
+# Rows tokenized (and sorted by length) at a time: bounds memory on big shards while keeping
+# enough rows together that batches hold similar lengths.
+CHUNK_ROWS = 8192
+
+
+def _default(name: str) -> Any:
+    return prediction.BY_NAME[name].default
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """One field per row of `prediction.OPTIONS`, with the row's default."""
+
+    model: str
+    input: str
+    output: str | None = _default("output")
+    text_column: str = _default("text_column")
+    text_pair_column: str | None = _default("text_pair_column")
+    id_column: str | None = _default("id_column")
+    shards: int | None = _default("shards")
+    shard_index: int | None = _default("shard_index")
+    batch_size: int = _default("batch_size")
+    max_seq_length: int = _default("max_seq_length")
+    precision: str = _default("precision")
+    prediction_id: str | None = _default("prediction_id")
+    cache_dir: str | None = _default("cache_dir")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"{PROG} {prediction.SUBCOMMAND}",
+                                     description="Score a JSONL/CSV/TSV file with a trained model.")
+    prediction.add_options(parser)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> PredictConfig:
+    """Usage errors exit 2 through argparse; a bad value raises BadInput."""
+    values = vars(build_parser().parse_args(argv))
+    try:
+        checked: dict[str, Any] = prediction.validate(values)
+    except InvalidHyperparameter as exc:
+        raise BadInput(str(exc)) from None
+    return PredictConfig(**checked)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where this process writes and which shard it scores, from the flags and the job environment."""
+
+    output: str
+    shards: int
+    shard_index: int
+    cache_dir: str
+
+
+def _env_int(env: Mapping[str, str], variable: str, name: str) -> int | None:
+    raw = env.get(variable)
+    if raw is None or raw == "":
+        return None
+    row = prediction.BY_NAME[name]
+    try:
+        return int(row.parse(raw))
+    except InvalidHyperparameter:
+        raise BadInput(f"${variable}={raw!r}: must be {row.rule()}") from None
+
+
+def resolve_target(config: PredictConfig, env: Mapping[str, str] | None = None) -> Target:
+    """Pure: creates nothing."""
+    env = os.environ if env is None else env
+    if config.output:
+        output = config.output
+    else:
+        prediction_id = config.prediction_id or env.get(job.ENV_PREDICTION_ID)
+        if not (env.get(job.ENV_ARTIFACTS_URI) and prediction_id):
+            raise BadInput(f"no output location: pass --output, or set ${job.ENV_ARTIFACTS_URI} and "
+                           f"--prediction-id or ${job.ENV_PREDICTION_ID}")
+        problem = prediction.BY_NAME["prediction_id"].check
+        if problem and problem(prediction_id):
+            raise BadInput(f"prediction id {prediction_id!r}: {problem(prediction_id)}")
+        output = layout.join(env[job.ENV_ARTIFACTS_URI], layout.prediction_prefix(prediction_id))
+    shards = config.shards or _env_int(env, job.ENV_PREDICT_SHARDS, "shards") or 1
+    index = config.shard_index
+    if index is None:
+        index = _env_int(env, job.ENV_PREDICT_SHARD_INDEX, "shard_index")
+    if index is None:
+        index = _env_int(env, job.ENV_BATCH_ARRAY_INDEX, "shard_index")
+    index = index or 0
+    if index >= shards:
+        raise BadInput(f"shard index {index}: must be < the number of shards ({shards})")
+    cache_dir = (config.cache_dir or env.get(job.ENV_CACHE_DIR)
+                 or os.path.join(os.path.expanduser("~"), ".cache", "bert_train"))
+    return Target(output=output, shards=shards, shard_index=index, cache_dir=cache_dir)
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Predictor:
+    tokenizer: Any
+    model: Any  # the transformers model, in eval mode on `device`
+    runner: Any  # what is called: `model`, or `modeling.UnpaddedBert(model)`
+    labels: list[str]
+    unpadded: bool
+    device: Any
+    precision: str
+
+
+def read_label_map(location: str, model: str) -> list[str]:
+    """The labels a training run saved beside its model (`outputs.write_local`), checked against its config."""
+    from .outputs import LABEL_MAP_FILE
+
+    path = Path(location) / LABEL_MAP_FILE
+    try:
+        label_map = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{model}: no {LABEL_MAP_FILE} (not the output directory of a training run?)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{model}: cannot read {LABEL_MAP_FILE} ({exc})") from None
+    labels = label_map.get("labels") if isinstance(label_map, dict) else None
+    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
+        raise BadInput(f"{model}: {LABEL_MAP_FILE} has no list of at least 2 string labels under 'labels'")
+    config_path = Path(location) / "config.json"
+    try:
+        id2label = json.loads(config_path.read_text(encoding="utf-8")).get("id2label")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        id2label = None  # the loader reports a missing or broken config.json
+    if isinstance(id2label, dict) and len(id2label) != len(labels):
+        raise BadInput(f"{model}: {LABEL_MAP_FILE} has {len(labels)} labels but config.json {len(id2label)}")
+    return labels
+
+
+def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_length: int) -> Predictor:
+    """The model, tokenizer and labels of a training run's output (a directory or s3:// prefix)."""
+    import torch
+
+    from . import modeling
+    from .runtime import choose_precision
+
+    if not storage.is_s3(model_uri) and not os.path.isdir(model_uri):
+        raise BadInput(f"{model_uri}: model directory not found")
+    tokenizer, location = modeling.build_tokenizer(model_uri, None, cache_dir)
+    labels = read_label_map(location, model_uri)
+    model = modeling.build_model(location, labels, len(tokenizer))
+    max_positions = getattr(model.config, "max_position_embeddings", None)
+    if max_positions and max_seq_length > max_positions:
+        raise BadInput(f"--max-seq-length {max_seq_length} exceeds the model's {max_positions} positions")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = choose_precision(precision, device)
+    if chosen == "fp16":  # `auto` on a GPU without bf16: fp32 rather than unscaled fp16
+        chosen = "fp32"
+    model.to(device).eval()
+    unpadded = modeling.supports_unpadded(model)
+    runner = modeling.UnpaddedBert(model).eval() if unpadded else model
+    return Predictor(tokenizer=tokenizer, model=model, runner=runner, labels=labels, unpadded=unpadded,
+                     device=device, precision=chosen)
+
+
+def score(p: Predictor, rows: Sequence[Row], *, batch_size: int, max_seq_length: int,
+          stop_requested: Callable[[], bool], on_batch: Callable[[int], None] | None = None) -> list[str] | None:
+    """The part file's lines for `rows`, in row order; None if a stop was requested."""
+    import torch
+
+    from . import data
+    from .runtime import autocast_for
+
+    autocast = autocast_for(p.precision, p.device)
+    pad_id = p.tokenizer.pad_token_id
+    multiple_of = 8 if p.device.type == "cuda" else 1
+    lines: list[str] = []
+    batches_done = 0
+    with torch.inference_mode():
+        for start in range(0, len(rows), CHUNK_ROWS):
+            chunk = rows[start:start + CHUNK_ROWS]
+            pairs = [r.pair or "" for r in chunk] if chunk[0].pair is not None else None
+            enc = p.tokenizer([r.text for r in chunk], pairs, truncation=True, max_length=max_seq_length,
+                              padding=False)
+            encoded = data.Encoded(input_ids=enc["input_ids"],
+                                   token_type_ids=enc.get("token_type_ids") if pairs is not None else None,
+                                   labels=[0] * len(chunk))  # collate wants labels; they are not used
+            # Longest first (an out-of-memory shows at the first batch). collate_unpadded orders a
+            # batch longest first with a stable sort, so on these batches it keeps this order.
+            order = sorted(range(len(chunk)), key=lambda i: -len(encoded.input_ids[i]))
+            probabilities: list[list[float]] = [[] for _ in chunk]
+            for b in range(0, len(order), batch_size):
+                if stop_requested():
+                    return None
+                idx = order[b:b + batch_size]
+                batch = (data.collate_unpadded(encoded, idx) if p.unpadded
+                         else data.collate(encoded, idx, pad_id, multiple_of))
+                batch.pop("labels")
+                with autocast():
+                    logits = p.runner(**data.to_device(batch, p.device)).logits
+                for i, row in zip(idx, logits.float().softmax(-1).cpu().tolist(), strict=True):
+                    probabilities[i] = row
+                batches_done += 1
+                if on_batch:
+                    on_batch(batches_done)
+            lines.extend(prediction_line(r, p.labels, probs) for r, probs in zip(chunk, probabilities, strict=True))
+    return lines
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class PredictResult:
+    exit_code: int
+    output: str
+    shard: int
+    shards: int
+    rows: int  # rows of this shard
+    skipped: bool = False  # the shard was already done
+    manifest_written: bool = False  # the top-level manifest exists (every shard is done)
+    score_seconds: float = 0.0  # tokenizing + forward passes of this shard
+    rows_per_second: float | None = None
+
+
+def run(config: PredictConfig, *, env: Mapping[str, str] | None = None,
+        on_batch: Callable[[int], None] | None = None) -> PredictResult:
+    """Score this process's shard. Raises BadInput before anything is written; StorageError
+    (StoreUnavailable while checking what is done) when S3 fails. `on_batch(n)` after every batch."""
+    from .runtime import StopRequest
+
+    target = resolve_target(config, env)
+    rows = read_rows(fsx.input_location(config.input), config.text_column, config.text_pair_column,
+                     config.id_column)
+    predictor = load_predictor(config.model, target.cache_dir, config.precision, config.max_seq_length)
+    try:
+        storage.check_writable(target.output)
+    except storage.StorageError as exc:
+        raise BadInput(f"output location {exc}") from None
+    run_job = Job(output=target.output, model=config.model, input=config.input, shards=target.shards,
+                  total_rows=len(rows))
+    shard_range = prediction.shard_rows(len(rows), target.shards, target.shard_index)
+    name = f"shard {target.shard_index + 1}/{target.shards} (rows {shard_range.start}-{shard_range.stop - 1})"
+    result = PredictResult(exit_code=job.EXIT_OK, output=target.output, shard=target.shard_index,
+                           shards=target.shards, rows=len(shard_range))
+    try:
+        done = finished_shard(run_job, target.shard_index)
+    except storage.StorageError as exc:
+        raise StoreUnavailable(f"cannot tell whether {name} is done: {exc}") from None
+    if done is not None:
+        log.info("%s: already done (%s), skipping", name, layout.prediction_part(target.shard_index))
+        result.skipped = True
+    else:
+        stop = StopRequest(then="stopping after the current batch; this shard is scored again on retry")
+        stop.install()
+        t0 = time.monotonic()
+        try:
+            lines = score(predictor, [rows[i] for i in shard_range], batch_size=config.batch_size,
+                          max_seq_length=config.max_seq_length, stop_requested=lambda: stop.requested,
+                          on_batch=on_batch)
+        finally:
+            stop.uninstall()
+        result.score_seconds = time.monotonic() - t0
+        if lines is None:
+            log.warning("%s: %s received, stopped between batches; nothing written for this shard", name,
+                        stop.signame)
+            result.exit_code = job.EXIT_INTERRUPTED
+            return result
+        result.rows_per_second = len(lines) / result.score_seconds if result.score_seconds else None
+        write_shard(run_job, target.shard_index, shard_range, lines)
+        log.info("%s: %d rows scored in %.2f s (%.1f rows/s, %s, %s) -> %s", name, len(lines),
+                 result.score_seconds, result.rows_per_second or 0.0, predictor.precision,
+                 "unpadded" if predictor.unpadded else "padded per batch",
+                 storage.join(target.output, layout.prediction_part(target.shard_index)))
+    result.manifest_written = write_manifest_if_complete(run_job, predictor.labels,
+                                                         shard_written=not result.skipped)
+    if result.manifest_written:
+        log.info("every shard is done: %s", storage.join(target.output, layout.PREDICTION_MANIFEST))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `predict` subcommand's exit code (bertbatch_contract.job): 0 done; 2 bad input (one line
+    on stderr, nothing written); 75 stopped by SIGTERM; 74 S3 failed (retry: done shards are skipped)."""
+    try:
+        config = parse_args(argv)
+    except BadInput as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return job.EXIT_BAD_INPUT
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                        format=f"%(asctime)s {PROG} predict %(levelname)s %(message)s")
+    log.setLevel(logging.INFO)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        return run(config).exit_code
+    except BadInput as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return job.EXIT_BAD_INPUT
+    except (StoreUnavailable, storage.StorageError) as exc:  # idempotent per shard: a retry resumes
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return job.EXIT_STORAGE_UNAVAILABLE

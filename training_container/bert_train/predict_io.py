@@ -1,0 +1,148 @@
+"""Batch inference I/O: the rows to score, and the part files, shard manifests and manifest written.
+
+Rows are read with the data module's reader (`data.read_table`: format by extension, the same
+CSV/TSV dialects and JSONL text rules) but need no label, and may carry an id column passed through.
+
+Output (`bertbatch_contract.layout`): each shard writes `part-<i>.jsonl`, then
+`part-<i>.manifest.json` with its row count and the part's sha256. A shard whose manifest exists
+and whose part matches it is done, so a retry skips it. The top-level `manifest.json` is written
+by the shard that finds every shard done after writing its own (S3 is read-after-write
+consistent, so of two shards finishing together the later one to list sees both).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bertbatch_contract import layout
+
+from . import data, storage
+from .config import BadInput
+
+
+@dataclass(frozen=True)
+class Row:
+    number: int  # 0-based data row in file order: what shards are cut by
+    line: int  # line in the file, for messages
+    text: str
+    pair: str | None
+    id: str | None
+
+
+def read_rows(uri: str, text_column: str, pair_column: str | None = None, id_column: str | None = None) -> list[Row]:
+    """Every data row of a JSONL/CSV/TSV file. Raises BadInput naming the file and line."""
+    wanted = [text_column] + [c for c in (pair_column, id_column) if c]
+    out = [
+        Row(number=n, line=line, text=data.text_field(values[text_column], text_column, uri, line),
+            pair=data.text_field(values[pair_column], pair_column, uri, line) if pair_column else None,
+            id=None if not id_column or values[id_column] is None else str(values[id_column]))
+        for n, (line, values) in enumerate(data.read_table(uri, wanted))
+    ]
+    if not out:
+        raise BadInput(f"{uri}: no data rows")
+    return out
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+
+def prediction_line(row: Row, labels: Sequence[str], probabilities: Sequence[float]) -> str:
+    """One line of a part file."""
+    record: dict[str, Any] = {"row": row.number}
+    if row.id is not None:
+        record["id"] = row.id
+    best = max(range(len(labels)), key=lambda i: probabilities[i])
+    record["label"] = labels[best]
+    record["probabilities"] = {label: float(p) for label, p in zip(labels, probabilities, strict=True)}
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every shard of one prediction run agrees on; a shard manifest that disagrees belongs to
+    another run and is never taken as this shard's result."""
+
+    output: str
+    model: str
+    input: str
+    shards: int
+    total_rows: int
+
+    def uri(self, name: str) -> str:
+        return storage.join(self.output, name)
+
+
+def _read_json(uri: str) -> dict[str, Any] | None:
+    """The JSON object at `uri`, None if there is none; StorageError when it cannot be read."""
+    try:
+        raw = storage.read_bytes(uri)
+    except storage.NotFound:
+        return None
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def finished_shard(run: Job, shard: int) -> dict[str, Any] | None:
+    """The shard's manifest when the shard is done: its manifest exists, describes this run, and
+    its part file matches the recorded sha256. None when it has to be (re)scored. BadInput when
+    the output location holds another run's shard."""
+    manifest = _read_json(run.uri(layout.prediction_shard_manifest(shard)))
+    if manifest is None:
+        return None
+    theirs = (manifest.get("model"), manifest.get("input"), manifest.get("shards"), manifest.get("total_rows"))
+    if theirs != (run.model, run.input, run.shards, run.total_rows):
+        raise BadInput(f"{run.output}: holds another prediction run (shard {shard}: model {theirs[0]}, input "
+                       f"{theirs[1]}, {theirs[2]} shards, {theirs[3]} rows); use a new output location")
+    try:
+        part = storage.read_bytes(run.uri(layout.prediction_part(shard)))
+    except storage.NotFound:
+        return None
+    if hashlib.sha256(part).hexdigest() != manifest.get("sha256"):
+        return None
+    return manifest
+
+
+def write_shard(run: Job, shard: int, rows: range, lines: Sequence[str]) -> dict[str, Any]:
+    """The part file, then its manifest (last: the shard counts as done only once both are there)."""
+    body = "".join(lines).encode()
+    manifest = {
+        "format": layout.PREDICTION_MANIFEST_FORMAT, "shard": shard, "shards": run.shards,
+        "file": layout.prediction_part(shard), "first_row": rows.start, "rows": len(rows),
+        "sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body),
+        "model": run.model, "input": run.input, "total_rows": run.total_rows,
+    }
+    storage.write_bytes(run.uri(layout.prediction_part(shard)), body)
+    storage.write_bytes(run.uri(layout.prediction_shard_manifest(shard)), (json.dumps(manifest) + "\n").encode())
+    return manifest
+
+
+def write_manifest_if_complete(run: Job, labels: Sequence[str], *, shard_written: bool) -> bool:
+    """Write the top-level manifest when every shard is done: if it is not there yet, or this
+    process has just (re)written a shard, whose entry it must then carry. True when the manifest
+    exists afterwards."""
+    if not shard_written and _read_json(run.uri(layout.PREDICTION_MANIFEST)) is not None:
+        return True
+    present = set(storage.list_files(run.output))
+    if not all(layout.prediction_shard_manifest(i) in present for i in range(run.shards)):
+        return False
+    parts = []
+    for shard in range(run.shards):
+        manifest = _read_json(run.uri(layout.prediction_shard_manifest(shard)))
+        if manifest is None:
+            return False
+        parts.append(manifest)
+    record = {
+        "format": layout.PREDICTION_MANIFEST_FORMAT, "model": run.model, "input": run.input,
+        "labels": list(labels), "shards": run.shards, "total_rows": sum(int(p["rows"]) for p in parts),
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "parts": parts,
+    }
+    storage.write_bytes(run.uri(layout.PREDICTION_MANIFEST), (json.dumps(record, indent=2) + "\n").encode())
+    return True
