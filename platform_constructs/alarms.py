@@ -7,15 +7,31 @@ and what to do.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from aws_cdk import Duration, aws_cloudwatch as cloudwatch, aws_cloudwatch_actions as cw_actions, aws_lambda as lambda_, aws_sns as sns
+from aws_cdk import (
+    Duration,
+)
+from aws_cdk import (
+    aws_cloudwatch as cloudwatch,
+)
+from aws_cdk import (
+    aws_cloudwatch_actions as cw_actions,
+)
+from aws_cdk import (
+    aws_lambda as lambda_,
+)
+from aws_cdk import (
+    aws_sns as sns,
+)
 from constructs import Construct
 
-from bert_train import metrics
+from bertbatch_contract import metrics
+from bertbatch_contract.naming import Naming
 from platform_constructs.job_events import GAUGE_RATE, JobStateEvents
 from platform_constructs.training_metrics import FSX_PERIOD, fsx_free_percent, training_metric
-from stacks.config import MonitoringConfig
 
 JOBS_FAILED = "JobsFailed"
 SPOT_INTERRUPTIONS = "SpotInterruptions"
@@ -30,7 +46,17 @@ SPOT_PERIOD = Duration.hours(1)
 FSX_EVALUATION_MINUTES = 5
 
 
-def _sum_over_queues(events: JobStateEvents, queue_arns: Mapping[str, str], metric_for, label: str, period: Duration) -> cloudwatch.MathExpression:
+@dataclass(frozen=True)
+class AlarmThresholds:
+    failed_jobs: int  # FAILED jobs in 5 minutes
+    spot_interruptions: int  # attempts ended by Spot reclaim in an hour
+    stalled_minutes: int  # RUNNING without training metrics
+    fsx_free_capacity_percent: float
+
+
+def _sum_over_queues(
+    queue_arns: Mapping[str, str], metric_for: Callable[[str], cloudwatch.IMetric], label: str, period: Duration
+) -> cloudwatch.MathExpression:
     using = {f"q{i}": metric_for(arn) for i, arn in enumerate(queue_arns.values())}
     return cloudwatch.MathExpression(
         expression=" + ".join(f"FILL({v}, 0)" for v in using),
@@ -51,7 +77,9 @@ def stalled_expression(events: JobStateEvents, profile: str) -> cloudwatch.MathE
         expression="IF(FILL(running, 0) > 0 AND FILL(samples, 0) == 0, 1, 0)",
         using_metrics={
             "running": events.running_jobs_metric(period=GAUGE_RATE),
-            "samples": training_metric(metrics.SAMPLES_PER_SECOND, profile=profile, statistic="SampleCount", period=GAUGE_RATE),
+            "samples": training_metric(
+                metrics.SAMPLES_PER_SECOND, profile=profile, statistic="SampleCount", period=GAUGE_RATE
+            ),
         },
         label="Jobs running without training metrics",
         period=GAUGE_RATE,
@@ -61,9 +89,8 @@ def stalled_expression(events: JobStateEvents, profile: str) -> cloudwatch.MathE
 def build_alarms(
     scope: Construct,
     *,
-    config: MonitoringConfig,
-    profile: str,
-    prefix: str,
+    thresholds: AlarmThresholds,
+    naming: Naming,
     topic: sns.ITopic,
     events: JobStateEvents | None,
     queue_arns: Mapping[str, str],
@@ -75,12 +102,13 @@ def build_alarms(
     `functions` maps an alarm name to a Lambda function whose Errors it watches; each alarm's
     description points to its section of `runbook`."""
     alarms: dict[str, cloudwatch.Alarm] = {}
+    profile = naming.profile
 
-    def add(name: str, metric: cloudwatch.IMetric, description: str, **props) -> None:
+    def add(name: str, metric: cloudwatch.IMetric, description: str, **props: Any) -> None:
         alarm = cloudwatch.Alarm(
             scope,
             name,
-            alarm_name=f"{prefix}-{name}",
+            alarm_name=naming.resource(name),
             alarm_description=f"{description} See {runbook}#{name.lower()}",
             metric=metric,
             **props,
@@ -91,27 +119,38 @@ def build_alarms(
     if events is not None and queue_arns:
         add(
             JOBS_FAILED,
-            _sum_over_queues(events, queue_arns, lambda arn: events.state_metric("FAILED", arn, period=FAILED_JOBS_PERIOD), "Failed jobs", FAILED_JOBS_PERIOD),
-            f"{config.failed_jobs_threshold} or more jobs FAILED in 5 minutes on the {profile} queues.",
-            threshold=config.failed_jobs_threshold,
+            _sum_over_queues(
+                queue_arns,
+                lambda arn: events.state_metric("FAILED", arn, period=FAILED_JOBS_PERIOD),
+                "Failed jobs",
+                FAILED_JOBS_PERIOD,
+            ),
+            f"{thresholds.failed_jobs} or more jobs FAILED in 5 minutes on the {profile} queues.",
+            threshold=thresholds.failed_jobs,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         add(
             SPOT_INTERRUPTIONS,
-            _sum_over_queues(events, queue_arns, lambda arn: events.spot_interruptions_metric(arn, period=SPOT_PERIOD), "Spot interruptions", SPOT_PERIOD),
-            f"{config.spot_interruptions_threshold} or more job attempts ended by a terminated EC2 host (Spot reclaim) within an hour.",
-            threshold=config.spot_interruptions_threshold,
+            _sum_over_queues(
+                queue_arns,
+                lambda arn: events.spot_interruptions_metric(arn, period=SPOT_PERIOD),
+                "Spot interruptions",
+                SPOT_PERIOD,
+            ),
+            f"{thresholds.spot_interruptions} or more job attempts ended by a terminated EC2 host (Spot reclaim) "
+            "within an hour.",
+            threshold=thresholds.spot_interruptions,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        periods = max(1, math.ceil(config.stalled_minutes / GAUGE_RATE.to_minutes()))
+        periods = max(1, math.ceil(thresholds.stalled_minutes / GAUGE_RATE.to_minutes()))
         add(
             STALLED_TRAINING,
             stalled_expression(events, profile),
-            f"Jobs have been RUNNING for {config.stalled_minutes} minutes without any "
+            f"Jobs have been RUNNING for {thresholds.stalled_minutes} minutes without any "
             f"{metrics.SAMPLES_PER_SECOND.name} metric from profile {profile}.",
             threshold=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -125,8 +164,8 @@ def build_alarms(
         add(
             FSX_FREE_CAPACITY,
             fsx_free_percent(file_system_id, capacity_gib),
-            f"FSx for Lustre free capacity below {config.fsx_free_capacity_percent:g}% of {capacity_gib} GiB.",
-            threshold=config.fsx_free_capacity_percent,
+            f"FSx for Lustre free capacity below {thresholds.fsx_free_capacity_percent:g}% of {capacity_gib} GiB.",
+            threshold=thresholds.fsx_free_capacity_percent,
             comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
             evaluation_periods=evaluation,
             datapoints_to_alarm=evaluation,

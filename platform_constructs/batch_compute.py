@@ -5,7 +5,10 @@
   run multi-node parallel jobs on Spot), optionally with an EFA interface;
 - queues `spot-first` [Spot, On-Demand], `on-demand` [On-Demand], `multi-node` [Multi-node].
   The spot-first queue cancels a job that waits RUNNABLE for Spot capacity longer than
-  `capacity_wait_minutes`; the fallback handler then resubmits it to `on-demand`.
+  `capacity_wait_minutes`; the fallback handler then resubmits it to `on-demand`. Every queue
+  cancels a job that can never be placed after `unplaceable_wait_minutes`, and on-demand and
+  multi-node cancel one that waited `on_demand_capacity_wait_minutes` for EC2 capacity, each
+  with Batch's reason as the job's status reason.
 
 All environments: ECS_AL2023_NVIDIA images named explicitly, no "optimal" instance classes,
 0 vCPUs when idle, and the Batch service-linked role (no service role of our own).
@@ -13,19 +16,36 @@ All environments: ECS_AL2023_NVIDIA images named explicitly, no "optimal" instan
 
 from __future__ import annotations
 
-from aws_cdk import Duration, aws_batch as batch, aws_ec2 as ec2, aws_iam as iam
+from collections.abc import Sequence
+from typing import Any
+
+from aws_cdk import Duration
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from bertbatch import discovery
+from bertbatch_contract import job
+from bertbatch_contract.discovery import ComputeCapacity
+from bertbatch_contract.naming import Naming
 from platform_constructs.lustre import MOUNT_PATH, LinkedLustre
-from platform_constructs.training_iam import batch_cluster_prefix
-from stacks.config import PlatformConfig
+from platform_constructs.training_iam import compute_environment_name
 
 ECS_CONFIG_FILE = "/etc/ecs/ecs.config"
 ROOT_DEVICE = "/dev/xvda"  # the AL2023 ECS GPU AMI's root volume
 QUEUE_SPOT_FIRST = "spot-first"
 QUEUE_ON_DEMAND = "on-demand"
 QUEUE_MULTI_NODE = "multi-node"
+# The environments behind each queue, in order.
+QUEUE_ENVIRONMENTS: dict[str, tuple[str, ...]] = {
+    QUEUE_SPOT_FIRST: ("gpu-spot", "gpu-on-demand"),
+    QUEUE_ON_DEMAND: ("gpu-on-demand",),
+    QUEUE_MULTI_NODE: ("multi-node",),
+}
+UNPLACEABLE_REASONS = (
+    batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
+    batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
+)
 
 
 def ecs_settings_script(stop_timeout_seconds: int) -> ec2.UserData:
@@ -42,18 +62,43 @@ def ecs_settings_script(stop_timeout_seconds: int) -> ec2.UserData:
     return script
 
 
+MOUNT_TRIES, MOUNT_RETRY_SECONDS = 30, 10
+CONTAINER_UID = 1000  # the training image's user (training_container/Dockerfile: USER 1000:1000)
+LOG_TAG = "bert-batch"
+
+
 def lustre_mount_script(lustre: LinkedLustre) -> ec2.UserData:
-    """Install the Lustre client (AL2023: dnf) and mount the file system at /fsx."""
+    """Install the Lustre client (AL2023: dnf) and mount the file system at /fsx.
+
+    A failed install or mount does not stop the boot: the host still joins the cluster and its
+    jobs read their inputs from S3. It is reported, not silent: a line on the console and in the
+    journal (tag `bert-batch`), and the marker file `/fsx/.mount-failed` (holding the reason) in
+    the bare mount directory, which the jobs see in their read-only /fsx volume. A mounted file
+    system hides the directory, so the marker is visible exactly when /fsx is not Lustre.
+    """
     source = f"{lustre.dns_name}@tcp:/{lustre.mount_name}"
+    marker = f"{MOUNT_PATH}/{job.FSX_MOUNT_FAILED_MARKER}"
     script = ec2.UserData.for_linux()
     script.add_commands(
-        "set -euo pipefail",
-        "dnf install -y lustre-client",
+        "set -uo pipefail",
+        "fsx_failed() {",
+        f"  echo \"$1\" > {marker}",
+        f"  echo \"{LOG_TAG}: FSx for Lustre is not mounted at {MOUNT_PATH}: $1\" "
+        f"| tee /dev/console | logger -t {LOG_TAG}",
+        "  exit 0",
+        "}",
         f"mkdir -p {MOUNT_PATH}",
+        f"rm -f {marker}",
+        "dnf install -y lustre-client || fsx_failed 'dnf install lustre-client failed'",
+        f"grep -q ' {MOUNT_PATH} lustre ' /etc/fstab || "
         f"echo '{source} {MOUNT_PATH} lustre defaults,noatime,flock,_netdev 0 0' >> /etc/fstab",
         # The file system may still be coming up when the first instance boots: retry.
-        f"for i in $(seq 1 30); do mount {MOUNT_PATH} && break; sleep 10; done",
-        f"mountpoint -q {MOUNT_PATH}",
+        f"for _ in $(seq 1 {MOUNT_TRIES}); do mount {MOUNT_PATH} && break; sleep {MOUNT_RETRY_SECONDS}; done",
+        f"mountpoint -q {MOUNT_PATH} || fsx_failed 'mount {source} failed {MOUNT_TRIES} times'",
+        f"echo '{LOG_TAG}: FSx for Lustre mounted at {MOUNT_PATH}' | logger -t {LOG_TAG}",
+        # The one writable place on the mount: the tokenized-dataset cache, owned by the image's
+        # unprivileged user (uid 1000 in training_container/Dockerfile).
+        f"install -d -m 0755 -o {CONTAINER_UID} -g {CONTAINER_UID} {MOUNT_PATH}/{job.FSX_CACHE_DIR}",
     )
     return script
 
@@ -70,14 +115,26 @@ def gpu_user_data(*, stop_timeout_seconds: int, lustre: LinkedLustre | None) -> 
 class GpuCompute(Construct):
     """Attributes: `environments` (dict 'gpu-spot' | 'gpu-on-demand' | 'multi-node' -> CE),
     `launch_templates` (dict 'gpu' | 'multi-node'), `placement_group`, `queues` (dict
-    'spot-first' | 'on-demand' | 'multi-node' -> batch.JobQueue)."""
+    'spot-first' | 'on-demand' | 'multi-node' -> batch.JobQueue), `capacity` (dict queue kind ->
+    the ComputeCapacity of its environments, for discovery)."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        config: PlatformConfig,
+        naming: Naming,
+        gpu_instance_types: Sequence[str],
+        multinode_instance_types: Sequence[str],
+        spot_max_vcpus: int,
+        on_demand_max_vcpus: int,
+        multinode_max_vcpus: int,
+        capacity_wait_minutes: int,
+        unplaceable_wait_minutes: int,
+        on_demand_capacity_wait_minutes: int,
+        container_stop_timeout_seconds: int,
+        root_volume_gib: int,
+        efa: bool,
         vpc: ec2.IVpc,
         compute_subnets: ec2.SubnetSelection,
         multinode_subnet: ec2.ISubnet,
@@ -86,25 +143,26 @@ class GpuCompute(Construct):
         lustre: LinkedLustre | None,
     ) -> None:
         super().__init__(scope, construct_id)
-        t = config.training
-        name = lambda kind: discovery.resource_name(kind, profile=config.profile, project=config.project_name)  # noqa: E731
-        # The instance role's ECS permissions are scoped to clusters named after these.
-        environment_prefix = batch_cluster_prefix(config.project_name, config.profile)
-
         self.placement_group = ec2.PlacementGroup(
             self, "MultiNodePlacementGroup", strategy=ec2.PlacementGroupStrategy.CLUSTER
         )
+        def user_data() -> ec2.MultipartUserData:
+            return gpu_user_data(stop_timeout_seconds=container_stop_timeout_seconds, lustre=lustre)
+
         self.launch_templates = {
-            "gpu": self._launch_template("GpuLaunchTemplate", config=config, lustre=lustre),
-            "multi-node": self._launch_template(
-                "MultiNodeLaunchTemplate", config=config, lustre=lustre, placement_group=self.placement_group
+            "gpu": _launch_template(self, "GpuLaunchTemplate", user_data=user_data(), root_volume_gib=root_volume_gib),
+            "multi-node": _launch_template(
+                self,
+                "MultiNodeLaunchTemplate",
+                user_data=user_data(),
+                root_volume_gib=root_volume_gib,
+                placement_group=self.placement_group,
             ),
         }
-        if t.efa:
+        if efa:
             # One EFA interface as the primary network interface. With interfaces in the launch
             # template, the security group goes there and not on the compute environment.
-            cfn_lt = self.launch_templates["multi-node"].node.default_child
-            cfn_lt.add_property_override(
+            _cfn(self.launch_templates["multi-node"]).add_property_override(
                 "LaunchTemplateData.NetworkInterfaces",
                 [{
                     "DeviceIndex": 0,
@@ -115,8 +173,8 @@ class GpuCompute(Construct):
                 }],
             )
 
-        gpu_types = [ec2.InstanceType(x) for x in t.gpu_instance_types]
-        common = dict(
+        gpu_types = [ec2.InstanceType(x) for x in gpu_instance_types]
+        common: dict[str, Any] = dict(
             vpc=vpc,
             images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023_NVIDIA)],
             use_optimal_instance_classes=False,
@@ -128,11 +186,11 @@ class GpuCompute(Construct):
             "gpu-spot": batch.ManagedEc2EcsComputeEnvironment(
                 self,
                 "GpuSpot",
-                compute_environment_name=environment_prefix + "gpu-spot",
+                compute_environment_name=compute_environment_name(naming, "gpu-spot"),
                 spot=True,
                 allocation_strategy=batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED,
                 instance_types=gpu_types,
-                maxv_cpus=t.spot_max_vcpus,
+                maxv_cpus=spot_max_vcpus,
                 launch_template=self.launch_templates["gpu"],
                 vpc_subnets=compute_subnets,
                 **common,
@@ -140,10 +198,10 @@ class GpuCompute(Construct):
             "gpu-on-demand": batch.ManagedEc2EcsComputeEnvironment(
                 self,
                 "GpuOnDemand",
-                compute_environment_name=environment_prefix + "gpu-on-demand",
+                compute_environment_name=compute_environment_name(naming, "gpu-on-demand"),
                 allocation_strategy=batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
                 instance_types=gpu_types,
-                maxv_cpus=t.on_demand_max_vcpus,
+                maxv_cpus=on_demand_max_vcpus,
                 launch_template=self.launch_templates["gpu"],
                 vpc_subnets=compute_subnets,
                 **common,
@@ -151,19 +209,41 @@ class GpuCompute(Construct):
             "multi-node": batch.ManagedEc2EcsComputeEnvironment(
                 self,
                 "MultiNode",
-                compute_environment_name=environment_prefix + "multi-node",
+                compute_environment_name=compute_environment_name(naming, "multi-node"),
                 allocation_strategy=batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
-                instance_types=[ec2.InstanceType(x) for x in t.multinode_instance_types],
-                maxv_cpus=t.multinode_max_vcpus,
+                instance_types=[ec2.InstanceType(x) for x in multinode_instance_types],
+                maxv_cpus=multinode_max_vcpus,
                 launch_template=self.launch_templates["multi-node"],
                 placement_group=self.placement_group,
                 vpc_subnets=ec2.SubnetSelection(subnets=[multinode_subnet]),
                 **common,
             ),
         }
+        self._pin_launch_templates_and_service_role()
+        if efa:
+            _cfn(self.environments["multi-node"]).add_property_deletion_override("ComputeResources.SecurityGroupIds")
+        self.queues = self._queues(
+            naming,
+            spot_capacity=Duration.minutes(capacity_wait_minutes),
+            unplaceable=Duration.minutes(unplaceable_wait_minutes),
+            on_demand_capacity=Duration.minutes(on_demand_capacity_wait_minutes),
+        )
+        def capacity(kind: str, types: Sequence[str], max_vcpus: int, *, spot: bool) -> ComputeCapacity:
+            return ComputeCapacity(compute_environment_name(naming, kind), tuple(types), max_vcpus, spot)
+
+        environment_capacity = {
+            "gpu-spot": capacity("gpu-spot", gpu_instance_types, spot_max_vcpus, spot=True),
+            "gpu-on-demand": capacity("gpu-on-demand", gpu_instance_types, on_demand_max_vcpus, spot=False),
+            "multi-node": capacity("multi-node", multinode_instance_types, multinode_max_vcpus, spot=False),
+        }
+        self.capacity = {
+            queue: [environment_capacity[kind] for kind in kinds] for queue, kinds in QUEUE_ENVIRONMENTS.items()
+        }
+
+    def _pin_launch_templates_and_service_role(self) -> None:
         launch_template_of = {"gpu-spot": "gpu", "gpu-on-demand": "gpu", "multi-node": "multi-node"}
         for kind, environment in self.environments.items():
-            cfn = environment.node.default_child
+            cfn = _cfn(environment)
             # Pin the launch template version, so a change to it updates the environment.
             cfn.add_property_override(
                 "ComputeResources.LaunchTemplate.Version",
@@ -172,74 +252,85 @@ class GpuCompute(Construct):
             # The Batch service-linked role (AWSServiceRoleForBatch) instead of a role of our own.
             cfn.add_property_deletion_override("ServiceRole")
             environment.node.try_remove_child("BatchServiceRole")
-        if t.efa:
-            self.environments["multi-node"].node.default_child.add_property_deletion_override(
-                "ComputeResources.SecurityGroupIds"
+
+    def _queues(
+        self,
+        naming: Naming,
+        *,
+        spot_capacity: Duration,
+        unplaceable: Duration,
+        on_demand_capacity: Duration,
+    ) -> dict[str, batch.JobQueue]:
+        def ordered(queue: str) -> list[batch.OrderedComputeEnvironment]:
+            return [
+                batch.OrderedComputeEnvironment(compute_environment=self.environments[kind], order=i)
+                for i, kind in enumerate(QUEUE_ENVIRONMENTS[queue], start=1)
+            ]
+
+        def cancel(reason: batch.JobStateTimeLimitActionsReason, after: Duration) -> batch.JobStateTimeLimitAction:
+            return batch.JobStateTimeLimitAction(
+                action=batch.JobStateTimeLimitActionsAction.CANCEL,
+                reason=reason,
+                state=batch.JobStateTimeLimitActionsState.RUNNABLE,
+                max_time=after,
             )
 
-        self.queues = {
-            QUEUE_SPOT_FIRST: batch.JobQueue(
+        # A job no environment can ever hold is cancelled with a readable reason, not left waiting.
+        unplaceable_actions = [cancel(reason, unplaceable) for reason in UNPLACEABLE_REASONS]
+        capacity = batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY
+        # spot-first: the fallback handler resubmits capacity cancellations to on-demand.
+        capacity_wait = {
+            QUEUE_SPOT_FIRST: spot_capacity,
+            QUEUE_ON_DEMAND: on_demand_capacity,
+            QUEUE_MULTI_NODE: on_demand_capacity,
+        }
+        construct_ids = {
+            QUEUE_SPOT_FIRST: "SpotFirstQueue",
+            QUEUE_ON_DEMAND: "OnDemandQueue",
+            QUEUE_MULTI_NODE: "MultiNodeQueue",
+        }
+        return {
+            queue: batch.JobQueue(
                 self,
-                "SpotFirstQueue",
-                job_queue_name=name(QUEUE_SPOT_FIRST),
-                compute_environments=[
-                    batch.OrderedComputeEnvironment(compute_environment=self.environments["gpu-spot"], order=1),
-                    batch.OrderedComputeEnvironment(compute_environment=self.environments["gpu-on-demand"], order=2),
-                ],
-                job_state_time_limit_actions=[
-                    batch.JobStateTimeLimitAction(
-                        action=batch.JobStateTimeLimitActionsAction.CANCEL,
-                        reason=batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
-                        state=batch.JobStateTimeLimitActionsState.RUNNABLE,
-                        max_time=Duration.minutes(t.capacity_wait_minutes),
-                    )
-                ],
-            ),
-            QUEUE_ON_DEMAND: batch.JobQueue(
-                self,
-                "OnDemandQueue",
-                job_queue_name=name(QUEUE_ON_DEMAND),
-                compute_environments=[
-                    batch.OrderedComputeEnvironment(compute_environment=self.environments["gpu-on-demand"], order=1),
-                ],
-            ),
-            QUEUE_MULTI_NODE: batch.JobQueue(
-                self,
-                "MultiNodeQueue",
-                job_queue_name=name(QUEUE_MULTI_NODE),
-                compute_environments=[
-                    batch.OrderedComputeEnvironment(compute_environment=self.environments["multi-node"], order=1),
-                ],
-            ),
+                construct_ids[queue],
+                job_queue_name=naming.resource(queue),
+                compute_environments=ordered(queue),
+                job_state_time_limit_actions=[cancel(capacity, capacity_wait[queue]), *unplaceable_actions],
+            )
+            for queue in QUEUE_ENVIRONMENTS
         }
 
-    def _launch_template(
-        self,
-        construct_id: str,
-        *,
-        config: PlatformConfig,
-        lustre: LinkedLustre | None,
-        placement_group: ec2.PlacementGroup | None = None,
-    ) -> ec2.LaunchTemplate:
-        return ec2.LaunchTemplate(
-            self,
-            construct_id,
-            user_data=gpu_user_data(
-                stop_timeout_seconds=config.training.container_stop_timeout_seconds, lustre=lustre
-            ),
-            require_imdsv2=True,
-            http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
-            http_put_response_hop_limit=2,
-            placement_group=placement_group,
-            block_devices=[
-                ec2.BlockDevice(
-                    device_name=ROOT_DEVICE,
-                    volume=ec2.BlockDeviceVolume.ebs(
-                        config.training.root_volume_gib,
-                        encrypted=True,
-                        volume_type=ec2.EbsDeviceVolumeType.GP3,
-                        delete_on_termination=True,
-                    ),
-                )
-            ],
-        )
+
+def _cfn(construct: Construct) -> Any:
+    """The L1 resource under an L2 construct (for property overrides)."""
+    return construct.node.default_child
+
+
+def _launch_template(
+    scope: Construct,
+    construct_id: str,
+    *,
+    user_data: ec2.UserData,
+    root_volume_gib: int,
+    placement_group: ec2.PlacementGroup | None = None,
+) -> ec2.LaunchTemplate:
+    return ec2.LaunchTemplate(
+        scope,
+        construct_id,
+        user_data=user_data,
+        require_imdsv2=True,
+        http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
+        http_put_response_hop_limit=2,
+        placement_group=placement_group,
+        block_devices=[
+            ec2.BlockDevice(
+                device_name=ROOT_DEVICE,
+                volume=ec2.BlockDeviceVolume.ebs(
+                    root_volume_gib,
+                    encrypted=True,
+                    volume_type=ec2.EbsDeviceVolumeType.GP3,
+                    delete_on_termination=True,
+                ),
+            )
+        ],
+    )

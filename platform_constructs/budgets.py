@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_cdk import aws_budgets as budgets, aws_sns as sns
+from aws_cdk import aws_budgets as budgets
+from aws_cdk import aws_sns as sns
 from constructs import Construct
-
-from stacks.config import BudgetConfig
 
 PROJECT_TAG_KEY = "Project"
 
@@ -18,10 +18,12 @@ class Notification:
     threshold_percent: float
 
 
-def notifications_for(config: BudgetConfig) -> list[Notification]:
-    """ACTUAL at each configured threshold, then FORECASTED at its threshold."""
-    return [Notification("ACTUAL", t) for t in config.actual_thresholds_percent] + [
-        Notification("FORECASTED", config.forecasted_threshold_percent)
+def notifications_for(
+    actual_thresholds_percent: Sequence[float], forecasted_threshold_percent: float
+) -> list[Notification]:
+    """ACTUAL at each threshold, then FORECASTED at its threshold."""
+    return [Notification("ACTUAL", t) for t in actual_thresholds_percent] + [
+        Notification("FORECASTED", forecasted_threshold_percent)
     ]
 
 
@@ -42,14 +44,17 @@ class MonthlyCostBudget(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: BudgetConfig,
         budget_name: str,
-        project_name: str,
+        limit_usd: float,
+        actual_thresholds_percent: Sequence[float],
+        forecasted_threshold_percent: float,
+        project_tag_value: str | None,
         topic: sns.ITopic,
     ) -> None:
+        """`project_tag_value`: count only spend tagged Project=<value> (None: the whole account)."""
         super().__init__(scope, construct_id)
         self.budget_name = budget_name
-        self.limit_usd = config.monthly_limit_usd
+        self.limit_usd = limit_usd
         subscribers = [budgets.CfnBudget.SubscriberProperty(subscription_type="SNS", address=topic.topic_arn)]
         self.budget = budgets.CfnBudget(
             self,
@@ -58,8 +63,8 @@ class MonthlyCostBudget(Construct):
                 budget_name=budget_name,
                 budget_type="COST",
                 time_unit="MONTHLY",
-                budget_limit=budgets.CfnBudget.SpendProperty(amount=config.monthly_limit_usd, unit="USD"),
-                cost_filters=project_tag_filter(project_name) if config.filter_on_project_tag else None,
+                budget_limit=budgets.CfnBudget.SpendProperty(amount=limit_usd, unit="USD"),
+                cost_filters=project_tag_filter(project_tag_value) if project_tag_value is not None else None,
             ),
             notifications_with_subscribers=[
                 budgets.CfnBudget.NotificationWithSubscribersProperty(
@@ -71,7 +76,7 @@ class MonthlyCostBudget(Construct):
                     ),
                     subscribers=subscribers,
                 )
-                for n in notifications_for(config)
+                for n in notifications_for(actual_thresholds_percent, forecasted_threshold_percent)
             ],
         )
         # Budgets checks that it may publish when the budget is created.

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from aws_cdk import Aws, Duration, aws_cloudwatch as cloudwatch, aws_logs as logs, aws_s3 as s3
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from bert_train import metrics
+from bertbatch_contract import metrics
+from bertbatch_contract.naming import Naming
 from platform_constructs.job_events import JobStateEvents
 from platform_constructs.training_metrics import (
     BILLING_REGION,
@@ -39,11 +43,9 @@ class TrainingDashboard(Construct):
         construct_id: str,
         *,
         dashboard_name: str,
-        project: str,
-        profile: str,
+        naming: Naming,
         queues: Mapping[str, tuple[str, str]],
         job_log_group: logs.ILogGroup | None,
-        log_group_prefix: str,
         events: JobStateEvents | None,
         fsx: tuple[str, int] | None,
         buckets: Sequence[tuple[str, s3.IBucket]],
@@ -53,6 +55,7 @@ class TrainingDashboard(Construct):
     ) -> None:
         """`queues`: kind -> (queue name, queue ARN); `fsx`: (file system id, capacity GiB)."""
         super().__init__(scope, construct_id)
+        profile = naming.profile
         self.dashboard = cloudwatch.Dashboard(
             self,
             "Dashboard",
@@ -60,7 +63,7 @@ class TrainingDashboard(Construct):
             default_interval=Duration.hours(12),
         )
         d = self.dashboard
-        d.add_widgets(self._links(project, profile, queues, job_log_group, log_group_prefix, runbook_url))
+        d.add_widgets(self._links(naming, queues, job_log_group, runbook_url))
         if alarms:
             d.add_widgets(cloudwatch.AlarmStatusWidget(alarms=list(alarms), title="Alarms", width=WIDTH, height=3))
 
@@ -110,15 +113,23 @@ class TrainingDashboard(Construct):
         fallback = [m(metrics.FALLBACK_RESUBMISSIONS, "Sum", "Fallback resubmissions to On-Demand")]
         spot = []
         if events is not None:
-            spot = [events.spot_interruptions_metric(arn, label=f"Spot interruptions: {kind}") for kind, (_n, arn) in queues.items()]
+            spot = [
+                events.spot_interruptions_metric(arn, label=f"Spot interruptions: {kind}")
+                for kind, (_n, arn) in queues.items()
+            ]
         d.add_widgets(
             cloudwatch.GraphWidget(
                 title="Checkpoint time (s)",
-                left=[m(metrics.CHECKPOINT_SECONDS, label="Average"), m(metrics.CHECKPOINT_SECONDS, "Maximum", "Maximum")],
+                left=[
+                    m(metrics.CHECKPOINT_SECONDS, label="Average"),
+                    m(metrics.CHECKPOINT_SECONDS, "Maximum", "Maximum"),
+                ],
                 width=6,
                 height=6,
             ),
-            cloudwatch.GraphWidget(title="Spot interruptions and fallback", left=spot + fallback, right=resilience, width=12, height=6),
+            cloudwatch.GraphWidget(
+                title="Spot interruptions and fallback", left=spot + fallback, right=resilience, width=12, height=6
+            ),
             cloudwatch.GraphWidget(
                 title="Running jobs (sampled)",
                 left=[events.running_jobs_metric()] if events is not None else [],
@@ -131,7 +142,9 @@ class TrainingDashboard(Construct):
         if fsx is not None:
             file_system_id, capacity_gib = fsx
             storage += [
-                cloudwatch.GraphWidget(title="FSx for Lustre throughput (MB/s)", left=fsx_throughput(file_system_id), width=8, height=6),
+                cloudwatch.GraphWidget(
+                    title="FSx for Lustre throughput (MB/s)", left=fsx_throughput(file_system_id), width=8, height=6
+                ),
                 cloudwatch.GraphWidget(
                     title=f"FSx for Lustre free capacity (% of {capacity_gib} GiB)",
                     left=[fsx_free_percent(file_system_id, capacity_gib)],
@@ -154,7 +167,9 @@ class TrainingDashboard(Construct):
                 title=f"Estimated charges vs budget (account-wide, {BILLING_REGION} billing metric)",
                 left=[estimated_charges()],
                 left_annotations=[
-                    cloudwatch.HorizontalAnnotation(value=monthly_limit_usd, label=f"Monthly budget {monthly_limit_usd:g} USD", color="#d62728")
+                    cloudwatch.HorizontalAnnotation(
+                        value=monthly_limit_usd, label=f"Monthly budget {monthly_limit_usd:g} USD", color="#d62728"
+                    )
                 ],
                 width=WIDTH,
                 height=6,
@@ -163,21 +178,24 @@ class TrainingDashboard(Construct):
 
     @staticmethod
     def _links(
-        project: str,
-        profile: str,
+        naming: Naming,
         queues: Mapping[str, tuple[str, str]],
         job_log_group: logs.ILogGroup | None,
-        log_group_prefix: str,
         runbook_url: str,
     ) -> cloudwatch.TextWidget:
         region = Aws.REGION
-        lines = [f"# {project} ({profile}): training"]
+        log_group_prefix = naming.path
+        lines = [f"# {naming.project} ({naming.profile}): training"]
         if queues:
             queue_links = " · ".join(
-                f"[{kind}]({CONSOLE}/batch/home?region={region}#queues/detail/{arn})" for kind, (_name, arn) in queues.items()
+                f"[{kind}]({CONSOLE}/batch/home?region={region}#queues/detail/{arn})"
+                for kind, (_name, arn) in queues.items()
             )
             lines.append(f"**Job queues:** {queue_links}")
-        logs_link = f"{CONSOLE}/cloudwatch/home?region={region}#logsV2:log-groups$3FlogGroupNameFilter$3D{_console_path(log_group_prefix)}"
+        logs_link = (
+            f"{CONSOLE}/cloudwatch/home?region={region}"
+            f"#logsV2:log-groups$3FlogGroupNameFilter$3D{_console_path(log_group_prefix)}"
+        )
         if job_log_group is not None:
             lines.append(f"**Job logs:** `{job_log_group.log_group_name}` ([log groups of this profile]({logs_link}))")
         else:

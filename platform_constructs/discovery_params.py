@@ -1,18 +1,20 @@
 """Discovery: publish the names the CLI needs as SSM parameters and CloudFormation outputs.
 
-Parameter names come from `bertbatch.discovery` (`/<project>/<profile>/<key>`), so the stack and
-the CLI agree by construction.
+The keys come from `bertbatch_contract.discovery` and the parameter names from
+`Naming.parameter` (`/<project>/<profile>/<key>`), so the stack and the CLI agree by construction.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
-from aws_cdk import CfnOutput, aws_ssm as ssm
+from aws_cdk import CfnOutput
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from bertbatch import discovery
+from bertbatch_contract import discovery
+from bertbatch_contract.naming import Naming
 
 
 def _construct_id(key: str) -> str:
@@ -27,8 +29,7 @@ class DiscoveryParameters(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        project: str,
-        profile: str,
+        naming: Naming,
         values: Mapping[str, str],
     ) -> None:
         super().__init__(scope, construct_id)
@@ -42,9 +43,9 @@ class DiscoveryParameters(Construct):
             self.parameters[key] = ssm.StringParameter(
                 self,
                 cid,
-                parameter_name=discovery.parameter_name(key, profile=profile, project=project),
+                parameter_name=naming.parameter(key),
                 string_value=values[key],
-                description=f"{project} {profile}: {description}",
+                description=f"{naming.project} {naming.profile}: {description}",
                 tier=ssm.ParameterTier.STANDARD,
             )
             CfnOutput(scope, cid, value=values[key], description=description)

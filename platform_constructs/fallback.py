@@ -1,31 +1,56 @@
 """The Spot -> On-Demand fallback: an EventBridge rule on failed spot-first jobs and the Lambda
-(`bertbatch/handlers/fallback.py`) that resubmits them, once, to the on-demand queue.
+(`platform_constructs/runtime/fallback.py`) that resubmits them, once, to the on-demand queue.
 
 See docs/fallback.md for the whole chain.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import (
     Aws,
     Duration,
     RemovalPolicy,
+)
+from aws_cdk import (
     aws_batch as batch,
+)
+from aws_cdk import (
     aws_events as events,
+)
+from aws_cdk import (
     aws_events_targets as targets,
+)
+from aws_cdk import (
     aws_iam as iam,
+)
+from aws_cdk import (
     aws_kms as kms,
+)
+from aws_cdk import (
     aws_lambda as lambda_,
-    aws_sqs as sqs,
 )
 from constructs import Construct
 
-from platform_constructs.contracts import metrics
-from platform_constructs.functions import RUNTIME, handlers_code
+from bertbatch_contract import metrics
+from bertbatch_contract.naming import Naming
+from platform_constructs.checkov import skip
+from platform_constructs.functions import (
+    RUNTIME,
+    dead_letter_and_environment_statements,
+    encrypted_dead_letter_queue,
+    handler_of,
+    handlers_code,
+)
 from platform_constructs.logs import encrypted_log_group
 from platform_constructs.nag import acknowledge, acknowledge_compliance
+from platform_constructs.runtime import fallback as runtime
 
-HANDLER = "fallback.handler"
+HANDLER = handler_of(runtime)
+# Failed Spot jobs arrive in bursts when a Spot pool dries up; a throttled event waits in
+# Lambda's asynchronous queue (retried for up to 6 hours), so a few concurrent runs suffice.
+RESERVED_CONCURRENCY = 5
 
 
 class SpotFallback(Construct):
@@ -36,40 +61,92 @@ class SpotFallback(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        project: str,
-        profile: str,
+        naming: Naming,
         source_queue: batch.IJobQueue,
         target_queue: batch.IJobQueue,
-        job_definition_names: list[str],
+        job_definition_names: Sequence[str],
         key: kms.IKey,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        region, account, partition = Aws.REGION, Aws.ACCOUNT_ID, Aws.PARTITION
+        owner = f"{naming.project} {naming.profile}"
         self.log_group = encrypted_log_group(
             self,
             "Logs",
-            name=f"/{project}/{profile}/fallback",
+            name=naming.log_group("fallback"),
             key=key,
             days=log_retention_days,
             removal_policy=removal_policy,
         )
         # Events the function could not handle after Lambda's own retries land here.
-        self.dead_letter_queue = sqs.Queue(
+        self.dead_letter_queue = encrypted_dead_letter_queue(self, "DeadLetters", key=key)
+        policy = self._policy(owner, target_queue, job_definition_names, key)
+        role = iam.Role(
             self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{owner}: Spot -> On-Demand fallback handler",
+            managed_policies=[policy],
         )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=naming.resource("spot-fallback"),
+            description="Resubmits Spot jobs that ran out of Spot capacity or attempts to On-Demand, once",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=HANDLER,
+            code=handlers_code(),
+            timeout=Duration.seconds(30),
+            memory_size=256,
+            role=role.without_policy_updates(),
+            log_group=self.log_group,
+            dead_letter_queue=self.dead_letter_queue,
+            retry_attempts=2,
+            reserved_concurrent_executions=RESERVED_CONCURRENCY,
+            environment_encryption=key,
+            environment={
+                runtime.ENV_SOURCE_QUEUE: source_queue.job_queue_arn,
+                runtime.ENV_TARGET_QUEUE: target_queue.job_queue_arn,
+                runtime.ENV_METRICS_NAMESPACE: metrics.DEFAULT_NAMESPACE,
+                runtime.ENV_METRIC_NAME: metrics.FALLBACK_RESUBMISSIONS.name,
+                runtime.ENV_PROFILE: naming.profile,
+            },
+        )
+        # The role must hold its policy before the function can be invoked.
+        self.function.node.add_dependency(role)
+        outside_vpc = (
+            "The handler only calls the AWS Batch API, which has no VPC endpoint in this VPC (no NAT "
+            "by design); it touches no data and runs outside the VPC."
+        )
+        acknowledge_compliance(self.function, "LambdaInsideVPC", outside_vpc)
+        skip(self.function, "CKV_AWS_117", outside_vpc)
+        self.rule = events.Rule(
+            self,
+            "FailedSpotJobs",
+            description="Failed jobs of the spot-first queue -> fallback handler",
+            event_pattern=events.EventPattern(
+                source=["aws.batch"],
+                detail_type=["Batch Job State Change"],
+                detail={"status": ["FAILED"], "jobQueue": [source_queue.job_queue_arn]},
+            ),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=4, max_event_age=Duration.hours(2))],
+        )
+
+    def _policy(
+        self, owner: str, target_queue: batch.IJobQueue, job_definition_names: Sequence[str], key: kms.IKey
+    ) -> iam.ManagedPolicy:
+        """SubmitJob to the target queue with the given definitions, tag and describe jobs, write
+        the own log group and dead-letter queue (and use `key` for it and the environment)."""
+        region, account, partition = Aws.REGION, Aws.ACCOUNT_ID, Aws.PARTITION
         job_definitions = [
             f"arn:{partition}:batch:{region}:{account}:job-definition/{name}:*" for name in job_definition_names
         ]
         policy = iam.ManagedPolicy(
             self,
             "Policy",
-            description=f"{project} {profile}: resubmit failed Spot jobs to the on-demand queue",
+            description=f"{owner}: resubmit failed Spot jobs to the on-demand queue",
             statements=[
                 iam.PolicyStatement(
                     sid="SubmitToOnDemand",
@@ -87,11 +164,7 @@ class SpotFallback(Construct):
                     actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                     resources=[self.log_group.log_group_arn],
                 ),
-                iam.PolicyStatement(
-                    sid="DeadLetters",
-                    actions=["sqs:SendMessage"],
-                    resources=[self.dead_letter_queue.queue_arn],
-                ),
+                *dead_letter_and_environment_statements(self.dead_letter_queue, key),
             ],
         )
         acknowledge(
@@ -113,58 +186,4 @@ class SpotFallback(Construct):
                 "The failed job may have used any revision of this project's job definition; the "
                 "wildcard covers revisions of that one definition name only.",
             )
-        role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"{project} {profile}: Spot -> On-Demand fallback handler",
-            managed_policies=[policy],
-        )
-        self.function = lambda_.Function(
-            self,
-            "Function",
-            function_name=f"{project}-{profile}-spot-fallback",
-            description="Resubmits Spot jobs that ran out of Spot capacity or attempts to On-Demand, once",
-            runtime=RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
-            handler=HANDLER,
-            code=handlers_code(),
-            timeout=Duration.seconds(30),
-            memory_size=256,
-            role=role.without_policy_updates(),
-            log_group=self.log_group,
-            dead_letter_queue=self.dead_letter_queue,
-            retry_attempts=2,
-            environment={
-                "SOURCE_QUEUE_ARN": source_queue.job_queue_arn,
-                "TARGET_QUEUE_ARN": target_queue.job_queue_arn,
-                "METRICS_NAMESPACE": metrics.DEFAULT_NAMESPACE,
-                "METRIC_NAME": metrics.FALLBACK_RESUBMISSIONS.name,
-                "PROFILE": profile,
-            },
-        )
-        # The role must hold its policy before the function can be invoked.
-        self.function.node.add_dependency(role)
-        acknowledge_compliance(
-            self.function,
-            "LambdaInsideVPC",
-            "The handler only calls the AWS Batch API, which has no VPC endpoint in this VPC (no NAT "
-            "by design); it touches no data and runs outside the VPC.",
-        )
-        acknowledge_compliance(
-            self.function,
-            "LambdaConcurrency",
-            "Invoked once per failed Spot job; reserving concurrency would take capacity from the "
-            "account's unreserved pool and can fail deployment in accounts with a low limit.",
-        )
-        self.rule = events.Rule(
-            self,
-            "FailedSpotJobs",
-            description="Failed jobs of the spot-first queue -> fallback handler",
-            event_pattern=events.EventPattern(
-                source=["aws.batch"],
-                detail_type=["Batch Job State Change"],
-                detail={"status": ["FAILED"], "jobQueue": [source_queue.job_queue_arn]},
-            ),
-            targets=[targets.LambdaFunction(self.function, retry_attempts=4, max_event_age=Duration.hours(2))],
-        )
+        return policy

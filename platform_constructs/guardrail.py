@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from aws_cdk import RemovalPolicy, Stack, aws_iam as iam, aws_kms as kms, aws_lambda as lambda_, aws_sns as sns
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
-from platform_constructs.functions import acknowledge_small_function, handler_function
+from platform_constructs.functions import acknowledge_small_function, handler_function, handler_of
+from platform_constructs.runtime import guardrail as runtime
 
-GUARDRAIL_HANDLER = "guardrail.handler"
+GUARDRAIL_HANDLER = handler_of(runtime)
 
 
 class CostGuardrail(Construct):
-    """Subscribes `bertbatch/handlers/guardrail.py` to the alerts topic.
+    """Subscribes `platform_constructs/runtime/guardrail.py` to the alerts topic.
 
     The function reads every message on the topic and acts only on this budget's ACTUAL alert
     at >= 100% of the limit: `batch:UpdateJobQueue` state=DISABLED on each queue (it may
@@ -44,10 +49,10 @@ class CostGuardrail(Construct):
             handler=GUARDRAIL_HANDLER,
             description=f"Disables the job queues when budget {budget_name} reaches 100% of actual spend",
             environment={
-                "BUDGET_NAME": budget_name,
-                "BUDGET_LIMIT_USD": f"{limit_usd:g}",
-                "JOB_QUEUES": _json_list(self, queue_arns),
-                "MIN_PERCENT": "100",
+                runtime.ENV_BUDGET_NAME: budget_name,
+                runtime.ENV_BUDGET_LIMIT_USD: f"{limit_usd:g}",
+                runtime.ENV_JOB_QUEUES: _json_list(self, queue_arns),
+                runtime.ENV_MIN_PERCENT: f"{runtime.DEFAULT_MIN_PERCENT:g}",
             },
             log_group_name=log_group_name,
             key=key,

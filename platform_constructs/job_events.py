@@ -9,7 +9,8 @@ how many jobs are RUNNING (events only mark transitions), for the stalled-job al
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jsii
 from aws_cdk import (
@@ -17,43 +18,62 @@ from aws_cdk import (
     Duration,
     RemovalPolicy,
     Stack,
+)
+from aws_cdk import (
     aws_cloudwatch as cloudwatch,
+)
+from aws_cdk import (
     aws_events as events,
+)
+from aws_cdk import (
     aws_events_targets as targets,
+)
+from aws_cdk import (
     aws_iam as iam,
+)
+from aws_cdk import (
     aws_kms as kms,
+)
+from aws_cdk import (
     aws_lambda as lambda_,
+)
+from aws_cdk import (
     aws_logs as logs,
+)
+from aws_cdk import (
     aws_sns as sns,
 )
 from constructs import Construct
 
-from bert_train import metrics
-from platform_constructs.functions import acknowledge_small_function, handler_function
+from bertbatch_contract import metrics
+from bertbatch_contract.naming import Naming
+from platform_constructs.functions import acknowledge_small_function, handler_function, handler_of
 from platform_constructs.logs import encrypted_log_group
 from platform_constructs.nag import acknowledge
+from platform_constructs.runtime import job_gauge
+from platform_constructs.training_metrics import PERIOD
 
 BATCH_SOURCE = "aws.batch"
 JOB_STATE_CHANGE = "Batch Job State Change"
 NOTIFY_STATES = ("SUCCEEDED", "FAILED")
 # Batch's status reason when the instance under an attempt is terminated (Spot reclaim).
 SPOT_REASON_PREFIX = "Host EC2"
-GAUGE_HANDLER = "job_gauge.handler"
+GAUGE_HANDLER = handler_of(job_gauge)
 GAUGE_RATE = Duration.minutes(5)
 
 
 def job_state_pattern(queue_arns: Sequence[str], statuses: Sequence[str] | None = None) -> events.EventPattern:
-    detail: dict = {"jobQueue": list(queue_arns)}
+    detail: dict[str, Any] = {"jobQueue": list(queue_arns)}
     if statuses:
         detail["status"] = list(statuses)
     return events.EventPattern(source=[BATCH_SOURCE], detail_type=[JOB_STATE_CHANGE], detail=detail)
 
 
-def notification_message(project: str, profile: str) -> events.RuleTargetInput:
+def notification_message(naming: Naming) -> events.RuleTargetInput:
     """One readable line per finished job. The CLI names each job after its run id."""
     f = events.EventField.from_path
     return events.RuleTargetInput.from_text(
-        f"[{project} {profile}] Batch job {f('$.detail.jobName')} {f('$.detail.status')}."
+        f"[{naming.project} {naming.profile}] Batch job {f('$.detail.jobName')} {f('$.detail.status')}."
         f" Run id: {f('$.detail.jobName')}. Reason: {f('$.detail.statusReason')}."
         f" Queue: {f('$.detail.jobQueue')}."
         f" Details: https://console.aws.amazon.com/batch/home?region={f('$.region')}#jobs/detail/{f('$.detail.jobId')}"
@@ -68,7 +88,7 @@ class LogGroupTarget:
     def __init__(self, log_group: logs.ILogGroup) -> None:
         self._log_group = log_group
 
-    def bind(self, rule: events.IRule, id: str | None = None) -> events.RuleTargetConfig:  # noqa: A002
+    def bind(self, rule: events.IRule, id: str | None = None) -> events.RuleTargetConfig:
         arn = Stack.of(self._log_group).format_arn(
             service="logs",
             resource="log-group",
@@ -91,8 +111,7 @@ class JobStateEvents(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        project: str,
-        profile: str,
+        naming: Naming,
         queue_arns: Sequence[str],
         topic: sns.ITopic,
         key: kms.IKey,
@@ -102,14 +121,15 @@ class JobStateEvents(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.profile = profile
+        self.profile = naming.profile
+        owner = f"{naming.project} {naming.profile}"
         self.log_group = encrypted_log_group(
             self, "Events", name=log_group_name, key=key, days=log_retention_days, removal_policy=removal_policy
         )
         may_write = logs.ResourcePolicy(
             self,
             "EventsMayWrite",
-            resource_policy_name=f"{project}-{profile}-batch-job-state-events",
+            resource_policy_name=naming.resource("batch-job-state-events"),
             policy_statements=[
                 iam.PolicyStatement(
                     sid="EventBridgeWritesBatchJobStates",
@@ -122,7 +142,7 @@ class JobStateEvents(Construct):
         self.rule = events.Rule(
             self,
             "ToLogs",
-            description=f"{project} {profile}: Batch job-state changes of the project's queues -> CloudWatch Logs",
+            description=f"{owner}: Batch job-state changes of the project's queues -> CloudWatch Logs",
             event_pattern=job_state_pattern(queue_arns),
             targets=[LogGroupTarget(self.log_group)],
         )
@@ -132,22 +152,22 @@ class JobStateEvents(Construct):
         self.notification_rule = events.Rule(
             self,
             "Notify",
-            description=f"{project} {profile}: mail a line to the alerts topic when a job succeeds or fails",
+            description=f"{owner}: mail a line to the alerts topic when a job succeeds or fails",
             event_pattern=job_state_pattern(queue_arns, NOTIFY_STATES),
-            targets=[targets.SnsTopic(topic, message=notification_message(project, profile))],
+            targets=[targets.SnsTopic(topic, message=notification_message(naming))],
         )
 
         self.gauge_function: lambda_.Function = handler_function(
             self,
             "Gauge",
             handler=GAUGE_HANDLER,
-            description=f"Publishes {metrics.RUNNING_JOBS.name} for the {project} {profile} job queues",
+            description=f"Publishes {metrics.RUNNING_JOBS.name} for the {owner} job queues",
             environment={
-                "JOB_QUEUES": Stack.of(self).to_json_string(list(queue_arns)),
-                "METRICS_NAMESPACE": metrics.JOBS_NAMESPACE,
-                "METRIC_NAME": metrics.RUNNING_JOBS.name,
-                "DIMENSION_NAME": metrics.DIMENSION_PROFILE,
-                "DIMENSION_VALUE": profile,
+                job_gauge.ENV_JOB_QUEUES: Stack.of(self).to_json_string(list(queue_arns)),
+                job_gauge.ENV_METRICS_NAMESPACE: metrics.JOBS_NAMESPACE,
+                job_gauge.ENV_METRIC_NAME: metrics.RUNNING_JOBS.name,
+                job_gauge.ENV_DIMENSION_NAME: metrics.DIMENSION_PROFILE,
+                job_gauge.ENV_DIMENSION_VALUE: naming.profile,
             },
             log_group_name=gauge_log_group_name,
             key=key,
@@ -178,7 +198,7 @@ class JobStateEvents(Construct):
         self.gauge_rule = events.Rule(
             self,
             "GaugeSchedule",
-            description=f"{project} {profile}: sample RUNNING jobs every {GAUGE_RATE.to_minutes()} minutes",
+            description=f"{owner}: sample RUNNING jobs every {GAUGE_RATE.to_minutes()} minutes",
             schedule=events.Schedule.rate(GAUGE_RATE),
             targets=[targets.LambdaFunction(self.gauge_function, retry_attempts=0)],
         )
@@ -218,10 +238,19 @@ class JobStateEvents(Construct):
             unit=cloudwatch.Unit.COUNT,
         )
 
-    def state_metric(self, state: str, queue_arn: str, *, period: Duration = Duration.minutes(5), label: str | None = None) -> cloudwatch.Metric:
-        return _jobs_metric(metrics.job_state_metric(state).name, {metrics.DIMENSION_JOB_QUEUE: queue_arn}, period, label or state.capitalize())
+    def state_metric(
+        self, state: str, queue_arn: str, *, period: Duration = PERIOD, label: str | None = None
+    ) -> cloudwatch.Metric:
+        return _jobs_metric(
+            metrics.job_state_metric(state).name,
+            {metrics.DIMENSION_JOB_QUEUE: queue_arn},
+            period,
+            label or state.capitalize(),
+        )
 
-    def spot_interruptions_metric(self, queue_arn: str, *, period: Duration = Duration.minutes(5), label: str | None = None) -> cloudwatch.Metric:
+    def spot_interruptions_metric(
+        self, queue_arn: str, *, period: Duration = PERIOD, label: str | None = None
+    ) -> cloudwatch.Metric:
         return _jobs_metric(metrics.SPOT_INTERRUPTIONS.name, {metrics.DIMENSION_JOB_QUEUE: queue_arn}, period, label)
 
     def running_jobs_metric(self, *, period: Duration = GAUGE_RATE) -> cloudwatch.Metric:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, RemovalPolicy, aws_ec2 as ec2, aws_fsx as fsx, aws_iam as iam, aws_kms as kms, aws_s3 as s3
+from aws_cdk import Aws, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_fsx as fsx
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.config import FsxConfig
+from bertbatch_contract.layout import DATASETS_PREFIX
 
-DATASETS_PREFIX = "datasets/"
+PERSISTENT_2 = "PERSISTENT_2"
 # Where the association appears inside the file system, and so under the client mount.
-FILE_SYSTEM_PATH = "/datasets"
+FILE_SYSTEM_PATH = "/" + DATASETS_PREFIX.rstrip("/")
 # Where the launch template mounts the file system on the instances (and into the jobs).
 MOUNT_PATH = "/fsx"
 
@@ -35,7 +40,9 @@ def allow_fsx_s3_access(key: kms.Key) -> None:
             resources=["*"],  # in a key policy: this key
             conditions={
                 "ArnLike": {
-                    "aws:PrincipalArn": FSX_S3_SERVICE_ROLE_PATTERN.format(partition=Aws.PARTITION, account=Aws.ACCOUNT_ID)
+                    "aws:PrincipalArn": FSX_S3_SERVICE_ROLE_PATTERN.format(
+                        partition=Aws.PARTITION, account=Aws.ACCOUNT_ID
+                    )
                 }
             },
         )
@@ -46,7 +53,8 @@ class LinkedLustre(Construct):
     """A Lustre file system in one private subnet, with a data repository association that
     imports new, changed and deleted objects from `s3://<bucket>/datasets/` automatically.
 
-    Attributes: `file_system`, `dns_name`, `mount_name`, `mount_path`.
+    Attributes: `file_system`, `association`, `dns_name`, `mount_name`, `mount_path`,
+    `storage_capacity_gib`.
     """
 
     def __init__(
@@ -54,7 +62,9 @@ class LinkedLustre(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: FsxConfig,
+        deployment_type: str,
+        storage_capacity_gib: int,
+        throughput_per_unit_storage: int,
         vpc: ec2.IVpc,
         subnet: ec2.ISubnet,
         security_group: ec2.ISecurityGroup,
@@ -62,24 +72,26 @@ class LinkedLustre(Construct):
         key: kms.IKey,
         removal_policy: RemovalPolicy,
     ) -> None:
+        """`deployment_type` SCRATCH_2 or PERSISTENT_2; `throughput_per_unit_storage` (MB/s per
+        TiB) applies to PERSISTENT_2 only, as does `key` (scratch uses an FSx-managed key)."""
         super().__init__(scope, construct_id)
-        persistent = config.deployment_type == "PERSISTENT_2"
+        persistent = deployment_type == PERSISTENT_2
         self.file_system = fsx.LustreFileSystem(
             self,
             "FileSystem",
             vpc=vpc,
             vpc_subnet=subnet,
             security_group=security_group,
-            storage_capacity_gib=config.storage_capacity_gib,
+            storage_capacity_gib=storage_capacity_gib,
             file_system_type_version=fsx.FileSystemTypeVersion.V_2_15,
             # Scratch file systems are always encrypted with an FSx-managed key; a customer
             # key can only be given to persistent ones.
             kms_key=key if persistent else None,
             removal_policy=removal_policy,
             lustre_configuration=fsx.LustreConfiguration(
-                deployment_type=fsx.LustreDeploymentType(config.deployment_type),
+                deployment_type=fsx.LustreDeploymentType(deployment_type),
                 data_compression_type=fsx.LustreDataCompressionType.LZ4,
-                per_unit_storage_throughput=config.throughput_per_unit_storage if persistent else None,
+                per_unit_storage_throughput=throughput_per_unit_storage if persistent else None,
             ),
         )
         self.association = fsx.CfnDataRepositoryAssociation(
@@ -98,3 +110,4 @@ class LinkedLustre(Construct):
         self.dns_name = self.file_system.dns_name
         self.mount_name = self.file_system.mount_name
         self.mount_path = MOUNT_PATH
+        self.storage_capacity_gib = storage_capacity_gib

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from aws_cdk import aws_ec2 as ec2, aws_logs as logs
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from platform_constructs.nag import acknowledge_compliance
-from stacks.config import NetworkConfig
 
 # Config names of interface endpoints -> the AWS service.
 INTERFACE_ENDPOINT_SERVICES: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
@@ -27,9 +27,11 @@ LUSTRE_PORTS: tuple[ec2.Port, ...] = (ec2.Port.tcp(988), ec2.Port.tcp_range(1018
 
 
 class GpuVpc(Construct):
-    """A new VPC for GPU compute, or an existing one imported from IDs (no lookup).
+    """A new VPC for GPU compute: private subnets only (public ones just for NAT gateways),
+    an S3 gateway endpoint, interface endpoints and, with a log group, flow logs.
 
-    Attributes: `vpc`, `compute_subnets` (private subnets, one per AZ).
+    Attributes: `vpc`, `compute_subnets` (private subnets, one per AZ), `private_subnets`,
+    `endpoint_security_group`.
     """
 
     def __init__(
@@ -37,27 +39,16 @@ class GpuVpc(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: NetworkConfig,
+        vpc_cidr: str,
+        availability_zones: Sequence[str],
+        az_count: int,
+        nat_gateways: int,
+        interface_endpoints: Sequence[str],
         flow_log_group: logs.ILogGroup | None,
     ) -> None:
+        """`availability_zones` when explicit, else `az_count` AZs that CDK picks offline."""
         super().__init__(scope, construct_id)
-        existing = config.existing_vpc
-        if existing:
-            self.vpc = ec2.Vpc.from_vpc_attributes(
-                self,
-                "Vpc",
-                vpc_id=existing.vpc_id,
-                vpc_cidr_block=existing.vpc_cidr,
-                availability_zones=existing.availability_zones,
-                private_subnet_ids=existing.private_subnet_ids,
-                private_subnet_route_table_ids=existing.private_subnet_route_table_ids or None,
-            )
-            self.compute_subnets = ec2.SubnetSelection(subnets=self.vpc.private_subnets)
-            # An imported VPC keeps its own endpoints and flow logs.
-            self.endpoint_security_group = None
-            return
-
-        with_nat = config.nat_gateways > 0
+        with_nat = nat_gateways > 0
         private_type = ec2.SubnetType.PRIVATE_WITH_EGRESS if with_nat else ec2.SubnetType.PRIVATE_ISOLATED
         subnets = [ec2.SubnetConfiguration(name="compute", subnet_type=private_type, cidr_mask=20)]
         if with_nat:
@@ -66,10 +57,10 @@ class GpuVpc(Construct):
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
-            ip_addresses=ec2.IpAddresses.cidr(config.vpc_cidr),
-            max_azs=None if config.availability_zones else config.az_count,
-            availability_zones=config.availability_zones or None,
-            nat_gateways=config.nat_gateways,
+            ip_addresses=ec2.IpAddresses.cidr(vpc_cidr),
+            max_azs=None if availability_zones else az_count,
+            availability_zones=list(availability_zones) or None,
+            nat_gateways=nat_gateways,
             subnet_configuration=subnets,
             restrict_default_security_group=True,
         )
@@ -92,17 +83,15 @@ class GpuVpc(Construct):
         self.vpc.add_gateway_endpoint(
             "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.compute_subnets]
         )
-        self.endpoint_security_group = ec2.SecurityGroup(
+        self.endpoint_security_group: ec2.SecurityGroup | None = ec2.SecurityGroup(
             self,
             "EndpointSecurityGroup",
             vpc=self.vpc,
             description="Interface endpoints: HTTPS from inside the VPC",
             allow_all_outbound=False,
         )
-        self.endpoint_security_group.add_ingress_rule(
-            ec2.Peer.ipv4(config.vpc_cidr), ec2.Port.tcp(443), "HTTPS from the VPC"
-        )
-        for name in config.interface_endpoints:
+        self.endpoint_security_group.add_ingress_rule(ec2.Peer.ipv4(vpc_cidr), ec2.Port.tcp(443), "HTTPS from the VPC")
+        for name in interface_endpoints:
             self.vpc.add_interface_endpoint(
                 _endpoint_id(name),
                 service=INTERFACE_ENDPOINT_SERVICES[name],
@@ -114,14 +103,52 @@ class GpuVpc(Construct):
 
     @property
     def private_subnets(self) -> Sequence[ec2.ISubnet]:
-        selection = self.compute_subnets
-        return self.vpc.select_subnets(subnet_type=selection.subnet_type, subnets=selection.subnets).subnets
+        return _selected(self.vpc, self.compute_subnets)
+
+
+class ImportedVpc(Construct):
+    """An existing VPC imported from IDs (no lookup: synth stays offline). It keeps its own
+    endpoints and flow logs.
+
+    Attributes: `vpc`, `compute_subnets` (its private subnets), `private_subnets`,
+    `endpoint_security_group` (None).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc_id: str,
+        vpc_cidr: str,
+        availability_zones: Sequence[str],
+        private_subnet_ids: Sequence[str],
+        private_subnet_route_table_ids: Sequence[str] = (),
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.vpc: ec2.IVpc = ec2.Vpc.from_vpc_attributes(
+            self,
+            "Vpc",
+            vpc_id=vpc_id,
+            vpc_cidr_block=vpc_cidr,
+            availability_zones=list(availability_zones),
+            private_subnet_ids=list(private_subnet_ids),
+            private_subnet_route_table_ids=list(private_subnet_route_table_ids) or None,
+        )
+        self.compute_subnets = ec2.SubnetSelection(subnets=self.vpc.private_subnets)
+        self.endpoint_security_group: ec2.SecurityGroup | None = None
+
+    @property
+    def private_subnets(self) -> Sequence[ec2.ISubnet]:
+        return _selected(self.vpc, self.compute_subnets)
+
+
+def _selected(vpc: ec2.IVpc, selection: ec2.SubnetSelection) -> Sequence[ec2.ISubnet]:
+    return vpc.select_subnets(subnet_type=selection.subnet_type, subnets=selection.subnets).subnets
 
 
 def _endpoint_id(name: str) -> str:
     return "".join(part.capitalize() for part in name.replace(".", "-").split("-")) + "Endpoint"
-
-
 
 
 class ComputeSecurityGroups(Construct):
@@ -129,9 +156,10 @@ class ComputeSecurityGroups(Construct):
 
     compute: egress HTTPS (endpoints, S3, ECR) and all traffic within itself (NCCL, EFA);
     fsx: Lustre ports from compute only (and from itself: Lustre servers talk to each other).
+    Without `fsx` (FSx disabled) there is no FSx group and no Lustre rule: `fsx` is None.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, vpc: ec2.IVpc) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, vpc: ec2.IVpc, fsx: bool = True) -> None:
         super().__init__(scope, construct_id)
         self.compute = ec2.SecurityGroup(
             self,
@@ -150,6 +178,9 @@ class ComputeSecurityGroups(Construct):
         )
         self.compute.add_egress_rule(self.compute, ec2.Port.all_traffic(), "NCCL/EFA between training nodes")
 
+        self.fsx: ec2.SecurityGroup | None = None
+        if not fsx:
+            return
         self.fsx = ec2.SecurityGroup(
             self,
             "Fsx",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, aws_kms as kms, aws_s3 as s3
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from bertbatch_contract.layout import CHECKPOINTS_PREFIX, PREDICTIONS_PREFIX
+from platform_constructs.checkov import skip
 from platform_constructs.nag import acknowledge_compliance
 
 ABORT_MULTIPART_DAYS = 7
@@ -26,7 +30,8 @@ class ProjectBuckets(Construct):
     """The access-log, data and artifacts buckets.
 
     data: inputs under `datasets/` (linked to FSx); artifacts: `checkpoints/<run-id>/` (expire
-    after `checkpoint_expiry_days`) and `runs/<run-id>/` (kept). Both KMS-encrypted with the
+    after `checkpoint_expiry_days`), `runs/<run-id>/` and `models/` (kept), `predictions/<id>/`
+    (expire after `prediction_expiry_days`; 0 keeps them). Both KMS-encrypted with the
     project key and logged to the access-log bucket, which uses SSE-S3 because S3 server
     access log delivery cannot write to SSE-KMS buckets.
     """
@@ -38,10 +43,26 @@ class ProjectBuckets(Construct):
         *,
         key: kms.IKey,
         checkpoint_expiry_days: int,
+        prediction_expiry_days: int,
         noncurrent_version_expiry_days: int,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
+        expiring = [
+            s3.LifecycleRule(
+                id="expire-checkpoints",
+                prefix=CHECKPOINTS_PREFIX,
+                expiration=Duration.days(checkpoint_expiry_days),
+            )
+        ]
+        if prediction_expiry_days:
+            expiring.append(
+                s3.LifecycleRule(
+                    id="expire-predictions",
+                    prefix=PREDICTIONS_PREFIX,
+                    expiration=Duration.days(prediction_expiry_days),
+                )
+            )
         common_rules = [
             s3.LifecycleRule(
                 id="abort-incomplete-multipart",
@@ -65,6 +86,12 @@ class ProjectBuckets(Construct):
             "S3 server access log delivery cannot write to an SSE-KMS bucket; this log bucket uses "
             "SSE-S3 (AES-256) instead.",
         )
+        skip(
+            self.access_logs,
+            "CKV_AWS_18",
+            "This is the server access log bucket of the data and artifacts buckets; logging its own "
+            "access into itself would log every log delivery, without end.",
+        )
         # Server access log delivery needs ACL-less bucket-policy grants: CDK adds them when
         # the bucket is used as a server_access_logs_bucket with BUCKET_OWNER_ENFORCED.
         kms_props = dict(
@@ -85,14 +112,7 @@ class ProjectBuckets(Construct):
             self,
             "Artifacts",
             server_access_logs_prefix="artifacts/",
-            lifecycle_rules=common_rules
-            + [
-                s3.LifecycleRule(
-                    id="expire-checkpoints",
-                    prefix="checkpoints/",
-                    expiration=Duration.days(checkpoint_expiry_days),
-                )
-            ],
+            lifecycle_rules=common_rules + expiring,
             **kms_props,
             **_common_bucket_props(removal_policy=removal_policy),
         )

@@ -11,11 +11,21 @@ from __future__ import annotations
 import json
 import re
 
-from aws_cdk import Aws, Fn, Stack, aws_iam as iam, aws_kms as kms, aws_logs as logs, aws_s3 as s3
+from aws_cdk import Aws, Fn, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from platform_constructs.contracts import contract
-from platform_constructs.lustre import DATASETS_PREFIX
+from bertbatch_contract.layout import (
+    CHECKPOINTS_PREFIX,
+    DATASETS_PREFIX,
+    MODELS_PREFIX,
+    PREDICTIONS_PREFIX,
+    RUNS_PREFIX,
+)
+from bertbatch_contract.naming import Naming
 from platform_constructs.nag import acknowledge
 
 ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"]
@@ -40,9 +50,36 @@ NO_RESOURCE_LEVEL_ACTIONS = frozenset({
     "ecr:GetAuthorizationToken",
     "batch:DescribeJobs",
 })
+# What the training container's MLflow client calls on a SageMaker managed tracking server: find
+# or create the experiment, find the run again on resume (by tag), log parameters, metrics, inputs
+# and the model (MLflow 3 logged models too). No registry, no deletes, no UI access.
+SAGEMAKER_MLFLOW_ACTIONS = sorted([
+    "sagemaker-mlflow:CreateExperiment",
+    "sagemaker-mlflow:GetExperiment",
+    "sagemaker-mlflow:GetExperimentByName",
+    "sagemaker-mlflow:SearchExperiments",
+    "sagemaker-mlflow:CreateRun",
+    "sagemaker-mlflow:GetRun",
+    "sagemaker-mlflow:UpdateRun",
+    "sagemaker-mlflow:SearchRuns",
+    "sagemaker-mlflow:SetTag",
+    "sagemaker-mlflow:LogParam",
+    "sagemaker-mlflow:LogMetric",
+    "sagemaker-mlflow:LogBatch",
+    "sagemaker-mlflow:LogInputs",
+    "sagemaker-mlflow:LogOutputs",
+    "sagemaker-mlflow:LogModel",
+    "sagemaker-mlflow:GetMetricHistory",
+    "sagemaker-mlflow:ListArtifacts",
+    "sagemaker-mlflow:FinalizeLoggedModel",
+    "sagemaker-mlflow:GetLoggedModel",
+    "sagemaker-mlflow:SetLoggedModelTags",
+])
 # Outputs of the Data stack that hold the bucket names (see stacks/data_stack.py).
 DATA_BUCKET_OUTPUT = "DataBucketName"
 ARTIFACTS_BUCKET_OUTPUT = "ArtifactsBucketName"
+# Task roles trust ECS tasks of this account only.
+_THIS_ACCOUNT = {"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
 _ECR_URI = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)")
 
 
@@ -55,10 +92,15 @@ def ecr_repository_arn_of(image_uri: str) -> str | None:
     return f"arn:{Aws.PARTITION}:ecr:{region}:{account}:repository/{repo}"
 
 
-def batch_cluster_prefix(project: str, profile: str) -> str:
+def compute_environment_name(naming: Naming, kind: str) -> str:
+    """<project>-<profile>-ce-<kind>: the instance role's ECS permissions depend on this shape."""
+    return naming.resource(f"ce-{kind}")
+
+
+def batch_cluster_prefix(naming: Naming) -> str:
     """Batch names a managed environment's ECS cluster `<environment name>_Batch_<uuid>`; the
     compute environments are named `<project>-<profile>-ce-...`."""
-    return f"{project}-{profile}-ce-"
+    return compute_environment_name(naming, "")
 
 
 def stack_output(resource: Construct, output_id: str) -> str:
@@ -75,7 +117,7 @@ def nag_resource(scope: Construct, value: str) -> str:
     """A policy resource as cdk-nag writes it in a finding id: pseudo parameters and
     same-stack references as `<Name>` / `<LogicalId.Attr>`, other intrinsics as compact JSON."""
 
-    def render(node) -> str:
+    def render(node: object) -> str:
         if isinstance(node, str):
             return node
         if isinstance(node, dict) and len(node) == 1:
@@ -100,25 +142,32 @@ class TrainingRoles(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        project: str,
-        profile: str,
+        naming: Naming,
         key: kms.IKey,
         data_bucket: s3.IBucket,
         artifacts_bucket: s3.IBucket,
         log_group: logs.ILogGroup,
         image_repository_arn: str | None,
+        mlflow_tracking_server_arn: str | None = None,
     ) -> None:
+        """`mlflow_tracking_server_arn`: a SageMaker managed MLflow tracking server the job role
+        may log to (None: no SageMaker MLflow permissions)."""
         super().__init__(scope, construct_id)
-        region, account, partition = Aws.REGION, Aws.ACCOUNT_ID, Aws.PARTITION
-        source_account = {"StringEquals": {"aws:SourceAccount": account}}
+        owner = f"{naming.project} {naming.profile}"
+        instance_policy, self.instance_role = self._instance_role(naming, owner)
+        execution_policy, self.execution_role = self._execution_role(owner, log_group, image_repository_arn)
+        job_policy, self.job_role = self._job_role(
+            owner, key, data_bucket, artifacts_bucket, mlflow_tracking_server_arn
+        )
+        self.policies = {"instance": instance_policy, "execution": execution_policy, "job": job_policy}
 
-        # --- instance role ---------------------------------------------------------------
-        ecs = f"arn:{partition}:ecs:{region}:{account}"
-        clusters = batch_cluster_prefix(project, profile) + "*"
+    def _instance_role(self, naming: Naming, owner: str) -> tuple[iam.ManagedPolicy, iam.Role]:
+        ecs = f"arn:{Aws.PARTITION}:ecs:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+        clusters = batch_cluster_prefix(naming) + "*"
         instance_policy = iam.ManagedPolicy(
             self,
             "InstancePolicy",
-            description=f"{project} {profile}: ECS agent on Batch GPU instances",
+            description=f"{owner}: ECS agent on Batch GPU instances",
             statements=[
                 iam.PolicyStatement(
                     sid="EcsAgentOnProjectClusters",
@@ -161,27 +210,32 @@ class TrainingRoles(Construct):
                 f"ECS {kind} ids are assigned at run time inside the Batch-created clusters of this "
                 "project's compute environments; the ARN is scoped to those clusters.",
             )
-        self.instance_role = iam.Role(
+        role = iam.Role(
             self,
             "InstanceRole",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            description=f"{project} {profile}: Batch GPU instances (ECS agent)",
+            description=f"{owner}: Batch GPU instances (ECS agent)",
             managed_policies=[instance_policy],
         )
+        return instance_policy, role
 
-        # --- execution role ----------------------------------------------------------------
+    def _execution_role(
+        self, owner: str, log_group: logs.ILogGroup, image_repository_arn: str | None
+    ) -> tuple[iam.ManagedPolicy, iam.Role]:
         execution_statements = [
             iam.PolicyStatement(sid="WriteJobLogs", actions=LOG_WRITE_ACTIONS, resources=[log_group.log_group_arn]),
         ]
         if image_repository_arn:
             execution_statements += [
-                iam.PolicyStatement(sid="PullTrainingImage", actions=ECR_PULL_ACTIONS, resources=[image_repository_arn]),
+                iam.PolicyStatement(
+                    sid="PullTrainingImage", actions=ECR_PULL_ACTIONS, resources=[image_repository_arn]
+                ),
                 iam.PolicyStatement(sid="EcrAuthToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
             ]
         execution_policy = iam.ManagedPolicy(
             self,
             "ExecutionPolicy",
-            description=f"{project} {profile}: pull the training image, write the job log group",
+            description=f"{owner}: pull the training image, write the job log group",
             statements=execution_statements,
         )
         if image_repository_arn:
@@ -191,27 +245,48 @@ class TrainingRoles(Construct):
                 "ecr:GetAuthorizationToken has no resource-level permission; image pulls themselves "
                 "are limited to the one training image repository.",
             )
-        self.execution_role = iam.Role(
+        role = iam.Role(
             self,
             "ExecutionRole",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com", conditions=source_account),
-            description=f"{project} {profile}: ECS agent for training jobs (image pull, logs)",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com", conditions=_THIS_ACCOUNT),
+            description=f"{owner}: ECS agent for training jobs (image pull, logs)",
             managed_policies=[execution_policy],
         )
+        return execution_policy, role
 
-        # --- job role ----------------------------------------------------------------------
-        s3_via = {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}
+    def _job_role(
+        self,
+        owner: str,
+        key: kms.IKey,
+        data_bucket: s3.IBucket,
+        artifacts_bucket: s3.IBucket,
+        mlflow_tracking_server_arn: str | None,
+    ) -> tuple[iam.ManagedPolicy, iam.Role]:
+        s3_via = {"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}}
         datasets = DATASETS_PREFIX
-        outputs = [contract.CHECKPOINTS_PREFIX, contract.RUNS_PREFIX]
-        s3_objects = lambda bucket, output_id, prefix: (  # noqa: E731
-            f"arn:{partition}:s3:::{stack_output(bucket, output_id)}/{prefix}*"
+        outputs = [CHECKPOINTS_PREFIX, RUNS_PREFIX]
+        datasets_objects = _objects_arn(data_bucket, DATA_BUCKET_OUTPUT, datasets)
+        output_objects = [_objects_arn(artifacts_bucket, ARTIFACTS_BUCKET_OUTPUT, p) for p in outputs]
+        # Batch scoring (bert-predict) reads models under models/ (runs/ is readable above) and
+        # writes predictions/<id>/: parts, their manifests, the manifest.
+        models_objects = _objects_arn(artifacts_bucket, ARTIFACTS_BUCKET_OUTPUT, MODELS_PREFIX)
+        predictions_objects = _objects_arn(artifacts_bucket, ARTIFACTS_BUCKET_OUTPUT, PREDICTIONS_PREFIX)
+        listed = [*outputs, MODELS_PREFIX, PREDICTIONS_PREFIX]
+        tracking = (
+            [
+                iam.PolicyStatement(
+                    sid="LogToSageMakerMlflow",
+                    actions=SAGEMAKER_MLFLOW_ACTIONS,
+                    resources=[mlflow_tracking_server_arn],
+                )
+            ]
+            if mlflow_tracking_server_arn
+            else []
         )
-        datasets_objects = s3_objects(data_bucket, DATA_BUCKET_OUTPUT, datasets)
-        output_objects = [s3_objects(artifacts_bucket, ARTIFACTS_BUCKET_OUTPUT, p) for p in outputs]
         job_policy = iam.ManagedPolicy(
             self,
             "JobPolicy",
-            description=f"{project} {profile}: training container data access",
+            description=f"{owner}: training and prediction container data access",
             statements=[
                 iam.PolicyStatement(
                     sid="ReadDatasets",
@@ -236,10 +311,25 @@ class TrainingRoles(Construct):
                     resources=output_objects,
                 ),
                 iam.PolicyStatement(
-                    sid="ListCheckpointsAndRuns",
+                    sid="ReadModels",
+                    actions=["s3:GetObject"],
+                    resources=[models_objects],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadWritePredictions",
+                    actions=[
+                        "s3:GetObject",
+                        "s3:PutObject",
+                        "s3:AbortMultipartUpload",
+                        "s3:ListMultipartUploadParts",
+                    ],
+                    resources=[predictions_objects],
+                ),
+                iam.PolicyStatement(
+                    sid="ListArtifacts",
                     actions=["s3:ListBucket"],
                     resources=[artifacts_bucket.bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [x for p in outputs for x in (p, f"{p}*")]}},
+                    conditions={"StringLike": {"s3:prefix": [x for p in listed for x in (p, f"{p}*")]}},
                 ),
                 iam.PolicyStatement(
                     sid="ProjectKeyThroughS3",
@@ -247,12 +337,15 @@ class TrainingRoles(Construct):
                     resources=[key.key_arn],
                     conditions=s3_via,
                 ),
+                *tracking,
             ],
         )
         for objects, why in (
             (datasets_objects, "the job reads any dataset object under datasets/ of the data bucket"),
             (output_objects[0], "the job writes and prunes its checkpoints under checkpoints/<run-id>/"),
             (output_objects[1], "the job writes its model and metrics under runs/<run-id>/"),
+            (models_objects, "a prediction job reads the staged or registered model it is given under models/"),
+            (predictions_objects, "a prediction job writes its shards and manifests under predictions/<id>/"),
         ):
             objects_arn = nag_resource(self, objects)
             acknowledge(
@@ -260,11 +353,16 @@ class TrainingRoles(Construct):
                 f"AwsSolutions::AwsSolutions-IAM5[Resource::{objects_arn}]",
                 f"Object keys are chosen at run time: {why}; the wildcard stops at that prefix of that bucket.",
             )
-        self.job_role = iam.Role(
+        role = iam.Role(
             self,
             "JobRole",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com", conditions=source_account),
-            description=f"{project} {profile}: the training container (datasets in, checkpoints and runs out)",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com", conditions=_THIS_ACCOUNT),
+            description=f"{owner}: the training container (datasets in, checkpoints, runs and predictions out)",
             managed_policies=[job_policy],
         )
-        self.policies = {"instance": instance_policy, "execution": execution_policy, "job": job_policy}
+        return job_policy, role
+
+
+def _objects_arn(bucket: s3.IBucket, output_id: str, prefix: str) -> str:
+    """Objects under `prefix` of `bucket`, the bucket named through its stack output."""
+    return f"arn:{Aws.PARTITION}:s3:::{stack_output(bucket, output_id)}/{prefix}*"

@@ -1,4 +1,4 @@
-"""CloudWatch metric objects for the metrics contract (bert_train.metrics) and AWS services.
+"""CloudWatch metric objects for the metrics contract (bertbatch_contract.metrics) and AWS services.
 
 One place that turns contract names into `cloudwatch.Metric`s, so the dashboard and the alarms
 cannot drift from what the container and the fallback Lambda emit.
@@ -6,11 +6,14 @@ cannot drift from what the container and the fallback Lambda emit.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, aws_cloudwatch as cloudwatch
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
 
-from bert_train import metrics
+from bertbatch_contract import metrics
 
 GIB = 1024**3
+# Default period of the training and job metrics.
+PERIOD = Duration.minutes(5)
 # FSx for Lustre publishes each minute; Sum over a 1-minute period is the file system total.
 FSX_PERIOD = Duration.minutes(1)
 # The billing metric exists only in us-east-1 (with billing alerts enabled in Billing preferences).
@@ -22,7 +25,7 @@ def training_metric(
     *,
     profile: str,
     statistic: str = "Average",
-    period: Duration = Duration.minutes(5),
+    period: Duration = PERIOD,
     namespace: str = metrics.DEFAULT_NAMESPACE,
     label: str | None = None,
 ) -> cloudwatch.Metric:
@@ -37,7 +40,9 @@ def training_metric(
     )
 
 
-def fsx_metric(name: str, file_system_id: str, *, statistic: str = "Sum", period: Duration = FSX_PERIOD, label: str | None = None) -> cloudwatch.Metric:
+def fsx_metric(
+    name: str, file_system_id: str, *, statistic: str = "Sum", period: Duration = FSX_PERIOD, label: str | None = None
+) -> cloudwatch.Metric:
     return cloudwatch.Metric(
         namespace="AWS/FSx",
         metric_name=name,
@@ -58,7 +63,7 @@ def fsx_free_percent(file_system_id: str, capacity_gib: int) -> cloudwatch.MathE
     )
 
 
-def fsx_throughput(file_system_id: str, *, period: Duration = Duration.minutes(5)) -> list[cloudwatch.MathExpression]:
+def fsx_throughput(file_system_id: str, *, period: Duration = PERIOD) -> list[cloudwatch.MathExpression]:
     """Client read and write throughput in MB/s."""
     return [
         cloudwatch.MathExpression(

@@ -9,31 +9,55 @@ value and what is allowed.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import re
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
+from aws_cdk import RemovalPolicy
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-# CloudWatch Logs accepts only these retention periods (days).
-LOG_RETENTION_DAYS = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-    2922, 3288, 3653,
-)
-INTERFACE_ENDPOINTS = (
-    "ecr.api", "ecr.dkr", "logs", "ecs", "ecs-agent", "ecs-telemetry", "sts", "monitoring",
-)
+from bertbatch_contract.naming import Naming
+from platform_constructs.logs import LOG_RETENTION_DAYS
+from platform_constructs.network import INTERFACE_ENDPOINT_SERVICES
+
+# The interface endpoints a profile may ask for (the names the network construct knows).
+INTERFACE_ENDPOINTS = tuple(INTERFACE_ENDPOINT_SERVICES)
 COMPLIANCE_PACKS = ("nist-800-53-r5", "hipaa")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[0-9]*[a-z0-9]+$")
 _AZ = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# local@domain: no empty, leading or trailing dots in the local part; DNS labels in the domain.
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+# AWS tags: keys 1-128 and values 0-256 characters of letters, digits, spaces and + - = . _ : / @;
+# the aws: prefix is reserved for AWS.
+_TAG_CHARS = re.compile(r"^[\w\s+\-=.:/@]*$")
+MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
+# Ceilings that catch a typo (an extra zero or three) before it reaches AWS.
+MAX_VCPUS = 100_000
+MAX_TIMEOUT_MINUTES = 14 * 24 * 60  # two weeks
+# SageMaker managed MLflow: the tracking server's ARN is the tracking URI (with the sagemaker-mlflow
+# plugin in the image); the name follows CreateMlflowTrackingServer's TrackingServerName pattern.
+_SAGEMAKER_MLFLOW_ARN = re.compile(
+    r"^arn:aws[a-z-]*:sagemaker:[a-z]{2}(-[a-z]+)+-\d:\d{12}:mlflow-tracking-server/[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$"
+)
+MAX_TRACKING_URI = 2048
+TRACKING_URI_RULE = (
+    "must be https://host[:port][/path], http://... (a server inside the VPC), or a SageMaker MLflow "
+    "tracking server ARN (arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>)"
+)
 
 
 class ConfigError(ValueError):
@@ -41,8 +65,22 @@ class ConfigError(ValueError):
 
 
 class _Model(BaseModel):
-    # Unknown keys are errors: a typo must not silently fall back to a default.
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, coerce_numbers_to_str=True)
+    # Unknown keys are errors: a typo must not silently fall back to a default. Numbers must be
+    # finite (json reads Infinity and 1e999 as inf, which jsii cannot pass on).
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, coerce_numbers_to_str=True, allow_inf_nan=False
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1 for an int field; `-c training.spot_max_vcpus=true` is a mistake.
+        annotation = cls.model_fields[info.field_name].annotation if info.field_name else None
+        numeric = annotation in (int, float) or annotation in (list[int], list[float])
+        items = value if isinstance(value, list) else [value]
+        if numeric and any(isinstance(item, bool) for item in items):
+            raise ValueError("must be a number, not true or false")
+        return value
 
 
 class ExistingVpc(_Model):
@@ -53,6 +91,14 @@ class ExistingVpc(_Model):
     private_subnet_ids: list[str] = Field(min_length=1)
     private_subnet_route_table_ids: list[str] = Field(default_factory=list)
     vpc_cidr: str = "10.0.0.0/16"
+    # Whether the private subnets route to the internet (NAT gateway or proxy); published for
+    # the CLI, which refuses hub model names that are not staged when there is no egress.
+    internet_egress: bool = False
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        return _check_cidr(v, smallest_prefix=28)
 
     @field_validator("private_subnet_ids")
     @classmethod
@@ -63,7 +109,7 @@ class ExistingVpc(_Model):
         return v
 
     @model_validator(mode="after")
-    def _one_subnet_per_az(self) -> "ExistingVpc":
+    def _one_subnet_per_az(self) -> ExistingVpc:
         if len(self.private_subnet_ids) != len(self.availability_zones):
             raise ValueError("needs one private subnet id per availability zone")
         return self
@@ -73,7 +119,7 @@ class NetworkConfig(_Model):
     # Either az_count (CDK picks dummy AZs offline: env-agnostic stack) or explicit AZs.
     az_count: int = Field(default=2, ge=1, le=6)
     availability_zones: list[str] = Field(default_factory=list)
-    vpc_cidr: str = Field(default="10.42.0.0/16", pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-4])$")
+    vpc_cidr: str = "10.42.0.0/16"
     nat_gateways: int = Field(default=0, ge=0, le=6)
     interface_endpoints: list[str] = Field(default_factory=lambda: list(INTERFACE_ENDPOINTS))
     flow_log_retention_days: int = 30
@@ -88,6 +134,12 @@ class NetworkConfig(_Model):
         if len(set(v)) != len(v):
             raise ValueError("availability zones must be unique")
         return v
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        # /24 at most: the VPC is cut into one private (and maybe one public) subnet per AZ.
+        return _check_cidr(v, smallest_prefix=24)
 
     @field_validator("interface_endpoints")
     @classmethod
@@ -121,6 +173,8 @@ class FsxConfig(_Model):
 
 class DataConfig(_Model):
     checkpoint_expiry_days: int = Field(default=30, ge=1)
+    # predictions/ of the artifacts bucket: 0 keeps them (they are results, not scratch).
+    prediction_expiry_days: int = Field(default=0, ge=0, le=36500)
     noncurrent_version_expiry_days: int = Field(default=30, ge=1)
     fsx: FsxConfig = Field(default_factory=FsxConfig)
 
@@ -129,13 +183,18 @@ class TrainingConfig(_Model):
     # Prebuilt image URI; empty -> build training_container/ as a CDK image asset at deploy.
     image_uri: str = ""
     gpu_instance_types: list[str] = Field(
-        default_factory=lambda: ["g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6.2xlarge", "g6e.xlarge"],
+        # 1-GPU sizes, and 4-GPU sizes so `--gpus 2..4` places on one node (torchrun).
+        default_factory=lambda: [
+            "g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6.2xlarge", "g6e.xlarge",
+            "g5.12xlarge", "g6.12xlarge", "g6e.12xlarge",
+        ],
         min_length=1,
     )
     multinode_instance_types: list[str] = Field(default_factory=lambda: ["g5.12xlarge"], min_length=1)
-    spot_max_vcpus: int = Field(default=64, ge=1)
-    on_demand_max_vcpus: int = Field(default=32, ge=1)
-    multinode_max_vcpus: int = Field(default=96, ge=1)
+    spot_max_vcpus: int = Field(default=64, ge=1, le=MAX_VCPUS)
+    # 48: room for one 4-GPU instance (g5/g6/g6e.12xlarge have 48 vCPUs).
+    on_demand_max_vcpus: int = Field(default=48, ge=1, le=MAX_VCPUS)
+    multinode_max_vcpus: int = Field(default=96, ge=1, le=MAX_VCPUS)
     multinode_nodes: int = Field(default=2, ge=2, le=64)
     # AZ of the multi-node compute environment (placement groups are single-AZ); index into the
     # VPC's private subnets.
@@ -143,23 +202,32 @@ class TrainingConfig(_Model):
     efa: bool = False
     root_volume_gib: int = Field(default=100, ge=30, le=16384)
     gpus_per_job: int = Field(default=1, ge=1, le=8)
-    vcpus_per_job: int = Field(default=4, ge=1)
-    memory_mib_per_job: int = Field(default=15000, ge=1024)
-    shared_memory_mib: int = Field(default=4096, ge=64)
+    # The largest GPU instances have 192 vCPUs and 2 TiB of memory.
+    vcpus_per_job: int = Field(default=4, ge=1, le=192)
+    memory_mib_per_job: int = Field(default=15000, ge=1024, le=2_097_152)
+    shared_memory_mib: int = Field(default=4096, ge=64, le=2_097_152)
     # Per node of a multi-node job (one node per instance): the default fits g5.12xlarge
     # (4 GPUs, 48 vCPUs, 192 GiB) with room for the ECS agent.
     multinode_gpus_per_node: int = Field(default=4, ge=1, le=8)
-    multinode_vcpus_per_node: int = Field(default=44, ge=1)
-    multinode_memory_mib_per_node: int = Field(default=180000, ge=1024)
+    multinode_vcpus_per_node: int = Field(default=44, ge=1, le=192)
+    multinode_memory_mib_per_node: int = Field(default=180000, ge=1024, le=2_097_152)
     retry_attempts: int = Field(default=5, ge=1, le=10)
-    timeout_minutes: int = Field(default=24 * 60, ge=1)
+    timeout_minutes: int = Field(default=24 * 60, ge=1, le=MAX_TIMEOUT_MINUTES)
+    # Per attempt of a `bert-predict` job (one shard of an array job).
+    predict_timeout_minutes: int = Field(default=6 * 60, ge=1, le=MAX_TIMEOUT_MINUTES)
     # How long a job may sit RUNNABLE for lack of Spot capacity before it is cancelled and
     # resubmitted to On-Demand.
-    capacity_wait_minutes: int = Field(default=30, ge=10, le=86400)
+    # (jobStateTimeLimitActions allow 600..86400 seconds.)
+    capacity_wait_minutes: int = Field(default=30, ge=10, le=1440)
+    # Every queue cancels a job that can never be placed (it asks for more than any instance
+    # type or the environment's max vCPUs holds) after this long RUNNABLE, with that reason.
+    unplaceable_wait_minutes: int = Field(default=10, ge=10, le=1440)
+    # The on-demand and multi-node queues cancel a job that waited this long for EC2 capacity.
+    on_demand_capacity_wait_minutes: int = Field(default=120, ge=10, le=1440)
     # Seconds ECS waits between SIGTERM and SIGKILL: time to write a final checkpoint.
     container_stop_timeout_seconds: int = Field(default=120, ge=30, le=600)
-    checkpoint_every_steps: int = Field(default=500, ge=1)
-    checkpoint_every_minutes: int = Field(default=10, ge=1)
+    checkpoint_every_steps: int = Field(default=500, ge=1, le=10_000_000)
+    checkpoint_every_minutes: int = Field(default=10, ge=1, le=MAX_TIMEOUT_MINUTES)
 
     @field_validator("gpu_instance_types", "multinode_instance_types")
     @classmethod
@@ -170,8 +238,37 @@ class TrainingConfig(_Model):
         return v
 
 
+class TrackingConfig(_Model):
+    # Empty: no experiment tracking. Otherwise the jobs' MLFLOW_TRACKING_URI (see docs/configuration.md).
+    mlflow_tracking_uri: str = Field(default="", max_length=MAX_TRACKING_URI)
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _tracking_uri(cls, v: str) -> str:
+        if not v or _SAGEMAKER_MLFLOW_ARN.match(v):
+            return v
+        if v.startswith("arn:"):
+            raise ValueError(TRACKING_URI_RULE)
+        try:
+            parts = urlsplit(v)
+            port_ok = parts.port is None or parts.port > 0  # .port raises ValueError when not a number
+        except ValueError:
+            raise ValueError(TRACKING_URI_RULE) from None
+        if parts.scheme not in ("https", "http") or not parts.hostname or not port_ok or any(c.isspace() for c in v):
+            raise ValueError(TRACKING_URI_RULE)
+        if parts.username is not None or parts.password is not None:
+            # The value is published in SSM as a String and in the job definitions.
+            raise ValueError("must not hold credentials (user:password@): the URI is stored in plain text")
+        return v
+
+    @property
+    def sagemaker_tracking_server_arn(self) -> str | None:
+        """The tracking server ARN when the URI is SageMaker managed MLflow, else None."""
+        return self.mlflow_tracking_uri if _SAGEMAKER_MLFLOW_ARN.match(self.mlflow_tracking_uri) else None
+
+
 class BudgetConfig(_Model):
-    monthly_limit_usd: float = Field(default=500.0, gt=0)
+    monthly_limit_usd: float = Field(default=500.0, gt=0, le=100_000_000)
     # Percent of the budget; each becomes an ACTUAL-spend notification.
     actual_thresholds_percent: list[float] = Field(default_factory=lambda: [50.0, 80.0, 100.0], min_length=1)
     forecasted_threshold_percent: float = Field(default=100.0, gt=0, le=1000)
@@ -215,6 +312,7 @@ class PlatformConfig(_Model):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
@@ -222,6 +320,27 @@ class PlatformConfig(_Model):
     @classmethod
     def _retention(cls, v: int) -> int:
         return _check_retention(v)
+
+    @field_validator("extra_tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not 1 <= len(key) <= MAX_TAG_KEY or not _TAG_CHARS.match(key):
+                raise ValueError(f"tag key {key!r}: 1-{MAX_TAG_KEY} letters, digits, spaces or + - = . _ : / @")
+            if key.lower().startswith("aws:"):
+                raise ValueError(f"tag key {key!r}: the aws: prefix is reserved for AWS")
+            if len(value) > MAX_TAG_VALUE or not _TAG_CHARS.match(value):
+                raise ValueError(
+                    f"tag {key!r}: value must be at most {MAX_TAG_VALUE} letters, digits, spaces or + - = . _ : / @"
+                )
+        return v
+
+    @field_validator("cost_center")
+    @classmethod
+    def _cost_center(cls, v: str) -> str:
+        if not _TAG_CHARS.match(v):
+            raise ValueError("is a tag value: letters, digits, spaces or + - = . _ : / @")
+        return v
 
     @field_validator("alert_emails")
     @classmethod
@@ -240,7 +359,7 @@ class PlatformConfig(_Model):
         return v
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "PlatformConfig":
+    def _cross_checks(self) -> PlatformConfig:
         azs = self.network.availability_zones
         if not self.availability_zones and self.network.az_count > 2:
             # An environment-agnostic stack can only address two AZs (Fn::GetAZs 0 and 1).
@@ -264,7 +383,8 @@ class PlatformConfig(_Model):
         if t.multinode_vcpus_per_node * t.multinode_nodes > t.multinode_max_vcpus:
             raise _KeyedError(
                 "training.multinode_vcpus_per_node", t.multinode_vcpus_per_node,
-                f"times multinode_nodes ({t.multinode_nodes}) must fit in multinode_max_vcpus ({t.multinode_max_vcpus})",
+                f"times multinode_nodes ({t.multinode_nodes}) must fit in multinode_max_vcpus "
+                f"({t.multinode_max_vcpus})",
             )
         return self
 
@@ -275,6 +395,14 @@ class PlatformConfig(_Model):
         if self.network.existing_vpc:
             return list(self.network.existing_vpc.availability_zones)
         return list(self.network.availability_zones)
+
+    @property
+    def internet_egress(self) -> bool:
+        """Whether the job subnets route to the internet: a NAT gateway, or as config says for
+        an existing VPC."""
+        if self.network.existing_vpc:
+            return self.network.existing_vpc.internet_egress
+        return self.network.nat_gateways > 0
 
     @property
     def az_count(self) -> int:
@@ -294,19 +422,30 @@ class PlatformConfig(_Model):
         return self.removal_policy == "retain"
 
     @property
-    def removal_policy_value(self):
-        """The CDK RemovalPolicy (imported lazily: the model itself has no CDK dependency)."""
-        from aws_cdk import RemovalPolicy
-
+    def removal_policy_value(self) -> RemovalPolicy:
+        """The CDK RemovalPolicy of stateful resources."""
         return RemovalPolicy.RETAIN if self.retain else RemovalPolicy.DESTROY
 
-    def resource_name(self, kind: str) -> str:
-        return f"{self.project_name}-{self.profile}-{kind}"
+    @property
+    def naming(self) -> Naming:
+        """Every physical name and path of this deployment (<project>-<profile>-..., /<project>/<profile>/)."""
+        return Naming(profile=self.profile, project=self.project_name)
+
+
+def _check_cidr(v: str, *, smallest_prefix: int) -> str:
+    try:
+        network = ipaddress.IPv4Network(v, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"is not an IPv4 network in CIDR notation, e.g. 10.42.0.0/16 ({exc})") from None
+    if not 16 <= network.prefixlen <= smallest_prefix:
+        raise ValueError(f"prefix must be /16 to /{smallest_prefix}")
+    return v
 
 
 def _check_retention(v: int) -> int:
     if v not in LOG_RETENTION_DAYS:
-        raise ValueError(f"must be one of the CloudWatch Logs retention periods ({', '.join(map(str, LOG_RETENTION_DAYS))})")
+        allowed = ", ".join(map(str, LOG_RETENTION_DAYS))
+        raise ValueError(f"must be one of the CloudWatch Logs retention periods ({allowed})")
     return v
 
 
@@ -358,6 +497,14 @@ def merged_profile(context: Mapping[str, Any], profile: str, overrides: Mapping[
     return data
 
 
+def _is_override(key: str) -> bool:
+    """A `-c key=value` meant for the model. CDK's own context keys carry '@' (feature flags) or
+    ':' (aws:cdk:..., lookups); anything else is ours, so a typo fails instead of being ignored."""
+    if key in ("profile", "profiles") or "@" in key or ":" in key:
+        return False
+    return True
+
+
 def load_config(context: Mapping[str, Any], *, overrides: Mapping[str, str] | None = None) -> PlatformConfig:
     """Build the validated config from cdk.json context plus `-c key=value` overrides.
 
@@ -366,10 +513,7 @@ def load_config(context: Mapping[str, Any], *, overrides: Mapping[str, str] | No
     """
     profile = str(context.get("profile", "dev"))
     if overrides is None:
-        overrides = {
-            k: v for k, v in context.items()
-            if k not in ("profile", "profiles") and (("." in k) or k in PlatformConfig.model_fields)
-        }
+        overrides = {k: v for k, v in context.items() if _is_override(k)}
     data = merged_profile(context, profile, overrides)
     try:
         return PlatformConfig.model_validate(data)

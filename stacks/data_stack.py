@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from aws_cdk import CfnOutput, Stack, aws_ec2 as ec2
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 from platform_constructs.kms import ProjectKey
@@ -25,21 +27,20 @@ class DataStack(Stack):
         config: PlatformConfig,
         vpc: ec2.IVpc,
         private_subnets: Sequence[ec2.ISubnet],
-        fsx_security_group: ec2.ISecurityGroup,
+        fsx_security_group: ec2.ISecurityGroup | None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        removal = config.removal_policy_value
+        removal, naming = config.removal_policy_value, config.naming
         project_key = ProjectKey(
             self,
             "ProjectKey",
-            alias=f"alias/{config.project_name}-{config.profile}",
-            description=f"{config.project_name} {config.profile}: data, artifacts, job logs",
+            alias=naming.key_alias(),
+            description=f"{naming.project} {naming.profile}: data, artifacts, job logs",
             removal_policy=removal,
         )
         # Job log groups (Training stack) live under /<project>/<profile>/ and use this key.
-        project_key.allow_log_groups(f"/{config.project_name}/{config.profile}/")
-        allow_fsx_s3_access(project_key.key)
+        project_key.allow_log_groups(naming.path)
         self.key = project_key.key
 
         buckets = ProjectBuckets(
@@ -47,6 +48,7 @@ class DataStack(Stack):
             "Buckets",
             key=self.key,
             checkpoint_expiry_days=config.data.checkpoint_expiry_days,
+            prediction_expiry_days=config.data.prediction_expiry_days,
             noncurrent_version_expiry_days=config.data.noncurrent_version_expiry_days,
             removal_policy=removal,
         )
@@ -55,11 +57,18 @@ class DataStack(Stack):
         self.access_logs_bucket = buckets.access_logs
 
         self.lustre: LinkedLustre | None = None
-        if config.data.fsx.enabled:
+        fsx = config.data.fsx
+        if fsx.enabled:
+            if fsx_security_group is None:
+                raise ValueError("FSx is enabled but the Network stack made no FSx security group")
+            # Only with FSx: the key grant for its S3 data-repository service-linked role.
+            allow_fsx_s3_access(project_key.key)
             self.lustre = LinkedLustre(
                 self,
                 "Lustre",
-                config=config.data.fsx,
+                deployment_type=fsx.deployment_type,
+                storage_capacity_gib=fsx.storage_capacity_gib,
+                throughput_per_unit_storage=fsx.throughput_per_unit_storage,
                 vpc=vpc,
                 # Lustre lives in one AZ: the one the multi-node environment uses too.
                 subnet=private_subnets[config.training.multinode_subnet_index],

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from aws_cdk import CfnOutput, Stack, aws_batch as batch, aws_lambda as lambda_, aws_logs as logs, aws_s3 as s3
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from platform_constructs.alarms import FALLBACK_ERRORS, GUARDRAIL_ERRORS, JOB_GAUGE_ERRORS, build_alarms
+from platform_constructs.alarms import (
+    FALLBACK_ERRORS,
+    GUARDRAIL_ERRORS,
+    JOB_GAUGE_ERRORS,
+    AlarmThresholds,
+    build_alarms,
+)
 from platform_constructs.alerts import AlertsTopic
 from platform_constructs.budgets import MonthlyCostBudget
 from platform_constructs.dashboard import TrainingDashboard
@@ -21,7 +32,7 @@ QUEUE_KINDS = ("spot-first", "on-demand", "multi-node")
 
 
 def budget_name(config: PlatformConfig) -> str:
-    return f"{config.project_name}-{config.profile}"
+    return config.naming.prefix
 
 
 class MonitoringStack(Stack):
@@ -44,19 +55,15 @@ class MonitoringStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        project, profile = config.project_name, config.profile
-        prefix = f"{project}-{profile}"
-        removal = config.removal_policy_value
-        log_prefix = f"/{project}/{profile}/"
-        events_log_prefix = f"/aws/events/{project}/{profile}/"
+        naming, removal = config.naming, config.removal_policy_value
 
         alerts = AlertsTopic(
             self,
             "Alerts",
-            key_alias=f"alias/{prefix}-monitoring",
-            display_name=f"{project} {profile} alerts",
+            key_alias=naming.key_alias("monitoring"),
+            display_name=f"{naming.project} {naming.profile} alerts",
             emails=config.alert_emails,
-            log_group_prefixes=[log_prefix, events_log_prefix],
+            log_group_prefixes=[naming.path, naming.events_log_group("")],
             removal_policy=removal,
         )
         self.alerts_topic = alerts.topic
@@ -64,9 +71,11 @@ class MonitoringStack(Stack):
         self.budget = MonthlyCostBudget(
             self,
             "Budget",
-            config=config.budget,
             budget_name=budget_name(config),
-            project_name=project,
+            limit_usd=config.budget.monthly_limit_usd,
+            actual_thresholds_percent=config.budget.actual_thresholds_percent,
+            forecasted_threshold_percent=config.budget.forecasted_threshold_percent,
+            project_tag_value=config.project_name if config.budget.filter_on_project_tag else None,
             topic=alerts.topic,
         )
 
@@ -79,13 +88,12 @@ class MonitoringStack(Stack):
             self.job_events = JobStateEvents(
                 self,
                 "JobEvents",
-                project=project,
-                profile=profile,
+                naming=naming,
                 queue_arns=list(queue_arns.values()),
                 topic=alerts.topic,
                 key=alerts.key,
-                log_group_name=f"{events_log_prefix}batch-job-states",
-                gauge_log_group_name=f"{log_prefix}monitoring/job-gauge",
+                log_group_name=naming.events_log_group("batch-job-states"),
+                gauge_log_group_name=naming.log_group("monitoring/job-gauge"),
                 log_retention_days=config.log_retention_days,
                 removal_policy=removal,
             )
@@ -99,7 +107,7 @@ class MonitoringStack(Stack):
                 budget_name=self.budget.budget_name,
                 limit_usd=config.budget.monthly_limit_usd,
                 queue_arns=list(queue_arns.values()),
-                log_group_name=f"{log_prefix}monitoring/cost-guardrail",
+                log_group_name=naming.log_group("monitoring/cost-guardrail"),
                 key=alerts.key,
                 log_retention_days=config.log_retention_days,
                 removal_policy=removal,
@@ -115,9 +123,13 @@ class MonitoringStack(Stack):
             watched_functions[JOB_GAUGE_ERRORS] = self.job_events.gauge_function
         self.alarms = build_alarms(
             self,
-            config=config.monitoring,
-            profile=profile,
-            prefix=prefix,
+            thresholds=AlarmThresholds(
+                failed_jobs=config.monitoring.failed_jobs_threshold,
+                spot_interruptions=config.monitoring.spot_interruptions_threshold,
+                stalled_minutes=config.monitoring.stalled_minutes,
+                fsx_free_capacity_percent=config.monitoring.fsx_free_capacity_percent,
+            ),
+            naming=naming,
             topic=alerts.topic,
             events=self.job_events,
             queue_arns=queue_arns,
@@ -129,12 +141,10 @@ class MonitoringStack(Stack):
         self.dashboard = TrainingDashboard(
             self,
             "Dashboard",
-            dashboard_name=f"{prefix}-training",
-            project=project,
-            profile=profile,
+            dashboard_name=naming.resource("training"),
+            naming=naming,
             queues=queues,
             job_log_group=job_log_group,
-            log_group_prefix=log_prefix,
             events=self.job_events,
             fsx=fsx,
             buckets=[("data", data_bucket), ("artifacts", artifacts_bucket)],

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 
+from platform_constructs.checkov import skip_cdk_provider_functions
 from stacks.config import PlatformConfig
 from stacks.data_stack import DataStack
 from stacks.monitoring_stack import MonitoringStack
@@ -94,7 +95,10 @@ def build_platform(app: cdk.App, config: PlatformConfig) -> Platform:
     )
     for key, value in config.tags.items():
         cdk.Tags.of(app).add(key, value)
-    return Platform(network=network, data=data, training=training, monitoring=monitoring)
+    built = Platform(network=network, data=data, training=training, monitoring=monitoring)
+    for stack in built.stacks:
+        skip_cdk_provider_functions(stack)
+    return built
 
 
 def add_compliance_checks(app: cdk.App, config: PlatformConfig) -> None:

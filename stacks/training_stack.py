@@ -2,37 +2,70 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import importlib.metadata
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from aws_cdk import (
     Annotations,
+    FileSystem,
+    IgnoreMode,
     Stack,
+)
+from aws_cdk import (
     aws_ec2 as ec2,
+)
+from aws_cdk import (
     aws_ecr_assets as ecr_assets,
+)
+from aws_cdk import (
     aws_ecs as ecs,
+)
+from aws_cdk import (
     aws_kms as kms,
+)
+from aws_cdk import (
     aws_s3 as s3,
 )
 from constructs import Construct
 
-from bertbatch import discovery
+from bertbatch_contract import discovery, job, layout, metrics
 from platform_constructs import job_definitions as jobdefs
 from platform_constructs.batch_compute import QUEUE_MULTI_NODE, QUEUE_ON_DEMAND, QUEUE_SPOT_FIRST, GpuCompute
-from platform_constructs.contracts import TRAINING_CONTAINER_DIR, contract, metrics
 from platform_constructs.discovery_params import DiscoveryParameters
 from platform_constructs.fallback import SpotFallback
 from platform_constructs.logs import encrypted_log_group
-from platform_constructs.lustre import DATASETS_PREFIX, FILE_SYSTEM_PATH, MOUNT_PATH, LinkedLustre
+from platform_constructs.lustre import MOUNT_PATH, LinkedLustre
 from platform_constructs.training_iam import TrainingRoles, ecr_repository_arn_of
 from stacks.config import PlatformConfig
 
-FSX_DISABLED = "none"  # discovery value of the FSx mount path when FSx is off
-IMAGE_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache"]
+FSX_DISABLED = discovery.NOT_CONFIGURED  # discovery value of the FSx mount path when FSx is off
+# The image's build context is the repository root (the image copies bertbatch_contract beside
+# the trainer); the root .dockerignore is an allow-list of what goes in.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = "training_container/Dockerfile"
+PACKAGE = "bert-batch"
+IMAGE_VERSION_ARG = "IMAGE_VERSION"  # the Dockerfile's build arg, recorded in every model card
+
+
+def image_version(build_context: Path = REPO_ROOT) -> str:
+    """`<package version>-<12 hex digits>`: the hash covers exactly what the image is built
+    from (the build context through its .dockerignore, as CDK's asset hash does), so a model
+    card names the image that trained it. Valid as a Docker tag."""
+    dockerignore = build_context / ".dockerignore"
+    patterns = [
+        line.strip()
+        for line in dockerignore.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    fingerprint = FileSystem.fingerprint(str(build_context), exclude=patterns, ignore_mode=IgnoreMode.DOCKER)
+    return f"{importlib.metadata.version(PACKAGE)}-{fingerprint[:12]}"
 
 
 class TrainingStack(Stack):
     """Exposes `job_queues` (dict: 'spot-first', 'on-demand', 'multi-node' -> batch.IJobQueue),
-    `job_definitions` (dict: 'bert-finetune', 'bert-finetune-multinode' -> job definition),
+    `job_definitions` (dict: 'bert-finetune', 'bert-finetune-multinode', 'bert-predict' -> job definition),
     `job_log_group` (logs.ILogGroup), `fallback_function` (lambda_.IFunction).
 
     Also `fallback_dead_letter_queue` (sqs.IQueue: events the fallback handler failed on),
@@ -57,31 +90,15 @@ class TrainingStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        t = config.training
-        project, profile = config.project_name, config.profile
+        t, naming = config.training, config.naming
         removal = config.removal_policy_value
-
-        # --- image: a prebuilt URI from config, or training_container/ built at deploy -----
-        if t.image_uri:
-            self.image_asset = None
-            image = ecs.ContainerImage.from_registry(t.image_uri)
-            repository_arn = ecr_repository_arn_of(t.image_uri)
-        else:
-            self.image_asset = ecr_assets.DockerImageAsset(
-                self,
-                "TrainingImage",
-                directory=str(TRAINING_CONTAINER_DIR),
-                platform=ecr_assets.Platform.LINUX_AMD64,
-                exclude=IMAGE_EXCLUDES,
-            )
-            image = ecs.ContainerImage.from_docker_image_asset(self.image_asset)
-            repository_arn = self.image_asset.repository.repository_arn
+        image, repository_arn = self._image(config)
 
         # --- logs and roles ----------------------------------------------------------------
         self.job_log_group = encrypted_log_group(
             self,
             "JobLogs",
-            name=f"/{project}/{profile}/jobs",
+            name=naming.log_group("jobs"),
             key=key,
             days=config.log_retention_days,
             removal_policy=removal,
@@ -89,20 +106,31 @@ class TrainingStack(Stack):
         self.roles = TrainingRoles(
             self,
             "Roles",
-            project=project,
-            profile=profile,
+            naming=naming,
             key=key,
             data_bucket=data_bucket,
             artifacts_bucket=artifacts_bucket,
             log_group=self.job_log_group,
             image_repository_arn=repository_arn,
+            mlflow_tracking_server_arn=config.tracking.sagemaker_tracking_server_arn,
         )
 
         # --- compute and queues --------------------------------------------------------------
         self.compute = GpuCompute(
             self,
             "Compute",
-            config=config,
+            naming=naming,
+            gpu_instance_types=t.gpu_instance_types,
+            multinode_instance_types=t.multinode_instance_types,
+            spot_max_vcpus=t.spot_max_vcpus,
+            on_demand_max_vcpus=t.on_demand_max_vcpus,
+            multinode_max_vcpus=t.multinode_max_vcpus,
+            capacity_wait_minutes=t.capacity_wait_minutes,
+            unplaceable_wait_minutes=t.unplaceable_wait_minutes,
+            on_demand_capacity_wait_minutes=t.on_demand_capacity_wait_minutes,
+            container_stop_timeout_seconds=t.container_stop_timeout_seconds,
+            root_volume_gib=t.root_volume_gib,
+            efa=t.efa,
             vpc=vpc,
             compute_subnets=compute_subnets,
             multinode_subnet=private_subnets[t.multinode_subnet_index],
@@ -114,29 +142,32 @@ class TrainingStack(Stack):
 
         # --- job definitions -----------------------------------------------------------------
         fsx = lustre is not None
-        data_uri = f"{MOUNT_PATH}{FILE_SYSTEM_PATH}" if fsx else f"s3://{data_bucket.bucket_name}/{DATASETS_PREFIX.rstrip('/')}"
-        environment = {
-            contract.ENV_PROFILE: profile,
-            contract.ENV_DATA_URI: data_uri,
-            contract.ENV_ARTIFACTS_URI: f"s3://{artifacts_bucket.bucket_name}",
-            contract.ENV_CHECKPOINT_URI: f"s3://{artifacts_bucket.bucket_name}/{contract.CHECKPOINTS_PREFIX.rstrip('/')}",
-            contract.ENV_METRICS_NAMESPACE: metrics.DEFAULT_NAMESPACE,
-            contract.ENV_CHECKPOINT_EVERY_STEPS: str(t.checkpoint_every_steps),
-            contract.ENV_CHECKPOINT_EVERY_MINUTES: str(t.checkpoint_every_minutes),
-        }
-        if fsx:
-            environment[contract.ENV_FSX_MOUNT] = MOUNT_PATH
         definitions = jobdefs.TrainingJobDefinitions(
             self,
             "JobDefinitions",
-            config=config,
+            naming=naming,
             image=image,
             execution_role=self.roles.execution_role.without_policy_updates(),
             job_role=self.roles.job_role.without_policy_updates(),
             log_group=self.job_log_group,
-            environment=environment,
+            environment=job_environment(config, data_bucket, artifacts_bucket, fsx=fsx),
+            training_environment=tracking_environment(config),
             data_bucket_name=data_bucket.bucket_name,
             fsx=fsx,
+            single_node=jobdefs.ContainerResources(
+                gpus=t.gpus_per_job, vcpus=t.vcpus_per_job, memory_mib=t.memory_mib_per_job
+            ),
+            per_node=jobdefs.ContainerResources(
+                gpus=t.multinode_gpus_per_node,
+                vcpus=t.multinode_vcpus_per_node,
+                memory_mib=t.multinode_memory_mib_per_node,
+            ),
+            nodes=t.multinode_nodes,
+            efa=t.efa,
+            shared_memory_mib=t.shared_memory_mib,
+            retry_attempts=t.retry_attempts,
+            timeout_minutes=t.timeout_minutes,
+            predict_timeout_minutes=t.predict_timeout_minutes,
         )
         self.job_definitions = dict(definitions.definitions)
         if t.image_uri and repository_arn:
@@ -151,11 +182,10 @@ class TrainingStack(Stack):
         self.fallback = SpotFallback(
             self,
             "Fallback",
-            project=project,
-            profile=profile,
+            naming=naming,
             source_queue=self.job_queues[QUEUE_SPOT_FIRST],
             target_queue=self.job_queues[QUEUE_ON_DEMAND],
-            job_definition_names=[discovery.resource_name(jobdefs.SINGLE, profile=profile, project=project)],
+            job_definition_names=[naming.resource(jobdefs.SINGLE), naming.resource(jobdefs.PREDICT)],
             key=key,
             log_retention_days=config.log_retention_days,
             removal_policy=removal,
@@ -164,22 +194,74 @@ class TrainingStack(Stack):
         self.fallback_dead_letter_queue = self.fallback.dead_letter_queue
 
         # --- discovery -------------------------------------------------------------------------
-        queue_name = lambda kind: discovery.resource_name(kind, profile=profile, project=project)  # noqa: E731
         self.discovery = DiscoveryParameters(
             self,
             "Discovery",
-            project=project,
-            profile=profile,
+            naming=naming,
             values={
-                discovery.QUEUE_SPOT_FIRST: queue_name(QUEUE_SPOT_FIRST),
-                discovery.QUEUE_ON_DEMAND: queue_name(QUEUE_ON_DEMAND),
-                discovery.QUEUE_MULTI_NODE: queue_name(QUEUE_MULTI_NODE),
+                discovery.QUEUE_SPOT_FIRST: naming.resource(QUEUE_SPOT_FIRST),
+                discovery.QUEUE_ON_DEMAND: naming.resource(QUEUE_ON_DEMAND),
+                discovery.QUEUE_MULTI_NODE: naming.resource(QUEUE_MULTI_NODE),
                 discovery.JOB_DEFINITION_SINGLE: self.job_definitions[jobdefs.SINGLE].job_definition_arn,
                 discovery.JOB_DEFINITION_MULTI_NODE: self.job_definitions[jobdefs.MULTI_NODE].job_definition_arn,
+                discovery.JOB_DEFINITION_PREDICT: self.job_definitions[jobdefs.PREDICT].job_definition_arn,
                 discovery.DATA_BUCKET: data_bucket.bucket_name,
                 discovery.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
                 discovery.LOG_GROUP: self.job_log_group.log_group_name,
                 discovery.FSX_MOUNT_PATH: MOUNT_PATH if fsx else FSX_DISABLED,
                 discovery.METRICS_NAMESPACE: metrics.DEFAULT_NAMESPACE,
+                discovery.INTERNET_EGRESS: "true" if config.internet_egress else "false",
+                discovery.MLFLOW_TRACKING_URI: config.tracking.mlflow_tracking_uri or discovery.NOT_CONFIGURED,
+                **{
+                    discovery.capacity_key(queue): discovery.capacity_value(environments)
+                    for queue, environments in self.compute.capacity.items()
+                },
             },
         )
+
+    def _image(self, config: PlatformConfig) -> tuple[ecs.ContainerImage, str | None]:
+        """A prebuilt URI from config, or the training image built from the repository at deploy;
+        with the ECR repository ARN to pull from (None for another registry)."""
+        if config.training.image_uri:
+            self.image_asset = None
+            return (
+                ecs.ContainerImage.from_registry(config.training.image_uri),
+                ecr_repository_arn_of(config.training.image_uri),
+            )
+        self.image_asset = ecr_assets.DockerImageAsset(
+            self,
+            "TrainingImage",
+            directory=str(REPO_ROOT),
+            file=DOCKERFILE,
+            platform=ecr_assets.Platform.LINUX_AMD64,
+            build_args={IMAGE_VERSION_ARG: image_version()},
+        )
+        return ecs.ContainerImage.from_docker_image_asset(self.image_asset), self.image_asset.repository.repository_arn
+
+
+def job_environment(
+    config: PlatformConfig, data_bucket: s3.IBucket, artifacts_bucket: s3.IBucket, *, fsx: bool
+) -> dict[str, str]:
+    """What the job definitions tell the container: where inputs and outputs are, the metrics
+    namespace and profile, the checkpoint cadence; with FSx, where it is mounted (the data
+    bucket's datasets prefix appears under it, see `job.FSX_MOUNT_FAILED_MARKER`)."""
+    artifacts = layout.s3_uri(artifacts_bucket.bucket_name).rstrip("/")
+    environment = {
+        job.ENV_PROFILE: config.profile,
+        job.ENV_DATA_URI: layout.s3_uri(data_bucket.bucket_name, layout.DATASETS_PREFIX.rstrip("/")),
+        job.ENV_ARTIFACTS_URI: artifacts,
+        job.ENV_CHECKPOINT_URI: layout.join(artifacts, layout.CHECKPOINTS_PREFIX),
+        job.ENV_METRICS_NAMESPACE: metrics.DEFAULT_NAMESPACE,
+        job.ENV_CHECKPOINT_EVERY_STEPS: str(config.training.checkpoint_every_steps),
+        job.ENV_CHECKPOINT_EVERY_MINUTES: str(config.training.checkpoint_every_minutes),
+    }
+    if fsx:
+        environment[job.ENV_FSX_MOUNT] = MOUNT_PATH
+    return environment
+
+
+def tracking_environment(config: PlatformConfig) -> dict[str, str]:
+    """What only the training job definitions add: the MLflow tracking URI when the profile has
+    one (unset, the container does no tracking and never imports MLflow)."""
+    uri = config.tracking.mlflow_tracking_uri
+    return {job.ENV_MLFLOW_TRACKING_URI: uri} if uri else {}

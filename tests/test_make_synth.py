@@ -32,7 +32,10 @@ def test_make_synth_needs_no_aws_credentials(tmp_path):
 def test_make_synth_stops_on_a_bad_config_value():
     result = subprocess.run(
         ["make", "synth", "CDK_ARGS=-c budget.monthly_limit_usd=-5"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode != 0
     assert "config error: budget.monthly_limit_usd = -5: input should be greater than 0" in result.stderr

@@ -8,9 +8,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from bert_train import contract, metrics
-from bertbatch import discovery
-from bertbatch.handlers import fallback
+from bertbatch_contract import hyperparameters, metrics, prediction, runs
+from bertbatch_contract import job as job_contract
+from bertbatch_contract import tags as job_tags
+from bertbatch_contract.naming import Naming
+from platform_constructs.runtime import fallback
 
 REGION = "us-east-1"
 PROFILE = "dev"
@@ -20,23 +22,7 @@ HOST_EC2 = "Host EC2 (instance i-0123456789abcdef0) terminated."
 
 
 def name(kind: str) -> str:
-    return discovery.resource_name(kind, profile=PROFILE)
-
-
-# --- the names mirrored from the contracts ----------------------------------------------------
-def test_handler_constants_match_the_job_contract():
-    assert fallback.ENV_RUN_ID == contract.ENV_RUN_ID
-    assert fallback.ENV_FALLBACK_FROM_JOB == contract.ENV_FALLBACK_FROM_JOB
-    assert fallback.ENV_GRID == contract.ENV_GRID
-    assert fallback.TAG_RUN_ID == contract.TAG_RUN_ID
-    assert fallback.TAG_FALLBACK_FROM == contract.TAG_FALLBACK_FROM
-    assert fallback.TAG_FALLBACK_TO == contract.TAG_FALLBACK_TO
-    assert fallback.EXIT_INTERRUPTED == contract.EXIT_INTERRUPTED
-
-
-def test_handler_metric_defaults_match_the_metrics_contract():
-    assert fallback.DEFAULT_NAMESPACE == metrics.DEFAULT_NAMESPACE
-    assert fallback.DEFAULT_METRIC_NAME == metrics.FALLBACK_RESUBMISSIONS.name
+    return Naming(PROFILE).resource(kind)
 
 
 # --- pure decisions ---------------------------------------------------------------------------
@@ -58,19 +44,19 @@ def failed_job(**overrides) -> dict:
         "status": "FAILED",
         "statusReason": HOST_EC2,
         "attempts": [
-            {"container": {"exitCode": contract.EXIT_INTERRUPTED}, "statusReason": HOST_EC2},
+            {"container": {"exitCode": job_contract.EXIT_INTERRUPTED}, "statusReason": HOST_EC2},
             {"container": {}, "statusReason": HOST_EC2},
         ],
         "parameters": {"epochs": "3", "learning_rate": "2e-5"},
         "container": {
             "command": ["--epochs", "3", "--learning-rate", "2e-5"],
             "environment": [
-                {"name": contract.ENV_RUN_ID, "value": "run-42"},
-                {"name": contract.ENV_PROFILE, "value": PROFILE},
+                {"name": job_contract.ENV_RUN_ID, "value": "run-42"},
+                {"name": job_contract.ENV_PROFILE, "value": PROFILE},
             ],
             "resourceRequirements": [{"type": "GPU", "value": "1"}, {"type": "VCPU", "value": "4"}],
         },
-        "tags": {contract.TAG_RUN_ID: "run-42", "team": "nlp"},
+        "tags": {job_tags.TAG_RUN_ID: "run-42", "team": "nlp"},
         "propagateTags": True,
         "timeout": {"attemptDurationSeconds": 43200},
     }
@@ -92,7 +78,7 @@ def test_own_failure_is_not_resubmitted():
     job = failed_job(
         statusReason="Essential container in task exited",
         attempts=[
-            {"container": {"exitCode": contract.EXIT_INTERRUPTED}, "statusReason": HOST_EC2},
+            {"container": {"exitCode": job_contract.EXIT_INTERRUPTED}, "statusReason": HOST_EC2},
             {"container": {"exitCode": 1}, "statusReason": "Essential container in task exited"},
         ],
     )
@@ -102,7 +88,12 @@ def test_own_failure_is_not_resubmitted():
 def test_bad_input_exit_is_not_resubmitted():
     job = failed_job(
         statusReason="Essential container in task exited",
-        attempts=[{"container": {"exitCode": contract.EXIT_BAD_INPUT}, "statusReason": "Essential container in task exited"}],
+        attempts=[
+            {
+                "container": {"exitCode": job_contract.EXIT_BAD_INPUT},
+                "statusReason": "Essential container in task exited",
+            }
+        ],
     )
     assert not fallback.decide(job, SETTINGS).resubmit
 
@@ -124,14 +115,29 @@ def test_timeouts_and_cancellations_by_people_are_not_resubmitted(reason):
     assert not fallback.decide(job, SETTINGS).resubmit
 
 
+@pytest.mark.parametrize(
+    "reason", ["MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"]
+)
+def test_a_job_that_can_never_be_placed_is_not_resubmitted(reason):
+    """spot-first also cancels unplaceable jobs: On-Demand has the same instance types, so
+    only capacity cancellations fall back."""
+    cancelled = failed_job(statusReason=f"Canceled by JobStateTimeLimit action due to reason: {reason}", attempts=[])
+    assert not fallback.decide(cancelled, SETTINGS).resubmit
+
+
+def test_capacity_cancels_of_the_on_demand_queue_are_not_resubmitted():
+    cancelled = failed_job(statusReason=CAPACITY_CANCEL, attempts=[], jobQueue=SETTINGS.target_queue)
+    assert not fallback.decide(cancelled, SETTINGS).resubmit
+
+
 def test_runnable_job_cancelled_by_a_person_is_not_resubmitted():
     assert not fallback.decide(failed_job(statusReason="Cancelled with bertbatch", attempts=[]), SETTINGS).resubmit
 
 
 def test_a_fallback_job_is_not_resubmitted_again():
-    by_tag = failed_job(tags={contract.TAG_FALLBACK_FROM: "older-job"})
+    by_tag = failed_job(tags={job_tags.TAG_FALLBACK_FROM: "older-job"})
     env = failed_job()
-    env["container"]["environment"].append({"name": contract.ENV_FALLBACK_FROM_JOB, "value": "older-job"})
+    env["container"]["environment"].append({"name": job_contract.ENV_FALLBACK_FROM_JOB, "value": "older-job"})
     assert not fallback.decide(by_tag, SETTINGS).resubmit
     assert not fallback.decide(env, SETTINGS).resubmit
 
@@ -155,14 +161,15 @@ def test_resubmission_keeps_definition_parameters_environment_and_run_id():
     assert request["jobDefinition"].endswith(f"{name('bert-finetune')}:3")
     assert request["parameters"] == {"epochs": "3", "learning_rate": "2e-5"}
     env = {e["name"]: e["value"] for e in request["containerOverrides"]["environment"]}
-    assert env[contract.ENV_RUN_ID] == "run-42"
-    assert env[contract.ENV_PROFILE] == PROFILE
-    assert env[contract.ENV_FALLBACK_FROM_JOB] == failed_job()["jobId"]
-    assert request["tags"][contract.TAG_FALLBACK_FROM] == failed_job()["jobId"]
-    assert request["tags"][contract.TAG_RUN_ID] == "run-42"
+    assert env[job_contract.ENV_RUN_ID] == "run-42"
+    assert env[job_contract.ENV_PROFILE] == PROFILE
+    assert env[job_contract.ENV_FALLBACK_FROM_JOB] == failed_job()["jobId"]
+    assert request["tags"][job_tags.TAG_FALLBACK_FROM] == failed_job()["jobId"]
+    assert request["tags"][job_tags.TAG_RUN_ID] == "run-42"
     assert request["tags"]["team"] == "nlp"
     assert request["containerOverrides"]["resourceRequirements"] == [
-        {"type": "GPU", "value": "1"}, {"type": "VCPU", "value": "4"},
+        {"type": "GPU", "value": "1"},
+        {"type": "VCPU", "value": "4"},
     ]
     assert request["timeout"] == {"attemptDurationSeconds": 43200}
     assert "command" not in request["containerOverrides"]  # the definition's Ref:: flags + parameters
@@ -173,19 +180,59 @@ def test_a_job_without_run_id_resumes_under_its_batch_job_id():
     job["container"]["environment"] = []
     resubmission = fallback.build_resubmission(job, SETTINGS)
     env = {e["name"]: e["value"] for e in resubmission.request["containerOverrides"]["environment"]}
-    assert resubmission.run_id == env[contract.ENV_RUN_ID] == job["jobId"]
+    assert resubmission.run_id == env[job_contract.ENV_RUN_ID] == job["jobId"]
 
 
 def test_array_child_becomes_a_single_job_with_its_grid_row_and_run_id():
     job = failed_job(jobId="parent-id:1", arrayProperties={"index": 1})
     grid = [{"learning_rate": "1e-5"}, {"learning_rate": "3e-5", "epochs": "4"}]
-    job["container"]["environment"].append({"name": contract.ENV_GRID, "value": json.dumps(grid)})
+    job["container"]["environment"].append({"name": job_contract.ENV_GRID, "value": json.dumps(grid)})
     assert fallback.decide(job, SETTINGS).resubmit
     resubmission = fallback.build_resubmission(job, SETTINGS)
     env = {e["name"]: e["value"] for e in resubmission.request["containerOverrides"]["environment"]}
-    assert resubmission.run_id == contract.array_run_id("run-42", 1) == env[contract.ENV_RUN_ID]
-    assert contract.ENV_GRID not in env
+    assert resubmission.run_id == runs.array_run_id("run-42", 1) == env[job_contract.ENV_RUN_ID]
+    assert job_contract.ENV_GRID not in env
     assert resubmission.request["parameters"] == {"epochs": "4", "learning_rate": "3e-5"}
+
+
+def predict_job(**overrides) -> dict:
+    """A failed `bert-predict` job whose command the CLI overrode (an option without a parameter)."""
+    job = failed_job(
+        jobName="score-sst2",
+        jobDefinition=f"arn:aws:batch:{REGION}:123456789012:job-definition/{name('bert-predict')}:1",
+        parameters={"model": "s3://artifacts/runs/run-42/", "input_uri": "s3://data/datasets/test.tsv"},
+        **overrides,
+    )
+    job["container"]["command"] = [
+        prediction.SUBCOMMAND, "--model", "s3://artifacts/runs/run-42/", "--input", "s3://data/datasets/test.tsv",
+        "--id-column", "idx",
+    ]
+    return job
+
+
+def test_a_prediction_job_is_resubmitted_with_the_command_it_ran():
+    job = predict_job()
+    assert fallback.decide(job, SETTINGS).resubmit
+    request = fallback.build_resubmission(job, SETTINGS).request
+    assert request["jobDefinition"].endswith(f"{name('bert-predict')}:1")
+    assert request["containerOverrides"]["command"] == job["container"]["command"]
+    assert request["parameters"] == job["parameters"]
+
+
+def test_a_prediction_shard_keeps_its_shard_index_as_a_single_job():
+    job = predict_job(jobId="parent-id:7", arrayProperties={"index": 7})
+    job["container"]["environment"].append({"name": job_contract.ENV_PREDICT_SHARDS, "value": "10"})
+    request = fallback.build_resubmission(job, SETTINGS).request
+    env = {e["name"]: e["value"] for e in request["containerOverrides"]["environment"]}
+    assert env[job_contract.ENV_PREDICT_SHARD_INDEX] == "7"
+    assert env[job_contract.ENV_PREDICT_SHARDS] == "10"
+    assert "arrayProperties" not in request
+
+
+def test_a_training_array_child_gets_no_shard_index():
+    job = failed_job(jobId="parent-id:1", arrayProperties={"index": 1})
+    env = {e["name"] for e in fallback.build_resubmission(job, SETTINGS).request["containerOverrides"]["environment"]}
+    assert job_contract.ENV_PREDICT_SHARD_INDEX not in env
 
 
 def test_job_name_stays_within_the_batch_limit():
@@ -197,19 +244,36 @@ def test_emf_line_counts_one_resubmission_per_profile():
     record = json.loads(fallback.emf_line(SETTINGS, timestamp_ms=0))
     directive = record["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == metrics.DEFAULT_NAMESPACE
-    assert directive["Metrics"] == [{"Name": metrics.FALLBACK_RESUBMISSIONS.name, "Unit": metrics.FALLBACK_RESUBMISSIONS.unit}]
+    assert directive["Metrics"] == [
+        {"Name": metrics.FALLBACK_RESUBMISSIONS.name, "Unit": metrics.FALLBACK_RESUBMISSIONS.unit}
+    ]
     assert directive["Dimensions"] == [[metrics.DIMENSION_PROFILE]]
     assert record[metrics.DIMENSION_PROFILE] == PROFILE
     assert record[metrics.FALLBACK_RESUBMISSIONS.name] == 1.0
 
 
 def test_settings_come_from_the_environment():
-    settings = fallback.Settings.from_env({
-        "SOURCE_QUEUE_ARN": "a", "TARGET_QUEUE_ARN": "b", "METRICS_NAMESPACE": "NS",
-        "METRIC_NAME": "M", "PROFILE": "prod",
-    })
-    assert (settings.source_queue, settings.target_queue, settings.namespace, settings.metric_name, settings.profile) == (
-        "a", "b", "NS", "M", "prod",
+    settings = fallback.Settings.from_env(
+        {
+            "SOURCE_QUEUE_ARN": "a",
+            "TARGET_QUEUE_ARN": "b",
+            "METRICS_NAMESPACE": "NS",
+            "METRIC_NAME": "M",
+            "PROFILE": "prod",
+        }
+    )
+    assert (
+        settings.source_queue,
+        settings.target_queue,
+        settings.namespace,
+        settings.metric_name,
+        settings.profile,
+    ) == (
+        "a",
+        "b",
+        "NS",
+        "M",
+        "prod",
     )
 
 
@@ -232,12 +296,15 @@ def batch(monkeypatch, tmp_path):
         )["computeEnvironmentArn"]
         for kind in ("spot-first", "on-demand"):
             client.create_job_queue(
-                jobQueueName=name(kind), state="ENABLED", priority=1,
+                jobQueueName=name(kind),
+                state="ENABLED",
+                priority=1,
                 computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
             )
         client.register_job_definition(
-            jobDefinitionName=name("bert-finetune"), type="container",
-            parameters=dict(contract.DEFAULT_PARAMETERS),
+            jobDefinitionName=name("bert-finetune"),
+            type="container",
+            parameters=dict(hyperparameters.parameter_defaults()),
             containerProperties={
                 "image": "bert-train:latest",
                 "command": ["--epochs", "Ref::epochs"],
@@ -253,11 +320,15 @@ def queue_arn(client, kind: str) -> str:
 
 def spot_job(client, *, run_id: str | None = "run-7", **overrides) -> dict:
     """Submit a job to the spot-first queue and return it as a FAILED event detail."""
-    env = [{"name": contract.ENV_RUN_ID, "value": run_id}] if run_id else []
-    tags = {contract.TAG_RUN_ID: run_id} if run_id else {}
+    env = [{"name": job_contract.ENV_RUN_ID, "value": run_id}] if run_id else []
+    tags = {job_tags.TAG_RUN_ID: run_id} if run_id else {}
     submitted = client.submit_job(
-        jobName="sst2", jobQueue=name("spot-first"), jobDefinition=name("bert-finetune"),
-        parameters={"epochs": "5"}, containerOverrides={"environment": env}, tags=tags,
+        jobName="sst2",
+        jobQueue=name("spot-first"),
+        jobDefinition=name("bert-finetune"),
+        parameters={"epochs": "5"},
+        containerOverrides={"environment": env},
+        tags=tags,
     )
     job = client.describe_jobs(jobs=[submitted["jobId"]])["jobs"][0]
     job.update(status="FAILED", statusReason=HOST_EC2, attempts=[{"container": {}, "statusReason": HOST_EC2}] * 5)
@@ -294,11 +365,11 @@ def test_interrupted_job_is_resubmitted_once_with_the_same_run_id(batch, capsys)
     assert new["jobQueue"] == settings.target_queue
     assert new["parameters"]["epochs"] == "5"
     env = {e["name"]: e["value"] for e in new["container"]["environment"]}
-    assert env[contract.ENV_RUN_ID] == "run-7"
-    assert env[contract.ENV_FALLBACK_FROM_JOB] == old["jobId"]
-    assert new["tags"][contract.TAG_FALLBACK_FROM] == old["jobId"]
-    assert new["tags"][contract.TAG_RUN_ID] == "run-7"
-    assert batch.describe_jobs(jobs=[old["jobId"]])["jobs"][0]["tags"][contract.TAG_FALLBACK_TO] == new["jobId"]
+    assert env[job_contract.ENV_RUN_ID] == "run-7"
+    assert env[job_contract.ENV_FALLBACK_FROM_JOB] == old["jobId"]
+    assert new["tags"][job_tags.TAG_FALLBACK_FROM] == old["jobId"]
+    assert new["tags"][job_tags.TAG_RUN_ID] == "run-7"
+    assert batch.describe_jobs(jobs=[old["jobId"]])["jobs"][0]["tags"][job_tags.TAG_FALLBACK_TO] == new["jobId"]
 
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert any(line.get("action") == "resubmit" and line.get("newJobId") == new["jobId"] for line in lines)
@@ -313,12 +384,13 @@ def test_interrupted_job_is_resubmitted_once_with_the_same_run_id(batch, capsys)
 def test_own_failure_is_left_alone(batch):
     settings = settings_for(batch)
     old = spot_job(
-        batch, statusReason="Essential container in task exited",
+        batch,
+        statusReason="Essential container in task exited",
         attempts=[{"container": {"exitCode": 1}, "statusReason": "Essential container in task exited"}],
     )
     assert fallback.handle(event(old), settings, batch)["action"] == "skip"
     assert on_demand_jobs(batch) == []
-    assert contract.TAG_FALLBACK_TO not in batch.describe_jobs(jobs=[old["jobId"]])["jobs"][0]["tags"]
+    assert job_tags.TAG_FALLBACK_TO not in batch.describe_jobs(jobs=[old["jobId"]])["jobs"][0]["tags"]
 
 
 def test_second_fallback_is_not_resubmitted(batch):
@@ -338,7 +410,7 @@ def test_capacity_cancel_without_run_id_resumes_under_the_old_job_id(batch):
     assert result["action"] == "resubmit" and result["runId"] == old["jobId"]
     new = batch.describe_jobs(jobs=[result["newJobId"]])["jobs"][0]
     env = {e["name"]: e["value"] for e in new["container"]["environment"]}
-    assert env[contract.ENV_RUN_ID] == old["jobId"]
+    assert env[job_contract.ENV_RUN_ID] == old["jobId"]
 
 
 def test_lambda_entry_point_reads_its_settings_from_the_environment(batch, monkeypatch):
@@ -348,15 +420,3 @@ def test_lambda_entry_point_reads_its_settings_from_the_environment(batch, monke
     monkeypatch.setattr(fallback, "make_client", lambda service="batch": batch)
     result = fallback.handler(event(spot_job(batch)), None)
     assert result["action"] == "resubmit"
-
-
-def test_handler_needs_only_the_standard_library_and_boto3():
-    # The Lambda asset is bertbatch/handlers/ alone: no bertbatch, bert_train or third-party imports.
-    import ast
-    import sys
-    from pathlib import Path
-
-    tree = ast.parse(Path(fallback.__file__).read_text())
-    modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert modules - set(sys.stdlib_module_names) <= {"boto3"}

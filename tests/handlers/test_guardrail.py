@@ -8,15 +8,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from bertbatch.discovery import resource_name
-from bertbatch.handlers import guardrail
+from bertbatch_contract.naming import Naming
+from platform_constructs.runtime import guardrail
 
 REGION = "us-east-1"
 PROFILE = "dev"
 BUDGET = "bert-batch-dev"
 LIMIT = 500.0
 QUEUE_KINDS = ("spot-first", "on-demand", "multi-node")
-QUEUES = tuple(resource_name(kind, profile=PROFILE) for kind in QUEUE_KINDS)
+QUEUES = tuple(Naming(PROFILE).resource(kind) for kind in QUEUE_KINDS)
 
 
 def budget_message(
@@ -74,7 +74,12 @@ def batch(monkeypatch):
         role = iam.create_role(
             RoleName="batch-service",
             AssumeRolePolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                    ],
+                }
             ),
         )["Role"]["Arn"]
         client = boto3.client("batch", region_name=REGION)
@@ -83,11 +88,17 @@ def batch(monkeypatch):
         )["computeEnvironmentArn"]
         for i, name in enumerate(QUEUES):
             client.create_job_queue(
-                jobQueueName=name, state="ENABLED", priority=i + 1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}]
+                jobQueueName=name,
+                state="ENABLED",
+                priority=i + 1,
+                computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}],
             )
         # An unrelated queue the guardrail must never touch.
         client.create_job_queue(
-            jobQueueName="someone-else", state="ENABLED", priority=9, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}]
+            jobQueueName="someone-else",
+            state="ENABLED",
+            priority=9,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}],
         )
         yield client
 
@@ -172,7 +183,9 @@ def test_threshold_is_read_as_dollars_or_percent(threshold, percent):
 
 
 def test_json_shaped_budget_message_is_understood():
-    message = json.dumps({"budgetName": BUDGET, "notificationType": "ACTUAL", "threshold": 100, "thresholdType": "PERCENTAGE"})
+    message = json.dumps(
+        {"budgetName": BUDGET, "notificationType": "ACTUAL", "threshold": 100, "thresholdType": "PERCENTAGE"}
+    )
 
     alert = guardrail.parse_budget_message(message)
 
@@ -182,16 +195,3 @@ def test_json_shaped_budget_message_is_understood():
 @pytest.mark.parametrize("message", ["", "hello", json.dumps(["not", "a", "dict"]), json.dumps({"AlarmName": "x"})])
 def test_non_budget_messages_parse_to_none(message):
     assert guardrail.parse_budget_message(message) is None
-
-
-def test_handler_imports_only_the_standard_library_and_boto3():
-    # The Lambda asset is bertbatch/handlers/ alone: nothing else of the project is there.
-    import ast
-    import sys
-
-    from tests.conftest import REPO
-
-    tree = ast.parse((REPO / "bertbatch" / "handlers" / "guardrail.py").read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= set(sys.stdlib_module_names) | {"boto3", "botocore"}, imported

@@ -1,22 +1,32 @@
-"""Synthesize each profile once per session; tests read templates from it.
+"""Synthesize each configuration once per session; tests read templates from it.
 
-jsii start-up and synthesis cost seconds per app, so every stack test shares these apps.
+jsii start-up and synthesis cost seconds per app, so every stack test shares these apps: the
+dev and prod profiles, one dev variant for the non-default branches, one dev profile with
+experiment tracking and the batch-scoring keys set (`dev_tracked`), and the Monitoring stack
+built alone three times (tests/stacks/monitoring_standalone.py). Also the template helpers the
+construct tests share.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
-from tests.conftest import REPO
 from stacks.config import PlatformConfig, load_config
 from stacks.platform import Platform, add_compliance_checks, build_platform
+from tests.conftest import REPO
 
 CDK_CONTEXT = json.loads((REPO / "cdk.json").read_text())["context"]
+PROFILES = ("dev", "prod")
+STACKS = ("network", "data", "training", "monitoring")
+PREBUILT_IMAGE = "111122223333.dkr.ecr.eu-west-1.amazonaws.com/team/bert-train:1.4"
+EMAILS = ["ml-oncall@example.com", "platform@example.com"]
 
 
 def config_for(profile: str, **overrides: str) -> PlatformConfig:
@@ -47,6 +57,7 @@ def synthesize(config: PlatformConfig, *, nag: bool = True) -> Synthesized:
     return Synthesized(config=config, app=app, platform=platform, assembly=assembly)
 
 
+# --- the whole platform -------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def dev() -> Synthesized:
     return synthesize(config_for("dev"))
@@ -61,50 +72,168 @@ def prod() -> Synthesized:
 def dev_variant() -> Synthesized:
     """One extra synth that every stack's tests share for the non-default branches: FSx off,
     EFA on, a prebuilt ECR image, a NAT gateway, three interface endpoints."""
-    return synthesize(config_for("dev", **{
-        "data.fsx.enabled": "false",
-        "training.efa": "true",
-        "training.image_uri": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/team/bert-train:1.4",
-        "network.nat_gateways": "1",
-        "network.interface_endpoints": '["ecr.api", "ecr.dkr", "logs"]',
-    }))
+    return synthesize(
+        config_for(
+            "dev",
+            **{
+                "data.fsx.enabled": "false",
+                "training.efa": "true",
+                "training.image_uri": PREBUILT_IMAGE,
+                "network.nat_gateways": "1",
+                "network.interface_endpoints": '["ecr.api", "ecr.dkr", "logs"]',
+            },
+        )
+    )
+
+
+SAGEMAKER_MLFLOW_ARN = "arn:aws:sagemaker:eu-west-1:111122223333:mlflow-tracking-server/team-mlflow"
 
 
 @pytest.fixture(scope="session")
-def dev_network(dev: Synthesized) -> Template:
-    return dev.template(dev.platform.network)
+def dev_tracked() -> Synthesized:
+    """dev with a SageMaker managed MLflow tracking server, predictions expiring after 90 days and
+    a 90-minute prediction timeout."""
+    return synthesize(
+        config_for(
+            "dev",
+            **{
+                "tracking.mlflow_tracking_uri": SAGEMAKER_MLFLOW_ARN,
+                "data.prediction_expiry_days": "90",
+                "training.predict_timeout_minutes": "90",
+            },
+        )
+    )
+
+
+def _stack_template(synth_fixture: str, stack: str) -> Callable[..., Template]:
+    """A session fixture: the template of one stack of a session synth."""
+
+    @pytest.fixture(scope="session")
+    def template(request: pytest.FixtureRequest) -> Template:
+        synth: Synthesized = request.getfixturevalue(synth_fixture)
+        return synth.template(getattr(synth.platform, stack))
+
+    return template
+
+
+# dev_network, dev_data, dev_training, dev_monitoring, prod_..., and variant_network / _data / _training.
+for _profile in PROFILES:
+    for _stack in STACKS:
+        globals()[f"{_profile}_{_stack}"] = _stack_template(_profile, _stack)
+variant_network = _stack_template("dev_variant", "network")
+variant_data = _stack_template("dev_variant", "data")
+variant_training = _stack_template("dev_variant", "training")
+tracked_data = _stack_template("dev_tracked", "data")
+tracked_training = _stack_template("dev_tracked", "training")
+
+
+# --- the Monitoring stack alone, with stand-ins for the other stacks ------------------------
+@pytest.fixture(scope="session")
+def dev_mon() -> Any:
+    from tests.stacks.monitoring_standalone import build
+
+    return build(config_for("dev"))
 
 
 @pytest.fixture(scope="session")
-def dev_data(dev: Synthesized) -> Template:
-    return dev.template(dev.platform.data)
+def prod_mon() -> Any:
+    from tests.stacks.monitoring_standalone import build
+
+    return build(config_for("prod"))
 
 
 @pytest.fixture(scope="session")
-def prod_data(prod: Synthesized) -> Template:
-    return prod.template(prod.platform.data)
+def custom_mon() -> Any:
+    """Emails, tag filter, other thresholds, no FSx, no fallback function."""
+    from tests.stacks.monitoring_standalone import build
+
+    return build(
+        config_for(
+            "dev",
+            alert_emails=json.dumps(EMAILS),
+            **{
+                "budget.filter_on_project_tag": "true",
+                "budget.actual_thresholds_percent": "[25, 50, 100, 150]",
+                "budget.forecasted_threshold_percent": "90",
+                "budget.monthly_limit_usd": "1234",
+                "monitoring.failed_jobs_threshold": "2",
+                "monitoring.spot_interruptions_threshold": "5",
+                "monitoring.stalled_minutes": "45",
+                "monitoring.runbook_url": "https://wiki.example.com/bert-batch/runbook",
+                "data.fsx.enabled": "false",
+            },
+        ),
+        fallback=False,
+    )
 
 
-@pytest.fixture(scope="session")
-def prod_network(prod: Synthesized) -> Template:
-    return prod.template(prod.platform.network)
+# --- template helpers -----------------------------------------------------------------------
+def resources(template: Template, rtype: str) -> dict[str, dict]:
+    return template.find_resources(rtype)
 
 
-@pytest.fixture(scope="session")
-def dev_training(dev: Synthesized) -> Template:
-    return dev.template(dev.platform.training)
+def one(template: Template, rtype: str, logical_prefix: str) -> tuple[str, dict]:
+    found = [(k, v) for k, v in resources(template, rtype).items() if k.startswith(logical_prefix)]
+    assert len(found) == 1, f"expected one {rtype} named {logical_prefix}*, found {[k for k, _ in found]}"
+    return found[0]
 
 
-@pytest.fixture(scope="session")
-def prod_training(prod: Synthesized) -> Template:
-    return prod.template(prod.platform.training)
+def props(template: Template, rtype: str, logical_prefix: str) -> dict:
+    return one(template, rtype, logical_prefix)[1]["Properties"]
 
 
-@pytest.fixture(scope="session")
-def dev_monitoring(dev: Synthesized) -> Template:
-    return dev.template(dev.platform.monitoring)
+def environment(template: Template, logical_prefix: str) -> dict:
+    return props(template, "AWS::Batch::ComputeEnvironment", logical_prefix)
 
 
-@pytest.fixture(scope="session")
-def prod_monitoring(prod: Synthesized) -> Template:
-    return prod.template(prod.platform.monitoring)
+def text_of(value: Any) -> str:
+    """Literal text of a CloudFormation value; intrinsics other than Join/Base64 become `<ref>`."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(text_of(v) for v in value)
+    if isinstance(value, dict) and len(value) == 1:
+        ((fn, arg),) = value.items()
+        if fn == "Fn::Join":
+            return arg[0].join(text_of(v) for v in arg[1])
+        if fn == "Fn::Base64":
+            return text_of(arg)
+    return "<ref>"
+
+
+def user_data(template: Template, logical_prefix: str) -> str:
+    return text_of(props(template, "AWS::EC2::LaunchTemplate", logical_prefix)["LaunchTemplateData"]["UserData"])
+
+
+def job_definition(template: Template, logical_prefix: str) -> dict:
+    return props(template, "AWS::Batch::JobDefinition", logical_prefix)
+
+
+def single_container(template: Template) -> dict:
+    return job_definition(template, "JobDefinitionsSingle")["ContainerProperties"]
+
+
+def predict_container(template: Template) -> dict:
+    return job_definition(template, "JobDefinitionsPredict")["ContainerProperties"]
+
+
+def multi_node_container(template: Template) -> dict:
+    return job_definition(template, "JobDefinitionsMultiNode")["NodeProperties"]["NodeRangeProperties"][0]["Container"]
+
+
+def env_of(container: dict) -> dict:
+    return {e["Name"]: e["Value"] for e in container["Environment"]}
+
+
+def statements(template: Template, logical_prefix: str) -> list[dict]:
+    return props(template, "AWS::IAM::ManagedPolicy", logical_prefix)["PolicyDocument"]["Statement"]
+
+
+def statement(template: Template, logical_prefix: str, sid: str) -> dict:
+    found = [s for s in statements(template, logical_prefix) if s.get("Sid") == sid]
+    assert len(found) == 1, f"no statement {sid} in {logical_prefix}"
+    return found[0]
+
+
+def as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]

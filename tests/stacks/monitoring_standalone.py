@@ -13,10 +13,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import aws_batch as batch, aws_lambda as lambda_, aws_logs as logs, aws_s3 as s3
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 
-from bertbatch.discovery import resource_name
+from bertbatch_contract.naming import Naming
 from stacks.config import PlatformConfig
 from stacks.monitoring_stack import QUEUE_KINDS, MonitoringStack
 from stacks.platform import add_compliance_checks
@@ -31,7 +34,7 @@ ARTIFACTS_BUCKET = "bert-batch-artifacts-standin"
 
 
 def queue_arn(kind: str, profile: str) -> str:
-    return f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/{resource_name(kind, profile=profile)}"
+    return f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/{Naming(profile).resource(kind)}"
 
 
 def job_log_group_name(profile: str) -> str:
@@ -98,7 +101,9 @@ def build(config: PlatformConfig, *, fallback: bool = True, nag: bool = True) ->
         if fallback
         else None
     )
-    lustre = SimpleNamespace(file_system=SimpleNamespace(file_system_id=FILE_SYSTEM_ID)) if config.data.fsx.enabled else None
+    lustre = (
+        SimpleNamespace(file_system=SimpleNamespace(file_system_id=FILE_SYSTEM_ID)) if config.data.fsx.enabled else None
+    )
     stack = MonitoringStack(
         app,
         f"Monitoring-{config.profile}",
@@ -114,3 +119,53 @@ def build(config: PlatformConfig, *, fallback: bool = True, nag: bool = True) ->
         add_compliance_checks(app, config)
     app.synth()
     return Standalone(config=config, stack=stack, template=Template.from_stack(stack))
+
+
+# --- helpers on a standalone stack ------------------------------------------------------------
+def topic_ref(mon: Standalone) -> dict:
+    (logical_id,) = mon.of_type("AWS::SNS::Topic")
+    return {"Ref": logical_id}
+
+
+def alarm(mon: Standalone, name: str) -> dict:
+    (props,) = [
+        r["Properties"]
+        for r in mon.of_type("AWS::CloudWatch::Alarm").values()
+        if r["Properties"]["AlarmName"] == Naming(mon.config.profile).resource(name)
+    ]
+    return props
+
+
+def metric_stats(alarm_props: dict) -> dict[str, dict]:
+    """id -> MetricStat of a metric-math alarm's inputs."""
+    return {m["Id"]: m["MetricStat"] for m in alarm_props["Metrics"] if "MetricStat" in m}
+
+
+def expression(alarm_props: dict) -> str:
+    (expr,) = [m["Expression"] for m in alarm_props["Metrics"] if m.get("ReturnData", True) and "Expression" in m]
+    return expr
+
+
+def dashboard_metrics(mon: Standalone) -> list[list]:
+    """Every metric array of every graph widget ([namespace, name, dim, value, ..., {opts}])."""
+    out = []
+    for widget in mon.dashboard()["widgets"]:
+        for entry in widget["properties"].get("metrics", []):
+            if isinstance(entry[0], str):
+                out.append(entry)
+    return out
+
+
+def dashboard_text(mon: Standalone) -> str:
+    return "\n".join(w["properties"]["markdown"] for w in mon.dashboard()["widgets"] if w["type"] == "text")
+
+
+def function_with_handler(mon: Standalone, handler: str) -> tuple[str, dict]:
+    """(logical id, properties) of the one Lambda function running `handler`."""
+    found = [
+        (k, r["Properties"])
+        for k, r in mon.of_type("AWS::Lambda::Function").items()
+        if r["Properties"]["Handler"] == handler
+    ]
+    assert len(found) == 1, f"expected one function with handler {handler}"
+    return found[0]

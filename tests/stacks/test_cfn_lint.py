@@ -16,7 +16,10 @@ def _cfn_lint(paths: list[Path]) -> subprocess.CompletedProcess:
     # Run from the repo root so .cfnlintrc.yaml (and its documented ignores) applies.
     return subprocess.run(
         [str(Path(sys.executable).parent / "cfn-lint"), *map(str, paths)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -35,3 +38,14 @@ def test_cfn_lint_rejects_an_invalid_template(tmp_path):
     result = _cfn_lint([bad])
     assert result.returncode != 0
     assert "NoSuchProperty" in result.stdout
+
+
+def test_variant_template_passes_cfn_lint(variant_training):
+    # The dev/prod templates are linted by `make synth`; this covers the EFA / no-FSx / prebuilt
+    # image branches, in process (the same checks and ignores as .cfnlintrc.yaml).
+    from cfnlint.api import ManualArgs, lint
+
+    matches = lint(
+        json.dumps(variant_training.to_json()), config=ManualArgs(ignore_checks=["W3005"], regions=["us-east-1"])
+    )
+    assert [str(m) for m in matches] == []

@@ -6,7 +6,6 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 
-
 def _bucket(template: Template, logical_prefix: str) -> tuple[str, dict]:
     buckets = template.find_resources("AWS::S3::Bucket")
     key = next(k for k in buckets if k.startswith(f"Buckets{logical_prefix}"))
@@ -21,13 +20,36 @@ def test_project_key_rotates_and_has_an_alias(dev_data):
 def test_key_policy_lets_fsx_s3_service_linked_role_use_the_key(dev_data):
     dev_data.has_resource_properties(
         "AWS::KMS::Key",
-        {"KeyPolicy": {"Statement": Match.array_with([Match.object_like({
-            "Sid": "AllowFsxS3AccessServiceLinkedRole",
-            "Action": Match.array_with(["kms:Decrypt", "kms:GenerateDataKey*"]),
-            "Condition": {"ArnLike": {"aws:PrincipalArn": {"Fn::Join": ["", Match.array_with([
-                Match.string_like_regexp(r"s3\.data-source\.lustre\.fsx\.amazonaws\.com/AWSServiceRoleForFSxS3Access_\*$")
-            ])]}}},
-        })])}},
+        {
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Sid": "AllowFsxS3AccessServiceLinkedRole",
+                                "Action": Match.array_with(["kms:Decrypt", "kms:GenerateDataKey*"]),
+                                "Condition": {
+                                    "ArnLike": {
+                                        "aws:PrincipalArn": {
+                                            "Fn::Join": [
+                                                "",
+                                                Match.array_with(
+                                                    [
+                                                        Match.string_like_regexp(
+                                                            r"s3\.data-source\.lustre\.fsx\.amazonaws\.com/AWSServiceRoleForFSxS3Access_\*$"
+                                                        )
+                                                    ]
+                                                ),
+                                            ]
+                                        }
+                                    }
+                                },
+                            }
+                        )
+                    ]
+                )
+            }
+        },
     )
 
 
@@ -58,7 +80,10 @@ def test_every_bucket_is_private_versioned_and_owner_enforced(dev_data, name):
     _, bucket = _bucket(dev_data, name)
     props = bucket["Properties"]
     assert props["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
     }
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
@@ -71,10 +96,19 @@ def test_every_bucket_denies_plain_http(dev_data, name):
         "AWS::S3::BucketPolicy",
         {
             "Bucket": {"Ref": key},
-            "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
-                "Effect": "Deny", "Action": "s3:*",
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            })])},
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Action": "s3:*",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            },
         },
     )
 
@@ -84,7 +118,8 @@ def test_server_access_logs_go_to_the_log_bucket(dev_data, name, prefix):
     logs_key, _ = _bucket(dev_data, "AccessLogs")
     _, bucket = _bucket(dev_data, name)
     assert bucket["Properties"]["LoggingConfiguration"] == {
-        "DestinationBucketName": {"Ref": logs_key}, "LogFilePrefix": prefix,
+        "DestinationBucketName": {"Ref": logs_key},
+        "LogFilePrefix": prefix,
     }
 
 
@@ -92,7 +127,11 @@ def test_server_access_logs_go_to_the_log_bucket(dev_data, name, prefix):
 def test_lifecycle_aborts_multipart_and_expires_noncurrent_versions(dev_data, name):
     _, bucket = _bucket(dev_data, name)
     rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert {"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}, "Id": "abort-incomplete-multipart", "Status": "Enabled"} in rules
+    assert {
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+        "Id": "abort-incomplete-multipart",
+        "Status": "Enabled",
+    } in rules
     assert any(r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") == 30 for r in rules)
 
 
@@ -101,7 +140,12 @@ def test_checkpoints_expire_after_configured_days(request, fixture, days):
     template = request.getfixturevalue(fixture)
     _, bucket = _bucket(template, "Artifacts")
     rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert {"ExpirationInDays": days, "Id": "expire-checkpoints", "Prefix": "checkpoints/", "Status": "Enabled"} in rules
+    assert {
+        "ExpirationInDays": days,
+        "Id": "expire-checkpoints",
+        "Prefix": "checkpoints/",
+        "Status": "Enabled",
+    } in rules
     _, data = _bucket(template, "Data")
     assert not any(r.get("Prefix") == "checkpoints/" for r in data["Properties"]["LifecycleConfiguration"]["Rules"])
 
@@ -171,11 +215,15 @@ def test_prod_stacks_have_termination_protection(prod, dev):
 def test_every_resource_is_tagged(dev_data):
     dev_data.has_resource_properties(
         "AWS::S3::Bucket",
-        {"Tags": Match.array_with([
-            {"Key": "CostCenter", "Value": "ml-platform"},
-            {"Key": "Profile", "Value": "dev"},
-            {"Key": "Project", "Value": "bert-batch"},
-        ])},
+        {
+            "Tags": Match.array_with(
+                [
+                    {"Key": "CostCenter", "Value": "ml-platform"},
+                    {"Key": "Profile", "Value": "dev"},
+                    {"Key": "Project", "Value": "bert-batch"},
+                ]
+            )
+        },
     )
 
 
@@ -185,3 +233,28 @@ def test_fsx_can_be_disabled(dev_variant):
     template.resource_count_is("AWS::FSx::FileSystem", 0)
     template.resource_count_is("AWS::FSx::DataRepositoryAssociation", 0)
     assert synth.platform.data.lustre is None
+
+
+def test_without_fsx_no_file_system_and_no_key_grant_for_it(variant_data, dev_data):
+    assert not variant_data.find_resources("AWS::FSx::FileSystem")
+    assert not variant_data.find_resources("AWS::FSx::DataRepositoryAssociation")
+    assert not {"FsxDnsName", "FsxMountName"} & set(variant_data.to_json().get("Outputs", {}))
+
+    def key_sids(template):
+        [key] = template.find_resources("AWS::KMS::Key").values()
+        return {s.get("Sid") for s in key["Properties"]["KeyPolicy"]["Statement"]}
+
+    assert "AllowFsxS3AccessServiceLinkedRole" in key_sids(dev_data)
+    assert "AllowFsxS3AccessServiceLinkedRole" not in key_sids(variant_data)
+
+
+def test_predictions_are_kept_unless_configured_to_expire(dev_data, tracked_data):
+    def prediction_rules(template):
+        _, artifacts = _bucket(template, "Artifacts")
+        rules = artifacts["Properties"]["LifecycleConfiguration"]["Rules"]
+        return [r for r in rules if r.get("Prefix") == "predictions/"]
+
+    assert prediction_rules(dev_data) == []
+    assert prediction_rules(tracked_data) == [
+        {"ExpirationInDays": 90, "Id": "expire-predictions", "Prefix": "predictions/", "Status": "Enabled"}
+    ]

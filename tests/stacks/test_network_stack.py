@@ -45,11 +45,16 @@ def test_s3_gateway_endpoint(dev_network):
 @pytest.mark.parametrize("service", INTERFACE_ENDPOINTS)
 def test_interface_endpoint_with_private_dns(dev_network, service):
     endpoints = [
-        e["Properties"] for e in _resources(dev_network, "AWS::EC2::VPCEndpoint").values()
+        e["Properties"]
+        for e in _resources(dev_network, "AWS::EC2::VPCEndpoint").values()
         if e["Properties"].get("VpcEndpointType") == "Interface"
     ]
     names = [json.dumps(e["ServiceName"]) for e in endpoints]
-    matching = [e for e, name in zip(endpoints, names) if name.endswith(f'.{service}"]]}}') or f'.{service}"' in name]
+    matching = [
+        e
+        for e, name in zip(endpoints, names, strict=True)
+        if name.endswith(f'.{service}"]]}}') or f'.{service}"' in name
+    ]
     assert matching, f"no interface endpoint for {service}: {names}"
     assert matching[0]["PrivateDnsEnabled"] is True
 
@@ -57,8 +62,11 @@ def test_interface_endpoint_with_private_dns(dev_network, service):
 def test_endpoints_are_selectable_in_config(dev_variant):
     synth = dev_variant
     template = Template.from_stack(synth.platform.network)
-    interface = [e for e in _resources(template, "AWS::EC2::VPCEndpoint").values()
-                 if e["Properties"].get("VpcEndpointType") == "Interface"]
+    interface = [
+        e
+        for e in _resources(template, "AWS::EC2::VPCEndpoint").values()
+        if e["Properties"].get("VpcEndpointType") == "Interface"
+    ]
     assert len(interface) == 3
 
 
@@ -98,14 +106,22 @@ def test_logs_key_rotates_and_admits_only_project_log_groups(dev_network):
         {
             "EnableKeyRotation": True,
             "KeyPolicy": {
-                "Statement": Match.array_with([
-                    Match.object_like({
-                        "Sid": "AllowCloudWatchLogs",
-                        "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": {
-                            "Fn::Join": ["", Match.array_with([":log-group:/bert-batch/dev/*"])]
-                        }}},
-                    })
-                ])
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Sid": "AllowCloudWatchLogs",
+                                "Condition": {
+                                    "ArnLike": {
+                                        "kms:EncryptionContext:aws:logs:arn": {
+                                            "Fn::Join": ["", Match.array_with([":log-group:/bert-batch/dev/*"])]
+                                        }
+                                    }
+                                },
+                            }
+                        )
+                    ]
+                )
             },
         },
     )
@@ -120,12 +136,21 @@ def test_compute_group_egress_is_https_plus_itself(dev_network):
     compute = _group_logical_id(dev_network, "GPU training instances")
     props = _resources(dev_network, "AWS::EC2::SecurityGroup")[compute]["Properties"]
     assert props["SecurityGroupEgress"] == [
-        {"CidrIp": "0.0.0.0/0", "Description": "HTTPS to AWS APIs, ECR, S3", "FromPort": 443, "IpProtocol": "tcp", "ToPort": 443}
+        {
+            "CidrIp": "0.0.0.0/0",
+            "Description": "HTTPS to AWS APIs, ECR, S3",
+            "FromPort": 443,
+            "IpProtocol": "tcp",
+            "ToPort": 443,
+        }
     ]
     dev_network.has_resource_properties(
         "AWS::EC2::SecurityGroupIngress",
-        {"IpProtocol": "-1", "GroupId": {"Fn::GetAtt": [compute, "GroupId"]},
-         "SourceSecurityGroupId": {"Fn::GetAtt": [compute, "GroupId"]}},
+        {
+            "IpProtocol": "-1",
+            "GroupId": {"Fn::GetAtt": [compute, "GroupId"]},
+            "SourceSecurityGroupId": {"Fn::GetAtt": [compute, "GroupId"]},
+        },
     )
 
 
@@ -135,9 +160,13 @@ def test_fsx_group_admits_lustre_ports_from_compute(dev_network, from_port, to_p
     fsx = _group_logical_id(dev_network, "FSx for Lustre")
     dev_network.has_resource_properties(
         "AWS::EC2::SecurityGroupIngress",
-        {"IpProtocol": "tcp", "FromPort": from_port, "ToPort": to_port,
-         "GroupId": {"Fn::GetAtt": [fsx, "GroupId"]},
-         "SourceSecurityGroupId": {"Fn::GetAtt": [compute, "GroupId"]}},
+        {
+            "IpProtocol": "tcp",
+            "FromPort": from_port,
+            "ToPort": to_port,
+            "GroupId": {"Fn::GetAtt": [fsx, "GroupId"]},
+            "SourceSecurityGroupId": {"Fn::GetAtt": [compute, "GroupId"]},
+        },
     )
 
 
@@ -186,3 +215,11 @@ def test_existing_vpc_is_imported_without_lookup():
     template.has_resource_properties("AWS::EC2::SecurityGroup", {"VpcId": "vpc-0123456789abcdef0"})
     data = Template.from_stack(synth.platform.data)
     data.has_resource_properties("AWS::FSx::FileSystem", {"SubnetIds": ["subnet-0123456789abcdef0"]})
+
+
+def test_without_fsx_no_lustre_security_group_or_rules(variant_network, dev_network):
+    def lustre_mentions(template):
+        return [k for k, r in template.to_json()["Resources"].items() if "lustre" in json.dumps(r).lower()]
+
+    assert lustre_mentions(dev_network), "the dev profile has FSx: expected its security group and rules"
+    assert lustre_mentions(variant_network) == []

@@ -5,23 +5,30 @@ AWS Batch publishes no job-count metrics and its job-state events only mark tran
 combines this gauge with the container's training metrics: jobs RUNNING but no training
 metric for `stalled_minutes` means a stalled job.
 
-Environment (set by the Monitoring stack, names from the metrics contract):
+Environment (set by platform_constructs/job_events.py, values from the metrics contract):
   JOB_QUEUES         JSON list of queue names or ARNs
   METRICS_NAMESPACE  namespace of the gauge
   METRIC_NAME        metric name (RunningJobs)
   DIMENSION_NAME     dimension name (Profile)
   DIMENSION_VALUE    the profile
 
-Stdlib + boto3 only: this directory is the Lambda asset.
+Standard library and boto3 only.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import boto3
+
+ENV_JOB_QUEUES = "JOB_QUEUES"
+ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
+ENV_METRIC_NAME = "METRIC_NAME"
+ENV_DIMENSION_NAME = "DIMENSION_NAME"
+ENV_DIMENSION_VALUE = "DIMENSION_VALUE"
 
 
 def count_running(batch: Any, queues: list[str]) -> dict[str, int]:
@@ -36,15 +43,15 @@ def count_running(batch: Any, queues: list[str]) -> dict[str, int]:
 
 
 def handle(env: Mapping[str, str], *, batch: Any, cloudwatch: Any) -> dict:
-    queues = json.loads(env["JOB_QUEUES"])
+    queues = json.loads(env[ENV_JOB_QUEUES])
     counts = count_running(batch, queues)
     total = sum(counts.values())
     cloudwatch.put_metric_data(
-        Namespace=env["METRICS_NAMESPACE"],
+        Namespace=env[ENV_METRICS_NAMESPACE],
         MetricData=[
             {
-                "MetricName": env["METRIC_NAME"],
-                "Dimensions": [{"Name": env["DIMENSION_NAME"], "Value": env["DIMENSION_VALUE"]}],
+                "MetricName": env[ENV_METRIC_NAME],
+                "Dimensions": [{"Name": env[ENV_DIMENSION_NAME], "Value": env[ENV_DIMENSION_VALUE]}],
                 "Value": float(total),
                 "Unit": "Count",
             }

@@ -15,8 +15,8 @@ variable with the old job id; the old job is tagged with the new job id (`bertba
 follows that tag). Anything else (own failures, timeouts, cancellations by a person, array
 parents, multi-node jobs, jobs already resubmitted once) is logged and left alone.
 
-Standard library and boto3 only: the Lambda asset holds just this directory. The names below
-mirror `bert_train.contract` and `bert_train.metrics`; a unit test keeps them in sync.
+Standard library, boto3 and `bertbatch_contract` (job variables, tags, exit codes, metric
+names), which the Lambda asset carries beside this module.
 """
 
 from __future__ import annotations
@@ -24,17 +24,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
-# --- the job contract (mirrors bert_train.contract) -------------------------------------
-ENV_RUN_ID = "RUN_ID"
-ENV_FALLBACK_FROM_JOB = "BERT_BATCH_FALLBACK_FROM"
-ENV_GRID = "BERT_BATCH_GRID"
-TAG_RUN_ID = "bert-batch:run-id"
-TAG_FALLBACK_FROM = "bert-batch:fallback-from"
-TAG_FALLBACK_TO = "bert-batch:fallback-to"
-EXIT_INTERRUPTED = 75
+from bertbatch_contract import job as job_contract
+from bertbatch_contract import metrics, prediction, runs
+from bertbatch_contract.tags import TAG_FALLBACK_FROM, TAG_FALLBACK_TO, TAG_RUN_ID
 
 # --- what AWS Batch writes ----------------------------------------------------------------
 CAPACITY_REASON = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
@@ -45,19 +41,17 @@ TIME_LIMIT_ACTION_PREFIX = "Canceled by JobStateTimeLimit action"
 SPOT_RECLAIM_PREFIX = "Host EC2"
 # Job statusReason when the last attempt's container exited on its own (here: with 75).
 CONTAINER_EXITED_PREFIX = "Essential container in task exited"
-# Reserved for Batch: a submitted job may not set these.
-RESERVED_ENV_PREFIX = "AWS_BATCH"
 MAX_JOB_NAME = 128
 JOB_NAME_SUFFIX = "-on-demand"
 
-# --- configuration from the stack ---------------------------------------------------------
+# --- configuration from the stack (platform_constructs/fallback.py sets these) ----------------
 ENV_SOURCE_QUEUE = "SOURCE_QUEUE_ARN"
 ENV_TARGET_QUEUE = "TARGET_QUEUE_ARN"
 ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
 ENV_METRIC_NAME = "METRIC_NAME"
 ENV_PROFILE = "PROFILE"
-DEFAULT_NAMESPACE = "BertBatch"
-DEFAULT_METRIC_NAME = "FallbackResubmissions"
+DEFAULT_NAMESPACE = metrics.DEFAULT_NAMESPACE
+DEFAULT_METRIC_NAME = metrics.FALLBACK_RESUBMISSIONS.name
 
 
 @dataclass(frozen=True)
@@ -76,7 +70,7 @@ class Settings:
     profile: str = ""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         return cls(
             source_queue=env[ENV_SOURCE_QUEUE],
             target_queue=env[ENV_TARGET_QUEUE],
@@ -110,7 +104,7 @@ def is_interruption(attempt: Mapping[str, Any]) -> bool:
     if str(attempt.get("statusReason") or "").startswith(SPOT_RECLAIM_PREFIX):
         return True
     exit_code = (attempt.get("container") or {}).get("exitCode")
-    return exit_code == EXIT_INTERRUPTED
+    return bool(exit_code == job_contract.EXIT_INTERRUPTED)
 
 
 def is_capacity_cancel(job: Mapping[str, Any]) -> bool:
@@ -126,7 +120,7 @@ def decide(job: Mapping[str, Any], settings: Settings) -> Decision:
         return Decision(False, "not from the spot-first queue")
     tags = job.get("tags") or {}
     env = environment_of(job)
-    if tags.get(TAG_FALLBACK_FROM) or env.get(ENV_FALLBACK_FROM_JOB):
+    if tags.get(TAG_FALLBACK_FROM) or env.get(job_contract.ENV_FALLBACK_FROM_JOB):
         return Decision(False, "already a fallback job: resubmitted at most once")
     if tags.get(TAG_FALLBACK_TO):
         return Decision(False, f"already resubmitted as {tags[TAG_FALLBACK_TO]}")
@@ -149,34 +143,47 @@ def decide(job: Mapping[str, Any], settings: Settings) -> Decision:
     return Decision(True, f"all {len(attempts)} attempts were Spot interruptions", cause="spot-interruptions")
 
 
+def _is_prediction(job: Mapping[str, Any]) -> bool:
+    """A `bert-predict` job: its command starts with the predict subcommand."""
+    command = (job.get("container") or {}).get("command") or []
+    return bool(command) and command[0] == prediction.SUBCOMMAND
+
+
 def build_resubmission(job: Mapping[str, Any], settings: Settings) -> Resubmission:
     """The SubmitJob request: same definition, parameters, environment, run id; On-Demand queue."""
     old_id = str(job["jobId"])
-    env = {k: v for k, v in environment_of(job).items() if not k.startswith(RESERVED_ENV_PREFIX)}
+    env = {k: v for k, v in environment_of(job).items() if not k.startswith(job_contract.RESERVED_ENV_PREFIX)}
     parameters = {str(k): str(v) for k, v in (job.get("parameters") or {}).items()}
     # The container's run id: RUN_ID, else the Batch job id (so a job without one resumes too).
-    run_id = env.get(ENV_RUN_ID) or old_id
+    run_id = env.get(job_contract.ENV_RUN_ID) or old_id
     array = job.get("arrayProperties") or {}
     if "index" in array:
         # One child of a sweep becomes a single job: its grid row becomes its parameters and
-        # its run id is the child's (<RUN_ID>-<index>, as bert_train.contract.array_run_id).
+        # its run id is the child's (<RUN_ID>-<index>).
         index = int(array["index"])
-        grid = env.pop(ENV_GRID, "")
+        grid = env.pop(job_contract.ENV_GRID, "")
         if grid:
             rows = json.loads(grid)
             if 0 <= index < len(rows):
                 parameters.update({str(k): str(v) for k, v in rows[index].items()})
-        base = env.get(ENV_RUN_ID) or old_id.split(":", 1)[0]
-        run_id = f"{base}-{index}"
-    env[ENV_RUN_ID] = run_id
-    env[ENV_FALLBACK_FROM_JOB] = old_id
+        base = env.get(job_contract.ENV_RUN_ID) or old_id.split(":", 1)[0]
+        run_id = runs.array_run_id(base, index)
+        # A prediction shard scored shard $AWS_BATCH_JOB_ARRAY_INDEX; as a single job it is told.
+        if _is_prediction(job):
+            env.setdefault(job_contract.ENV_PREDICT_SHARD_INDEX, str(index))
+    env[job_contract.ENV_RUN_ID] = run_id
+    env[job_contract.ENV_FALLBACK_FROM_JOB] = old_id
 
     container = job.get("container") or {}
     overrides: dict[str, Any] = {
         "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
     }
-    # No command override: the job definition's command is `--flag Ref::name` pairs, so the
-    # parameters above (an array child's grid row merged in) give the same flags.
+    # Training: no command override: the job definition's command is `--flag Ref::name` pairs, so
+    # the parameters above (an array child's grid row merged in) give the same flags. Prediction:
+    # the CLI overrides the whole command for options without a parameter (--id-column...), so
+    # the job's command is carried over as it ran.
+    if _is_prediction(job):
+        overrides["command"] = [str(arg) for arg in container.get("command") or []]
     requirements = [
         {"type": r["type"], "value": str(r["value"])}
         for r in container.get("resourceRequirements") or []
@@ -208,8 +215,8 @@ def build_resubmission(job: Mapping[str, Any], settings: Settings) -> Resubmissi
 
 # --- log lines ----------------------------------------------------------------------------
 def emf_line(settings: Settings, value: float = 1.0, *, timestamp_ms: int | None = None) -> str:
-    """One Embedded Metric Format record for the resubmission count (see bert_train.metrics)."""
-    dimensions = {"Profile": settings.profile} if settings.profile else {}
+    """One Embedded Metric Format record for the resubmission count (bertbatch_contract.metrics)."""
+    dimensions = {metrics.DIMENSION_PROFILE: settings.profile} if settings.profile else {}
     record = {
         "_aws": {
             "Timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
@@ -269,7 +276,13 @@ def handle(event: Mapping[str, Any], settings: Settings, batch: Any, emit: Calla
         queue=settings.target_queue,
     )
     emit(emf_line(settings))
-    return {"action": "resubmit", "jobId": job_id, "newJobId": new_id, "runId": resubmission.run_id, "cause": decision.cause}
+    return {
+        "action": "resubmit",
+        "jobId": job_id,
+        "newJobId": new_id,
+        "runId": resubmission.run_id,
+        "cause": decision.cause,
+    }
 
 
 def _job_arn(job: Mapping[str, Any], settings: Settings) -> str:

@@ -8,13 +8,13 @@ Everything else is logged and ignored.
 Disabling a queue stops new jobs from starting; jobs already running finish. Re-enable with
 `aws batch update-job-queue --job-queue <name> --state ENABLED` (see docs/runbook.md).
 
-Environment (set by the Monitoring stack):
+Environment (set by platform_constructs/guardrail.py):
   BUDGET_NAME       the budget whose alert counts
   BUDGET_LIMIT_USD  the budget's monthly limit, to turn a dollar threshold into a percent
   JOB_QUEUES        JSON list of the queues to disable (names or ARNs)
   MIN_PERCENT       optional, default 100
 
-Stdlib + boto3 only: this directory is the Lambda asset.
+Standard library and boto3 only.
 """
 
 from __future__ import annotations
@@ -22,11 +22,16 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import boto3
 
+ENV_BUDGET_NAME = "BUDGET_NAME"
+ENV_BUDGET_LIMIT_USD = "BUDGET_LIMIT_USD"
+ENV_JOB_QUEUES = "JOB_QUEUES"
+ENV_MIN_PERCENT = "MIN_PERCENT"
 ACTUAL = "ACTUAL"
 DEFAULT_MIN_PERCENT = 100.0
 # Rounding slack: "$500.00" against a 500 USD limit must count as 100%.
@@ -105,15 +110,15 @@ class Settings:
     min_percent: float = DEFAULT_MIN_PERCENT
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "Settings":
-        queues = json.loads(env["JOB_QUEUES"])
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        queues = json.loads(env[ENV_JOB_QUEUES])
         if not isinstance(queues, list) or not all(isinstance(q, str) and q for q in queues):
-            raise ValueError("JOB_QUEUES must be a JSON list of queue names or ARNs")
+            raise ValueError(f"{ENV_JOB_QUEUES} must be a JSON list of queue names or ARNs")
         return cls(
-            budget_name=env["BUDGET_NAME"],
-            limit_usd=float(env["BUDGET_LIMIT_USD"]),
+            budget_name=env[ENV_BUDGET_NAME],
+            limit_usd=float(env[ENV_BUDGET_LIMIT_USD]),
             queues=tuple(queues),
-            min_percent=float(env.get("MIN_PERCENT") or DEFAULT_MIN_PERCENT),
+            min_percent=float(env.get(ENV_MIN_PERCENT) or DEFAULT_MIN_PERCENT),
         )
 
 

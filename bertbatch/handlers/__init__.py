@@ -1,1 +1,0 @@
-"""Lambda handlers deployed by the stacks (packaged from this directory as one asset)."""

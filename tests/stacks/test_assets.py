@@ -1,0 +1,110 @@
+"""What the assets in the cloud assembly hold: the Lambda code asset (runtime modules and the
+contract package) and the training image's build context (the repository root, filtered by the
+root .dockerignore allow-list)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+import time
+from pathlib import Path
+
+import aws_cdk as cdk
+
+from platform_constructs import lambda_asset
+from stacks.training_stack import DOCKERFILE, IMAGE_VERSION_ARG, PACKAGE, REPO_ROOT, image_version
+from tests.stacks.conftest import resources
+
+# Everything the training image may be built from (CDK adds the .dockerignore itself).
+IMAGE_CONTEXT_TOPS = {".dockerignore", "bertbatch_contract", "training_container"}
+IMAGE_CONTAINER_FILES = {"Dockerfile", "entrypoint.sh", "requirements.txt", "bert_train"}
+# Big folders of a working copy that must never be walked for the image's fingerprint.
+HEAVY_DIRS = (".venv", "node_modules", "cdk.out", "tests", ".git", "bench", "docs")
+
+
+def files_under(directory: Path) -> list[str]:
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
+
+
+def test_every_function_runs_the_one_lambda_asset(dev, dev_training, dev_monitoring):
+    keys = {
+        r["Properties"]["Code"]["S3Key"]
+        for template in (dev_training, dev_monitoring)
+        for r in resources(template, "AWS::Lambda::Function").values()
+        if r["Properties"].get("Runtime", "").startswith("python")
+    }
+    assert len(keys) == 1
+    (key,) = keys
+    staged = Path(dev.assembly.directory) / f"asset.{key.removesuffix('.zip')}"
+    assert files_under(staged) == lambda_asset.expected_files()
+
+
+def test_lambda_asset_hash_is_the_same_in_every_synth(dev, prod):
+    def key(synth) -> str:
+        template = synth.template(synth.platform.training)
+        (function,) = resources(template, "AWS::Lambda::Function").values()
+        return function["Properties"]["Code"]["S3Key"]
+
+    assert key(dev) == key(prod)
+
+
+def test_training_image_is_built_from_the_repository_root(dev):
+    asset = dev.platform.training.image_asset
+    assert asset is not None
+    manifest = Path(dev.assembly.directory) / f"{dev.platform.training.artifact_id}.assets.json"
+    source = json.loads(manifest.read_text())["dockerImages"][asset.asset_hash]["source"]
+    build_args = source.pop("dockerBuildArgs")
+    assert source == {"directory": f"asset.{asset.asset_hash}", "dockerFile": DOCKERFILE, "platform": "linux/amd64"}
+    # <package version>-<context hash> (the hash itself: see the test below; the tree may change
+    # between the session synth and this line, so it is not recomputed here).
+    assert list(build_args) == [IMAGE_VERSION_ARG]
+    version = re.escape(importlib.metadata.version(PACKAGE))
+    assert re.fullmatch(rf"{version}-[0-9a-f]{{12}}", build_args[IMAGE_VERSION_ARG])
+    assert (REPO_ROOT / DOCKERFILE).is_file()
+    assert f"ARG {IMAGE_VERSION_ARG}" in (REPO_ROOT / DOCKERFILE).read_text()
+
+
+def test_image_version_is_the_package_version_and_a_hash_of_the_build_context(tmp_path):
+    (tmp_path / ".dockerignore").write_text("# comment\n*\n!kept\n")
+    (tmp_path / "kept").write_text("a")
+    (tmp_path / "ignored").write_text("a")
+    version = image_version(tmp_path)
+    assert re.fullmatch(r"\d+\.\d+\.\d+[\w.]*-[0-9a-f]{12}", version), version
+    (tmp_path / "ignored").write_text("b")
+    assert image_version(tmp_path) == version, "a file outside the context must not change the version"
+    (tmp_path / "kept").write_text("b")
+    assert image_version(tmp_path) != version, "a change inside the context must change the version"
+
+
+def test_training_image_context_holds_only_the_contract_and_the_container(dev):
+    staged = Path(dev.assembly.directory) / f"asset.{dev.platform.training.image_asset.asset_hash}"
+    files = files_under(staged)
+    assert {f.split("/")[0] for f in files} == IMAGE_CONTEXT_TOPS
+    assert {f.split("/")[1] for f in files if f.startswith("training_container/")} == IMAGE_CONTAINER_FILES
+    assert "training_container/Dockerfile" in files
+    assert "bertbatch_contract/__init__.py" in files and "training_container/bert_train/__init__.py" in files
+    assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
+
+
+def _image_ignore_strategy() -> cdk.IgnoreStrategy:
+    # What DockerImageAsset does with the context's .dockerignore (and the Dockerfile's name).
+    lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    return cdk.IgnoreStrategy.docker(str(REPO_ROOT), [*patterns, "!.dockerignore", f"!{Path(DOCKERFILE).name}"])
+
+
+def test_heavy_folders_are_never_walked_for_the_image(dev):
+    strategy = _image_ignore_strategy()
+    for name in HEAVY_DIRS:
+        assert strategy.completely_ignores(str(REPO_ROOT / name)), name
+    assert not strategy.ignores(str(REPO_ROOT / DOCKERFILE))
+
+
+def test_fingerprinting_the_image_context_stays_fast():
+    # A context that walked .venv or node_modules would take seconds here, not milliseconds.
+    lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    start = time.monotonic()
+    cdk.FileSystem.fingerprint(str(REPO_ROOT), exclude=patterns, ignore_mode=cdk.IgnoreMode.DOCKER)
+    assert time.monotonic() - start < 2.0

@@ -1,0 +1,235 @@
+"""TrainingJobDefinitions (platform_constructs/job_definitions.py): command, parameters, environment,
+resources, retries, image."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+
+from bertbatch_contract import hyperparameters, job, layout, metrics
+from tests.stacks.conftest import (
+    PREBUILT_IMAGE,
+    env_of,
+    job_definition,
+    multi_node_container,
+    one,
+    resources,
+    single_container,
+    text_of,
+)
+
+
+def test_job_definition_names(dev_training):
+    names = sorted(
+        r["Properties"]["JobDefinitionName"] for r in resources(dev_training, "AWS::Batch::JobDefinition").values()
+    )
+    assert names == [
+        "bert-batch-dev-bert-finetune",
+        "bert-batch-dev-bert-finetune-multinode",
+        "bert-batch-dev-bert-predict",
+    ]
+
+
+def test_single_node_resources_from_config(dev_training, dev):
+    t = dev.config.training
+    assert sorted(single_container(dev_training)["ResourceRequirements"], key=lambda r: r["Type"]) == [
+        {"Type": "GPU", "Value": str(t.gpus_per_job)},
+        {"Type": "MEMORY", "Value": str(t.memory_mib_per_job)},
+        {"Type": "VCPU", "Value": str(t.vcpus_per_job)},
+    ]
+
+
+@pytest.mark.parametrize("container", [single_container, multi_node_container])
+def test_shared_memory_for_data_loaders(dev_training, dev, container):
+    assert container(dev_training)["LinuxParameters"]["SharedMemorySize"] == dev.config.training.shared_memory_mib
+
+
+@pytest.mark.parametrize("container", [single_container, multi_node_container])
+def test_ulimits_memlock_unlimited_and_nofile_high(dev_training, container):
+    assert sorted(container(dev_training)["Ulimits"], key=lambda u: u["Name"]) == [
+        {"Name": "memlock", "SoftLimit": -1, "HardLimit": -1},
+        {"Name": "nofile", "SoftLimit": 65536, "HardLimit": 65536},
+    ]
+
+
+@pytest.mark.parametrize("container", [single_container, multi_node_container])
+def test_command_is_the_flags_from_the_contract(dev_training, container):
+    command = container(dev_training)["Command"]
+    assert command[0::2] == [row.flag for row in hyperparameters.JOB_PARAMETERS.values()]
+    assert command[0::2] == [
+        "--train",
+        "--eval",
+        "--model",
+        "--epochs",
+        "--learning-rate",
+        "--batch-size",
+        "--max-seq-length",
+        "--text-column",
+        "--label-column",
+    ]
+    assert command[1::2] == [f"Ref::{name}" for name in hyperparameters.JOB_PARAMETERS]
+
+
+@pytest.mark.parametrize("jobdef", ["JobDefinitionsSingle", "JobDefinitionsMultiNode"])
+def test_every_ref_parameter_has_a_default(dev_training, jobdef):
+    parameters = job_definition(dev_training, jobdef)["Parameters"]
+    assert set(parameters) == set(hyperparameters.JOB_PARAMETERS)
+    for name, value in hyperparameters.parameter_defaults().items():
+        assert parameters[name] == value
+    assert hyperparameters.parameter_defaults() == {
+        "model": "bert-base-uncased",
+        "epochs": "3",
+        "learning_rate": "2e-5",
+        "batch_size": "32",
+        "max_seq_length": "128",
+        "text_column": "sentence",
+        "label_column": "label",
+    }
+    assert text_of(parameters["train_uri"]) == "s3://<ref>/datasets/train.tsv"
+    assert text_of(parameters["eval_uri"]) == "s3://<ref>/datasets/dev.tsv"
+
+
+@pytest.mark.parametrize("container", [single_container, multi_node_container])
+def test_environment_tells_the_container_where_things_are(dev_training, container):
+    env = env_of(container(dev_training))
+    assert env[job.ENV_PROFILE] == "dev"
+    # The S3 prefix FSx mirrors; the container finds the FSx copy under FSX_MOUNT_PATH.
+    assert text_of(env[job.ENV_DATA_URI]) == f"s3://<ref>/{layout.DATASETS_PREFIX.rstrip('/')}"
+    assert text_of(env[job.ENV_ARTIFACTS_URI]) == "s3://<ref>"
+    assert text_of(env[job.ENV_CHECKPOINT_URI]) == "s3://<ref>/checkpoints"
+    assert env[job.ENV_METRICS_NAMESPACE] == metrics.DEFAULT_NAMESPACE
+    assert env[job.ENV_CHECKPOINT_EVERY_STEPS] == "500"
+    assert env[job.ENV_CHECKPOINT_EVERY_MINUTES] == "10"
+    assert env[job.ENV_FSX_MOUNT] == "/fsx"
+    # The CLI sets the run id per job; the container falls back to AWS_BATCH_JOB_ID.
+    assert job.ENV_RUN_ID not in env
+
+
+@pytest.mark.parametrize("container", [single_container, multi_node_container])
+def test_fsx_is_mounted_read_only_from_the_host_except_the_token_cache(dev_training, container):
+    c = container(dev_training)
+    cache = f"/fsx/{job.FSX_CACHE_DIR}"
+    assert c["Volumes"] == [
+        {"Name": "fsx", "Host": {"SourcePath": "/fsx"}},
+        {"Name": "fsx-cache", "Host": {"SourcePath": cache}},
+    ]
+    assert c["MountPoints"] == [
+        {"SourceVolume": "fsx", "ContainerPath": "/fsx", "ReadOnly": True},
+        {"SourceVolume": "fsx-cache", "ContainerPath": cache, "ReadOnly": False},
+    ]
+
+
+@pytest.mark.parametrize("container", [single_container, multi_node_container])
+def test_logs_go_to_the_encrypted_job_log_group(dev_training, container):
+    log_group_id, _ = one(dev_training, "AWS::Logs::LogGroup", "JobLogs")
+    config = container(dev_training)["LogConfiguration"]
+    assert config["LogDriver"] == "awslogs"
+    assert config["Options"]["awslogs-group"] == {"Ref": log_group_id}
+
+
+@pytest.mark.parametrize("jobdef", ["JobDefinitionsSingle", "JobDefinitionsMultiNode"])
+def test_retry_on_spot_reclaim_interruption_and_storage_exits_else_exit(dev_training, jobdef):
+    assert job_definition(dev_training, jobdef)["RetryStrategy"] == {
+        "Attempts": 5,
+        "EvaluateOnExit": [
+            {"Action": "RETRY", "OnStatusReason": "Host EC2*"},
+            {"Action": "RETRY", "OnExitCode": str(job.EXIT_INTERRUPTED)},
+            {"Action": "RETRY", "OnExitCode": str(job.EXIT_STORAGE_UNAVAILABLE)},
+            {"Action": "EXIT", "OnReason": "*"},
+        ],
+    }
+
+
+@pytest.mark.parametrize("jobdef", ["JobDefinitionsSingle", "JobDefinitionsMultiNode"])
+def test_timeout_from_config(dev_training, prod_training, jobdef):
+    assert job_definition(dev_training, jobdef)["Timeout"] == {"AttemptDurationSeconds": 720 * 60}
+    assert job_definition(prod_training, jobdef)["Timeout"] == {"AttemptDurationSeconds": 2880 * 60}
+
+
+@pytest.mark.parametrize("jobdef", ["JobDefinitionsSingle", "JobDefinitionsMultiNode"])
+def test_tags_are_propagated(dev_training, jobdef):
+    assert job_definition(dev_training, jobdef)["PropagateTags"] is True
+
+
+def test_multi_node_job_runs_the_configured_nodes_with_node_0_as_main(dev_training, dev):
+    nodes = job_definition(dev_training, "JobDefinitionsMultiNode")["NodeProperties"]
+    n = dev.config.training.multinode_nodes
+    assert nodes["NumNodes"] == n and nodes["MainNode"] == 0
+    # Open-ended: SubmitJob accepts nodeOverrides.numNodes (bertbatch submit --nodes N) only
+    # for a node range without an upper bound.
+    assert [r["TargetNodes"] for r in nodes["NodeRangeProperties"]] == ["0:"]
+
+
+def test_multi_node_resources_per_node_from_config(dev_training, dev):
+    t = dev.config.training
+    assert sorted(multi_node_container(dev_training)["ResourceRequirements"], key=lambda r: r["Type"]) == [
+        {"Type": "GPU", "Value": str(t.multinode_gpus_per_node)},
+        {"Type": "MEMORY", "Value": str(t.multinode_memory_mib_per_node)},
+        {"Type": "VCPU", "Value": str(t.multinode_vcpus_per_node)},
+    ]
+
+
+def test_both_job_definitions_run_the_same_image(dev_training):
+    assert single_container(dev_training)["Image"] == multi_node_container(dev_training)["Image"]
+
+
+def test_image_is_the_training_container_asset(dev):
+    asset = dev.platform.training.image_asset
+    assert asset is not None
+    assert single_container(dev.template(dev.platform.training))["Image"]["Fn::Sub"].endswith(f":{asset.asset_hash}")
+
+
+def test_job_log_group_is_encrypted_with_retention(dev_training, prod_training):
+    for template, days in ((dev_training, 30), (prod_training, 365)):
+        template.has_resource_properties(
+            "AWS::Logs::LogGroup",
+            {
+                "LogGroupName": Match.string_like_regexp(r"^/bert-batch/(dev|prod)/jobs$"),
+                "KmsKeyId": Match.any_value(),
+                "RetentionInDays": days,
+            },
+        )
+
+
+@pytest.mark.parametrize("container", [single_container, multi_node_container])
+def test_without_fsx_no_volume_and_data_from_s3(variant_training, container):
+    c = container(variant_training)
+    assert "Volumes" not in c and "MountPoints" not in c
+    env = env_of(c)
+    assert text_of(env[job.ENV_DATA_URI]) == "s3://<ref>/datasets"
+    assert job.ENV_FSX_MOUNT not in env
+
+
+def test_efa_device_and_provider_in_the_multi_node_container(variant_training):
+    c = multi_node_container(variant_training)
+    [device] = c["LinuxParameters"]["Devices"]
+    assert device["HostPath"] == device["ContainerPath"] == "/dev/infiniband/uverbs0"
+    assert sorted(p.upper() for p in device["Permissions"]) == ["MKNOD", "READ", "WRITE"]  # case-insensitive in Batch
+    assert env_of(c)["FI_PROVIDER"] == "efa"
+
+
+def test_prebuilt_image_is_used_as_is(variant_training):
+    assert single_container(variant_training)["Image"] == PREBUILT_IMAGE
+
+
+def test_job_definitions_set_only_variables_something_reads(dev_training, variant_training):
+    """Each variable is read by the container (bertbatch_contract.job) or, FI_PROVIDER, by libfabric."""
+    read = {
+        job.ENV_PROFILE, job.ENV_DATA_URI, job.ENV_ARTIFACTS_URI, job.ENV_CHECKPOINT_URI,
+        job.ENV_METRICS_NAMESPACE, job.ENV_CHECKPOINT_EVERY_STEPS, job.ENV_CHECKPOINT_EVERY_MINUTES,
+        job.ENV_FSX_MOUNT, "FI_PROVIDER",
+    }
+    for template in (dev_training, variant_training):
+        for container in (single_container(template), multi_node_container(template)):
+            assert set(env_of(container)) <= read
+
+
+def test_without_fsx_nothing_in_the_training_stack_names_it(variant_training):
+    """Only the discovery parameter (value "none") may mention FSx when it is disabled."""
+    for logical_id, resource in variant_training.to_json()["Resources"].items():
+        if resource["Type"] == "AWS::SSM::Parameter":
+            continue
+        text = json.dumps(resource.get("Properties", {})).lower()
+        assert "/fsx" not in text and "lustre" not in text, logical_id
