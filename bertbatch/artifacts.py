@@ -2,47 +2,43 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from pathlib import Path
+from typing import Any
 
 import botocore.exceptions
 
-from bert_train import contract
+from bertbatch_contract import layout
+from bertbatch_contract.layout import checkpoint_prefix, run_prefix
 
 from .aws import error_code
 from .errors import BertBatchError
+from .progress_view import TransferView
 
 # Final-metric keys shown by `runs` (metrics.json may hold more, or fewer: missing shows '-').
 RUN_COLUMNS = ("eval_accuracy", "eval_f1", "eval_loss", "train_loss", "epochs", "steps")
 
 
-def run_prefix(run_id: str) -> str:
-    return f"{contract.RUNS_PREFIX}{run_id}/"
-
-
-def checkpoint_prefix(run_id: str) -> str:
-    return f"{contract.CHECKPOINTS_PREFIX}{run_id}/"
-
-
-def list_objects(s3, bucket: str, prefix: str) -> list[dict]:
-    out: list[dict] = []
+def list_objects(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         out.extend(page.get("Contents", []))
     return out
 
 
-def list_run_ids(s3, bucket: str) -> list[str]:
+def list_run_ids(s3: Any, bucket: str) -> list[str]:
     ids: list[str] = []
     paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=contract.RUNS_PREFIX, Delimiter="/"):
+    for page in paginator.paginate(Bucket=bucket, Prefix=layout.RUNS_PREFIX, Delimiter="/"):
         for cp in page.get("CommonPrefixes", []):
-            ids.append(cp["Prefix"][len(contract.RUNS_PREFIX):].rstrip("/"))
+            ids.append(cp["Prefix"][len(layout.RUNS_PREFIX):].rstrip("/"))
     return ids
 
 
-def read_metrics(s3, bucket: str, run_id: str) -> tuple[dict | None, object]:
+def read_metrics(s3: Any, bucket: str, run_id: str) -> tuple[dict[str, Any] | None, _dt.datetime | None]:
     """(final metrics or None if not written yet, LastModified of metrics.json or None)."""
-    key = run_prefix(run_id) + contract.METRICS_FILE
+    key = run_prefix(run_id) + layout.METRICS_FILE
     try:
         obj = s3.get_object(Bucket=bucket, Key=key)
     except botocore.exceptions.ClientError as exc:
@@ -58,7 +54,7 @@ def read_metrics(s3, bucket: str, run_id: str) -> tuple[dict | None, object]:
     return data, obj.get("LastModified")
 
 
-def metric_value(metrics: dict, key: str):
+def metric_value(metrics: dict[str, Any], key: str) -> Any:
     """Tolerant lookup: the key, a few aliases, or a nested {"final": {...}} object."""
     aliases = {"epochs": ("epochs", "epochs_completed", "epoch"), "steps": ("steps", "global_step", "step")}
     for candidate in aliases.get(key, (key,)):
@@ -75,13 +71,13 @@ SUMMARY_KEYS = ("eval_accuracy", "eval_f1", "eval_loss", "train_loss", "global_s
                 "samples_per_second", "train_seconds", "early_stopped", "resumed_from_step")
 
 
-def summary(metrics: dict) -> str:
+def summary(metrics: dict[str, Any]) -> str:
     keys = [k for k in SUMMARY_KEYS if k in metrics] or [
         k for k, v in metrics.items() if not isinstance(v, (dict, list))]
     return ", ".join(f"{k} {format_value(metrics[k])}" for k in keys)
 
 
-def format_value(value) -> str:
+def format_value(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -89,7 +85,7 @@ def format_value(value) -> str:
     return str(value)
 
 
-def run_objects(s3, bucket: str, run_id: str) -> tuple[list[dict], list[dict]]:
+def run_objects(s3: Any, bucket: str, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(outputs under runs/<id>/, checkpoints under checkpoints/<id>/); unknown run -> error."""
     outputs = list_objects(s3, bucket, run_prefix(run_id))
     checkpoints = list_objects(s3, bucket, checkpoint_prefix(run_id))
@@ -101,9 +97,11 @@ def run_objects(s3, bucket: str, run_id: str) -> tuple[list[dict], list[dict]]:
     return outputs, checkpoints
 
 
-def download(s3, bucket: str, objects: list[dict], strip_prefix: str, dest: Path) -> list[Path]:
-    """Download `objects` below `dest`, keeping their paths relative to `strip_prefix`."""
-    written = []
+def download(s3: Any, bucket: str, objects: list[dict[str, Any]], strip_prefix: str, dest: Path,
+             view: TransferView | None = None) -> dict[str, Path]:
+    """Download `objects` below `dest`, keeping their paths relative to `strip_prefix`.
+    Returns key -> the file written; `view` shows the bytes moved."""
+    written: dict[str, Path] = {}
     root = dest.resolve()
     for obj in objects:
         rel = obj["Key"][len(strip_prefix):]
@@ -113,8 +111,11 @@ def download(s3, bucket: str, objects: list[dict], strip_prefix: str, dest: Path
         if root not in target.parents:
             raise BertBatchError(f"refusing to write outside {dest}: {obj['Key']}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, obj["Key"], str(target))
-        written.append(target)
+        callback = view.callback(rel) if view is not None else None
+        s3.download_file(bucket, obj["Key"], str(target), Callback=callback)
+        if view is not None:
+            view.done(layout.s3_uri(bucket, obj["Key"]), str(target), human_size(obj.get("Size", 0)))
+        written[obj["Key"]] = target
     return written
 
 

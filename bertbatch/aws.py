@@ -6,7 +6,8 @@ Tests patch `make_client` (or run under moto's `mock_aws`).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import botocore.exceptions
@@ -14,7 +15,6 @@ import botocore.loaders
 import botocore.session
 
 from .errors import BertBatchError
-
 
 _LOADER: botocore.loaders.Loader | None = None
 
@@ -31,7 +31,7 @@ def boto_session(*, region: str | None = None, aws_profile: str | None = None) -
     return boto3.session.Session(botocore_session=core, profile_name=aws_profile, region_name=region)
 
 
-def make_client(service: str, *, region: str | None = None, aws_profile: str | None = None):
+def make_client(service: str, *, region: str | None = None, aws_profile: str | None = None) -> Any:
     """A boto3 client for `service` in `region` using the named AWS profile (or the defaults)."""
     try:
         session = boto_session(region=region, aws_profile=aws_profile)
@@ -47,7 +47,7 @@ def make_client(service: str, *, region: str | None = None, aws_profile: str | N
 
 def error_code(exc: BaseException) -> str:
     if isinstance(exc, botocore.exceptions.ClientError):
-        return exc.response.get("Error", {}).get("Code", "")
+        return str(exc.response.get("Error", {}).get("Code", ""))
     return ""
 
 

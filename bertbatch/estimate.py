@@ -10,15 +10,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from . import discovery
+from bertbatch_contract import discovery
+
 from .errors import BertBatchError
 
 
-def load_table(name: str, override: str | None = None) -> dict:
+def load_table(name: str, override: str | None = None) -> dict[str, Any]:
     try:
         if override:
             text = Path(override).read_text(encoding="utf-8")
@@ -27,9 +30,10 @@ def load_table(name: str, override: str | None = None) -> dict:
     except OSError as exc:
         raise BertBatchError(f"cannot read {override or name}: {exc.strerror}") from None
     try:
-        return json.loads(text)
+        table: dict[str, Any] = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BertBatchError(f"{override or name}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    return table
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,10 @@ class Option:
     price_per_hour: float  # per instance
     cost: float
     queue: str  # discovery key of the queue that would run it
+    placeable: bool | None = None  # can that queue launch it; None: not checked
+    change: str | None = None  # the config change that would make it placeable
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -57,7 +63,7 @@ class Assumptions:
     spot_interruption_overhead: float
 
 
-def assumptions_from(throughput: dict, *, spot_overhead: float | None = None,
+def assumptions_from(throughput: dict[str, Any], *, spot_overhead: float | None = None,
                      startup_minutes: float | None = None) -> Assumptions:
     a = throughput.get("assumptions", {})
     return Assumptions(
@@ -75,8 +81,8 @@ def estimate(
     rows: int,
     epochs: int,
     seq_len: int,
-    prices: dict,
-    throughput: dict,
+    prices: dict[str, Any],
+    throughput: dict[str, Any],
     instance_types: list[str] | None = None,
     nodes: int = 1,
     assumptions: Assumptions | None = None,
@@ -123,8 +129,9 @@ def estimate(
 
 
 def choose(options: list[Option], max_hours: float | None = None) -> Option | None:
-    """The cheapest option that finishes within max_hours (the fastest breaks ties)."""
-    fitting = [o for o in options if max_hours is None or o.hours <= max_hours]
+    """The cheapest option that its queue can place and that finishes within max_hours (the
+    fastest breaks ties)."""
+    fitting = [o for o in options if o.placeable is not False and (max_hours is None or o.hours <= max_hours)]
     return min(fitting, key=lambda o: (o.cost, o.hours)) if fitting else None
 
 
@@ -133,6 +140,6 @@ def has_header(name: str) -> bool:
     return not name.lower().endswith((".jsonl", ".json", ".jsonl.gz"))
 
 
-def count_rows(lines, header: bool = True) -> int:
+def count_rows(lines: Iterable[bytes], header: bool = True) -> int:
     n = sum(1 for line in lines if line.strip())
     return max(0, n - 1) if header else n

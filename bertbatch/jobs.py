@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import botocore.exceptions
 
-from bert_train import contract
+from bertbatch_contract import discovery, layout, runs, tags
+from bertbatch_contract import job as job_env
 
-from . import discovery
 from .aws import error_code
 from .errors import BertBatchError
 
@@ -33,21 +34,44 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def resolve_input(flag: str, value: str, data_bucket: str) -> str:
-    """s3://... as given; a bare key like sst2/train.tsv means s3://<data-bucket>/datasets/sst2/train.tsv."""
+def resolve_input(flag: str, value: str, data_bucket: str, fsx_mount_path: str | None = None) -> str:
+    """s3://... as given; a bare key like sst2/train.tsv means s3://<data-bucket>/datasets/sst2/train.tsv;
+    a path under the FSx mount (/fsx/...) as given when the profile has FSx."""
     if value.startswith("s3://"):
         bucket, key = parse_s3_uri(value)
         if not bucket or not key:
             raise BertBatchError(f"{flag} {value}: expected s3://bucket/key")
         return value
+    if value.startswith("/") and is_fsx_path(value, fsx_mount_path or "/fsx"):
+        if fsx_mount_path is None:
+            datasets = layout.s3_uri(data_bucket, layout.DATASETS_PREFIX)
+            raise BertBatchError(f"{flag} {value}: this profile has no FSx file system (fsx/mount-path is none): "
+                                 f"use an s3:// URI or a key under {datasets}")
+        return value
     if "://" in value or value.startswith("/"):
+        where = f", a path under {fsx_mount_path}/" if fsx_mount_path else ""
         raise BertBatchError(
-            f"{flag} {value}: use an s3:// URI or a key under s3://{data_bucket}/datasets/"
+            f"{flag} {value}: use an s3:// URI{where} or a key under "
+            f"{layout.s3_uri(data_bucket, layout.DATASETS_PREFIX)}"
         )
-    return f"s3://{data_bucket}/datasets/{value.removeprefix('./')}"
+    return layout.s3_uri(data_bucket, layout.DATASETS_PREFIX + value.removeprefix("./"))
 
 
-def check_s3_object(s3, flag: str, uri: str) -> None:
+def is_fsx_path(path: str, mount_path: str) -> bool:
+    mount = mount_path.rstrip("/")
+    return path.startswith(mount + "/") and ".." not in path.split("/") and len(path) > len(mount) + 1
+
+
+def fsx_s3_counterpart(path: str, mount_path: str, data_bucket: str) -> str | None:
+    """The data-bucket object an FSx path mirrors (<mount>/datasets/... <-> s3://<data>/datasets/...),
+    or None for a path outside the linked datasets/ directory."""
+    rel = path[len(mount_path.rstrip("/")) + 1:]
+    if not rel.startswith(layout.DATASETS_PREFIX) or rel == layout.DATASETS_PREFIX:
+        return None
+    return layout.s3_uri(data_bucket, rel)
+
+
+def check_s3_object(s3: Any, flag: str, uri: str) -> None:
     """Fail with one line unless the object (or, for a URI ending in '/', the prefix) exists."""
     bucket, key = parse_s3_uri(uri)
     try:
@@ -80,20 +104,21 @@ class SubmitPlan:
     nodes: int = 1
     array_size: int | None = None
     timeout_seconds: int | None = None
+    extra_tags: dict[str, str] = field(default_factory=dict)
 
-    def request(self) -> dict:
+    def request(self) -> dict[str, Any]:
         """Keyword arguments of batch.submit_job."""
-        env = [{"name": contract.ENV_RUN_ID, "value": self.run_id}]
+        env = [{"name": job_env.ENV_RUN_ID, "value": self.run_id}]
         env += [{"name": k, "value": v} for k, v in sorted(self.environment.items())]
-        overrides: dict = {"environment": env}
+        overrides: dict[str, Any] = {"environment": env}
         if self.gpus is not None:
             overrides["resourceRequirements"] = [{"type": "GPU", "value": str(self.gpus)}]
-        req: dict = {
+        req: dict[str, Any] = {
             "jobName": self.run_id,
             "jobQueue": self.queue,
             "jobDefinition": self.job_definition,
             "parameters": dict(self.parameters),
-            "tags": {contract.TAG_RUN_ID: self.run_id},
+            "tags": {**self.extra_tags, tags.TAG_RUN_ID: self.run_id},
             "propagateTags": True,
         }
         if self.nodes > 1:
@@ -119,8 +144,8 @@ def choose_queue(nodes: int, on_demand: bool) -> tuple[str, str]:
     return discovery.QUEUE_SPOT_FIRST, discovery.JOB_DEFINITION_SINGLE
 
 
-def job_definition_parameters(batch, job_definition: str) -> dict[str, str]:
-    """Default Ref:: parameters of a job definition (ARN or name[:revision])."""
+def describe_job_definition(batch: Any, job_definition: str) -> dict[str, Any]:
+    """The newest active revision of a job definition (ARN or name[:revision])."""
     if job_definition.startswith("arn:"):
         resp = batch.describe_job_definitions(jobDefinitions=[job_definition])
     else:
@@ -128,7 +153,27 @@ def job_definition_parameters(batch, job_definition: str) -> dict[str, str]:
     defs = sorted(resp.get("jobDefinitions", []), key=lambda d: d.get("revision", 0))
     if not defs:
         raise BertBatchError(f"job definition {job_definition} not found: redeploy the Training stack")
-    return dict(defs[-1].get("parameters") or {})
+    return dict(defs[-1])
+
+
+def job_definition_parameters(batch: Any, job_definition: str) -> dict[str, str]:
+    """Default Ref:: parameters of a job definition (ARN or name[:revision])."""
+    return dict(describe_job_definition(batch, job_definition).get("parameters") or {})
+
+
+def resource_requirements(definition: dict[str, Any]) -> dict[str, int]:
+    """GPU, VCPU and MEMORY (MiB) per node of a job definition, those it states."""
+    container = definition.get("containerProperties")
+    if container is None:
+        ranges = (definition.get("nodeProperties") or {}).get("nodeRangeProperties") or [{}]
+        container = ranges[0].get("container") or {}
+    out: dict[str, int] = {}
+    for item in container.get("resourceRequirements") or []:
+        try:
+            out[str(item["type"])] = int(float(item["value"]))
+        except (KeyError, ValueError):
+            continue
+    return out
 
 
 def console_url(region: str, job_id: str) -> str:
@@ -136,9 +181,9 @@ def console_url(region: str, job_id: str) -> str:
 
 
 # --- describe / follow ------------------------------------------------------------------------
-def describe(batch, job_id: str) -> dict:
+def describe(batch: Any, job_id: str) -> dict[str, Any]:
     try:
-        jobs = batch.describe_jobs(jobs=[job_id]).get("jobs", [])
+        jobs: list[dict[str, Any]] = batch.describe_jobs(jobs=[job_id]).get("jobs", [])
     except botocore.exceptions.ClientError as exc:
         if error_code(exc) in ("ClientException", "InvalidParameterValueException"):
             jobs = []
@@ -149,23 +194,23 @@ def describe(batch, job_id: str) -> dict:
     return jobs[0]
 
 
-def tags_of(batch, job: dict) -> dict[str, str]:
-    tags = job.get("tags")
-    if tags is None:
-        tags = batch.list_tags_for_resource(resourceArn=job["jobArn"]).get("tags", {})
-    return dict(tags or {})
+def tags_of(batch: Any, job: dict[str, Any]) -> dict[str, str]:
+    found = job.get("tags")
+    if found is None:
+        found = batch.list_tags_for_resource(resourceArn=job["jobArn"]).get("tags", {})
+    return dict(found or {})
 
 
-def fresh_tags(batch, job: dict) -> dict[str, str]:
+def fresh_tags(batch: Any, job: dict[str, Any]) -> dict[str, str]:
     """Tags read now (the fallback handler adds TAG_FALLBACK_TO after the job failed)."""
     return dict(batch.list_tags_for_resource(resourceArn=job["jobArn"]).get("tags", {}) or {})
 
 
-def fallback_target(batch, job: dict) -> str | None:
-    return fresh_tags(batch, job).get(contract.TAG_FALLBACK_TO) or None
+def fallback_target(batch: Any, job: dict[str, Any]) -> str | None:
+    return fresh_tags(batch, job).get(tags.TAG_FALLBACK_TO) or None
 
 
-def latest_in_chain(batch, job: dict, *, limit: int = 10) -> dict:
+def latest_in_chain(batch: Any, job: dict[str, Any], *, limit: int = 10) -> dict[str, Any]:
     """Follow TAG_FALLBACK_TO from `job` to the job that replaced it (if any)."""
     for _ in range(limit):
         target = fallback_target(batch, job) if job.get("status") == "FAILED" else None
@@ -175,7 +220,7 @@ def latest_in_chain(batch, job: dict, *, limit: int = 10) -> dict:
     return job
 
 
-def environment_of(job: dict) -> dict[str, str]:
+def environment_of(job: dict[str, Any]) -> dict[str, str]:
     container = job.get("container") or {}
     env = container.get("environment") or []
     if not env:
@@ -186,19 +231,18 @@ def environment_of(job: dict) -> dict[str, str]:
     return {e["name"]: e["value"] for e in env}
 
 
-def run_id_of(job: dict) -> str | None:
-    tags = job.get("tags") or {}
-    run_id = tags.get(contract.TAG_RUN_ID) or environment_of(job).get(contract.ENV_RUN_ID)
+def run_id_of(job: dict[str, Any]) -> str | None:
+    run_id: str | None = (job.get("tags") or {}).get(tags.TAG_RUN_ID) or environment_of(job).get(job_env.ENV_RUN_ID)
     if run_id and "arrayProperties" in job and "index" in job["arrayProperties"]:
-        return contract.array_run_id(run_id, job["arrayProperties"]["index"])
+        return runs.array_run_id(run_id, job["arrayProperties"]["index"])
     return run_id
 
 
-def queue_name(job: dict) -> str:
-    return (job.get("jobQueue") or "").rsplit("/", 1)[-1]
+def queue_name(job: dict[str, Any]) -> str:
+    return str(job.get("jobQueue") or "").rsplit("/", 1)[-1]
 
 
-def log_streams(batch, job: dict) -> list[str]:
+def log_streams(batch: Any, job: dict[str, Any]) -> list[str]:
     """Log streams of a job in attempt order (retries after Spot interruptions have their own)."""
     streams: list[str] = []
     for attempt in job.get("attempts") or []:
@@ -219,9 +263,9 @@ def log_streams(batch, job: dict) -> list[str]:
 
 
 # --- list / cancel ----------------------------------------------------------------------------
-def list_jobs(batch, queues: list[str], states: list[str]) -> list[dict]:
+def list_jobs(batch: Any, queues: list[str], states: list[str]) -> list[dict[str, Any]]:
     """Job summaries of `queues` in `states`, newest first."""
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     paginator = batch.get_paginator("list_jobs")
     for queue in queues:
         for state in states:
@@ -233,7 +277,7 @@ def list_jobs(batch, queues: list[str], states: list[str]) -> list[dict]:
     return sorted(out.values(), key=lambda s: s.get("createdAt", 0), reverse=True)
 
 
-def cancel(batch, job: dict, reason: str) -> str:
+def cancel(batch: Any, job: dict[str, Any], reason: str) -> str:
     """Cancel a job that has not started, terminate one that has. Returns what was done."""
     state = job["status"]
     if state in TERMINAL_STATES:
@@ -248,5 +292,5 @@ def cancel(batch, job: dict, reason: str) -> str:
     return "terminated"
 
 
-def dumps(job: dict) -> str:
+def dumps(job: dict[str, Any]) -> str:
     return json.dumps(job, indent=2, default=str, sort_keys=True)

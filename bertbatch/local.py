@@ -1,15 +1,25 @@
-"""`bertbatch local`: the training entrypoint (`python -m bert_train`) on this machine."""
+"""`bertbatch local`: the training entrypoint (`python -m bert_train`) on this machine.
+
+The trainer runs as a subprocess: the CLI does not import it. Its flags come from the
+contract's hyperparameter table; its stdout is routed by `trainer_output` (EMF lines to a file).
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
-from bert_train import contract
+from bertbatch_contract import hyperparameters as hp
+from bertbatch_contract import job
 
 from .errors import BertBatchError
+from .progress_view import TrainingView
+from .trainer_output import TrainerOutput
+
+TRAINER_MODULE = "bert_train"
 
 
 def check_path(flag: str, value: str) -> str:
@@ -37,35 +47,46 @@ def command(
     output_dir: str,
     checkpoint_dir: str,
     run_id: str,
-    hyperparameters: dict[str, str],
-    vocab: str | None = None,
-    max_steps: int | None = None,
-    seed: int | None = None,
+    hyperparameters: Mapping[str, str],
     extra: tuple[str, ...] = (),
     python: str | None = None,
 ) -> list[str]:
-    """argv of the trainer: Ref:: parameter flags from the contract, then the local-only flags."""
-    argv = [python or sys.executable, "-m", "bert_train", contract.JOB_PARAMETERS["train_uri"], train]
+    """argv of the trainer: the inputs, the checked hyperparameters (field name -> text), the
+    run's locations, then `extra` unchanged."""
+    flag = {name: row.flag for name, row in hp.BY_NAME.items()}
+    argv = [python or sys.executable, "-m", TRAINER_MODULE, flag["train"], train]
     if eval_:
-        argv += [contract.JOB_PARAMETERS["eval_uri"], eval_]
+        argv += [flag["eval"], eval_]
     for name, value in hyperparameters.items():
-        argv += [contract.JOB_PARAMETERS[name], value]
-    if vocab:
-        argv += ["--vocab", vocab]
-    argv += ["--run-id", run_id, "--output-uri", output_dir, "--checkpoint-uri", checkpoint_dir]
-    if max_steps is not None:
-        argv += ["--max-steps", str(max_steps)]
-    if seed is not None:
-        argv += ["--seed", str(seed)]
+        argv += [flag[name], value]
+    argv += [flag["run_id"], run_id, flag["output_uri"], output_dir, flag["checkpoint_uri"], checkpoint_dir]
     argv += list(extra)
     return argv
 
 
-def run(argv: list[str], *, run_id: str, profile: str = "local") -> int:
+def run(argv: list[str], *, run_id: str, emf_path: Path, profile: str = "local") -> int:
+    """Run the trainer and route its stdout (`trainer_output`); returns its exit code.
+
+    On a terminal the trainer's stderr (its log) is read too, so that it prints above the
+    progress bar instead of through it; elsewhere stderr passes straight through."""
     env = dict(os.environ)
-    env[contract.ENV_RUN_ID] = run_id
-    env.setdefault(contract.ENV_PROFILE, profile)
+    env[job.ENV_RUN_ID] = run_id
+    env.setdefault(job.ENV_PROFILE, profile)
+    env["PYTHONUNBUFFERED"] = "1"  # line by line through the pipe, not in 8 KiB blocks
+    view = TrainingView()
     try:
-        return subprocess.call(argv, env=env)
-    except KeyboardInterrupt:
+        child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT if view.live else None,
+                                 text=True, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise BertBatchError(f"cannot start the trainer {argv[0]}: {exc.strerror}") from None
+    router = TrainerOutput(emf_path, view)
+    try:
+        assert child.stdout is not None  # stdout=PIPE
+        for line in child.stdout:
+            router.feed(line)
+        return child.wait()
+    except KeyboardInterrupt:  # the trainer got the SIGINT too: let it stop, then report 130
+        child.wait()
         return 130
+    finally:
+        router.close()

@@ -1,15 +1,16 @@
 """CloudWatch Logs of training jobs: read streams incrementally and parse the trainer's EMF
-metric lines (`bert_train.metrics`) and progress lines (`bert_train.progress`)."""
+metric lines (`bertbatch_contract.metrics`) and progress lines (`bertbatch_contract.progress`)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import botocore.exceptions
 
-from bert_train import metrics as metrics_contract
-from bert_train.progress import Progress, format_eta, parse_progress
+from bertbatch_contract import metrics as metrics_contract
+from bertbatch_contract.progress import Progress, format_eta, parse_progress
 
 from .aws import error_code
 
@@ -70,34 +71,40 @@ _SHOWN = (
 )
 
 
+def progress_text(p: Progress) -> str:
+    frac = p.step / p.total_steps if p.total_steps else 0.0
+    return (
+        f"epoch {p.epoch}/{p.epochs} {bar(frac)} {frac:4.0%} step {p.step}/{p.total_steps} "
+        f"loss {p.loss:.4f} {p.samples_per_second:.1f} samples/s ETA {format_eta(p.eta_seconds)}"
+    )
+
+
+def metrics_text(state: TrainingState) -> str:
+    """The latest eval metrics and throughput, e.g. 'EvalAccuracy 0.875 EvalF1 0.87'."""
+    return " ".join(f"{n} {state.metrics[n]:.4g}" for n in _SHOWN if n in state.metrics)
+
+
 def render(state: TrainingState) -> str:
     """One status line: epoch, bar, step, loss, ETA and the latest eval metrics."""
-    parts: list[str] = []
-    p = state.progress
-    if p is not None:
-        frac = p.step / p.total_steps if p.total_steps else 0.0
-        parts.append(
-            f"epoch {p.epoch}/{p.epochs} {bar(frac)} {frac:4.0%} step {p.step}/{p.total_steps} "
-            f"loss {p.loss:.4f} {p.samples_per_second:.1f} samples/s ETA {format_eta(p.eta_seconds)}"
-        )
-    shown = [f"{n} {state.metrics[n]:.4g}" for n in _SHOWN if n in state.metrics]
+    parts = [progress_text(state.progress)] if state.progress is not None else []
+    shown = metrics_text(state)
     if shown:
-        parts.append(" ".join(shown))
+        parts.append(shown)
     return " | ".join(parts)
 
 
 class StreamReader:
     """Reads new events of one log stream on every call (forward tokens, from the start)."""
 
-    def __init__(self, logs, group: str, stream: str):
+    def __init__(self, logs: Any, group: str, stream: str):
         self.logs, self.group, self.stream = logs, group, stream
         self.token: str | None = None
         self.missing = False
 
-    def read(self) -> list[dict]:
-        events: list[dict] = []
+    def read(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         while True:
-            kwargs = {"logGroupName": self.group, "logStreamName": self.stream, "startFromHead": True}
+            kwargs: dict[str, Any] = {"logGroupName": self.group, "logStreamName": self.stream, "startFromHead": True}
             if self.token:
                 kwargs["nextToken"] = self.token
             try:

@@ -1,10 +1,11 @@
 """A bert-batch platform in moto: SSM parameters, Batch queues and job definitions, buckets and
-the log group, named the way the stacks name them (bertbatch.discovery)."""
+the log group, named the way the stacks name them (bertbatch_contract.naming)."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 from moto import mock_aws
 
-from bert_train import contract
-from bertbatch import discovery
 from bertbatch.cli import cli
+from bertbatch_contract import discovery, hyperparameters, job, layout
+from bertbatch_contract.naming import Naming
 
 PROFILE = "dev"
 REGION = "us-east-1"
@@ -67,7 +68,7 @@ class Platform:
         if metrics is not None:
             self.s3.put_object(
                 Bucket=self.artifacts_bucket,
-                Key=f"{contract.RUNS_PREFIX}{run_id}/{contract.METRICS_FILE}",
+                Key=layout.run_prefix(run_id) + layout.METRICS_FILE,
                 Body=json.dumps(metrics).encode(),
             )
         for key, body in (extra or {}).items():
@@ -117,7 +118,8 @@ def aws_credentials(monkeypatch, tmp_path):
 
 
 def build_platform(profile: str = PROFILE, region: str = REGION) -> Platform:
-    name = lambda kind: discovery.resource_name(kind, profile=profile)  # noqa: E731
+    naming = Naming(profile)
+    name = naming.resource
     iam = client("iam", region)
     role = iam.create_role(
         RoleName=name("batch-service"),
@@ -138,17 +140,15 @@ def build_platform(profile: str = PROFILE, region: str = REGION) -> Platform:
 
     data_bucket = f"{name('data')}-{ACCOUNT}"
     artifacts_bucket = f"{name('artifacts')}-{ACCOUNT}"
-    log_group = f"/{discovery.DEFAULT_PROJECT}/{profile}/training"
+    log_group = naming.log_group("training")
     s3 = client("s3", region)
     for bucket in (data_bucket, artifacts_bucket):
         s3.create_bucket(Bucket=bucket)
     client("logs", region).create_log_group(logGroupName=log_group)
 
-    command = ["python", "-m", "bert_train"]
-    for param, flag in contract.JOB_PARAMETERS.items():
-        command += [flag, f"Ref::{param}"]
+    command = ["python", "-m", "bert_train", *hyperparameters.job_command()]
     defaults = {
-        **contract.DEFAULT_PARAMETERS,
+        **hyperparameters.parameter_defaults(),
         "train_uri": f"s3://{data_bucket}/datasets/train.tsv",
         "eval_uri": f"s3://{data_bucket}/datasets/dev.tsv",
     }
@@ -158,7 +158,7 @@ def build_platform(profile: str = PROFILE, region: str = REGION) -> Platform:
         "resourceRequirements": [
             {"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "15000"}, {"type": "GPU", "value": "1"},
         ],
-        "environment": [{"name": contract.ENV_PROFILE, "value": profile}],
+        "environment": [{"name": job.ENV_PROFILE, "value": profile}],
         "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": log_group}},
     }
     single = batch.register_job_definition(
@@ -184,7 +184,7 @@ def build_platform(profile: str = PROFILE, region: str = REGION) -> Platform:
     }
     ssm = client("ssm", region)
     for key, value in names.items():
-        ssm.put_parameter(Name=discovery.parameter_name(key, profile=profile), Value=value, Type="String")
+        ssm.put_parameter(Name=naming.parameter(key), Value=value, Type="String")
     return Platform(profile=profile, region=region, names=names)
 
 
@@ -196,17 +196,35 @@ def aws(aws_credentials):
 
 
 @pytest.fixture
-def platform(aws) -> Platform:
-    return build_platform()
+def platform(aws, monkeypatch) -> Iterator[Platform]:
+    """The platform the synthesized templates declare (tests/platform_from_templates.py); every
+    SubmitJob a test makes through the CLI is checked against SubmitJob's rules."""
+    from bertbatch import aws as bertbatch_aws
+    from tests.platform_from_templates import deploy
+    from tests.submit_job_rules import SubmitJobRules
+
+    deployed = deploy(PROFILE, REGION)
+    rules = SubmitJobRules(definition_of=deployed.job_definition)
+    real = bertbatch_aws.make_client
+    monkeypatch.setattr(bertbatch_aws, "make_client",
+                        lambda service, **kwargs: rules.attach(real(service, **kwargs)) if service == "batch"
+                        else real(service, **kwargs))
+    yield Platform(profile=PROFILE, region=REGION, names=deployed.names)
+    assert rules.found == [], rules.found
+
+
+TERMINAL_WIDTH = 200  # forced (a wide terminal), so that what the tests read does not depend on the machine
 
 
 @pytest.fixture
 def bb():
-    """Run `bertbatch ARGS...` through click's runner; returns the Result."""
+    """Run `bertbatch ARGS...` through click's runner (no terminal, colour off, a fixed width);
+    returns the Result."""
     runner = CliRunner()
 
-    def run(*args: str, input: str | None = None):
-        return runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False, prog_name="bertbatch")
+    def run(*args: str, input: str | None = None, width: int = TERMINAL_WIDTH):
+        return runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False, prog_name="bertbatch",
+                             terminal_width=width, color=False)
 
     return run
 
@@ -229,3 +247,15 @@ def submit_spy(monkeypatch):
 
     monkeypatch.setattr(aws, "make_client", make_client)
     return calls
+
+
+@pytest.fixture
+def default_model_staged(request):
+    """The job definitions' default model staged on the platform, when the test has one: the
+    platform's jobs cannot reach the internet, so `submit` refuses a hub model that is not staged.
+    Modules that submit jobs use it with `pytestmark = pytest.mark.usefixtures(...)`."""
+    if "platform" in request.fixturenames:
+        from .helpers import stage_model
+
+        platform = request.getfixturevalue("platform")
+        stage_model(platform.s3, platform.artifacts_bucket, str(hyperparameters.default("model")))

@@ -54,7 +54,8 @@ def test_artifacts_unknown_run(platform, bb):
 
 
 def test_runs_table_with_final_metrics(platform, bb):
-    platform.put_run("alpha", {"eval_accuracy": 0.9123456, "eval_f1": 0.9, "train_loss": 0.25, "epochs": 3, "steps": 900})
+    platform.put_run("alpha", {"eval_accuracy": 0.9123456, "eval_f1": 0.9, "train_loss": 0.25, "epochs": 3,
+                               "steps": 900})
     # the trainer's own key names; missing keys are tolerated
     platform.put_run("beta", {"eval_accuracy": 0.8, "global_step": 12, "epochs_completed": 0.5, "best": {"step": 3}})
     platform.put_run("gamma", None, {"runs/gamma/progress.txt": b"..."})  # still running
@@ -65,23 +66,27 @@ def test_runs_table_with_final_metrics(platform, bb):
     by_id = {row.split()[0]: row.split() for row in rows}
     assert set(by_id) == {"alpha", "beta", "gamma"}
     cols = header.replace("RUN ID", "RUN_ID").replace("FINISHED (UTC)", "FINISHED").split()
-    alpha = dict(zip(cols, by_id["alpha"]))
+    alpha = dict(zip(cols, by_id["alpha"], strict=False))
     assert alpha["STATE"] == "finished"
     assert alpha["EVAL_ACCURACY"] == "0.9123" and alpha["EVAL_F1"] == "0.9000"
     assert alpha["TRAIN_LOSS"] == "0.2500" and alpha["EPOCHS"] == "3" and alpha["STEPS"] == "900"
     assert alpha["EVAL_LOSS"] == "-"
-    beta = dict(zip(cols, by_id["beta"]))
+    beta = dict(zip(cols, by_id["beta"], strict=False))
     assert beta["STEPS"] == "12" and beta["EPOCHS"] == "0.5000" and beta["EVAL_F1"] == "-"
-    gamma = dict(zip(cols, by_id["gamma"]))
+    gamma = dict(zip(cols, by_id["gamma"], strict=False))
     assert gamma["STATE"] == "running" and gamma["EVAL_ACCURACY"] == "-"
 
 
 def test_runs_json(platform, bb):
     platform.put_run("alpha", {"eval_accuracy": 0.9})
-    r = bb("runs", "--json")
-    assert r.exit_code == 0, r.output
-    (run,) = json.loads(r.output)
-    assert run["run_id"] == "alpha" and run["metrics"] == {"eval_accuracy": 0.9}
+    platform.put_run("beta", None, {"runs/beta/progress.txt": b"..."})  # still running
+    for flag in (["-o", "json"], ["--json"]):  # --json: the older spelling of -o json
+        r = bb("runs", *flag)
+        assert r.exit_code == 0, r.output
+        by_id = {run["run_id"]: run for run in map(json.loads, r.output.splitlines())}  # JSON lines
+        assert by_id["alpha"]["state"] == "finished" and by_id["alpha"]["metrics"] == {"eval_accuracy": 0.9}
+        assert by_id["alpha"]["finished"].endswith("Z")
+        assert by_id["beta"] == {"run_id": "beta", "state": "running", "finished": None, "metrics": None, "cost": None}
 
 
 def test_runs_empty(platform, bb):

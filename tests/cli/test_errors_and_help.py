@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from bert_train import contract
-from bertbatch import aws, discovery, params
+from bertbatch import aws
 from bertbatch.cli import cli
+from bertbatch_contract import discovery, hyperparameters, job
 
 from .helpers import one_line_error
 
+# The platform's jobs cannot reach the internet: the default model must be staged to submit.
+pytestmark = pytest.mark.usefixtures("default_model_staged")
+
+
 AWS_COMMANDS = [
-    ["submit"], ["watch", "j", "--poll", "0"], ["status", "j"], ["logs", "j"], ["list"], ["cancel", "j"],
+    ["submit"], ["watch", "j", "--poll", "0.01"], ["status", "j"], ["logs", "j"], ["list"], ["cancel", "j"],
     ["artifacts", "r"], ["runs"],
 ]
 
@@ -30,7 +34,8 @@ NEEDS_DEPLOYMENT = [a for a in AWS_COMMANDS if a[0] not in ("status", "cancel")]
 @pytest.mark.parametrize("args", NEEDS_DEPLOYMENT, ids=lambda a: a[0])
 def test_not_deployed(aws, bb, args):
     one_line_error(bb(*args, "--profile", "prod"),
-                   "bert-batch is not deployed for profile 'prod' in us-east-1 (no SSM parameters under /bert-batch/prod/)")
+                   "bert-batch is not deployed for profile 'prod' in us-east-1 "
+                   "(no SSM parameters under /bert-batch/prod/)")
 
 
 def test_unknown_aws_profile(aws_credentials, bb):
@@ -38,7 +43,7 @@ def test_unknown_aws_profile(aws_credentials, bb):
 
 
 def test_profile_from_environment(platform, bb, monkeypatch):
-    monkeypatch.setenv(contract.ENV_PROFILE, "qa")
+    monkeypatch.setenv(job.ENV_PROFILE, "qa")
     one_line_error(bb("list"), "profile 'qa'")
 
 
@@ -63,7 +68,8 @@ def test_aws_error_is_one_line(platform, bb, monkeypatch):
             {"Error": {"Code": "AccessDeniedException", "Message": "not allowed\nat all"}}, "ListJobs")
 
     batch = platform.batch
-    monkeypatch.setattr(aws, "make_client", lambda service, **kw: batch if service == "batch" else platform.client(service))
+    monkeypatch.setattr(aws, "make_client",
+                        lambda service, **kw: batch if service == "batch" else platform.client(service))
     monkeypatch.setattr(batch, "get_paginator", boom)
     one_line_error(bb("list"), "ListJobs failed: AccessDeniedException: not allowed at all")
 
@@ -94,10 +100,11 @@ def test_group_help_has_examples(bb):
 @pytest.mark.parametrize("name", ["submit", "local"])
 def test_every_hyperparameter_is_an_option(name):
     flags = {opt for p in cli.commands[name].params for opt in getattr(p, "opts", [])}
-    for param, flag in contract.JOB_PARAMETERS.items():
-        if param not in params.INPUT_PARAMETERS:
-            assert flag in flags, (name, flag)
-    assert contract.JOB_PARAMETERS["train_uri"] in flags and contract.JOB_PARAMETERS["eval_uri"] in flags
+    for param, row in hyperparameters.JOB_PARAMETERS.items():
+        if param not in hyperparameters.INPUT_PARAMETERS:
+            assert row.flag in flags, (name, row.flag)
+    assert hyperparameters.JOB_PARAMETERS["train_uri"].flag in flags
+    assert hyperparameters.JOB_PARAMETERS["eval_uri"].flag in flags
 
 
 @pytest.mark.parametrize("name", ["submit", "watch", "status", "logs", "list", "cancel", "artifacts", "runs"])
@@ -126,10 +133,11 @@ def test_usage_errors_are_one_line(bb, args, fragment):
 
 def test_aws_options_before_the_command(platform, bb, monkeypatch):
     one_line_error(bb("--profile", "qa", "list"), "profile 'qa'")
-    monkeypatch.setenv(contract.ENV_PROFILE, "qa")
+    monkeypatch.setenv(job.ENV_PROFILE, "qa")
     assert bb("--profile", "dev", "list").exit_code == 0  # the flag beats the environment
     assert bb("list", "--profile", "dev").exit_code == 0
-    one_line_error(bb("--profile", "dev", "list", "--profile", "stage"), "profile 'stage'")  # the command's own flag wins
+    # the command's own flag wins
+    one_line_error(bb("--profile", "dev", "list", "--profile", "stage"), "profile 'stage'")
 
 
 def test_region_before_the_command(platform, bb, monkeypatch):

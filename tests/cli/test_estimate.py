@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bertbatch import discovery
 from bertbatch.estimate import load_table
+from bertbatch_contract import discovery
 
 from .conftest import FIXTURES
 from .helpers import one_line_error
@@ -32,7 +32,7 @@ def tables(tmp_path):
     t, p = tmp_path / "throughput.json", tmp_path / "prices.json"
     t.write_text(json.dumps(THROUGHPUT))
     p.write_text(json.dumps(PRICES))
-    return ["--throughput", str(t), "--prices", str(p)]
+    return ["--throughput", str(t), "--prices", str(p), "--offline"]  # made-up instance types: no queue has them
 
 
 def run_json(bb, tables, *args):
@@ -140,7 +140,7 @@ def test_shipped_tables_hand_check(bb):
     sps = throughput["gpus"]["A10G"]["samples_per_second"]
     startup = throughput["assumptions"]["startup_minutes"] * 60
     hours = (10_000 / sps + startup) / 3600
-    r = bb("estimate", "--rows", "10000", "--epochs", "1", "--instance-type", "g5.xlarge", "--json")
+    r = bb("estimate", "--rows", "10000", "--epochs", "1", "--instance-type", "g5.xlarge", "--json", "--offline")
     opts = {o["pricing"]: o for o in json.loads(r.output)["options"]}
     assert opts["on-demand"]["hours"] == pytest.approx(hours)
     assert opts["on-demand"]["cost"] == pytest.approx(hours * prices["instances"]["g5.xlarge"]["on_demand"])
@@ -157,4 +157,4 @@ def test_shipped_tables_hand_check(bb):
      (["--rows", "10", "--prices", "no-such.json"], "cannot read no-such.json")],
 )
 def test_estimate_errors(bb, args, fragment):
-    one_line_error(bb("estimate", *args), fragment)
+    one_line_error(bb("estimate", "--offline", *args), fragment)

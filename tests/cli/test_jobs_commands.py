@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
-from bert_train import contract
-from bert_train.metrics import EVAL_ACCURACY, TRAIN_LOSS, emf_line
-from bertbatch import discovery
+import pytest
+
+from bertbatch_contract import discovery, tags
+from bertbatch_contract.metrics import EVAL_ACCURACY, TRAIN_LOSS, emf_line
 
 from .helpers import one_line_error, submit
+
+# The platform's jobs cannot reach the internet: the default model must be staged to submit.
+pytestmark = pytest.mark.usefixtures("default_model_staged")
 
 
 def test_status_shows_run_queue_and_console(platform, bb):
@@ -27,17 +31,20 @@ def test_status_shows_run_queue_and_console(platform, bb):
 def test_status_shows_fallback_links(platform, bb):
     old = submit(platform, bb, "--run-name", "fb")
     new = submit(platform, bb, "--run-name", "fb", "--on-demand")
-    platform.batch.tag_resource(resourceArn=platform.job(old)["jobArn"], tags={contract.TAG_FALLBACK_TO: new})
+    platform.batch.tag_resource(resourceArn=platform.job(old)["jobArn"], tags={tags.TAG_FALLBACK_TO: new})
     r = bb("status", old)
     assert r.exit_code == 0, r.output
-    assert f"fallback to:" in r.output and new in r.output
+    assert "fallback to:" in r.output and new in r.output
 
 
 def test_status_json(platform, bb):
     job_id = submit(platform, bb)
-    r = bb("status", job_id, "--json")
+    r = bb("status", job_id, "-o", "json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["jobId"] == job_id
+    record = json.loads(r.output)
+    assert record["job_id"] == job_id and record["run_id"] and record["status"] == "SUCCEEDED"
+    assert record["queue"] == platform.names[discovery.QUEUE_SPOT_FIRST]
+    assert record["console_url"].endswith(f"#jobs/detail/{job_id}")
 
 
 def test_status_unknown_job(platform, bb):
@@ -90,7 +97,8 @@ def test_cancel_running_uses_terminate_job(platform, bb, monkeypatch):
 
     calls = []
     real = BatchBackend.terminate_job
-    monkeypatch.setattr(BatchBackend, "terminate_job", lambda self, jid, reason: (calls.append(jid), real(self, jid, reason)))
+    monkeypatch.setattr(BatchBackend, "terminate_job",
+                        lambda self, jid, reason: (calls.append(jid), real(self, jid, reason)))
     r = bb("cancel", job_id)
     assert r.exit_code == 0, r.output
     assert "terminated (was RUNNING)" in r.output
@@ -110,7 +118,7 @@ def test_cancel_follows_fallback(platform, bb):
     new = submit(platform, bb, "--run-name", "fb", "--on-demand")
     platform.moto_job(old).status = "FAILED"
     platform.moto_job(new).status = "RUNNABLE"
-    platform.batch.tag_resource(resourceArn=platform.job(old)["jobArn"], tags={contract.TAG_FALLBACK_TO: new})
+    platform.batch.tag_resource(resourceArn=platform.job(old)["jobArn"], tags={tags.TAG_FALLBACK_TO: new})
     r = bb("cancel", old)
     assert r.exit_code == 0, r.output
     assert f"resubmitted as {new}" in r.output
@@ -126,19 +134,20 @@ def test_logs_prints_stream_and_hides_emf(platform, bb):
     stream = platform.job(job_id)["container"]["logStreamName"]
     emf = emf_line({TRAIN_LOSS.name: 0.5, EVAL_ACCURACY.name: 0.9}, namespace="BertBatch",
                    dimensions={"Profile": "dev", "RunId": "logged"})
-    platform.write_log(stream, ["loading data", "[progress] epoch 1/1 step 5/5 loss 0.5000 samples/s 10.0 eta 0:00:00", emf, "done"])
+    progress = "[progress] epoch 1/1 step 5/5 loss 0.5000 samples/s 10.0 eta 0:00:00"
+    platform.write_log(stream, ["loading data", progress, emf, "done"])
     r = bb("logs", job_id)
     assert r.exit_code == 0, r.output
-    assert r.output.splitlines() == ["loading data", "[progress] epoch 1/1 step 5/5 loss 0.5000 samples/s 10.0 eta 0:00:00", emf, "done"]
+    assert r.output.splitlines() == ["loading data", progress, emf, "done"]
     r = bb("logs", job_id, "--no-emf")
-    assert r.output.splitlines() == ["loading data", "[progress] epoch 1/1 step 5/5 loss 0.5000 samples/s 10.0 eta 0:00:00", "done"]
+    assert r.output.splitlines() == ["loading data", progress, "done"]
 
 
 def test_logs_follow_reads_until_job_ends(platform, bb):
     job_id = submit(platform, bb)
     stream = platform.job(job_id)["container"]["logStreamName"]
-    platform.write_log(stream, ["line %d" % i for i in range(3)])
-    r = bb("logs", job_id, "--follow", "--poll", "0")
+    platform.write_log(stream, [f"line {i}" for i in range(3)])
+    r = bb("logs", job_id, "--follow", "--poll", "0.01")
     assert r.exit_code == 0, r.output
     assert r.output.splitlines() == ["line 0", "line 1", "line 2"]
 
@@ -174,7 +183,8 @@ def test_cancel_array_parent_terminates(platform, bb, monkeypatch):
 
     calls = []
     real = BatchBackend.terminate_job
-    monkeypatch.setattr(BatchBackend, "terminate_job", lambda self, jid, reason: (calls.append(jid), real(self, jid, reason)))
+    monkeypatch.setattr(BatchBackend, "terminate_job",
+                        lambda self, jid, reason: (calls.append(jid), real(self, jid, reason)))
     r = bb("cancel", job_id)
     assert r.exit_code == 0, r.output
     assert calls == [job_id] and "terminated (was PENDING)" in r.output

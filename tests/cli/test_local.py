@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bert_train import contract
+from bertbatch_contract import hyperparameters, job, layout
 
 from .conftest import FIXTURES
 from .helpers import one_line_error
@@ -26,7 +26,7 @@ def test_dry_run_builds_the_trainer_command(bb, tmp_path):
     assert r.exit_code == 0, r.output
     argv = shlex.split(r.output.strip())
     assert argv[:3] == [sys.executable, "-m", "bert_train"]
-    flags = dict(zip(argv[3::2], argv[4::2]))
+    flags = dict(zip(argv[3::2], argv[4::2], strict=True))
     assert flags == {
         "--train": TRAIN, "--eval": DEV, "--model": "random:tiny", "--epochs": "1", "--learning-rate": "1e-4",
         "--batch-size": "8", "--max-seq-length": "32", "--vocab": VOCAB, "--run-id": "loc",
@@ -34,12 +34,14 @@ def test_dry_run_builds_the_trainer_command(bb, tmp_path):
         "--seed": "7", "--precision": "fp32",
     }
     # the hyperparameter flags are the contract's
-    assert {contract.JOB_PARAMETERS[k] for k in ("model", "epochs", "learning_rate", "batch_size", "max_seq_length")} <= set(flags)
+    names = ("model", "epochs", "learning_rate", "batch_size", "max_seq_length")
+    assert {hyperparameters.JOB_PARAMETERS[k].flag for k in names} <= set(flags)
 
 
 def test_default_locations_mirror_the_bucket_layout(bb):
-    r = bb("local", "--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", VOCAB, "--run-name", "x", "--dry-run")
-    flags = dict(zip(shlex.split(r.output)[3::2], shlex.split(r.output)[4::2]))
+    r = bb("local", "--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", VOCAB, "--run-name", "x",
+           "--dry-run")
+    flags = dict(zip(shlex.split(r.output)[3::2], shlex.split(r.output)[4::2], strict=True))
     assert flags["--output-uri"].replace("\\", "/") == "local-runs/runs/x"
     assert flags["--checkpoint-uri"].replace("\\", "/") == "local-runs/checkpoints/x"
 
@@ -49,7 +51,8 @@ def test_default_locations_mirror_the_bucket_layout(bb):
     (["--train", TRAIN, "--eval", "nope/dev.tsv"], "--eval nope/dev.tsv: no such file"),
     (["--train", "s3://b/k.tsv", "--eval", DEV], "takes local paths"),
     (["--train", TRAIN, "--eval", DEV, "--model", "random:tiny"], "needs --vocab"),
-    (["--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", "no-vocab.txt"], "--vocab no-vocab.txt: no such file"),
+    (["--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", "no-vocab.txt"],
+     "--vocab no-vocab.txt: no such file"),
     (["--train", TRAIN, "--eval", DEV, "--model", "./no-model-dir"], "--model ./no-model-dir: no such directory"),
     (["--train", TRAIN, "--eval", DEV, "--epochs", "0"], "--epochs 0"),
     (["--train", TRAIN, "--eval", DEV, "--max-steps", "0"], "--max-steps 0"),
@@ -58,20 +61,59 @@ def test_local_errors(bb, args, fragment):
     one_line_error(bb("local", *args), fragment)
 
 
-def test_exit_code_is_passed_through(bb, monkeypatch):
+# A stand-in for the trainer: prints what bert_train prints (EMF, progress, eval and plain lines).
+FAKE_TRAINER = """
+import json, os, sys
+from bertbatch_contract.metrics import emf_line
+from bertbatch_contract.progress import Progress, format_progress
+print("loading data")
+print(emf_line({"TrainLoss": 0.5}, namespace="BertBatch", dimensions={"RunId": os.environ["RUN_ID"]}))
+print(format_progress(Progress(epoch=1, epochs=1, step=3, total_steps=6, loss=0.5, samples_per_second=9.5,
+                               eta_seconds=4)))
+print("[eval] step 6 epoch 1.00 eval_accuracy 0.5000")
+print(emf_line({"EvalAccuracy": 0.5}, namespace="BertBatch", dimensions={"RunId": os.environ["RUN_ID"]}))
+sys.exit(int(sys.argv[1]))
+"""
+
+
+def fake_trainer(monkeypatch, exit_code: int = 0) -> None:
     from bertbatch import local
 
-    seen = {}
+    monkeypatch.setattr(local, "command", lambda **_: [sys.executable, "-c", FAKE_TRAINER, str(exit_code)])
 
-    def fake_call(argv, env):
-        seen["argv"], seen["env"] = argv, env
-        return contract.EXIT_BAD_INPUT
 
-    monkeypatch.setattr(local.subprocess, "call", fake_call)
-    r = bb("local", "--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", VOCAB, "--run-name", "rc")
-    assert r.exit_code == contract.EXIT_BAD_INPUT
-    assert seen["env"][contract.ENV_RUN_ID] == "rc"
+def test_exit_code_is_passed_through(bb, monkeypatch, tmp_path):
+    fake_trainer(monkeypatch, job.EXIT_BAD_INPUT)
+    r = bb("local", "--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", VOCAB, "--run-name", "rc",
+           "--output-dir", tmp_path / "out")
+    assert r.exit_code == job.EXIT_BAD_INPUT
     assert "exited with code 2" in r.output
+
+
+def test_emf_lines_go_to_the_run_folder_not_the_terminal(bb, monkeypatch, tmp_path):
+    fake_trainer(monkeypatch)
+    out = tmp_path / "out"
+    r = bb("local", "--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", VOCAB, "--run-name", "emf",
+           "--output-dir", out)
+    assert r.exit_code == 0, r.output
+    assert '"_aws"' not in r.output
+    lines = r.stdout.splitlines()
+    # without a terminal: the progress line as the trainer wrote it, the other lines unchanged, in order
+    assert lines == ["loading data", "[progress] epoch 1/1 step 3/6 loss 0.5000 samples/s 9.5 eta 0:00:04",
+                     "[eval] step 6 epoch 1.00 eval_accuracy 0.5000"]
+    records = [json.loads(line) for line in (out / "metrics.emf.jsonl").read_text().splitlines()]
+    assert [r.get("TrainLoss", r.get("EvalAccuracy")) for r in records] == [0.5, 0.5]
+    assert all("_aws" in r and r["RunId"] == "emf" for r in records)  # RUN_ID reached the trainer
+
+
+def test_a_run_without_emf_lines_writes_no_metrics_file(bb, monkeypatch, tmp_path):
+    from bertbatch import local
+
+    monkeypatch.setattr(local, "command", lambda **_: [sys.executable, "-c", "print('bad input'); raise SystemExit(2)"])
+    r = bb("local", "--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", VOCAB,
+           "--output-dir", tmp_path / "out")
+    assert r.exit_code == 2 and "bad input" in r.output
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
@@ -81,6 +123,9 @@ def test_local_trains_a_tiny_model_end_to_end(bb, tmp_path):
            "--epochs", "1", "--max-steps", "5", "--batch-size", "8", "--max-seq-length", "32",
            "--run-name", "tiny", "--output-dir", out, "--checkpoint-dir", ck)
     assert r.exit_code == 0, r.output
-    metrics = json.loads((out / contract.METRICS_FILE).read_text())
+    assert "[progress]" in r.output and '"_aws"' not in r.output  # EMF lines went to the run folder
+    emf = [json.loads(line) for line in (out / "metrics.emf.jsonl").read_text().splitlines()]
+    assert emf and all("_aws" in record for record in emf)
+    metrics = json.loads((out / layout.METRICS_FILE).read_text())
     assert isinstance(metrics, dict) and metrics
     assert any(k.startswith("eval_") for k in metrics), metrics

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from bert_train.metrics import EVAL_ACCURACY, GPU_UTILIZATION, TRAIN_LOSS, emf_line
-from bert_train.progress import Progress, format_progress
 from bertbatch.logs import TrainingState, bar, parse_emf, render
 from bertbatch.watch import Display
+from bertbatch_contract.metrics import EVAL_ACCURACY, GPU_UTILIZATION, TRAIN_LOSS, emf_line
+from bertbatch_contract.progress import Progress, format_progress
 
 
 def test_parse_emf_reads_contract_metrics_only():
@@ -40,12 +40,37 @@ def test_bar_bounds():
     assert bar(0.0, 4) == "[----]" and bar(1.5, 4) == "[####]" and bar(0.5, 4) == "[##--]"
 
 
-def test_display_redraws_in_place_on_a_terminal(capsys):
-    d = Display(tty=True)
-    d.progress("epoch 1/2 long line")
-    d.progress("epoch 1/2 long line")  # unchanged: not drawn again
-    d.progress("epoch 2/2")
+def progress(step: int) -> Progress:
+    return Progress(epoch=1, epochs=2, step=step, total_steps=10, loss=0.25, samples_per_second=12.5, eta_seconds=65)
+
+
+def test_display_prints_plain_lines_without_a_terminal(capsys):
+    d = Display(live=False)
+    state = TrainingState(progress=progress(5))
+    d.progress(state)
+    d.progress(state)  # unchanged: not printed again
     d.event("SUCCEEDED")
-    out = capsys.readouterr().out
-    assert out.startswith("\repoch 1/2 long line\repoch 2/2" + " " * 10 + "\n")  # padded over the old line
-    assert out.count("epoch 1/2") == 1 and out.endswith(" SUCCEEDED\n")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("epoch 1/2 [##########----------]  50% step 5/10 loss 0.2500")
+    assert len(out) == 2 and out[1].endswith(" SUCCEEDED") and "\x1b" not in "".join(out)
+
+
+def test_display_draws_a_live_bar_on_a_terminal(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from bertbatch import terminal
+
+    screen = io.StringIO()
+    monkeypatch.setattr(terminal, "console", lambda err=False: Console(
+        file=screen, force_terminal=True, width=120, color_system=None, markup=False))
+    d = Display(live=True)
+    d.progress(TrainingState(progress=progress(4), metrics={EVAL_ACCURACY.name: 0.75}))
+    d.event("RUNNING -> SUCCEEDED")
+    d.end()
+    text = screen.getvalue()
+    assert "\x1b[" in text  # redrawn in place (cursor movements), not printed line after line
+    for shown in ("epoch 1/2", "4/10", "loss 0.2500", "12.5 samples/s", "ETA 0:01:05", "EvalAccuracy 0.75",
+                  "RUNNING -> SUCCEEDED"):
+        assert shown in text, shown

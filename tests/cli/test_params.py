@@ -7,35 +7,50 @@ import json
 
 import pytest
 
-from bertbatch import params
+from bertbatch import job_parameters, params
 from bertbatch.errors import BertBatchError
+from bertbatch_contract import runs
 
 
-def test_validate_normalizes_and_drops_unset():
-    assert params.validate({"epochs": "03", "learning_rate": "2e-5", "batch_size": None}) == {
+def test_check_normalizes_and_drops_unset():
+    assert job_parameters.check({"epochs": "03", "learning_rate": "2e-5", "batch_size": None}) == {
         "epochs": "3", "learning_rate": "2e-5"}
 
 
 @pytest.mark.parametrize(("name", "value", "flag"), [
-    ("epochs", "1.5", "--epochs"), ("learning_rate", "0", "--learning-rate"), ("learning_rate", "nan", "--learning-rate"),
+    ("epochs", "1.5", "--epochs"), ("learning_rate", "0", "--learning-rate"),
+    ("learning_rate", "nan", "--learning-rate"),
     ("batch_size", "-3", "--batch-size"), ("max_seq_length", "7", "--max-seq-length"), ("model", "", "--model"),
 ])
-def test_validate_rejects(name, value, flag):
+def test_check_rejects(name, value, flag):
     with pytest.raises(BertBatchError) as err:
-        params.validate({name: value})
-    assert err.value.message.startswith(f"{flag} {value}:")
+        job_parameters.check({name: value})
+    assert err.value.message.startswith(f"{flag} {value or repr(value)}:")
+
+
+def test_option_rows_are_the_job_parameters_a_user_sets():
+    assert list(job_parameters.BY_PARAMETER) == [
+        "model", "epochs", "learning_rate", "batch_size", "max_seq_length", "text_column", "label_column"]
 
 
 def test_generated_run_id_is_readable_and_valid():
-    now = dt.datetime(2026, 11, 21, 19, 5, 0, tzinfo=dt.timezone.utc)
-    run_id = params.generate_run_id("random:tiny", now=now)
+    now = dt.datetime(2026, 11, 21, 19, 5, 0, tzinfo=dt.UTC)
+    run_id = runs.generate_run_id("random:tiny", now=now)
     assert run_id.startswith("random-tiny-20261121-190500-") and len(run_id.rsplit("-", 1)[1]) == 4
-    assert params.check_run_id(run_id) == run_id
-    assert params.generate_run_id("s3://b/models/My_Model", now=now).startswith("my-model-")
-    assert params.generate_run_id(now=now) != params.generate_run_id(now=now)
+    assert params.run_id(run_id, None) == run_id
+    assert runs.generate_run_id("s3://b/models/My_Model", now=now).startswith("my-model-")
+    assert params.run_id(None, None).startswith("bert-base-uncased-")
+    assert params.run_id(None, None) != params.run_id(None, None)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("3600", 3600), ("90m", 5400), ("6h", 21600), ("1d", 86400), ("1.5h", 5400)])
+def test_bad_run_name_names_the_flag():
+    with pytest.raises(BertBatchError) as err:
+        params.run_id("bad name!", None)
+    assert err.value.message == "--run-name 'bad name!': " + runs.RULE
+
+
+@pytest.mark.parametrize(("text", "seconds"),
+                         [("3600", 3600), ("90m", 5400), ("6h", 21600), ("1d", 86400), ("1.5h", 5400)])
 def test_parse_timeout(text, seconds):
     assert params.parse_timeout(text) == seconds
 
@@ -60,4 +75,7 @@ def test_grid_errors(tmp_path):
         params.load_grid(str(p))
     p.write_text(json.dumps({"learning_rate": [f"{i}e-6" for i in range(1, 600)]}))
     with pytest.raises(BertBatchError, match="too large"):
+        params.load_grid(str(p))
+    p.write_text(json.dumps([{"train_uri": "s3://b/k.tsv"}]))  # inputs are --train/--eval, checked to exist
+    with pytest.raises(BertBatchError, match="row 0: unknown hyperparameter 'train_uri'"):
         params.load_grid(str(p))

@@ -7,10 +7,15 @@ import re
 
 import pytest
 
-from bert_train import contract
-from bertbatch import discovery
+from bertbatch_contract import discovery, hyperparameters, tags
+from bertbatch_contract import job as job_env
+from bertbatch_contract.naming import Naming
 
 from .helpers import one_line_error, submitted_id
+
+# The platform's jobs cannot reach the internet: the default model must be staged to submit.
+pytestmark = pytest.mark.usefixtures("default_model_staged")
+
 
 def env_of(job: dict) -> dict[str, str]:
     return {e["name"]: e["value"] for e in job["container"]["environment"]}
@@ -36,15 +41,16 @@ def test_submit_spot_first_with_run_name_and_hyperparameters(platform, bb, submi
     assert job["parameters"]["epochs"] == "2"
     assert job["parameters"]["learning_rate"] == "3e-5"
     assert job["parameters"]["batch_size"] == "16"
-    assert env_of(job)[contract.ENV_RUN_ID] == "sst2-try1"
-    assert job["tags"] == {contract.TAG_RUN_ID: "sst2-try1"}
+    assert env_of(job)[job_env.ENV_RUN_ID] == "sst2-try1"
+    assert job["tags"][tags.TAG_RUN_ID] == "sst2-try1"
+    assert set(job["tags"]) == {tags.TAG_RUN_ID, tags.TAG_COST_ESTIMATE}
     assert job["timeout"] == {"attemptDurationSeconds": 7200}
 
     (call,) = submit_spy
     assert call["propagateTags"] is True
     assert call["containerOverrides"]["resourceRequirements"] == [{"type": "GPU", "value": "2"}]
     # every parameter the CLI sends is a Ref:: parameter of the job definition
-    assert set(call["parameters"]) <= set(contract.JOB_PARAMETERS)
+    assert set(call["parameters"]) <= set(hyperparameters.JOB_PARAMETERS)
 
 
 def test_submit_generates_readable_run_id_and_uses_job_definition_defaults(platform, bb):
@@ -55,9 +61,9 @@ def test_submit_generates_readable_run_id_and_uses_job_definition_defaults(platf
     run_id = re.search(r"run id:  (\S+)", r.output).group(1)
     assert re.fullmatch(r"bert-base-uncased-\d{8}-\d{6}-[0-9a-f]{4}", run_id)
     job = platform.job(submitted_id(r.output))
-    assert env_of(job)[contract.ENV_RUN_ID] == run_id
+    assert env_of(job)[job_env.ENV_RUN_ID] == run_id
     assert job["parameters"]["train_uri"] == f"s3://{platform.data_bucket}/datasets/train.tsv"
-    assert job["parameters"]["epochs"] == contract.DEFAULT_PARAMETERS["epochs"]
+    assert job["parameters"]["epochs"] == hyperparameters.parameter_defaults()["epochs"]
 
 
 def test_submit_bare_key_is_under_datasets(platform, bb, submit_spy):
@@ -81,17 +87,17 @@ def test_submit_on_demand_queue(platform, bb):
 def test_submit_multi_node(platform, bb, submit_spy):
     train = platform.put_dataset("datasets/t.tsv")
     platform.put_dataset("datasets/dev.tsv")
-    r = bb("submit", "--train", train, "--nodes", "3", "--gpus", "8", "--run-name", "mn")
+    r = bb("submit", "--train", train, "--nodes", "2", "--gpus", "4", "--run-name", "mn")
     assert r.exit_code == 0, r.output
     (call,) = submit_spy
     assert call["jobQueue"] == platform.names[discovery.QUEUE_MULTI_NODE]
     assert call["jobDefinition"] == platform.names[discovery.JOB_DEFINITION_MULTI_NODE]
     assert "containerOverrides" not in call
-    assert call["nodeOverrides"]["numNodes"] == 3
+    assert call["nodeOverrides"]["numNodes"] == 2
     (override,) = call["nodeOverrides"]["nodePropertyOverrides"]
     assert override["targetNodes"] == "0:"
-    assert {"name": contract.ENV_RUN_ID, "value": "mn"} in override["containerOverrides"]["environment"]
-    assert override["containerOverrides"]["resourceRequirements"] == [{"type": "GPU", "value": "8"}]
+    assert {"name": job_env.ENV_RUN_ID, "value": "mn"} in override["containerOverrides"]["environment"]
+    assert override["containerOverrides"]["resourceRequirements"] == [{"type": "GPU", "value": "4"}]
 
 
 def test_submit_array(platform, bb, submit_spy):
@@ -115,7 +121,7 @@ def test_submit_grid_json_product(platform, bb, submit_spy, tmp_path):
     (call,) = submit_spy
     assert call["arrayProperties"] == {"size": 4}
     env = {e["name"]: e["value"] for e in call["containerOverrides"]["environment"]}
-    rows = json.loads(env[contract.ENV_GRID])
+    rows = json.loads(env[job_env.ENV_GRID])
     assert rows == [
         {"learning_rate": "2e-5", "epochs": "2"}, {"learning_rate": "2e-5", "epochs": "3"},
         {"learning_rate": "3e-5", "epochs": "2"}, {"learning_rate": "3e-5", "epochs": "3"},
@@ -130,7 +136,7 @@ def test_submit_grid_csv(platform, bb, submit_spy, tmp_path):
     r = bb("submit", "--train", train, "--grid", grid)
     assert r.exit_code == 0, r.output
     env = {e["name"]: e["value"] for e in submit_spy[0]["containerOverrides"]["environment"]}
-    assert json.loads(env[contract.ENV_GRID])[2] == {"learning_rate": "1e-4", "batch_size": "8"}
+    assert json.loads(env[job_env.ENV_GRID])[2] == {"learning_rate": "1e-4", "batch_size": "8"}
     assert submit_spy[0]["arrayProperties"] == {"size": 3}
 
 
@@ -177,6 +183,34 @@ def test_submit_bad_hyperparameter(aws, bb, submit_spy, flag, value):
     assert submit_spy == []
 
 
+def container_message(flag: str, value: str) -> str:
+    """What the training container says about `flag value` at start (its own validation)."""
+    from bert_train import config
+
+    with pytest.raises(config.BadInput) as err:
+        parsed = config.parse_args(["--train", "train.tsv", flag, value], env={})
+        config.validate(parsed)
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--learning-rate", "nan"), ("--learning-rate", "0"), ("--learning-rate", "5"), ("--epochs", "0"),
+     ("--max-seq-length", "4")],
+)
+def test_submit_rejects_what_the_container_rejects_in_its_words(platform, bb, submit_spy, flag, value):
+    platform.put_dataset("datasets/train.tsv")
+    platform.put_dataset("datasets/dev.tsv")
+    expected = container_message(flag, value)
+    r = bb("submit", flag, value)
+    assert one_line_error(r) == f"Error: {expected}"
+    assert submit_spy == []
+    # the same deployment takes a value the container accepts
+    good = {"--learning-rate": "3e-5", "--epochs": "2", "--max-seq-length": "64"}[flag]
+    assert bb("submit", flag, good).exit_code == 0
+    assert len(submit_spy) == 1
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [(["--nodes", "0"], "--nodes 0"), (["--gpus", "9"], "--gpus 9"), (["--array", "1"], "--array 1"),
@@ -205,7 +239,7 @@ def test_submit_not_deployed_profile(platform, bb):
 
 def test_submit_missing_one_parameter(platform, bb):
     platform.client("ssm").delete_parameter(
-        Name=discovery.parameter_name(discovery.QUEUE_ON_DEMAND, profile=platform.profile))
+        Name=Naming(platform.profile).parameter(discovery.QUEUE_ON_DEMAND))
     one_line_error(bb("submit", "--on-demand"), "/bert-batch/dev/queue/on-demand is missing")
 
 
@@ -224,4 +258,29 @@ def test_submit_resumes_an_unfinished_run(platform, bb, submit_spy):
     r = bb("submit", "--run-name", "half-run")
     assert r.exit_code == 0, r.output
     assert "Run half-run has checkpoints: the job resumes from them." in r.output
-    assert submit_spy[0]["tags"] == {contract.TAG_RUN_ID: "half-run"}
+    assert submit_spy[0]["tags"][tags.TAG_RUN_ID] == "half-run"
+
+
+def test_submit_records_the_estimate_bertbatch_estimate_gives_for_its_queue(platform, bb):
+    body = b"sentence\tlabel\n" + b"".join(b"sentence number %d\t%d\n" % (i, i % 2) for i in range(500))
+    train = platform.put_dataset("datasets/big/train.tsv", body)
+    dev = platform.put_dataset("datasets/big/dev.tsv")
+    r = bb("submit", "--train", train, "--eval", dev, "--epochs", "2", "--max-seq-length", "64", "--run-name", "est1")
+    assert r.exit_code == 0, r.output
+    job = platform.job(submitted_id(r.output))
+    shown = bb("estimate", "--rows", "500", "--epochs", "2", "--max-seq-length", "64", "-o", "json")
+    options = json.loads(shown.output)["options"]
+    spot_first = [o["cost"] for o in options
+                  if o["queue"] == discovery.QUEUE_SPOT_FIRST and o["pricing"] == "spot" and o["placeable"]]
+    assert job["tags"][tags.TAG_COST_ESTIMATE] == f"{min(spot_first):.2f}"
+
+
+def test_the_row_count_of_a_large_file_comes_from_its_first_mebibyte():
+    from bertbatch.submit_estimate import rows_from_sample
+
+    line = b"a sentence of some length\t1\n"
+    whole = b"sentence\tlabel\n" + line * 10
+    assert rows_from_sample(whole, len(whole), header=True) == 10  # the whole file: exact
+    head = line * 1000
+    assert rows_from_sample(head, len(head) * 50, header=True) == 50_000 - 1
+    assert rows_from_sample(b'{"sentence": "x", "label": 1}\n' * 4, 10_000, header=False) > 100

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from bert_train import contract
-from bert_train.metrics import EVAL_ACCURACY, EVAL_F1, TRAIN_LOSS, emf_line
-from bert_train.progress import Progress, format_progress
+import pytest
+
+from bertbatch_contract import tags
+from bertbatch_contract.metrics import EVAL_ACCURACY, EVAL_F1, TRAIN_LOSS, emf_line
+from bertbatch_contract.progress import Progress, format_progress
 
 from .helpers import one_line_error, submit, submitted_id
+
+# The platform's jobs cannot reach the internet: the default model must be staged to submit.
+pytestmark = pytest.mark.usefixtures("default_model_staged")
 
 
 def progress_line(epoch: int, step: int, total: int = 30, eta: int = 60) -> str:
@@ -31,7 +36,7 @@ def test_watch_succeeded_shows_progress_metrics_and_artifacts(platform, bb):
         progress_line(3, 30, eta=0),
     ])
     platform.put_run("w1", {"eval_accuracy": 0.9, "train_loss": 0.2})
-    r = bb("watch", job_id, "--poll", "0")
+    r = bb("watch", job_id, "--poll", "0.01")
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     assert f"job {job_id} (w1, run w1, queue bert-batch-dev-spot-first): SUCCEEDED" in lines[0]
@@ -60,7 +65,7 @@ def test_watch_reports_state_transitions_and_live_progress(platform, bb, monkeyp
     import bertbatch.watch
 
     monkeypatch.setattr(bertbatch.watch.time, "sleep", lambda _s: next(steps)())
-    r = bb("watch", job_id, "--poll", "0")
+    r = bb("watch", job_id, "--poll", "0.01")
     assert r.exit_code == 0, r.output
     out = r.output
     assert out.index("RUNNABLE -> RUNNING") < out.index("epoch 1/3 [##") < out.index("epoch 2/3 [##########") \
@@ -72,8 +77,8 @@ def test_watch_failed_exits_non_zero(platform, bb):
     job_id = submit(platform, bb, "--run-name", "w3")
     job = platform.moto_job(job_id)
     job.status, job.job_stopped_reason = "FAILED", "Essential container in task exited"
-    r = bb("watch", job_id, "--poll", "0", "--fallback-grace", "0")
-    assert r.exit_code == 1, r.output
+    r = bb("watch", job_id, "--poll", "0.01", "--fallback-grace", "0")
+    assert r.exit_code == 3, r.output  # the job FAILED (1 is for errors of the CLI itself)
     last = r.output.splitlines()[-1]
     assert last.startswith(f"Error: job {job_id} FAILED: Essential container in task exited")
     assert "FAILED" in r.output.splitlines()[0]
@@ -85,10 +90,10 @@ def test_watch_follows_fallback_resubmission(platform, bb):
     job.status, job.job_stopped_reason = "FAILED", "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
     # what the fallback handler does: same RUN_ID on the On-Demand queue, tags both ways
     new = submit(platform, bb, "--run-name", "spot-run", "--on-demand")
-    platform.batch.tag_resource(resourceArn=platform.job(new)["jobArn"], tags={contract.TAG_FALLBACK_FROM: old})
-    platform.batch.tag_resource(resourceArn=platform.job(old)["jobArn"], tags={contract.TAG_FALLBACK_TO: new})
+    platform.batch.tag_resource(resourceArn=platform.job(new)["jobArn"], tags={tags.TAG_FALLBACK_FROM: old})
+    platform.batch.tag_resource(resourceArn=platform.job(old)["jobArn"], tags={tags.TAG_FALLBACK_TO: new})
     platform.write_log(stream_of(platform, new), [progress_line(3, 30, eta=0)])
-    r = bb("watch", old, "--poll", "0", "--fallback-grace", "0")
+    r = bb("watch", old, "--poll", "0.01", "--fallback-grace", "0")
     assert r.exit_code == 0, r.output
     assert f"job {old} was resubmitted to On-Demand as {new}: following it" in r.output
     assert "queue bert-batch-dev-on-demand" in r.output
@@ -103,8 +108,8 @@ def test_watch_waits_for_late_fallback_tag(platform, bb, monkeypatch):
     import bertbatch.watch
 
     monkeypatch.setattr(bertbatch.watch.time, "sleep",
-                        lambda _s: platform.batch.tag_resource(resourceArn=arn, tags={contract.TAG_FALLBACK_TO: new}))
-    r = bb("watch", old, "--poll", "0", "--fallback-grace", "30")
+                        lambda _s: platform.batch.tag_resource(resourceArn=arn, tags={tags.TAG_FALLBACK_TO: new}))
+    r = bb("watch", old, "--poll", "0.01", "--fallback-grace", "30")
     assert r.exit_code == 0, r.output
     assert f"as {new}: following it" in r.output
 
@@ -116,12 +121,12 @@ def test_submit_wait_hands_over_to_watch(platform, bb, monkeypatch):
 
     real_report = bertbatch.watch.final_report
 
-    def report(session, job, display):  # the job writes its metrics while it runs
+    def report(session, job, display, *outcome):  # the job writes its metrics while it runs
         platform.put_run("waited", {"eval_accuracy": 0.5})
-        return real_report(session, job, display)
+        return real_report(session, job, display, *outcome)
 
     monkeypatch.setattr(bertbatch.watch, "final_report", report)
-    r = bb("submit", "--train", train, "--run-name", "waited", "--wait", "--poll", "0")
+    r = bb("submit", "--train", train, "--run-name", "waited", "--wait", "--poll", "0.01")
     assert r.exit_code == 0, r.output
     job_id = submitted_id(r.output)
     assert r.output.splitlines()[-1].endswith(f"job {job_id} SUCCEEDED")
@@ -132,13 +137,13 @@ def test_submit_wait_exit_code_on_failure(platform, bb, monkeypatch):
     monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")  # moto marks new jobs FAILED
     train = platform.put_dataset("datasets/train.tsv")
     platform.put_dataset("datasets/dev.tsv")
-    r = bb("submit", "--train", train, "--wait", "--poll", "0", "--fallback-grace", "0")
-    assert r.exit_code == 1, r.output
+    r = bb("submit", "--train", train, "--wait", "--poll", "0.01", "--fallback-grace", "0")
+    assert r.exit_code == 3, r.output
     assert "FAILED" in r.output.splitlines()[-1]
 
 
 def test_watch_unknown_job(platform, bb):
-    one_line_error(bb("watch", "nope", "--poll", "0"), "no such job: nope")
+    one_line_error(bb("watch", "nope", "--poll", "0.01"), "no such job: nope")
 
 
 def test_watch_does_not_wait_for_fallback_of_on_demand_job(platform, bb, monkeypatch):
@@ -150,5 +155,18 @@ def test_watch_does_not_wait_for_fallback_of_on_demand_job(platform, bb, monkeyp
         raise AssertionError("waited for a fallback that cannot happen")
 
     monkeypatch.setattr(bertbatch.watch.time, "sleep", no_sleep)
-    r = bb("watch", job_id, "--poll", "0", "--fallback-grace", "600")
-    assert r.exit_code == 1 and f"job {job_id} FAILED" in r.output
+    r = bb("watch", job_id, "--poll", "0.01", "--fallback-grace", "600")
+    assert r.exit_code == 3 and f"job {job_id} FAILED" in r.output
+
+
+def test_watch_explains_a_job_cancelled_by_the_queue_time_limit(platform, bb):
+    job_id = submit(platform, bb, "--on-demand")
+    job = platform.moto_job(job_id)
+    job.status = "FAILED"
+    job.job_stopped_reason = ("Canceled by JobStateTimeLimit action due to reason: "
+                              "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT")
+    r = bb("watch", job_id, "--poll", "0.01", "--fallback-grace", "0")
+    assert r.exit_code == 3, r.output
+    assert "the queue cancelled it before it started: no instance type of the queue can hold" in r.output
+    last = r.output.splitlines()[-1]
+    assert last.startswith(f"Error: job {job_id} FAILED: the queue cancelled it") and "JOB_RESOURCE_REQUIREMENT" in last

@@ -1,0 +1,74 @@
+"""`bertbatch local`: the training program on this machine, with local paths."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bertbatch_contract import hyperparameters as hp
+
+from .. import job_parameters, params, trainer_output
+from .. import local as local_mod
+from ..errors import BertBatchError
+from ..options import hyperparameter_options
+
+# The job's hyperparameters, and the trainer flags a quick local check needs.
+LOCAL_ROWS = job_parameters.OPTION_ROWS + tuple(hp.BY_NAME[name] for name in ("vocab", "max_steps", "seed"))
+LOCAL_RUNS_DIR = Path("local-runs")  # mirrors the artifacts bucket: runs/<run-id>/, checkpoints/<run-id>/
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("--train", "train", required=True, metavar="PATH", help="Training TSV/CSV")
+@click.option("--eval", "eval_", required=True, metavar="PATH", help="Evaluation TSV/CSV")
+@hyperparameter_options(LOCAL_ROWS, default_label="default")
+@click.option("--run-name", metavar="NAME", help="Run id (generated if omitted)")
+@click.option("--output-dir", metavar="DIR", help="Outputs [default: local-runs/runs/<run-id>]")
+@click.option("--checkpoint-dir", metavar="DIR", help="Checkpoints [default: local-runs/checkpoints/<run-id>]")
+@click.option("--dry-run", is_flag=True, help="Print the trainer command without running it")
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED, metavar="[-- TRAINER FLAGS...]")
+@click.pass_context
+def local(ctx: click.Context, train: str, eval_: str, run_name: str | None, output_dir: str | None,
+          checkpoint_dir: str | None, dry_run: bool, extra: tuple[str, ...], **hyper: Any) -> None:
+    """Run the training entrypoint (python -m bert_train) on this machine with local paths.
+
+    The same program and flags as a Batch job: the way to test a job before it costs money.
+    Flags after -- go to the trainer unchanged (e.g. --precision fp32). The trainer's exit code
+    is passed through. On a terminal a progress bar shows epoch, step, loss, samples/s and ETA;
+    the CloudWatch metric (EMF) lines go to metrics.emf.jsonl in the output folder.
+
+    \b
+    Examples:
+      bertbatch local --train data/train.tsv --eval data/dev.tsv --model random:tiny --vocab vocab.txt --max-steps 20
+      bertbatch local --train data/train.tsv --eval data/dev.tsv --model ./my-bert --epochs 1 --batch-size 8
+      bertbatch local --train train.tsv --eval dev.tsv --model random:tiny --vocab vocab.txt -- --precision fp32
+    """
+    hyperparameters = job_parameters.check(hyper)
+    local_mod.check_path("--train", train)
+    local_mod.check_path("--eval", eval_)
+    vocab = hyperparameters.get("vocab")
+    if vocab:
+        local_mod.check_path("--vocab", vocab)
+    model = hyperparameters.get("model", str(hp.default("model")))
+    local_mod.check_model(model)
+    if model.startswith("random:") and not vocab:
+        raise BertBatchError(f"--model {model} needs --vocab PATH")
+    run_id = params.run_id(run_name, model)
+    output_dir = output_dir or str(LOCAL_RUNS_DIR / "runs" / run_id)
+    checkpoint_dir = checkpoint_dir or str(LOCAL_RUNS_DIR / "checkpoints" / run_id)
+    argv = local_mod.command(
+        train=train, eval_=eval_, output_dir=output_dir, checkpoint_dir=checkpoint_dir, run_id=run_id,
+        hyperparameters=hyperparameters, extra=extra,
+    )
+    if dry_run:
+        click.echo(shlex.join(argv))
+        return
+    emf_path = Path(output_dir) / trainer_output.EMF_FILE
+    click.echo(f"Run {run_id}: outputs in {output_dir}, checkpoints in {checkpoint_dir}, "
+               f"CloudWatch metric lines in {emf_path}", err=True)
+    rc = local_mod.run(argv, run_id=run_id, emf_path=emf_path)
+    if rc != 0:
+        click.echo(f"Error: the trainer exited with code {rc}", err=True)
+    ctx.exit(rc)

@@ -1,0 +1,164 @@
+"""`bertbatch artifacts` and `runs`: a run's outputs and checkpoints, and the table of runs."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bertbatch_contract import discovery, layout
+from bertbatch_contract import runs as run_ids
+
+from .. import artifacts, compare, completion, ledger, params, terminal, times
+from ..errors import BertBatchError
+from ..options import target_options
+from ..output import JSON, output_option, print_lines
+from ..progress_view import TransferView
+from ..session import Session, pass_session
+from .compare import CSV, comparison_output_option, metric_option, show
+from .jobs import queue_names
+
+OUTPUT, CHECKPOINT = "output", "checkpoint"
+
+
+def _download(s3: Any, bucket: str, run_id: str, dest: Path, outputs: list[dict[str, Any]],
+              checkpoints: list[dict[str, Any]] | None) -> dict[str, Path]:
+    """The outputs to dest/, the checkpoints (if given) to dest/checkpoints/, with one progress bar."""
+    total = sum(o.get("Size", 0) for o in outputs + (checkpoints or []))
+    with TransferView(total) as view:
+        written = artifacts.download(s3, bucket, outputs, layout.run_prefix(run_id), dest, view)
+        if checkpoints is not None:
+            written.update(artifacts.download(s3, bucket, checkpoints, layout.checkpoint_prefix(run_id),
+                                              dest / "checkpoints", view))
+    return written
+
+
+@click.command(name="artifacts")
+@click.argument("run_id", metavar="RUN", shell_complete=completion.run_ids)
+@click.option("--download", "download_dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Download the run's outputs to DIR/<run-id>/")
+@click.option("--checkpoints", is_flag=True, help="With --download: the checkpoints too (DIR/<run-id>/checkpoints/)")
+@output_option
+@target_options()
+@pass_session
+def artifacts_(session: Session, run_id: str, download_dir: str | None, checkpoints: bool, output: str) -> None:
+    """List (and download) a run's outputs and checkpoints.
+
+    A download shows bytes, rate and ETA on a terminal (one line per file otherwise, on stderr).
+
+    \b
+    Examples:
+      bertbatch artifacts bert-base-uncased-20261121-190500-3fa2
+      bertbatch artifacts my-run --download ./results
+      bertbatch artifacts my-run --download ./results --checkpoints
+      bertbatch artifacts my-run -o json | jq -r 'select(.kind == "output") | .uri'
+    """
+    bucket = session.get(discovery.ARTIFACTS_BUCKET)
+    s3 = session.client("s3")
+    outputs, ckpts = artifacts.run_objects(s3, bucket, run_id)
+    listed = [(OUTPUT, o) for o in outputs] + [(CHECKPOINT, o) for o in ckpts]
+    if output != JSON:
+        rows = [(layout.s3_uri(bucket, o["Key"]), artifacts.human_size(o.get("Size", 0)),
+                 o["LastModified"].strftime("%Y-%m-%d %H:%M:%S") if o.get("LastModified") else "-")
+                for _, o in listed]
+        terminal.print_table(("URI", "SIZE", "MODIFIED (UTC)"), rows, right=(1,))
+    written: dict[str, Path] = {}
+    if download_dir:
+        dest = Path(download_dir) / run_id
+        written = _download(s3, bucket, run_id, dest, outputs, ckpts if checkpoints else None)
+        click.echo(f"Downloaded {len(written)} file(s) to {dest}", err=output == JSON)
+    if output == JSON:
+        print_lines("artifacts", ({
+            "uri": layout.s3_uri(bucket, o["Key"]), "kind": kind, "size": o.get("Size", 0),
+            "modified": times.iso(o.get("LastModified")),
+            "downloaded_to": str(written[o["Key"]]) if o["Key"] in written else None,
+        } for kind, o in listed))
+
+
+@click.command()
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many runs, newest first")
+@click.option("--sweep", "sweep_id", metavar="SWEEP_ID",
+              help="Compare the children of one sweep side by side (as `bertbatch compare` does)")
+@metric_option
+@comparison_output_option
+@target_options()
+@pass_session
+def runs(session: Session, limit: int, sweep_id: str | None, metric: str, output: str) -> None:
+    """Table of runs in the artifacts bucket with their final metrics (metrics.json) and cost.
+
+    Runs still training (no metrics.json yet) show as 'running'. COST is the run's cost ledger:
+    every attempt of its jobs that Batch still lists. --sweep SWEEP_ID compares the children of
+    a sweep (<sweep-id>-<i>) like `bertbatch compare`, best marked; --output csv is for that.
+
+    \b
+    Examples:
+      bertbatch runs
+      bertbatch runs --profile prod --limit 10
+      bertbatch runs -o json | jq 'select(.metrics.eval_accuracy > 0.9)'
+      bertbatch runs --sweep sst2-lr-sweep --format csv
+    """
+    params.check_int("--limit", limit, 1)
+    if sweep_id is not None:
+        show_sweep(session, sweep_id, metric, output)
+        return
+    if output == CSV:
+        raise BertBatchError("--output csv: only with --sweep (use -o json for the list of runs)")
+    bucket = session.get(discovery.ARTIFACTS_BUCKET)
+    s3 = session.client("s3")
+    found = []
+    for run_id in artifacts.list_run_ids(s3, bucket):
+        metrics, modified = artifacts.read_metrics(s3, bucket, run_id)
+        found.append((run_id, metrics, modified))
+    epoch = _dt.datetime.min.replace(tzinfo=_dt.UTC)
+    found.sort(key=lambda r: (r[2] is None, r[2] or epoch), reverse=True)
+    found = found[:limit]
+    costs = run_costs(session, [r for r, _, _ in found])
+    if output == JSON:
+        print_lines("runs", ({"run_id": r, "state": "finished" if m is not None else "running",
+                              "finished": times.iso(t), "metrics": m,
+                              "cost": None if costs[r] is None else round(costs[r] or 0, 4)} for r, m, t in found))
+        return
+    if not found:
+        click.echo(f"No runs under {layout.s3_uri(bucket, layout.RUNS_PREFIX)}")
+        return
+    rows = []
+    for run_id, metrics, modified in found:
+        values = [artifacts.format_value(artifacts.metric_value(metrics or {}, k)) for k in artifacts.RUN_COLUMNS]
+        state = "finished" if metrics is not None else "running"
+        rows.append((run_id, state, *values, ledger.format_cost(costs[run_id]),
+                     modified.strftime("%Y-%m-%d %H:%M") if modified else "-"))
+    headers = ("RUN ID", "STATE", *(k.upper() for k in artifacts.RUN_COLUMNS), "COST", "FINISHED (UTC)")
+    terminal.print_table(headers, rows, right=tuple(range(2, 3 + len(artifacts.RUN_COLUMNS))))
+
+
+def run_costs(session: Session, run_ids: list[str]) -> dict[str, float | None]:
+    """Run id -> its ledger's cost (None: no priced attempt)."""
+    if not run_ids:
+        return {}
+    batch = session.client("batch")
+    queues, pricer, environments = queue_names(session, ()), ledger.Pricer(), ledger.Environments(batch)
+    return {r: ledger.ledger(batch, queues, r, pricer=pricer, environments=environments).cost for r in run_ids}
+
+
+def show_sweep(session: Session, sweep_id: str, metric: str, output: str) -> None:
+    """The children of a sweep, those with outputs and those with jobs, compared."""
+    try:
+        run_ids.check_run_id(sweep_id, what="--sweep")
+    except run_ids.InvalidRunId as exc:
+        raise BertBatchError(str(exc)) from None
+    bucket = session.get(discovery.ARTIFACTS_BUCKET)
+    s3, batch = session.client("s3"), session.client("batch")
+    ledgers = ledger.sweep_ledgers(batch, queue_names(session, ()), sweep_id)
+    children = set(ledgers) | {r for r in artifacts.list_run_ids(s3, bucket)
+                               if r.startswith(sweep_id + "-") and r[len(sweep_id) + 1:].isdigit()}
+    if not children:
+        raise BertBatchError(f"--sweep {sweep_id}: no children (no {layout.s3_uri(bucket, layout.RUNS_PREFIX)}"
+                             f"{sweep_id}-<i>/ and no array job {sweep_id} on the profile's queues)")
+    loaded = []
+    for child in sorted(children, key=lambda r: int(r.rsplit("-", 1)[1])):
+        run = compare.load_s3(s3, bucket, child)
+        run.ledger = ledgers.get(child) or ledger.Ledger(run_id=child)
+        loaded.append(run)
+    show(loaded, metric, output, None)

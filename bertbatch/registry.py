@@ -1,0 +1,295 @@
+"""The model registry: fine-tuned models by name, with numbered versions and movable aliases.
+
+    models/<name>/versions/000003.json   one record per version, written once (IfNoneMatch="*")
+    models/<name>/aliases/production.json   the version an alias points at, moved by each promote
+
+(`bertbatch_contract.layout`). A version points at a finished training run's output
+(runs/<run-id>/). Promoting a run that already has a version of that name reuses it, so promoting
+is idempotent. Two promotes at once cannot both write version 3: the record is created with an
+S3 conditional write, and the loser takes the next number.
+
+The records live in a `Store`: the artifacts bucket (Batch runs) or the local runs directory of
+`bertbatch local`, which mirrors the bucket's layout (local runs).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import botocore.exceptions
+
+from bertbatch_contract import layout, runs
+
+from .aws import error_code
+from .errors import BertBatchError
+
+ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+ALIAS_RULE = "an alias is 1-63 letters, digits, '-' or '_', starting with a letter"
+# NAME@ALIAS or NAME@3 (a version number).
+REFERENCE = re.compile(r"^(?P<name>[^@]+)@(?P<target>[^@]+)$")
+MAX_PROMOTE_RACES = 20  # a conditional write lost this often in a row means something else is wrong
+_MISSING = ("NoSuchKey", "404", "NotFound")
+
+
+class Store(Protocol):
+    """Where the records are: keys as in the artifacts bucket."""
+
+    def read(self, key: str) -> bytes | None: ...
+    def write(self, key: str, body: bytes) -> None: ...
+    def create(self, key: str, body: bytes) -> bool:
+        """Write `key` only if it does not exist; False when it does."""
+        ...
+    def keys(self, prefix: str) -> list[str]: ...
+    def uri(self, key: str) -> str: ...
+
+
+@dataclass
+class S3Store:
+    s3: Any
+    bucket: str
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in _MISSING:
+                return None
+            raise
+        return body
+
+    def write(self, key: str, body: bytes) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+
+    def create(self, key: str, body: bytes) -> bool:
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json",
+                               IfNoneMatch="*")
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
+
+    def keys(self, prefix: str) -> list[str]:
+        out: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            out.extend(obj["Key"] for obj in page.get("Contents", []))
+        return out
+
+    def uri(self, key: str) -> str:
+        return layout.s3_uri(self.bucket, key)
+
+
+@dataclass
+class DirectoryStore:
+    """The bucket's layout under a local directory (`bertbatch local`'s local-runs/)."""
+
+    root: Path
+
+    def read(self, key: str) -> bytes | None:
+        path = self.root / key
+        return path.read_bytes() if path.is_file() else None
+
+    def write(self, key: str, body: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(body)
+        tmp.replace(path)  # readers see the old record or the new one, never half of one
+
+    def create(self, key: str, body: bytes) -> bool:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with path.open("xb") as fh:  # O_EXCL: the local counterpart of IfNoneMatch="*"
+                fh.write(body)
+        except FileExistsError:
+            return False
+        return True
+
+    def keys(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
+                      if p.is_file() and not p.name.startswith("."))
+
+    def uri(self, key: str) -> str:
+        return str(self.root / key)
+
+
+# --- records --------------------------------------------------------------------------------------
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json(store: Store, key: str) -> dict[str, Any] | None:
+    body = store.read(key)
+    if body is None:
+        return None
+    try:
+        value = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BertBatchError(f"{store.uri(key)}: not a JSON record") from None
+    if not isinstance(value, dict):
+        raise BertBatchError(f"{store.uri(key)}: not a JSON object")
+    return value
+
+
+def _dump(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, indent=2, sort_keys=False) + "\n").encode()
+
+
+def check_alias(alias: str) -> str:
+    if not ALIAS.match(alias) or alias.isdigit():
+        raise BertBatchError(f"--alias {alias!r}: {ALIAS_RULE}")
+    return alias
+
+
+def versions(store: Store, name: str) -> list[dict[str, Any]]:
+    """Every version record of `name`, oldest first."""
+    prefix = layout.model_prefix(name) + layout.MODEL_VERSIONS_DIR
+    out = []
+    for key in store.keys(prefix):
+        record = _json(store, key) if key.endswith(".json") else None
+        if record is not None and isinstance(record.get("version"), int):
+            out.append(record)
+    return sorted(out, key=lambda r: int(r["version"]))
+
+
+def aliases(store: Store, name: str) -> dict[str, int]:
+    """alias -> version of `name`."""
+    prefix = layout.model_prefix(name) + layout.MODEL_ALIASES_DIR
+    out: dict[str, int] = {}
+    for key in store.keys(prefix):
+        record = _json(store, key) if key.endswith(".json") else None
+        if record is not None and isinstance(record.get("version"), int):
+            out[str(record.get("alias") or key.rsplit("/", 1)[-1].removesuffix(".json"))] = int(record["version"])
+    return out
+
+
+def registered_names(store: Store) -> list[str]:
+    """Names with at least one version record."""
+    names = set()
+    for key in store.keys(layout.MODELS_PREFIX):
+        parts = key[len(layout.MODELS_PREFIX):].split("/")
+        if len(parts) == 3 and parts[1] + "/" == layout.MODEL_VERSIONS_DIR:
+            names.add(parts[0])
+    return sorted(names)
+
+
+# --- promote --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Promoted:
+    name: str
+    version: int
+    alias: str | None
+    run_id: str
+    uri: str
+    created: bool  # a new version was recorded (False: the run already had one)
+    previous: int | None  # the version the alias pointed at before, or None
+
+
+def run_outputs(store: Store, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metrics, training args or {}) of a finished run; BertBatchError when it is not one."""
+    try:
+        runs.check_run_id(run_id, what="RUN_ID")
+    except runs.InvalidRunId as exc:
+        raise BertBatchError(str(exc)) from None
+    prefix = layout.run_prefix(run_id)
+    metrics = _json(store, prefix + layout.METRICS_FILE)
+    if metrics is None:
+        raise BertBatchError(f"run {run_id} has not finished: no {store.uri(prefix + layout.METRICS_FILE)} "
+                             "(only a finished run can be promoted)")
+    if store.read(prefix + layout.LABEL_MAP_FILE) is None:
+        raise BertBatchError(f"run {run_id}: no {store.uri(prefix + layout.LABEL_MAP_FILE)}: not a model to predict "
+                             "with")
+    args = _json(store, prefix + layout.TRAINING_ARGS_FILE) or {}
+    return metrics, args
+
+
+def promote(store: Store, run_id: str, name: str, alias: str | None, who: str) -> Promoted:
+    """Record a version of `name` for the finished run `run_id` (or reuse its version), then
+    point `alias` at it."""
+    metrics, args = run_outputs(store, run_id)
+    uri = store.uri(layout.run_prefix(run_id))
+    existing = versions(store, name)
+    mine = next((r for r in existing if r.get("run_id") == run_id), None)
+    created = False
+    if mine is None:
+        record = {
+            "format": layout.REGISTRY_FORMAT, "name": name, "version": 0, "run_id": run_id, "uri": uri,
+            "metrics": metrics,
+            "data": {key: args.get(key) for key in ("train", "eval", "text_column", "label_column") if key in args},
+            "model": args.get("model"), "created": _now(), "created_by": who,
+        }
+        number = max((int(r["version"]) for r in existing), default=0) + 1
+        for _ in range(MAX_PROMOTE_RACES):
+            record["version"] = number
+            if store.create(layout.model_version_key(name, number), _dump(record)):
+                created, mine = True, record
+                break
+            # Another promote took this number: it may have been this same run.
+            raced = _json(store, layout.model_version_key(name, number))
+            if raced is not None and raced.get("run_id") == run_id:
+                mine = raced
+                break
+            number += 1
+        if mine is None:
+            raise BertBatchError(f"model {name!r}: could not record a version after {MAX_PROMOTE_RACES} concurrent "
+                                 "promotes; try again")
+    version = int(mine["version"])
+    previous = None
+    if alias is not None:
+        previous = aliases(store, name).get(alias)
+        if previous != version:
+            store.write(layout.model_alias_key(name, alias), _dump({
+                "format": layout.REGISTRY_FORMAT, "name": name, "alias": alias, "version": version,
+                "updated": _now(), "updated_by": who,
+            }))
+    return Promoted(name=name, version=version, alias=alias, run_id=run_id, uri=str(mine.get("uri") or uri),
+                    created=created, previous=previous)
+
+
+# --- NAME@ALIAS -----------------------------------------------------------------------------------
+def is_reference(model: str) -> bool:
+    return "://" not in model and REFERENCE.match(model) is not None
+
+
+def resolve(store: Store, reference: str) -> dict[str, Any]:
+    """The version record NAME@ALIAS or NAME@N points at; BertBatchError naming what is missing."""
+    m = REFERENCE.match(reference)
+    if m is None:
+        raise BertBatchError(f"--model {reference}: expected NAME@ALIAS or NAME@VERSION")
+    name, target = m["name"], m["target"]
+    if target.isdigit():
+        version = int(target)
+    else:
+        found = aliases(store, name).get(target)
+        if found is None:
+            known = ", ".join(sorted(aliases(store, name))) or "none"
+            raise BertBatchError(f"--model {reference}: model {name!r} has no alias {target!r} (aliases: {known})")
+        version = found
+    record = _json(store, layout.model_version_key(name, version))
+    if record is None:
+        hint = "see bertbatch models list" if not versions(store, name) else f"see bertbatch models show {name}"
+        raise BertBatchError(f"--model {reference}: model {name!r} has no version {version} ({hint})")
+    return record
+
+
+def caller(sts: Callable[[], Any] | None) -> str:
+    """Who promotes: the caller identity's ARN (AWS), else the local user name."""
+    if sts is not None:
+        return str(sts().get_caller_identity()["Arn"])
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

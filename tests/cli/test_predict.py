@@ -1,0 +1,174 @@
+"""`bertbatch predict`: the checks before submit and the SubmitJob of one job or an array job of
+shards (moto, the templates' platform), and `--local` end to end on the CPU: a tiny model trained
+with `bertbatch local`, promoted with `promote --local`, scored by NAME@ALIAS, sharded, one shard
+lost and rerun."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from bertbatch_contract import discovery, job, layout, prediction
+
+from .conftest import FIXTURES
+from .helpers import one_line_error
+from .test_registry import put_finished_run
+
+ROWS = b"id\tsentence\n" + b"".join(f"r{i}\tsentence number {i}\n".encode() for i in range(10))
+
+
+def put_rows(platform, key: str = "datasets/rows.tsv", body: bytes = ROWS) -> str:
+    return platform.put_dataset(key, body)
+
+
+def predict_json(bb, *args: str) -> dict:
+    r = bb("predict", *args, "-o", "json")
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)  # progress and the container's log go to stderr
+
+
+def container_target(definition: dict, request: dict, array_index: int | None):
+    """What the container would score: its flags (the request's command, or the definition's with
+    the request's parameters) parsed by the container's parser, and its shard from the job's
+    environment and Batch's array index."""
+    from bert_train import predict as container
+
+    parameters = {**definition.get("parameters", {}), **request["parameters"]}
+    command = request["containerOverrides"].get("command") or definition["containerProperties"]["command"]
+    argv = [parameters[w[len("Ref::"):]] if w.startswith("Ref::") else w for w in command]
+    assert argv[0] == prediction.SUBCOMMAND
+    config = container.parse_args(argv[1:])
+    env = {e["name"]: e["value"] for e in request["containerOverrides"]["environment"]}
+    if array_index is not None:
+        env[job.ENV_BATCH_ARRAY_INDEX] = str(array_index)
+    return config, container.resolve_target(config, env)
+
+
+def test_one_job_scores_a_run_output(platform, bb, submit_spy):
+    put_finished_run(platform, "run-a")
+    source = put_rows(platform)
+    record = predict_json(bb, "--model", "run-a", "--input", "rows.tsv")
+    (request,) = submit_spy
+    assert request["jobDefinition"] == platform.names[discovery.JOB_DEFINITION_PREDICT]
+    assert request["jobQueue"] == platform.names[discovery.QUEUE_SPOT_FIRST]
+    assert "arrayProperties" not in request
+    output = f"s3://{platform.artifacts_bucket}/{layout.prediction_prefix(record['prediction_id'])}"
+    assert request["parameters"]["model"] == f"s3://{platform.artifacts_bucket}/runs/run-a/"
+    assert (request["parameters"]["input_uri"], request["parameters"]["output_uri"]) == (source, output)
+    assert (record["output"], record["shards"]) == (output, 1)
+    assert platform.job(record["job_id"])["jobName"] == record["prediction_id"]
+    config, target = container_target(platform.batch.describe_job_definitions(
+        jobDefinitions=[request["jobDefinition"]])["jobDefinitions"][0], request, None)
+    assert (config.model, config.input, target.output, target.shards, target.shard_index) == (
+        f"s3://{platform.artifacts_bucket}/runs/run-a/", source, output, 1, 0)
+
+
+def test_an_array_job_gives_child_i_shard_i(platform, bb, submit_spy):
+    put_finished_run(platform, "run-a")
+    put_rows(platform)
+    record = predict_json(bb, "--model", "run-a", "--input", "rows.tsv", "--shards", "4", "--id-column", "id")
+    (request,) = submit_spy
+    assert request["arrayProperties"] == {"size": 4}
+    assert "--id-column" in request["containerOverrides"]["command"]
+    definition = platform.batch.describe_job_definitions(jobDefinitions=[request["jobDefinition"]])["jobDefinitions"][0]
+    total = ROWS.count(b"\n") - 1
+    covered = []
+    for child in range(4):
+        config, target = container_target(definition, request, child)
+        assert (target.shards, target.shard_index, config.id_column) == (4, child, "id")
+        covered += list(prediction.shard_rows(total, target.shards, target.shard_index))
+    assert covered == list(range(total))  # every row once, in order
+    assert record["shards"] == 4
+
+
+def test_name_at_alias_and_wait(platform, bb, submit_spy):
+    put_finished_run(platform, "run-a")
+    put_rows(platform)
+    assert bb("promote", "run-a", "--name", "sst2-sentiment", "--alias", "production").exit_code == 0
+    record = predict_json(bb, "--model", "sst2-sentiment@production", "--input", "rows.tsv", "--wait", "--poll",
+                          "0.01")
+    assert (record["model_version"], record["run_id"]) == (1, "run-a")
+    assert submit_spy[0]["parameters"]["model"] == f"s3://{platform.artifacts_bucket}/runs/run-a/"
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["--model", "no-such-run"], ["--model no-such-run: no finished run no-such-run"]),
+    (["--model", "nolabels"], ["--model nolabels: no label_map.json"]),
+    (["--model", "m@production"], ["model 'm' has no alias 'production'"]),
+    (["--model", "random:tiny"], ["random:* models are built on this machine"]),
+    (["--text-column", "review"], ["no column 'review' in the header (has: id, sentence)"]),
+    (["--id-column", "key"], ["no column 'key'"]),
+    (["--input", "empty.tsv"], ["--input s3://", "empty.tsv: the file is empty"]),
+    (["--input", "missing.tsv"], ["missing.tsv: no such object"]),
+    (["--input", "rows.parquet"], ["use a .jsonl, .csv, .tsv file"]),
+    (["--shards", "0"], ["--shards 0"]),
+    (["--output", "s3://no-such-bucket-here/p/"], ["--output s3://no-such-bucket-here/p/: no such bucket"]),
+])
+def test_bad_input_fails_before_any_submit(platform, bb, submit_spy, args, fragments):
+    put_finished_run(platform, "run-a")
+    put_finished_run(platform, "nolabels", labels=False)
+    put_rows(platform)
+    put_rows(platform, "datasets/empty.tsv", b"")
+    put_rows(platform, "datasets/rows.parquet", ROWS)
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    full = {"--model": "run-a", "--input": "rows.tsv", **given}
+    one_line_error(bb("predict", *[x for kv in full.items() for x in kv]), *fragments)
+    assert submit_spy == []
+
+
+# --- --local, end to end on the CPU ----------------------------------------------------------------
+def part_lines(directory) -> list[dict]:
+    lines = []
+    for part in sorted(directory.glob("part-*.jsonl")):
+        lines += [json.loads(line) for line in part.read_text().splitlines()]
+    return lines
+
+
+@pytest.mark.slow
+def test_local_train_promote_predict_sharded_and_resumed(bb, tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)  # local-runs/ under the test's directory
+    sst2 = FIXTURES / "sst2"
+    r = bb("local", "--train", sst2 / "train.tsv", "--eval", sst2 / "dev.tsv", "--model", "random:tiny",
+           "--vocab", FIXTURES / "vocab.txt", "--epochs", "1", "--max-steps", "3", "--batch-size", "8",
+           "--max-seq-length", "32", "--run-name", "tiny-run")
+    assert r.exit_code == 0, r.output
+    promoted = json.loads(bb("promote", "tiny-run", "--name", "tiny", "--alias", "production", "--local",
+                             "-o", "json").stdout)
+    assert promoted["version"] == 1
+
+    rows = tmp_path / "rows.tsv"
+    rows.write_text("sentence\tlabel\n" + "".join(sst2.joinpath("dev.tsv").read_text().splitlines(True)[1:41]))
+    common = ("--model", "tiny@production", "--input", rows, "--local", "--max-seq-length", "32",
+              "--batch-size", "7")
+    whole = predict_json(bb, *common, "--output", tmp_path / "whole")
+    assert whole["rows"] == 40
+    sharded_dir = tmp_path / "sharded"
+    assert predict_json(bb, *common, "--shards", "3", "--output", sharded_dir)["rows"] == 40
+    expected = part_lines(tmp_path / "whole")
+    assert [p["row"] for p in expected] == list(range(40))
+    assert set(expected[0]["probabilities"]) == {"0", "1"}  # the labels of the training data
+
+    # Shard 1 killed before it wrote its manifest (and so no top-level manifest): the rerun
+    # skips shards 0 and 2 and scores shard 1 only.
+    (sharded_dir / layout.prediction_shard_manifest(1)).unlink()
+    (sharded_dir / layout.prediction_part(1)).unlink()
+    (sharded_dir / layout.PREDICTION_MANIFEST).unlink()
+    before = {i: (sharded_dir / layout.prediction_part(i)).stat().st_mtime_ns for i in (0, 2)}
+    capfd.readouterr()
+    assert predict_json(bb, *common, "--shards", "3", "--output", sharded_dir)["rows"] == 40
+    log = capfd.readouterr().err
+    assert log.count("already done") == 2 and "shard 2/3" in log and "rows scored" in log
+    assert {i: (sharded_dir / layout.prediction_part(i)).stat().st_mtime_ns for i in (0, 2)} == before
+
+    resumed = part_lines(sharded_dir)
+    assert [p["row"] for p in resumed] == [p["row"] for p in expected]
+    assert [p["label"] for p in resumed] == [p["label"] for p in expected]
+    for a, b in zip(resumed, expected, strict=True):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+
+    # A finished prediction is not overwritten; a missing local model is one line.
+    one_line_error(bb("predict", *common, "--output", tmp_path / "whole"), "already holds a finished prediction")
+    shutil.rmtree(tmp_path / "local-runs" / "runs" / "tiny-run")
+    one_line_error(bb("predict", *common), "--model tiny@production", "no config.json")

@@ -1,0 +1,163 @@
+"""The model registry in moto: `promote`, `models list/show`, NAME@ALIAS for submit, and the
+conditional write that keeps two promotes from taking the same version."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bertbatch import registry
+from bertbatch_contract import layout
+
+from .helpers import one_line_error, stage_model
+
+pytestmark = pytest.mark.usefixtures("default_model_staged")
+
+METRICS = {"eval_accuracy": 0.91, "eval_f1": 0.9, "train_loss": 0.2}
+
+
+def put_finished_run(platform, run_id: str, metrics: dict | None = METRICS, *, labels: bool = True) -> None:
+    """A training run's output as the trainer leaves it (metrics.json last)."""
+    prefix = layout.run_prefix(run_id)
+    extra = {prefix + "config.json": b'{"model_type": "bert"}',
+             prefix + layout.TRAINING_ARGS_FILE: json.dumps({"train": "s3://d/datasets/train.tsv",
+                                                             "eval": "s3://d/datasets/dev.tsv",
+                                                             "text_column": "sentence"}).encode()}
+    if labels:
+        extra[prefix + layout.LABEL_MAP_FILE] = b'{"labels": ["negative", "positive"]}'
+    platform.put_run(run_id, metrics, extra)
+
+
+def stored(platform, key: str) -> dict:
+    return json.loads(platform.s3.get_object(Bucket=platform.artifacts_bucket, Key=key)["Body"].read())
+
+
+def promote(bb, *args: str) -> dict:
+    r = bb("promote", *args, "-o", "json")
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def test_promote_records_a_version_and_moves_the_alias(platform, bb):
+    put_finished_run(platform, "run-a")
+    put_finished_run(platform, "run-b", {**METRICS, "eval_accuracy": 0.95})
+    first = promote(bb, "run-a", "--name", "sst2-sentiment", "--alias", "production")
+    assert (first["version"], first["created"], first["previous_version"]) == (1, True, None)
+    second = promote(bb, "run-b", "--name", "sst2-sentiment", "--alias", "production")
+    assert (second["version"], second["created"], second["previous_version"]) == (2, True, 1)
+
+    record = stored(platform, layout.model_version_key("sst2-sentiment", 2))
+    assert record["run_id"] == "run-b"
+    assert record["uri"] == f"s3://{platform.artifacts_bucket}/{layout.run_prefix('run-b')}"
+    assert record["metrics"]["eval_accuracy"] == 0.95
+    assert record["data"]["train"] == "s3://d/datasets/train.tsv"
+    assert record["created_by"].startswith("arn:aws:")  # the STS caller identity
+    assert stored(platform, layout.model_alias_key("sst2-sentiment", "production"))["version"] == 2
+
+
+def test_promoting_the_same_run_again_reuses_its_version(platform, bb):
+    put_finished_run(platform, "run-a")
+    promote(bb, "run-a", "--name", "m", "--alias", "staging")
+    again = promote(bb, "run-a", "--name", "m", "--alias", "production")
+    assert (again["version"], again["created"]) == (1, False)
+    keys = [o["Key"] for o in platform.s3.list_objects_v2(Bucket=platform.artifacts_bucket,
+                                                            Prefix=layout.model_prefix("m"))["Contents"]]
+    assert sorted(keys) == sorted([layout.model_version_key("m", 1), layout.model_alias_key("m", "staging"),
+                                   layout.model_alias_key("m", "production")])
+
+
+def test_only_a_finished_run_with_labels_can_be_promoted(platform, bb):
+    put_finished_run(platform, "running", metrics=None)
+    one_line_error(bb("promote", "running", "--name", "m"), "run running has not finished", layout.METRICS_FILE)
+    put_finished_run(platform, "no-labels", labels=False)
+    one_line_error(bb("promote", "no-labels", "--name", "m"), layout.LABEL_MAP_FILE)
+    one_line_error(bb("promote", "run-a", "--name", "m", "--alias", "3"), "--alias '3'")
+    stage_model(platform.s3, platform.artifacts_bucket, "base")
+    put_finished_run(platform, "run-a")
+    one_line_error(bb("promote", "run-a", "--name", "base"), "staged base model")
+
+
+def test_a_lost_conditional_write_takes_the_next_version(platform):
+    """Another promote writes version 1 between this one's listing and its write."""
+    put_finished_run(platform, "run-a")
+    put_finished_run(platform, "run-b")
+    store = registry.S3Store(platform.s3, platform.artifacts_bucket)
+    real_create = store.create
+    raced = []
+
+    def create(key: str, body: bytes) -> bool:
+        if not raced:
+            raced.append(key)
+            registry.promote(registry.S3Store(platform.s3, platform.artifacts_bucket), "run-b", "m", None, "other")
+        return real_create(key, body)
+
+    store.create = create  # type: ignore[method-assign]
+    result = registry.promote(store, "run-a", "m", "production", "me")
+    assert raced == [layout.model_version_key("m", 1)]
+    assert (result.version, result.created) == (2, True)
+    assert [r["run_id"] for r in registry.versions(store, "m")] == ["run-b", "run-a"]
+
+
+def test_s3_refuses_a_second_create_of_a_version(platform):
+    store = registry.S3Store(platform.s3, platform.artifacts_bucket)
+    assert store.create("models/m/versions/000001.json", b"{}") is True
+    assert store.create("models/m/versions/000001.json", b"{}") is False
+
+
+def test_models_list_and_show(platform, bb):
+    stage_model(platform.s3, platform.artifacts_bucket, "tiny-base")
+    put_finished_run(platform, "run-a")
+    put_finished_run(platform, "run-b")
+    promote(bb, "run-a", "--name", "sst2-sentiment", "--alias", "production")
+    promote(bb, "run-b", "--name", "sst2-sentiment", "--alias", "staging")
+    listed = {r["name"]: r for r in map(json.loads, bb("models", "list", "-o", "json").output.splitlines())}
+    assert listed["sst2-sentiment"]["kind"] == "registered"
+    assert (listed["sst2-sentiment"]["versions"], listed["sst2-sentiment"]["aliases"]) == (
+        2, {"production": 1, "staging": 2})
+    assert (listed["tiny-base"]["kind"], listed["tiny-base"]["state"]) == ("staged", "staged")
+    table = bb("models", "list").output
+    assert "production=1, staging=2" in table
+
+    shown = [json.loads(line) for line in bb("models", "show", "sst2-sentiment", "-o", "json").output.splitlines()]
+    assert [(r["version"], r["run_id"], r["aliases"]) for r in shown] == [(1, "run-a", ["production"]),
+                                                                           (2, "run-b", ["staging"])]
+    assert shown[0]["metrics"] == METRICS
+    assert "0.9100" in bb("models", "show", "sst2-sentiment").output
+    one_line_error(bb("models", "show", "nothing"), "model 'nothing' has no registered versions")
+
+
+def test_models_import_refuses_a_registered_name(platform, bb, tmp_path):
+    put_finished_run(platform, "run-a")
+    promote(bb, "run-a", "--name", "taken")
+    src = tmp_path / "taken"
+    src.mkdir()
+    (src / "config.json").write_text("{}")
+    (src / "vocab.txt").write_text("[PAD]\n")
+    (src / "model.safetensors").write_bytes(b"w")
+    one_line_error(bb("models", "import", src), "model 'taken' is a registered model")
+
+
+def test_submit_takes_name_at_alias_or_version_as_its_base_model(platform, bb, submit_spy):
+    put_finished_run(platform, "run-a")
+    put_finished_run(platform, "run-b")
+    promote(bb, "run-a", "--name", "m", "--alias", "production")
+    promote(bb, "run-b", "--name", "m")
+    train = platform.put_dataset("datasets/train.tsv")
+    platform.put_dataset("datasets/dev.tsv")
+    for model, run_id in (("m@production", "run-a"), ("m@2", "run-b")):
+        r = bb("submit", "--train", train, "--model", model)
+        assert r.exit_code == 0, r.output
+        assert submit_spy[-1]["parameters"]["model"] == f"s3://{platform.artifacts_bucket}/runs/{run_id}/"
+    one_line_error(bb("submit", "--train", train, "--model", "m@canary"), "model 'm' has no alias 'canary'",
+                   "production")
+    one_line_error(bb("submit", "--train", train, "--model", "m@7"), "model 'm' has no version 7")
+
+
+def test_submit_refuses_random_models(platform, bb, submit_spy):
+    train = platform.put_dataset("datasets/train.tsv")
+    platform.put_dataset("datasets/dev.tsv")
+    one_line_error(bb("submit", "--train", train, "--model", "random:tiny"),
+                   "random:* models are built on this machine for tests and benchmarks: use bertbatch local, "
+                   "or stage a model with bertbatch models import DIR")
+    assert submit_spy == []
