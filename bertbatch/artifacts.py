@@ -12,7 +12,7 @@ import botocore.exceptions
 from bertbatch_contract import layout
 from bertbatch_contract.layout import checkpoint_prefix, run_prefix
 
-from .aws import error_code
+from .aws import is_not_found
 from .errors import BertBatchError
 from .progress_view import TransferView
 
@@ -42,7 +42,7 @@ def read_metrics(s3: Any, bucket: str, run_id: str) -> tuple[dict[str, Any] | No
     try:
         obj = s3.get_object(Bucket=bucket, Key=key)
     except botocore.exceptions.ClientError as exc:
-        if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+        if is_not_found(exc):
             return None, None
         raise
     try:
@@ -52,6 +52,17 @@ def read_metrics(s3: Any, bucket: str, run_id: str) -> tuple[dict[str, Any] | No
     if not isinstance(data, dict):
         return {"error": "unexpected metrics.json"}, obj.get("LastModified")
     return data, obj.get("LastModified")
+
+
+def read_json_object(text: str | bytes, where: str) -> dict[str, Any]:
+    """A JSON object from `text` (a record this project wrote), else one line naming `where`."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BertBatchError(f"{where}: not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BertBatchError(f"{where}: expected a JSON object")
+    return data
 
 
 def metric_value(metrics: dict[str, Any], key: str) -> Any:

@@ -51,6 +51,15 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
+# What S3 answers for a missing key: GetObject says NoSuchKey, HeadObject a bare 404.
+NOT_FOUND_CODES = ("NoSuchKey", "404", "NotFound")
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """The object (or key) does not exist."""
+    return error_code(exc) in NOT_FOUND_CODES
+
+
 def error_message(exc: BaseException) -> str:
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})

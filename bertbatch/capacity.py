@@ -8,6 +8,7 @@ certain "no" refuses: an instance type missing from the table (or "optimal") is 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,8 @@ from bertbatch_contract import discovery
 from bertbatch_contract.discovery import ComputeCapacity
 
 from .errors import BertBatchError
-from .estimate import load_table
+from .estimate import Option, load_table
+from .jobs import QUEUE_KEYS
 from .session import Session
 
 MULTI_NODE = "multi-node"
@@ -194,3 +196,21 @@ def placement(*, queue_kind: str, environments: Sequence[ComputeCapacity] | None
             return Placement(True)
         change = change or f"raise {vcpus_key(queue_kind, env)} to {nodes * t.vcpus}"
     return Placement(False, change or f"add {instance_type} to {types_key(queue_kind)}")
+
+
+def with_placement(session: Session, options: list[Option]) -> list[Option]:
+    """Each estimate option marked placeable or not on the queue that would run it (the
+    profile's capacity, read once per queue)."""
+    table = instance_table()
+    environments = {key: read(session, _queue_kind(key), session.get(key)) for key in {o.queue for o in options}}
+    out = []
+    for o in options:
+        p = placement(queue_kind=_queue_kind(o.queue), environments=environments[o.queue],
+                      instance_type=o.instance_type, nodes=o.nodes, table=table)
+        out.append(dataclasses.replace(o, placeable=p.placeable, change=p.change))
+    return out
+
+
+def _queue_kind(queue_key: str) -> str:
+    """spot-first for the discovery key of the spot-first queue."""
+    return next(kind for kind, key in QUEUE_KEYS.items() if key == queue_key)

@@ -21,7 +21,7 @@ from bertbatch_contract import hyperparameters as hp
 from bertbatch_contract import layout
 
 from . import artifacts
-from .aws import error_code
+from .aws import is_not_found
 from .errors import BertBatchError
 from .ledger import Ledger, format_cost
 
@@ -93,24 +93,14 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _read_json(text: str | bytes, where: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BertBatchError(f"{where}: not valid JSON") from None
-    if not isinstance(data, dict):
-        raise BertBatchError(f"{where}: expected a JSON object")
-    return data
-
-
 def load_local(directory: Path) -> Run:
     """A `bertbatch local` output directory (local-runs/runs/<run-id>)."""
     metrics_path = directory / layout.METRICS_FILE
     if not metrics_path.is_file():
         raise BertBatchError(f"{directory}: no {layout.METRICS_FILE} (not a finished run's output directory)")
-    metrics = _read_json(metrics_path.read_bytes(), str(metrics_path))
+    metrics = artifacts.read_json_object(metrics_path.read_bytes(), str(metrics_path))
     args_path = directory / layout.TRAINING_ARGS_FILE
-    arguments = _read_json(args_path.read_bytes(), str(args_path)) if args_path.is_file() else {}
+    arguments = artifacts.read_json_object(args_path.read_bytes(), str(args_path)) if args_path.is_file() else {}
     run_id = str(metrics.get("run_id") or directory.name)
     return Run(run_id=run_id, source="local", metrics=metrics, arguments=arguments)
 
@@ -122,7 +112,7 @@ def load_s3(s3: Any, bucket: str, run_id: str) -> Run:
         body = s3.get_object(Bucket=bucket, Key=layout.run_prefix(run_id) + layout.TRAINING_ARGS_FILE)["Body"].read()
         arguments = json.loads(body)
     except botocore.exceptions.ClientError as exc:
-        if error_code(exc) not in ("NoSuchKey", "404", "NotFound"):
+        if not is_not_found(exc):
             raise
     except (json.JSONDecodeError, UnicodeDecodeError):
         pass  # unreadable arguments: compared as unknown

@@ -19,7 +19,7 @@ from bertbatch_contract import discovery, layout
 from bertbatch_contract.naming import Naming
 
 from . import jobs, models
-from .aws import error_code, error_message, one_line
+from .aws import error_code, error_message, is_not_found, one_line
 from .errors import BertBatchError
 from .session import Session
 
@@ -250,7 +250,7 @@ class Doctor:
         try:
             self.session.client("s3").head_object(Bucket=bucket, Key=manifest)
         except botocore.exceptions.ClientError as exc:
-            if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
+            if not is_not_found(exc):
                 raise
             egress = self.session.deployment.values.get(discovery.INTERNET_EGRESS) == "true"
             detail = f"{model} is not staged (no {manifest})"

@@ -11,7 +11,7 @@ import botocore.exceptions
 from bertbatch_contract import discovery, layout, runs, tags
 from bertbatch_contract import job as job_env
 
-from .aws import error_code
+from .aws import NOT_FOUND_CODES, error_code
 from .errors import BertBatchError
 
 ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
@@ -82,14 +82,20 @@ def check_s3_object(s3: Any, flag: str, uri: str) -> None:
             return
         s3.head_object(Bucket=bucket, Key=key)
     except botocore.exceptions.ClientError as exc:
-        code = error_code(exc)
-        if code in ("404", "NoSuchKey", "NotFound"):
-            raise BertBatchError(f"{flag} {uri}: no such object") from None
-        if code == "NoSuchBucket":
-            raise BertBatchError(f"{flag} {uri}: no such bucket") from None
-        if code in ("403", "AccessDenied", "Forbidden"):
-            raise BertBatchError(f"{flag} {uri}: access denied") from None
+        raise_s3_error(exc, flag, uri)
         raise
+
+
+def raise_s3_error(exc: botocore.exceptions.ClientError, flag: str, uri: str) -> None:
+    """One line for the S3 errors a user can fix (missing object or bucket, no access); returns
+    for any other error, which the caller re-raises."""
+    code = error_code(exc)
+    if code in NOT_FOUND_CODES:
+        raise BertBatchError(f"{flag} {uri}: no such object") from None
+    if code == "NoSuchBucket":
+        raise BertBatchError(f"{flag} {uri}: no such bucket") from None
+    if code in ("403", "AccessDenied", "Forbidden"):
+        raise BertBatchError(f"{flag} {uri}: access denied") from None
 
 
 # --- submit -----------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import botocore.exceptions
 from bertbatch_contract import discovery, layout
 
 from .artifacts import human_size
-from .aws import error_code
+from .aws import is_not_found
 from .errors import BertBatchError
 from .progress_view import TransferView
 from .session import Session
@@ -122,7 +122,7 @@ def read_manifest(s3: Any, bucket: str, name: str) -> dict[str, Any] | None:
     try:
         body = s3.get_object(Bucket=bucket, Key=layout.model_manifest_key(name))["Body"].read()
     except botocore.exceptions.ClientError as exc:
-        if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+        if is_not_found(exc):
             return None
         raise
     try:
@@ -136,7 +136,7 @@ def _stored_sha256(s3: Any, bucket: str, key: str) -> str | None:
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
     except botocore.exceptions.ClientError as exc:
-        if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+        if is_not_found(exc):
             return None
         raise
     return (head.get("Metadata") or {}).get(SHA256_METADATA)

@@ -132,15 +132,9 @@ def read_s3_head(s3: Any, uri: str) -> bytes:
     try:
         body: bytes = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{HEAD_BYTES - 1}")["Body"].read()
     except botocore.exceptions.ClientError as exc:
-        code = error_code(exc)
-        if code in ("InvalidRange", "416"):
+        if error_code(exc) in ("InvalidRange", "416"):
             return b""  # a zero-byte object
-        if code in ("NoSuchKey", "404", "NotFound"):
-            raise BertBatchError(f"--input {uri}: no such object") from None
-        if code == "NoSuchBucket":
-            raise BertBatchError(f"--input {uri}: no such bucket") from None
-        if code in ("403", "AccessDenied"):
-            raise BertBatchError(f"--input {uri}: access denied") from None
+        jobs.raise_s3_error(exc, "--input", uri)
         raise
     return body
 

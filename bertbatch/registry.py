@@ -28,7 +28,8 @@ import botocore.exceptions
 
 from bertbatch_contract import layout, runs
 
-from .aws import error_code
+from . import artifacts
+from .aws import error_code, is_not_found
 from .errors import BertBatchError
 
 ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
@@ -36,7 +37,6 @@ ALIAS_RULE = "an alias is 1-63 letters, digits, '-' or '_', starting with a lett
 # NAME@ALIAS or NAME@3 (a version number).
 REFERENCE = re.compile(r"^(?P<name>[^@]+)@(?P<target>[^@]+)$")
 MAX_PROMOTE_RACES = 20  # a conditional write lost this often in a row means something else is wrong
-_MISSING = ("NoSuchKey", "404", "NotFound")
 
 
 class Store(Protocol):
@@ -60,7 +60,7 @@ class S3Store:
         try:
             body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except botocore.exceptions.ClientError as exc:
-            if error_code(exc) in _MISSING:
+            if is_not_found(exc):
                 return None
             raise
         return body
@@ -133,15 +133,7 @@ def _now() -> str:
 
 def _json(store: Store, key: str) -> dict[str, Any] | None:
     body = store.read(key)
-    if body is None:
-        return None
-    try:
-        value = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BertBatchError(f"{store.uri(key)}: not a JSON record") from None
-    if not isinstance(value, dict):
-        raise BertBatchError(f"{store.uri(key)}: not a JSON object")
-    return value
+    return None if body is None else artifacts.read_json_object(body, store.uri(key))
 
 
 def _dump(record: dict[str, Any]) -> bytes:

@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from bertbatch_contract import discovery
 
-from . import estimate, jobs
+from . import capacity, estimate, jobs
 from .errors import BertBatchError
 from .session import Session
 
@@ -46,22 +46,22 @@ def count_rows(s3: Any, uri: str) -> int:
 def job_estimate(session: Session, *, train_uri: str, queue_key: str, gpus: int, nodes: int, epochs: int,
                  seq_len: int, array_size: int | None) -> float | None:
     """USD the job is expected to cost (every child of an array job), or None."""
-    from .commands.estimate import with_placement  # the placement check `bertbatch estimate` makes
-
     if not train_uri.startswith("s3://"):
         return None
     try:
         rows = count_rows(session.client("s3"), train_uri)
         prices = estimate.load_table("prices.json")
         throughput = estimate.load_table("gpu_throughput.json")
-        options = with_placement(session, estimate.estimate(
-            rows=rows, epochs=epochs, seq_len=seq_len, prices=prices, throughput=throughput, nodes=nodes))
+        pricing = "spot" if queue_key == discovery.QUEUE_SPOT_FIRST else "on-demand"
+        candidates = [o for o in estimate.estimate(rows=rows, epochs=epochs, seq_len=seq_len, prices=prices,
+                                                   throughput=throughput, nodes=nodes)
+                      if o.queue == queue_key and o.pricing == pricing and o.gpus >= gpus]
+        # the placement check `bertbatch estimate` makes, on this queue only
+        options = capacity.with_placement(session, candidates)
     except (BertBatchError, ClientError, BotoCoreError, KeyError, ValueError) as exc:
         log.debug("no cost estimate: %s", exc)
         return None
-    pricing = "spot" if queue_key == discovery.QUEUE_SPOT_FIRST else "on-demand"
-    fitting = [o for o in options if o.queue == queue_key and o.pricing == pricing and o.placeable is not False
-               and o.gpus >= gpus]
+    fitting = [o for o in options if o.placeable is not False]
     if not fitting:
         return None
     return min(o.cost for o in fitting) * (array_size or 1)

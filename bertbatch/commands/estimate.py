@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
@@ -33,22 +32,6 @@ def count_data_rows(session: Session, data: str) -> int:
         raise BertBatchError(f"--data {data}: no such file")
     with path.open("rb") as fh:
         return estimate_mod.count_rows(fh, header=estimate_mod.has_header(data))
-
-
-def with_placement(session: Session, options: list[estimate_mod.Option]) -> list[estimate_mod.Option]:
-    """Each option marked placeable or not on the queue that would run it (the profile's capacity)."""
-    table = capacity.instance_table()
-    environments = {}
-    for key in {o.queue for o in options}:
-        kind = next(k for k, v in jobs.QUEUE_KEYS.items() if v == key)
-        environments[key] = capacity.read(session, kind, session.get(key))
-    out = []
-    for o in options:
-        kind = next(k for k, v in jobs.QUEUE_KEYS.items() if v == o.queue)
-        p = capacity.placement(queue_kind=kind, environments=environments[o.queue], instance_type=o.instance_type,
-                               nodes=o.nodes, table=table)
-        out.append(dataclasses.replace(o, placeable=p.placeable, change=p.change))
-    return out
 
 
 def placeable_text(o: estimate_mod.Option) -> str:
@@ -150,7 +133,7 @@ def estimate(session: Session, rows: int | None, data: str | None, epochs: int, 
     )
     if not offline:
         try:
-            options = with_placement(session, options)
+            options = capacity.with_placement(session, options)
         except BertBatchError as exc:
             raise BertBatchError(f"{exc.message} (or estimate without a deployment: --offline)") from None
     best = estimate_mod.choose(options, max_hours)
