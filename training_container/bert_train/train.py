@@ -433,8 +433,8 @@ def train_loop(t: Training, state: TrainState, checkpoints: Checkpointer, stop: 
                                  torch.tensor(float(over_cap), device=d.device)])
             if d.enabled:
                 dist.all_reduce(flags)
-            loss_value, stop_now, time_due = flags[0].item() / d.world_size, flags[1].item() > 0, flags[2].item() > 0
-            over_cap = flags[3].item() > 0
+            total_loss, stopping, due, capped = flags.tolist()  # one device-to-host copy per step
+            loss_value, stop_now, time_due, over_cap = total_loss / d.world_size, stopping > 0, due > 0, capped > 0
             if not math.isfinite(loss_value) and t.precision != "fp16":  # fp16: the grad scaler skips such steps
                 raise Diverged(f"the training loss is {loss_value} at step {state.step}: stopped, no model published "
                                "(lower --learning-rate or --max-grad-norm)")
