@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable, Mapping
 
-from . import job, layout, runs
+from . import hyperparameters, job, layout, runs
 from .hyperparameters import MAX_POSITIONS, Hyperparameter, InvalidHyperparameter, Value, add_arguments, format_value
 
 SUBCOMMAND = "predict"  # python -m bert_train predict ...
@@ -35,8 +35,8 @@ OPTIONS: tuple[Hyperparameter, ...] = (
     _H("output", str, None, f"where the predictions go, a directory or s3:// prefix (default "
        f"${job.ENV_ARTIFACTS_URI}/{layout.PREDICTIONS_PREFIX}${job.ENV_PREDICTION_ID}/)", "data",
        parameter="output_uri"),
-    _H("text_column", str, "sentence", "column with the text", "data", parameter="text_column", non_empty=True),
-    _H("text_pair_column", str, None, "optional column with the second text of a sentence pair", "data"),
+    hyperparameters.BY_NAME["text_column"],  # the same flag as training's
+    hyperparameters.BY_NAME["text_pair_column"],  # the same flag as training's
     _H("id_column", str, None, "optional column passed through to each prediction as its id", "data"),
     _H("shards", int, None, f"split the rows into N contiguous shards (default ${job.ENV_PREDICT_SHARDS}, else 1)",
        "shards", parameter="shards", minimum=1, maximum=MAX_SHARDS),
@@ -50,8 +50,7 @@ OPTIONS: tuple[Hyperparameter, ...] = (
        parameter="precision", choices=PRECISIONS),
     _H("prediction_id", str, None, f"names {layout.PREDICTIONS_PREFIX}<id>/ when --output is not given "
        f"(default ${job.ENV_PREDICTION_ID})", "data", check=_check_prediction_id),
-    _H("cache_dir", str, None, f"cache for models downloaded from S3 (default ${job.ENV_CACHE_DIR} or "
-       "~/.cache/bert_train)", "locations"),
+    hyperparameters.BY_NAME["cache_dir"],  # the same flag as training's
 )
 BY_NAME: dict[str, Hyperparameter] = {row.name: row for row in OPTIONS}
 # Ref:: parameter name -> row, in command order.
