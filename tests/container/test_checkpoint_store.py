@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from bert_train import storage
-from bert_train.checkpoint import MANIFEST, CheckpointStore, step_dir
+from bert_train.checkpoint import MANIFEST, CheckpointStore, step_dir, write_hashed
 from bert_train.errors import StoreUnavailable
 
 from .conftest import stored_file
@@ -357,3 +357,35 @@ def test_a_failed_multipart_upload_is_aborted(bucket, moto_s3, tmp_path, monkeyp
         assert s3.list_multipart_uploads(Bucket="ckpt-bucket").get("Uploads", []) == []
     finally:
         storage._transfer_config.cache_clear()
+
+
+@pytest.mark.parametrize("pruned", ["during the write", "before the manifest"])
+def test_a_step_pruned_by_an_overlapping_attempt_is_not_published_and_training_goes_on(tmp_path, caplog, pruned):
+    """Two attempts of one run share a local checkpoint location; the one further on prunes the
+    step the other is still writing. The slower one must neither crash nor publish a manifest
+    naming files that are gone (a corrupt checkpoint), and its next checkpoint must work."""
+    import shutil
+
+    root = tmp_path / "ckpt"
+    store = CheckpointStore(str(root), tmp_path / "staging", keep=2, run_id="r", retry_delays=NO_WAIT)
+
+    def write_then_get_pruned(directory):
+        if pruned == "during the write":
+            (directory / "model.safetensors").write_bytes(b"weights")
+            shutil.rmtree(directory.parent)  # the other attempt's _prune
+            (directory / "trainer_state.pt").write_bytes(b"state")
+        else:  # written and hashed, as write_snapshot does, then half of it removed
+            digests = {name: write_hashed(directory / name, data)
+                       for name, data in (("model.safetensors", b"weights"), ("trainer_state.pt", b"state"))}
+            (directory / "trainer_state.pt").unlink()  # the other attempt's rmtree, half-way
+            return digests
+        return None
+
+    with caplog.at_level(logging.WARNING, "bert_train"):
+        store.save(2, write_then_get_pruned)
+        store.wait()
+    assert not (root / step_dir(2) / MANIFEST).exists()
+    assert f"checkpoint {step_dir(2)} could not be stored" in caplog.text
+    store.save(4, _write(b"weights 4"), wait=True)
+    store.close()
+    assert [s for s, _ in store.candidates(tmp_path / "scratch")] == [4]

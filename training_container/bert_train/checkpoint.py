@@ -124,7 +124,7 @@ def build_manifest(directory: Path, step: int, run_id: str, digests: Digests | N
     digests = digests or {}
     missing = sorted(set(digests) - {p.name for p in directory.iterdir()})
     if missing:
-        raise RuntimeError(f"checkpoint files reported but not written: {', '.join(missing)}")
+        raise FileNotFoundError(f"checkpoint files reported but not in {directory}: {', '.join(missing)}")
     attempt = directory.name
     files: Digests = {}
     for p in sorted(directory.iterdir()):
@@ -261,10 +261,15 @@ class CheckpointStore:
         if local.exists():
             shutil.rmtree(local)
         local.mkdir(parents=True)
-        digests = write_files(local)
-        manifest = json.dumps(build_manifest(local, step, self.run_id, digests), indent=1).encode()
         try:
+            digests = write_files(local)
+            # Raises FileNotFoundError if a written file is gone: an overlapping attempt that is
+            # further on pruned this step, and a manifest naming missing files would be corrupt.
+            manifest = json.dumps(build_manifest(local, step, self.run_id, digests), indent=1).encode()
             self._publish(name, local, manifest, urgent)
+        except OSError as exc:  # the local copy: a full disk, or an overlapping attempt pruned this step
+            self._not_stored(step, local, storage.StorageError(f"{local}: cannot write ({exc})"))
+            return
         except storage.StorageError as exc:
             self._not_stored(step, local, exc)
             return
