@@ -3,12 +3,20 @@
     python -m bench.gpu                  # BERT-base, seq len 128, SST-2, bf16 on both sides (~4-6 min)
     python -m bench.gpu --smoke          # a few steps of the tiny model, CPU allowed (tests the script)
     bench/gpu.sh                         # the same, from a shell, with the repo's venv when it has one
+    python -m bench.gpu --record bench/results/gpu-nvidia-l4.json   # its tokens/s into the cost table
 
 Both sides run `bench.throughput.compare` (fresh process per run, same random-init weights, same
 data, batch size, steps and learning rate; order alternated): the tuned Trainer (dynamic padding,
 length-grouped sampling, fused AdamW, bf16 where the GPU has it) and `bert_train` (its defaults:
-unpadded execution, precision auto). On top of the CPU benchmark's figures it reports peak GPU
-memory and model FLOPs utilisation (MFU) against the GPU's dense bf16 tensor peak.
+length-grouped batches padded to their longest row, precision auto). On top of the CPU
+benchmark's figures it reports peak GPU memory and model FLOPs utilisation (MFU) against the
+GPU's dense bf16 tensor peak, and `per_gpu`: the GPU's name and the container's tokens/s on it.
+
+`--record RESULT.json` writes that measurement into bertbatch/data/gpu_throughput.json (or
+`--table FILE`): the device name is mapped to the table's GPU class (`GPU_CLASSES`, or
+`--gpu-class`), and that entry gets the container's computed tokens/s (padding included: what
+`bertbatch estimate` divides computed tokens by), "derived_estimate": false and "source" (the
+result file and its date). The other entries stay estimates.
 
 MFU counts the model's useful FLOPs only (non-padding tokens): per trained sample,
 6 x non-embedding parameters x tokens for the dense layers and 12 x layers x hidden x length^2
@@ -21,9 +29,11 @@ Nothing is downloaded: random-init BERT-base from its config, SST-2 and the voca
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
+from pathlib import Path
 
 from . import common, throughput
 
@@ -40,6 +50,19 @@ DENSE_BF16_TFLOPS = (
     ("A10G", 125.0),  # AWS publishes no figure for its A10 variant; the A10 datasheet's
     ("A10", 125.0),
 )
+# torch.cuda.get_device_name() -> the GPU class of bertbatch/data/gpu_throughput.json, for the
+# parts the price table's instances carry: g5 A10G, g6 L4, g6e L40S, p4d A100 SXM4 40GB, p5 H100
+# SXM (HBM3), p5e/p5en H200 SXM. Other variants (H100 PCIe or NVL, A100 PCIe, H200 NVL) differ in
+# clocks, power or memory and map to none: pass --gpu-class to record one anyway.
+GPU_CLASSES = (
+    (re.compile(r"\bA10G\b"), "A10G"),
+    (re.compile(r"\bL40S\b"), "L40S"),
+    (re.compile(r"\bL4\b"), "L4"),
+    (re.compile(r"\bA100-SXM4-40GB\b"), "A100"),
+    (re.compile(r"\bH100 80GB HBM3\b"), "H100"),
+    (re.compile(r"\bH200\b(?! NVL)"), "H200"),
+)
+TABLE = common.REPO / "bertbatch" / "data" / "gpu_throughput.json"
 BERT_BASE = {"layers": 12, "hidden": 768, "intermediate": 3072}
 TIME_BUDGET_SECONDS = 8 * 60  # the whole script, start-up included
 
@@ -49,6 +72,31 @@ def peak_tflops(device_name: str) -> float | None:
         if key.lower() in device_name.lower():
             return value
     return None
+
+
+def gpu_class(device_name: str) -> str | None:
+    for pattern, name in GPU_CLASSES:
+        if pattern.search(device_name):
+            return name
+    return None
+
+
+def per_gpu(r: dict) -> dict:
+    """The container's throughput on the one GPU the run used (device 0)."""
+    c = r["contender"]
+    return {
+        "gpu_name": r["settings"]["device"],
+        "gpus": 1,
+        "side": "contender (bert_train)",
+        "computed_tokens_per_second": c.get("computed_tokens_per_second"),
+        "real_tokens_per_second": c.get("tokens_per_second"),
+        "samples_per_second": c.get("samples_per_second"),
+        "padding_fraction": c.get("padding_fraction"),
+        "computed_tokens_per_sample": c["computed_tokens"] / c["samples"] if c.get("samples") else None,
+        "precision": c.get("precision"),
+        "batch_size": r["settings"].get("batch_size"),
+        "max_seq_length": r["settings"].get("max_seq_length"),
+    }
 
 
 def non_embedding_parameters(layers: int, hidden: int, intermediate: int) -> int:
@@ -96,8 +144,76 @@ def run(*, smoke: bool, steps: int, repeats: int, peak: float | None) -> dict:
         "mfu": "model FLOPs (non-padding tokens; 6 x non-embedding params x tokens + 12 x layers x hidden x "
                "mean length^2 per sample) per second / dense bf16 peak",
     })
+    r["per_gpu"] = per_gpu(r)
     r["script_seconds"] = time.monotonic() - t0
     return r
+
+
+# --- --record: the measurement into the cost estimate's throughput table ---------------------------
+def _dump_table(table: dict) -> str:
+    """JSON with one line per GPU entry and per source, as the shipped file is laid out."""
+    lines = []
+    for key, value in table.items():
+        if isinstance(value, dict) and value:
+            inner = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items())
+            lines.append(f"  {json.dumps(key)}: {{\n{inner}\n  }}")
+        elif isinstance(value, list) and value:
+            inner = ",\n".join(f"    {json.dumps(v)}" for v in value)
+            lines.append(f"  {json.dumps(key)}: [\n{inner}\n  ]")
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def record(result_path: Path, table_path: Path = TABLE, *, gpu: str | None = None) -> dict:
+    """Write the measured tokens/s of a bench.gpu result into the throughput table; returns the entry.
+    SystemExit with one line for a result that is no GPU measurement or a GPU the table lacks."""
+    from bertbatch.errors import BertBatchError
+    from bertbatch.estimate import throughput_table
+
+    try:
+        r = json.loads(result_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        sys.exit(f"bench.gpu --record: cannot read {result_path} ({exc})")
+    settings = r.get("settings") if isinstance(r, dict) else None
+    if not isinstance(settings, dict) or r.get("benchmark") != "gpu-throughput":
+        sys.exit(f"bench.gpu --record: {result_path} is not a bench.gpu result")
+    device = str(settings.get("device") or "")
+    if settings.get("smoke") or device in ("", "cpu"):
+        sys.exit(f"bench.gpu --record: {result_path} is a --smoke or CPU run, not a GPU measurement")
+    measured = r.get("per_gpu") or per_gpu(r)
+    tokens = measured.get("computed_tokens_per_second")
+    if not isinstance(tokens, int | float) or tokens <= 0:
+        sys.exit(f"bench.gpu --record: {result_path} has no computed tokens/s for the container")
+    name = gpu or gpu_class(device)
+    try:
+        table = throughput_table(json.loads(table_path.read_text(encoding="utf-8")), str(table_path))
+    except (OSError, ValueError, BertBatchError) as exc:
+        sys.exit(f"bench.gpu --record: cannot use {table_path} ({exc})")
+    known = ", ".join(table["gpus"])
+    if name is None:
+        sys.exit(f"bench.gpu --record: device {device!r} maps to no GPU class of {table_path} ({known}): "
+                 "pass --gpu-class")
+    if name not in table["gpus"]:
+        sys.exit(f"bench.gpu --record: GPU class {name} is not in {table_path} ({known})")
+    shown = result_path.resolve()
+    source = shown.relative_to(common.REPO) if shown.is_relative_to(common.REPO) else Path(result_path.name)
+    date = str((r.get("machine") or {}).get("date_utc") or common.now())[:10]
+    previous = table["gpus"][name]
+    entry = {
+        "tokens_per_second": round(float(tokens)),
+        "derived_estimate": False,
+        "source": f"{source}, {date}",
+        "basis": (f"measured: bert_train on one {device}, {measured.get('precision')}, batch "
+                  f"{measured.get('batch_size')}, {float(measured.get('computed_tokens_per_sample') or 0):.1f} "
+                  f"computed tokens a sample (SST-2, max_seq_length {measured.get('max_seq_length')}); "
+                  f"replaces the derived estimate {float(previous['tokens_per_second']):,.0f}"
+                  + (f" ({previous['basis']})" if previous.get("basis") and previous.get("derived_estimate", True)
+                     else "")),
+    }
+    table["gpus"][name] = entry
+    table_path.write_text(_dump_table(table), encoding="utf-8")
+    return {"gpu": name, **entry}
 
 
 def report(r: dict) -> str:
@@ -125,11 +241,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default 400; smoke 4)")
     p.add_argument("--repeats", type=int, default=None, help="runs per side, order alternated (default 2; smoke 1)")
     p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of this GPU (default: table)")
+    p.add_argument("--record", type=Path, metavar="RESULT.json",
+                   help="run nothing: write this result's measured tokens/s into the throughput table")
+    p.add_argument("--table", type=Path, default=TABLE, metavar="FILE",
+                   help="the throughput table --record writes (default: bertbatch/data/gpu_throughput.json)")
+    p.add_argument("--gpu-class", metavar="NAME", help="the table's GPU class for --record (default: from the device)")
     return p
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
+    if args.record:
+        entry = record(args.record, args.table, gpu=args.gpu_class)
+        print(f"[gpu] {args.table}: {entry['gpu']} = {entry['tokens_per_second']:,} tokens/s, measured "
+              f"({entry['source']})", flush=True)
+        return entry
     steps = args.steps or (4 if args.smoke else 400)
     repeats = args.repeats or (1 if args.smoke else 2)
     print(f"[gpu] {'smoke: tiny model on the repo sample' if args.smoke else 'BERT-base, seq len 128, SST-2'}: "

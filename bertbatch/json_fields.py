@@ -93,10 +93,16 @@ FIELDS: dict[str, dict[str, str]] = {
         "prices_as_of": "date of the price table",
         "assumptions": "reference_seq_len, multi_gpu_efficiency, startup_minutes, spot_interruption_overhead",
         "options": "every option, cheapest first: instance_type, gpu, gpus, nodes, pricing, samples_per_second, "
-                   "hours, price_per_hour, cost, queue, placeable (true, false, or null when not checked), "
-                   "change (the config change that would make it placeable, or null)",
+                   "tokens_per_second (computed tokens, padding included, whole run), throughput_estimate (true: "
+                   "the GPU's figure is a derived estimate; false: measured), hours, price_per_hour, cost, queue, "
+                   "placeable (true, false, or null when not checked), change (the config change that would make it "
+                   "placeable, or null)",
         "choice": "the chosen option (same fields): the cheapest placeable one",
         "capacity_checked": "whether the options were checked against the profile's queues (false with --offline)",
+        "tokens": "what a row costs: source (sample: --data rows tokenized; max_seq_length: every row counted as "
+                  "max_seq_length tokens), computed_tokens_per_row, rows_sampled, whole_file (the sample is every "
+                  "row), tokenizer (the file used), mean_tokens_per_row (truncated, [CLS]/[SEP] included), "
+                  "padding_share, padding_source, fallback (why the rows were not tokenized; null when they were)",
     },
     "models import": {
         "name": "the staged name",

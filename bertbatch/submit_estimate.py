@@ -2,10 +2,13 @@
 can show it beside what the run actually cost.
 
 It is `bertbatch estimate` for this job: the training rows (counted from the first MiB of the
-file and its size: exact for small files, a good guess for large ones), the epochs and sequence
-length the job will use, and the cheapest instance of the chosen queue that holds the job's
+file and its size: exact for small files, a good guess for large ones), the tokens of those
+rows with the job's tokenizer (`token_sample`: the model's tokenizer.json or vocab.txt on S3,
+the job's text column and sequence length; without one, max_seq_length tokens a row), the
+epochs the job will use, and the cheapest instance of the chosen queue that holds the job's
 GPUs, at the queue's purchase option. An estimate that cannot be made (an input not on S3, an
-instance type missing from the tables) is left out: it informs, it never blocks a submit.
+unreadable file or column, an instance type missing from the tables) is left out: it informs,
+it never blocks a submit.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bertbatch_contract import discovery
+from bertbatch_contract import hyperparameters as hp
 
-from . import capacity, estimate, jobs
+from . import capacity, estimate, token_sample
 from .errors import BertBatchError
 from .session import Session
 
-SAMPLE_BYTES = 1 << 20
+SAMPLE_BYTES = token_sample.SAMPLE_BYTES
 log = logging.getLogger("bertbatch")
 
 
@@ -36,25 +40,37 @@ def rows_from_sample(head: bytes, total_bytes: int, *, header: bool) -> int:
     return max(1, round(total_bytes * lines / len(head)) - (1 if header else 0))
 
 
-def count_rows(s3: Any, uri: str) -> int:
-    bucket, key = jobs.parse_s3_uri(uri)
-    size = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
-    head = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{SAMPLE_BYTES - 1}")["Body"].read()
-    return rows_from_sample(head, size, header=estimate.has_header(key))
+def job_tokens(session: Session, head: token_sample.Head, *, rows: int, model: str, text_column: str, seq_len: int,
+               throughput: dict[str, Any]) -> token_sample.TokenCount:
+    """The computed tokens a row of the job, as `bertbatch estimate --data URI --model MODEL` counts them."""
+    sample = token_sample.sample_rows(head, text_column=text_column, pair_column=None, flag="--train")
+    found = token_sample.find(session, tokenizer=None, model=model, offline=False)
+    if isinstance(found, str):
+        return token_sample.fallback(seq_len, f"no tokenizer: {found}")
+    share, source = estimate.padding_of(throughput)
+    return token_sample.count(sample, found, seq_len=seq_len, padding_share=share, padding_source=source,
+                              total_rows=rows)
 
 
 def job_estimate(session: Session, *, train_uri: str, queue_key: str, gpus: int, nodes: int, epochs: int,
-                 seq_len: int, array_size: int | None) -> float | None:
+                 seq_len: int, array_size: int | None, model: str = "",
+                 text_column: str = "") -> float | None:
     """USD the job is expected to cost (every child of an array job), or None."""
     if not train_uri.startswith("s3://"):
         return None
     try:
-        rows = count_rows(session.client("s3"), train_uri)
+        head = token_sample.s3_head(session.client("s3"), train_uri, "--train")
+        rows = rows_from_sample(head.data, head.size, header=estimate.has_header(train_uri))
         prices = estimate.load_table("prices.json")
-        throughput = estimate.load_table("gpu_throughput.json")
+        throughput = estimate.load_throughput()
+        tokens = job_tokens(session, head, rows=rows, model=model or str(hp.default("model")),
+                            text_column=text_column or str(hp.default("text_column")), seq_len=seq_len,
+                            throughput=throughput)
+        log.debug("cost estimate: %s", tokens.describe(seq_len))
         pricing = "spot" if queue_key == discovery.QUEUE_SPOT_FIRST else "on-demand"
         candidates = [o for o in estimate.estimate(rows=rows, epochs=epochs, seq_len=seq_len, prices=prices,
-                                                   throughput=throughput, nodes=nodes)
+                                                   throughput=throughput, nodes=nodes,
+                                                   tokens_per_row=tokens.computed_tokens_per_row)
                       if o.queue == queue_key and o.pricing == pricing and o.gpus >= gpus]
         # the placement check `bertbatch estimate` makes, on this queue only
         options = capacity.with_placement(session, candidates)

@@ -67,3 +67,96 @@ def test_gpu_script_smoke_mode_runs_on_cpu(tmp_path, monkeypatch):
     for side in ("tuned", "contender"):
         assert r[side]["steps"] == 2 and r[side]["model_tflops_per_second"] > 0
     assert list(tmp_path.glob("quick/gpu-*.json"))
+
+
+def gpu_result(device: str = "NVIDIA L4", **settings) -> dict:
+    """What bench.gpu writes, cut to what --record reads (a hand-made measurement)."""
+    return {
+        "benchmark": "gpu-throughput",
+        "machine": {"date_utc": "2026-12-02T09:30:00Z"},
+        "settings": {"device": device, "smoke": False, "batch_size": 32, "max_seq_length": 128, **settings},
+        "contender": {"samples": 12800, "computed_tokens": 256000, "computed_tokens_per_second": 61234.5,
+                      "tokens_per_second": 58000.0, "samples_per_second": 3061.7, "padding_fraction": 0.05,
+                      "precision": "bf16"},
+    }
+
+
+@pytest.mark.parametrize(("device", "gpu_class"), [
+    ("NVIDIA A10G", "A10G"), ("NVIDIA L4", "L4"), ("NVIDIA L40S", "L40S"), ("NVIDIA A100-SXM4-40GB", "A100"),
+    ("NVIDIA H100 80GB HBM3", "H100"), ("NVIDIA H200", "H200"),
+    ("NVIDIA H100 PCIe", None), ("NVIDIA H200 NVL", None), ("Tesla T4", None),
+])
+def test_gpu_names_map_to_the_throughput_tables_classes(device, gpu_class):
+    from bench import gpu
+
+    assert gpu.gpu_class(device) == gpu_class
+
+
+def test_record_writes_the_measured_tokens_per_second_into_a_copy_of_the_table(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from bench import gpu
+    from bertbatch.cli import cli
+
+    shipped = gpu.TABLE.read_bytes()
+    table = tmp_path / "gpu_throughput.json"
+    table.write_bytes(shipped)
+    result = tmp_path / "gpu-nvidia-l4.json"
+    result.write_text(json.dumps(gpu_result()))
+
+    entry = gpu.main(["--record", str(result), "--table", str(table)])
+
+    assert gpu.TABLE.read_bytes() == shipped  # the committed table is untouched
+    written = json.loads(table.read_text())
+    before = json.loads(shipped)
+    assert entry["gpu"] == "L4" and written["gpus"]["L4"]["tokens_per_second"] == 61234  # computed tokens/s
+    assert written["gpus"]["L4"]["derived_estimate"] is False
+    assert written["gpus"]["L4"]["source"] == "gpu-nvidia-l4.json, 2026-12-02"
+    assert {g: r for g, r in written["gpus"].items() if g != "L4"} == {g: r for g, r in before["gpus"].items()
+                                                                       if g != "L4"}
+    assert {k: v for k, v in written.items() if k != "gpus"} == {k: v for k, v in before.items() if k != "gpus"}
+
+    r = CliRunner().invoke(cli, ["estimate", "--rows", "1000", "--throughput", str(table), "--offline",
+                                 "--instance-type", "g6.xlarge", "--instance-type", "g5.xlarge"])
+    assert r.exit_code == 0, r.output
+    assert "measured: L4 (gpu-nvidia-l4.json, 2026-12-02)" in r.output and "derived estimates for A10G" in r.output
+    r = CliRunner().invoke(cli, ["estimate", "--rows", "1000", "--throughput", str(table), "--offline", "-o", "json"])
+    figures = {o["gpu"]: o["throughput_estimate"] for o in json.loads(r.output)["options"]}
+    assert figures["L4"] is False and figures["A10G"] is True
+
+
+@pytest.mark.parametrize(("result", "args", "fragment"), [
+    (gpu_result(smoke=True), [], "a --smoke or CPU run"),
+    (gpu_result("cpu"), [], "a --smoke or CPU run"),
+    (gpu_result("NVIDIA H100 PCIe"), [], "maps to no GPU class"),
+    (gpu_result("NVIDIA H100 PCIe"), ["--gpu-class", "B200"], "GPU class B200 is not in"),
+    ({"benchmark": "throughput"}, [], "is not a bench.gpu result"),
+])
+def test_record_refuses_what_is_no_gpu_measurement_of_a_known_class(tmp_path, result, args, fragment):
+    import json
+
+    from bench import gpu
+
+    table = tmp_path / "gpu_throughput.json"
+    table.write_bytes(gpu.TABLE.read_bytes())
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(result))
+    with pytest.raises(SystemExit) as exc:
+        gpu.main(["--record", str(path), "--table", str(table), *args])
+    assert fragment in str(exc.value) and "\n" not in str(exc.value)
+    assert table.read_bytes() == gpu.TABLE.read_bytes()
+
+
+def test_record_with_an_explicit_class(tmp_path):
+    import json
+
+    from bench import gpu
+
+    table = tmp_path / "gpu_throughput.json"
+    table.write_bytes(gpu.TABLE.read_bytes())
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(gpu_result("NVIDIA H100 PCIe")))
+    assert gpu.record(path, table, gpu="H100")["gpu"] == "H100"
+    assert json.loads(table.read_text())["gpus"]["H100"]["derived_estimate"] is False

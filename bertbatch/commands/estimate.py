@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from bertbatch_contract import hyperparameters as hp
 
-from .. import capacity, job_parameters, jobs, params, terminal
+from .. import capacity, job_parameters, jobs, params, terminal, token_sample
 from .. import estimate as estimate_mod
 from ..errors import BertBatchError
 from ..options import hyperparameter_help, target_options
@@ -17,6 +18,7 @@ from ..output import JSON, output_option, print_record
 from ..session import Session, pass_session
 
 EPOCHS, MAX_SEQ_LENGTH = hp.BY_NAME["epochs"], hp.BY_NAME["max_seq_length"]
+TEXT_COLUMN, TEXT_PAIR_COLUMN = hp.BY_NAME["text_column"], hp.BY_NAME["text_pair_column"]
 
 
 def count_data_rows(session: Session, data: str) -> int:
@@ -30,8 +32,11 @@ def count_data_rows(session: Session, data: str) -> int:
     path = Path(data)
     if not path.is_file():
         raise BertBatchError(f"--data {data}: no such file")
-    with path.open("rb") as fh:
-        return estimate_mod.count_rows(fh, header=estimate_mod.has_header(data))
+    try:
+        with path.open("rb") as fh:
+            return estimate_mod.count_rows(fh, header=estimate_mod.has_header(data))
+    except OSError as exc:
+        raise BertBatchError(f"--data {data}: cannot read ({exc.strerror or exc})") from None
 
 
 def placeable_text(o: estimate_mod.Option) -> str:
@@ -40,25 +45,40 @@ def placeable_text(o: estimate_mod.Option) -> str:
     return "yes" if o.placeable else f"no: {o.change}"
 
 
+def throughput_line(options: list[estimate_mod.Option], throughput: dict[str, Any], name: str) -> str:
+    """Which GPUs' figures are measured and which are derived estimates, among those shown."""
+    gpus = dict.fromkeys(o.gpu for o in options)
+    rows = throughput["gpus"]
+    measured = [f"{g} ({rows[g].get('source', 'source not given')})" for g in gpus if estimate_mod.is_measured(rows[g])]
+    derived = [g for g in gpus if not estimate_mod.is_measured(rows[g])]
+    parts = []
+    if derived:
+        parts.append(f"derived estimates for {', '.join(derived)} (how: the \"method\" of {name})")
+    parts.append(f"measured: {'; '.join(measured) if measured else 'none'}")
+    return "Throughput: " + "; ".join(parts) + "."
+
+
 def print_table(options: list[estimate_mod.Option], best: estimate_mod.Option, *, rows: int, epochs: int,
-                seq_len: int, nodes: int, prices: dict[str, object], assumptions: estimate_mod.Assumptions,
-                checked: bool) -> None:
+                seq_len: int, nodes: int, prices: dict[str, object], throughput: dict[str, Any], throughput_name: str,
+                assumptions: estimate_mod.Assumptions, tokens: token_sample.TokenCount, checked: bool) -> None:
     click.echo(f"{rows:,} rows x {epochs} epoch(s), sequence length {seq_len}, {nodes} node(s)")
+    click.echo(tokens.describe(seq_len))
     table_rows = [
         ("*" if o is best else "", o.instance_type, f"{o.gpus * o.nodes}x {o.gpu}", o.pricing,
+         f"{o.tokens_per_second:,.0f}", "estimate" if o.throughput_estimate else "measured",
          f"{o.samples_per_second:,.0f}", f"{o.hours:.2f}", f"{o.price_per_hour:.3f}", f"{o.cost:,.2f}",
          *((placeable_text(o),) if checked else ()))
         for o in options
     ]
-    headers = ("", "INSTANCE", "GPUS", "PRICING", "SAMPLES/S", "HOURS", "$/HOUR", "COST $")
-    terminal.print_table(headers + (("PLACEABLE",) if checked else ()), table_rows, right=(4, 5, 6, 7))
+    headers = ("", "INSTANCE", "GPUS", "PRICING", "TOKENS/S", "FIGURE", "SAMPLES/S", "HOURS", "$/HOUR", "COST $")
+    terminal.print_table(headers + (("PLACEABLE",) if checked else ()), table_rows, right=(4, 6, 7, 8, 9))
     click.echo(
-        f"Assumptions: throughput x {assumptions.reference_seq_len}/sequence length; "
+        f"Assumptions: hours = rows x computed tokens a row x epochs / tokens/s of the GPUs + startup; "
         f"{assumptions.multi_gpu_efficiency:.0%} scaling efficiency on more than one GPU; "
         f"{assumptions.startup_minutes:g} min startup; Spot takes {assumptions.spot_interruption_overhead:.0%} longer "
-        f"(interruptions). Throughput figures are estimates (see gpu_throughput.json); "
-        f"prices {prices.get('region', '')} as of {prices.get('as_of', '?')}."
+        f"(interruptions); prices {prices.get('region', '')} as of {prices.get('as_of', '?')}."
     )
+    click.echo(throughput_line(options, throughput, throughput_name))
     if not checked:
         click.echo("Not checked against the profile's queues (--offline): an option may need a config change.")
     queue = next(k for k, v in jobs.QUEUE_KEYS.items() if v == best.queue)
@@ -68,10 +88,38 @@ def print_table(options: list[estimate_mod.Option], best: estimate_mod.Option, *
                f"{best.hours:.2f} h, ${best.cost:,.2f} (bertbatch submit {flags})")
 
 
+def token_count(session: Session, *, data: str | None, rows: int, tokenizer: str | None, model: str | None,
+                text_column: str, pair_column: str | None, seq_len: int, throughput: dict[str, Any], offline: bool,
+                throughput_name: str) -> token_sample.TokenCount:
+    """Computed tokens a row: the --data sample tokenized, else max_seq_length (and why)."""
+    if data is None:
+        if tokenizer or model:
+            raise BertBatchError("--tokenizer and --model count the tokens of --data rows: give --data PATH|URI")
+        return token_sample.fallback(seq_len, "--rows given, no --data rows to tokenize")
+    head = token_sample.read_head(session, data, "--data")
+    sample = token_sample.sample_rows(head, text_column=text_column, pair_column=pair_column)
+    found = token_sample.find(session, tokenizer=tokenizer, model=model or str(hp.default("model")), offline=offline)
+    if isinstance(found, str):
+        return token_sample.fallback(seq_len, f"no tokenizer: {found}")
+    share, source = estimate_mod.padding_of(throughput, throughput_name)
+    return token_sample.count(sample, found, seq_len=seq_len, padding_share=share, padding_source=source,
+                              total_rows=rows)
+
+
 @click.command()
 @click.option("--rows", type=int, metavar="N", help="Training rows (examples)")
 @click.option("--data", metavar="PATH|URI",
-              help="Count the rows of this TSV/CSV (header line not counted) or JSONL file: a local path or s3:// URI")
+              help="Count the rows of this TSV/CSV (header line not counted) or JSONL file, and tokenize a sample of "
+                   "them: a local path or s3:// URI")
+@click.option(TEXT_COLUMN.flag, "text_column", default=TEXT_COLUMN.default, metavar="NAME",
+              help=hyperparameter_help(TEXT_COLUMN, "default"))
+@click.option(TEXT_PAIR_COLUMN.flag, "pair_column", metavar="NAME", help=hyperparameter_help(TEXT_PAIR_COLUMN))
+@click.option("--model", metavar="NAME|URI|DIR",
+              help="The job's model, whose tokenizer counts the --data tokens: a staged or registered name, an "
+                   f"s3:// prefix or a local directory [default: {hp.default('model')}]")
+@click.option("--tokenizer", "--vocab", "tokenizer", type=click.Path(), metavar="FILE|DIR",
+              help="Count the --data tokens with this tokenizer.json, WordPiece vocab.txt or model directory "
+                   "instead of the model's")
 @click.option(EPOCHS.flag, "epochs", type=int, default=EPOCHS.default, metavar="N",
               help=hyperparameter_help(EPOCHS, "default"))
 @click.option(MAX_SEQ_LENGTH.flag, "seq_len", type=int, default=MAX_SEQ_LENGTH.default, metavar="N",
@@ -87,27 +135,35 @@ def print_table(options: list[estimate_mod.Option], best: estimate_mod.Option, *
 @click.option("--throughput", "throughput_file", type=click.Path(dir_okay=False), metavar="FILE",
               help="Throughput table to use instead of the built-in one")
 @click.option("--offline", is_flag=True,
-              help="Do not read the profile's queues: every option is considered, none checked for placement")
+              help="Do not read the profile's queues or staged models: every option is considered, none checked "
+                   "for placement")
 @output_option
 @target_options()
 @pass_session
-def estimate(session: Session, rows: int | None, data: str | None, epochs: int, seq_len: int,
+def estimate(session: Session, rows: int | None, data: str | None, text_column: str, pair_column: str | None,
+             model: str | None, tokenizer: str | None, epochs: int, seq_len: int,
              instance_types: tuple[str, ...], nodes: int, max_hours: float | None, spot_overhead: float | None,
              prices_file: str | None, throughput_file: str | None, offline: bool, output: str) -> None:
     """Estimate the time and cost of a BERT-base fine-tuning run, Spot and On-Demand.
 
-    Throughput (samples/s per GPU, BERT-base, sequence length 128, mixed precision) comes from
-    bertbatch/data/gpu_throughput.json, scaled by 128 / --max-seq-length and by the GPUs used;
-    prices from bertbatch/data/prices.json (dated: update it, or pass --prices). Spot runs
-    include an interruption overhead. Each option is checked against the instance types and
-    vCPU caps of the profile's queue that would run it (SSM capacity/<queue>): the cheapest
-    placeable option (within --max-hours) is chosen, and the others say which config key to
-    change. --offline skips that check (no AWS call unless --data is on S3).
+    With --data, up to 2,000 rows from the first MiB of the file are tokenized with the job's
+    tokenizer (--tokenizer FILE, else the --model's: staged, on S3 or a local directory),
+    truncated at --max-seq-length, and each row costs their mean tokens plus the container's
+    measured padding share. Without a tokenizer (or with --rows) every row costs
+    --max-seq-length tokens, and the output says why. Throughput (computed tokens/s per GPU,
+    BERT-base, mixed precision) comes from bertbatch/data/gpu_throughput.json, each figure
+    marked a derived estimate or measured; prices from bertbatch/data/prices.json (dated:
+    update it, or pass --prices). Spot runs include an interruption overhead. Each option is
+    checked against the instance types and vCPU caps of the profile's queue that would run it
+    (SSM capacity/<queue>): the cheapest placeable option (within --max-hours) is chosen, and
+    the others say which config key to change. --offline skips that check and the staged-model
+    lookup (no AWS call unless --data or --model is on S3).
 
     \b
     Examples:
       bertbatch estimate --rows 67349 --epochs 3
       bertbatch estimate --data s3://my-data/datasets/sst2/train.tsv --max-seq-length 64
+      bertbatch estimate --data train.jsonl --text-column review --tokenizer vocab.txt --offline
       bertbatch estimate --rows 2000000 --epochs 2 --max-hours 4
       bertbatch estimate --rows 500000 --instance-type g5.xlarge --instance-type g6e.xlarge -o json
       bertbatch estimate --rows 67349 --offline
@@ -115,7 +171,8 @@ def estimate(session: Session, rows: int | None, data: str | None, epochs: int, 
     if (rows is None) == (data is None):
         raise BertBatchError("give exactly one of --rows N or --data PATH|URI")
     params.check_int("--rows", rows, 1)
-    job_parameters.check({EPOCHS.name: epochs, MAX_SEQ_LENGTH.name: seq_len})
+    job_parameters.check({EPOCHS.name: epochs, MAX_SEQ_LENGTH.name: seq_len, TEXT_COLUMN.name: text_column,
+                          TEXT_PAIR_COLUMN.name: pair_column})
     params.check_int("--nodes", nodes, 1, 1000)
     params.check_number("--max-hours", max_hours, minimum=0, exclusive=True)
     params.check_number("--spot-overhead", spot_overhead, minimum=0)
@@ -125,11 +182,15 @@ def estimate(session: Session, rows: int | None, data: str | None, epochs: int, 
             raise BertBatchError(f"--data {data}: no data rows")
     assert rows is not None  # exactly one of --rows / --data, checked above
     prices = estimate_mod.load_table("prices.json", prices_file)
-    throughput = estimate_mod.load_table("gpu_throughput.json", throughput_file)
+    throughput = estimate_mod.load_throughput(throughput_file)
+    tokens = token_count(session, data=data, rows=rows, tokenizer=tokenizer, model=model, text_column=text_column,
+                         pair_column=pair_column, seq_len=seq_len, throughput=throughput, offline=offline,
+                         throughput_name=throughput_file or "gpu_throughput.json")
     assumptions = estimate_mod.assumptions_from(throughput, spot_overhead=spot_overhead)
     options = estimate_mod.estimate(
         rows=rows, epochs=epochs, seq_len=seq_len, prices=prices, throughput=throughput,
         instance_types=list(instance_types) or None, nodes=nodes, assumptions=assumptions,
+        tokens_per_row=tokens.computed_tokens_per_row,
     )
     if not offline:
         try:
@@ -154,7 +215,9 @@ def estimate(session: Session, rows: int | None, data: str | None, epochs: int, 
             "rows": rows, "epochs": epochs, "max_seq_length": seq_len, "nodes": nodes,
             "prices_as_of": prices.get("as_of"), "assumptions": assumptions.__dict__,
             "options": [o.as_dict() for o in options], "choice": best.as_dict(), "capacity_checked": not offline,
+            "tokens": tokens.as_dict(),
         })
         return
     print_table(options, best, rows=rows, epochs=epochs, seq_len=seq_len, nodes=nodes, prices=prices,
-                assumptions=assumptions, checked=not offline)
+                throughput=throughput, throughput_name=throughput_file or "gpu_throughput.json",
+                assumptions=assumptions, tokens=tokens, checked=not offline)

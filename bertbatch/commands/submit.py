@@ -223,6 +223,7 @@ def submit(ctx: click.Context, session: Session, train: str | None, eval_: str |
     cost = submit_estimate.job_estimate(
         session, train_uri=parameters.get("train_uri", ""), queue_key=queue_key, gpus=gpus or 1, nodes=nodes,
         epochs=int(parameters["epochs"]), seq_len=int(parameters["max_seq_length"]), array_size=request.array_size,
+        model=parameters.get("model", ""), text_column=parameters.get("text_column", ""),
     )
     plan = jobs.SubmitPlan(
         run_id=request.run_id, queue=queue, job_definition=job_definition,

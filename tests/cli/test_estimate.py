@@ -12,10 +12,17 @@ from bertbatch_contract import discovery
 from .conftest import FIXTURES
 from .helpers import one_line_error
 
+# 12,800 tokens/s = 100 samples/s of 128 tokens (--rows: every row counts as --max-seq-length tokens).
 THROUGHPUT = {
+    "format": 2,
+    "gpus": {"T1": {"tokens_per_second": 12800, "derived_estimate": True}},
+    "assumptions": {"multi_gpu_efficiency": 0.8, "startup_minutes": 6, "spot_interruption_overhead": 0.25},
+}
+# The same table in the format before tokens/s (samples/s at reference_seq_len): converted on load.
+THROUGHPUT_FORMAT_1 = {
     "reference_seq_len": 128,
     "gpus": {"T1": {"samples_per_second": 100, "derived_estimate": True}},
-    "assumptions": {"multi_gpu_efficiency": 0.8, "startup_minutes": 6, "spot_interruption_overhead": 0.25},
+    "assumptions": THROUGHPUT["assumptions"],
 }
 PRICES = {
     "as_of": "2026-01-01",
@@ -74,9 +81,32 @@ def test_max_hours_picks_cheapest_fast_enough(bb, tables):
 
 def test_sequence_length_scales_throughput(bb, tables):
     # seq 256 halves throughput: 72,000 / 50 = 1,440 s + 360 s = 0.5 h; On-Demand $1.00
-    _, opts = run_json(bb, tables, "--rows", "36000", "--epochs", "2", "--max-seq-length", "256")
+    data, opts = run_json(bb, tables, "--rows", "36000", "--epochs", "2", "--max-seq-length", "256")
     assert opts[("one.x", "on-demand")]["hours"] == pytest.approx(0.5)
     assert opts[("one.x", "on-demand")]["cost"] == pytest.approx(1.0)
+    assert opts[("one.x", "on-demand")]["tokens_per_second"] == pytest.approx(12800)
+    assert data["tokens"]["source"] == "max_seq_length" and data["tokens"]["computed_tokens_per_row"] == 256
+
+
+def test_a_format_1_throughput_table_is_converted_to_tokens(bb, tables, tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(THROUGHPUT_FORMAT_1))
+    _, new_opts = run_json(bb, tables, "--rows", "36000", "--epochs", "2")
+    _, old_opts = run_json(bb, tables, "--rows", "36000", "--epochs", "2", "--throughput", str(old))
+    assert old_opts == new_opts
+
+
+@pytest.mark.parametrize(("table", "fragment"), [
+    ({**THROUGHPUT, "format": 3}, "throughput table format 3"),
+    ({"format": 2, "gpus": {"T1": {"samples_per_second": 100}}}, "GPU T1: tokens_per_second must be a number > 0"),
+    ({"gpus": {"T1": {"tokens_per_second": 100}}}, "GPU T1: no samples_per_second (a format-1 table"),
+    ({**THROUGHPUT, "padding": {"share": 1.5}}, "padding.share must be a number >= 0 and < 1"),
+])
+def test_a_throughput_table_it_cannot_read_is_one_line(bb, tables, tmp_path, table, fragment):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(table))
+    one_line_error(bb("estimate", *tables, "--data", str(FIXTURES / "sst2" / "train.tsv"), "--tokenizer",
+                      str(FIXTURES / "vocab.txt"), "--throughput", str(bad)), str(bad), fragment)
 
 
 def test_multi_node_is_on_demand_only(bb, tables):
@@ -130,14 +160,28 @@ def test_shipped_tables_are_consistent():
     for itype, inst in prices["instances"].items():
         assert inst["gpu"] in throughput["gpus"], itype
         assert inst["gpus"] >= 1 and 0 < inst["spot"] < inst["on_demand"], itype
+    assert throughput["format"] == 2 and "tokens per second" in throughput["unit"]
     for gpu, row in throughput["gpus"].items():
-        assert row["samples_per_second"] > 0 and "derived_estimate" in row, gpu
+        assert row["tokens_per_second"] > 0 and isinstance(row["derived_estimate"], bool), gpu
+        # an estimate says how it was derived; a measurement where it was measured
+        assert row["basis"] if row["derived_estimate"] else row["source"], gpu
+    assert 0 < throughput["padding"]["share"] < 0.1
+    assert "bench/results/throughput-small-peers.json" in throughput["padding"]["source"]
+
+
+def test_the_padding_share_is_the_one_the_benchmark_measured():
+    # the share the container's batch plan leaves over an epoch of SST-2 (the benchmark's record)
+    from tests.conftest import REPO
+
+    measured = json.loads((REPO / "bench" / "results" / "throughput-small-peers.json").read_text())
+    assert load_table("gpu_throughput.json")["padding"]["share"] == pytest.approx(
+        measured["contender"]["epoch_plan_padding_fraction"], abs=5e-4)
 
 
 def test_shipped_tables_hand_check(bb):
-    # g5.xlarge: one A10G at the table's samples/s; 10,000 rows x 1 epoch at seq 128
+    # g5.xlarge: one A10G at the table's tokens/s, 128 tokens a row; 10,000 rows x 1 epoch at seq 128
     prices, throughput = load_table("prices.json"), load_table("gpu_throughput.json")
-    sps = throughput["gpus"]["A10G"]["samples_per_second"]
+    sps = throughput["gpus"]["A10G"]["tokens_per_second"] / 128
     startup = throughput["assumptions"]["startup_minutes"] * 60
     hours = (10_000 / sps + startup) / 3600
     r = bb("estimate", "--rows", "10000", "--epochs", "1", "--instance-type", "g5.xlarge", "--json", "--offline")
@@ -154,6 +198,8 @@ def test_shipped_tables_hand_check(bb):
      (["--rows", "10", "--instance-type", "m5.large"], "--instance-type m5.large: not in the price table"),
      (["--rows", "10", "--max-hours", "0.0001"], "no option finishes within --max-hours"),
      (["--data", "no/such/file.tsv"], "--data no/such/file.tsv: no such file"),
+     (["--rows", "10", "--tokenizer", "vocab.txt"], "give --data"),
+     (["--rows", "10", "--throughput", "no-such.json"], "cannot read no-such.json"),
      (["--rows", "10", "--prices", "no-such.json"], "cannot read no-such.json")],
 )
 def test_estimate_errors(bb, args, fragment):

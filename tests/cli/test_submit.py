@@ -275,6 +275,44 @@ def test_submit_records_the_estimate_bertbatch_estimate_gives_for_its_queue(plat
     assert job["tags"][tags.TAG_COST_ESTIMATE] == f"{min(spot_first):.2f}"
 
 
+def spot_first_cost(bb, *args: str) -> tuple[float, dict]:
+    """The cheapest placeable Spot option on spot-first by `bertbatch estimate ARGS`, and its record."""
+    shown = bb("estimate", *args, "-o", "json")
+    assert shown.exit_code == 0, shown.output
+    record = json.loads(shown.output)
+    costs = [o["cost"] for o in record["options"]
+             if o["queue"] == discovery.QUEUE_SPOT_FIRST and o["pricing"] == "spot" and o["placeable"]]
+    return min(costs), record
+
+
+def test_the_recorded_estimate_counts_the_tokens_of_the_training_rows_with_the_jobs_tokenizer(platform, bb):
+    from bertbatch_contract import layout
+
+    from .conftest import FIXTURES
+
+    train = platform.put_dataset("datasets/sst2-tok/train.tsv", (FIXTURES / "sst2" / "train.tsv").read_bytes())
+    dev = platform.put_dataset("datasets/sst2-tok/dev.tsv")
+    vocab = (FIXTURES / "vocab.txt").read_bytes()
+    prefix = layout.model_prefix("tok-model")
+    platform.s3.put_object(Bucket=platform.artifacts_bucket, Key=prefix + "vocab.txt", Body=vocab)
+    platform.s3.put_object(Bucket=platform.artifacts_bucket, Key=layout.model_manifest_key("tok-model"),
+                           Body=json.dumps({"format": 1, "name": "tok-model", "source": "test", "files": [
+                               {"path": "vocab.txt", "size": len(vocab), "sha256": "0" * 64}]}).encode())
+    # 50 epochs: long enough for the tokens, not the startup, to decide the cost
+    args = ("--train", train, "--eval", dev, "--model", "tok-model", "--epochs", "50")
+    dry = bb("submit", *args, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    r = bb("submit", *args, "--run-name", "tok1")
+    assert r.exit_code == 0, r.output
+    recorded = platform.job(submitted_id(r.output))["tags"][tags.TAG_COST_ESTIMATE]
+
+    expected, shown = spot_first_cost(bb, "--data", train, "--model", "tok-model", "--epochs", "50")
+    assert shown["tokens"]["source"] == "sample" and shown["tokens"]["tokenizer"].endswith(prefix + "vocab.txt")
+    assert recorded == f"{expected:.2f}" == json.loads(dry.output)["tags"][tags.TAG_COST_ESTIMATE]
+    padded, _ = spot_first_cost(bb, "--rows", str(shown["rows"]), "--epochs", "50")  # 128 tokens a row
+    assert float(recorded) < padded and f"{padded:.2f}" != recorded
+
+
 def test_the_row_count_of_a_large_file_comes_from_its_first_mebibyte():
     from bertbatch.submit_estimate import rows_from_sample
 

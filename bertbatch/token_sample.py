@@ -1,0 +1,353 @@
+"""The tokens a run computes, from a sample of its training file.
+
+`bertbatch estimate --data` and the estimate `submit` records read the first MiB of the training
+file (at most SAMPLE_ROWS rows), tokenize those rows with the job's tokenizer, truncated at
+max_seq_length with [CLS]/[SEP] counted, as the container does, and take
+
+    computed tokens per row = mean tokens per row / (1 - padding share)
+
+The padding share is the container's measured one (gpu_throughput.json "padding": each
+length-grouped batch is padded to its longest row). Without a tokenizer every row counts as
+max_seq_length tokens (the padded upper bound) and `TokenCount.fallback` says why.
+
+The file is read the way the container's reader reads it (bert_train.data.read_table, which
+the CLI does not import): JSON Lines, CSV (RFC 4180 quoting) or TSV (unquoted, as GLUE's), a
+header line for CSV/TSV, blank lines skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import botocore.exceptions
+
+from . import jobs, models
+from .aws import is_not_found
+from .errors import BertBatchError
+from .session import Session
+
+SAMPLE_BYTES = 1 << 20
+SAMPLE_ROWS = 2000
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}  # the container's
+TOKENIZER_JSON, VOCAB_TXT, TOKENIZER_CONFIG = "tokenizer.json", "vocab.txt", "tokenizer_config.json"
+WORDPIECE_SPECIALS = ("[CLS]", "[SEP]", "[UNK]")
+
+Row = str | tuple[str, str]
+
+
+# --- the head of the file ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Head:
+    name: str  # the path or URI, as given
+    data: bytes  # at most SAMPLE_BYTES from the start
+    size: int  # of the whole file
+
+    @property
+    def whole(self) -> bool:
+        return len(self.data) >= self.size
+
+
+def local_head(path: str, flag: str) -> Head:
+    p = Path(path)
+    if not p.is_file():
+        raise BertBatchError(f"{flag} {path}: no such file")
+    try:
+        with p.open("rb") as fh:
+            return Head(path, fh.read(SAMPLE_BYTES), p.stat().st_size)
+    except OSError as exc:
+        raise BertBatchError(f"{flag} {path}: cannot read ({exc.strerror or exc})") from None
+
+
+def s3_head(s3: Any, uri: str, flag: str) -> Head:
+    bucket, key = jobs.parse_s3_uri(uri)
+    try:
+        size = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        data = b"" if size == 0 else s3.get_object(Bucket=bucket, Key=key,
+                                                    Range=f"bytes=0-{SAMPLE_BYTES - 1}")["Body"].read()
+    except botocore.exceptions.ClientError as exc:
+        jobs.raise_s3_error(exc, flag, uri)
+        raise
+    return Head(uri, data, size)
+
+
+def read_head(session: Session, data: str, flag: str) -> Head:
+    return s3_head(session.client("s3"), data, flag) if data.startswith("s3://") else local_head(data, flag)
+
+
+# --- the rows ---------------------------------------------------------------------------------
+def file_format(name: str, flag: str) -> str:
+    for ext, fmt in FORMATS.items():
+        if name.lower().endswith(ext):
+            return fmt
+    raise BertBatchError(f"{flag} {name}: unknown file type (the job reads {', '.join(FORMATS)})")
+
+
+def _text(head: Head, flag: str) -> str:
+    data = head.data
+    if not head.whole:  # the sample ends at its last complete line
+        end = data.rfind(b"\n")
+        if end < 0:
+            raise BertBatchError(f"{flag} {head.name}: no complete line in the first {SAMPLE_BYTES >> 20} MiB")
+        data = data[: end + 1]
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise BertBatchError(f"{flag} {head.name} line {line}: not UTF-8 text") from None
+
+
+def _json_text(value: Any, column: str, where: str) -> str:
+    """As the container: a string, or a finite number taken as its text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    raise BertBatchError(f"{where}: column {column!r} must be text (got {json.dumps(value)[:40]})")
+
+
+def _jsonl_rows(head: Head, text: str, columns: list[str], flag: str) -> Iterator[list[str]]:
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{flag} {head.name} line {n}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BertBatchError(f"{where}: malformed JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise BertBatchError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        for column in columns:
+            if column not in row:
+                raise BertBatchError(f"{where}: no column {column!r} (has: {', '.join(row) or 'nothing'})")
+        yield [_json_text(row[c], c, where) for c in columns]
+
+
+def _table_rows(head: Head, text: str, fmt: str, columns: list[str], flag: str) -> Iterator[list[str]]:
+    stream = io.StringIO(text, newline="")
+    reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(stream)
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        for column in columns:
+            if column not in header:
+                raise BertBatchError(f"{flag} {head.name}: no column {column!r} in the header "
+                                     f"(has: {', '.join(header) or 'nothing'})")
+        index = [header.index(c) for c in columns]
+        for row in reader:
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                raise BertBatchError(f"{flag} {head.name} line {reader.line_num}: expected {len(header)} fields, "
+                                     f"found {len(row)}")
+            yield [row[i] for i in index]
+    except csv.Error as exc:
+        if head.whole:
+            where = f"{flag} {head.name} line {reader.line_num}"
+            raise BertBatchError(f"{where}: malformed {fmt.upper()} ({exc})") from None
+        # else: the sample's cut fell inside a quoted field; the rows before it are the sample
+
+
+def sample_rows(head: Head, *, text_column: str, pair_column: str | None, flag: str = "--data",
+                limit: int = SAMPLE_ROWS) -> list[Row]:
+    """Up to `limit` rows of the text column (and the pair column) from the head of the file;
+    BertBatchError naming the file (and line) for a file the job could not read."""
+    fmt = file_format(head.name, flag)
+    text = _text(head, flag)
+    columns = [text_column] + ([pair_column] if pair_column else [])
+    raw = _jsonl_rows(head, text, columns, flag) if fmt == "jsonl" else _table_rows(head, text, fmt, columns, flag)
+    rows: list[Row] = []
+    for values in raw:
+        rows.append(values[0] if len(values) == 1 else (values[0], values[1]))
+        if len(rows) >= limit:
+            break
+    if fmt == "csv" and not head.whole and len(rows) > 1 and len(rows) < limit:
+        rows.pop()  # it may be a quoted field cut short at the end of the sample
+    if not rows:
+        raise BertBatchError(f"{flag} {head.name}: no data rows")
+    return rows
+
+
+# --- the tokenizer ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tokenizer:
+    tokenizer: Any  # tokenizers.Tokenizer
+    source: str  # which file, for the output
+
+
+def _wordpiece(vocab_text: str, what: str, lowercase: bool) -> Any:
+    from tokenizers import BertWordPieceTokenizer
+    from tokenizers import Tokenizer as HFTokenizer
+
+    vocab: dict[str, int] = {}
+    # One token a line, its line number its id, as BertTokenizer reads it: only "\n" ends a line
+    # (str.splitlines would also split at the control and separator characters some vocabs hold).
+    lines = vocab_text.replace("\r\n", "\n").split("\n")
+    for index, token in enumerate(lines[:-1] if lines and lines[-1] == "" else lines):
+        vocab[token] = index
+    missing = [t for t in WORDPIECE_SPECIALS if t not in vocab]
+    if missing:
+        raise BertBatchError(f"{what}: not a WordPiece vocab.txt (lacks {', '.join(missing)})")
+    wordpiece = BertWordPieceTokenizer(vocab, lowercase=lowercase)  # the [CLS] ... [SEP] template included
+    return HFTokenizer.from_str(wordpiece.to_str())
+
+
+def tokenizer_from_bytes(name: str, data: bytes, what: str, *, lowercase: bool = True) -> Any:
+    """A tokenizers.Tokenizer from a tokenizer.json (name ending .json) or a WordPiece vocab.txt."""
+    from tokenizers import Tokenizer as HFTokenizer
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BertBatchError(f"{what}: not UTF-8 text") from None
+    if not name.lower().endswith(".json"):
+        return _wordpiece(text, what, lowercase)
+    try:
+        return HFTokenizer.from_str(text)
+    except Exception as exc:  # the tokenizers library raises plain Exception
+        raise BertBatchError(f"{what}: not a tokenizer.json ({str(exc).splitlines()[0]})") from None
+
+
+def _lowercase(config: bytes | None) -> bool:
+    """do_lower_case of a tokenizer_config.json; BERT's default (True) without one."""
+    try:
+        value = json.loads(config).get("do_lower_case", True) if config else True
+    except (ValueError, AttributeError):
+        return True
+    return bool(value)
+
+
+def _read_file(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BertBatchError(f"{what}: cannot read ({exc.strerror or exc})") from None
+
+
+def from_path(path: str, flag: str) -> Tokenizer:
+    """--tokenizer PATH: a tokenizer.json, a WordPiece vocab.txt (lowercased, as the container's
+    --vocab), or a model directory holding one of them."""
+    p = Path(path)
+    what = f"{flag} {path}"
+    if p.is_dir():
+        return from_directory(p, what)
+    if not p.is_file():
+        raise BertBatchError(f"{what}: no such file")
+    kind = TOKENIZER_JSON if p.name.lower().endswith(".json") else "WordPiece vocab"
+    return Tokenizer(tokenizer_from_bytes(p.name, _read_file(p, what), what), f"{kind} {path}")
+
+
+def from_directory(directory: Path, what: str) -> Tokenizer:
+    for name in (TOKENIZER_JSON, VOCAB_TXT):
+        p = directory / name
+        if p.is_file():
+            config = directory / TOKENIZER_CONFIG
+            lowercase = _lowercase(_read_file(config, what) if config.is_file() else None)
+            return Tokenizer(tokenizer_from_bytes(name, _read_file(p, what), f"{what}/{name}", lowercase=lowercase),
+                             f"{name} of {directory}")
+    raise BertBatchError(f"{what}: no {TOKENIZER_JSON} or {VOCAB_TXT} in this directory")
+
+
+def _s3_read(s3: Any, uri: str) -> bytes | None:
+    bucket, key = jobs.parse_s3_uri(uri)
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except botocore.exceptions.ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    return body
+
+
+def from_s3_prefix(s3: Any, prefix: str) -> Tokenizer | str:
+    """The tokenizer of the model at an s3:// prefix: its tokenizer.json, else its vocab.txt (one
+    small file; tokenizer_config.json too for a vocab.txt, for its lowercasing); else the reason."""
+    for name in (TOKENIZER_JSON, VOCAB_TXT):
+        uri = prefix.rstrip("/") + "/" + name
+        data = _s3_read(s3, uri)
+        if data is not None:
+            config = _s3_read(s3, prefix.rstrip("/") + "/" + TOKENIZER_CONFIG) if name == VOCAB_TXT else None
+            return Tokenizer(tokenizer_from_bytes(name, data, uri, lowercase=_lowercase(config)), uri)
+    return f"no {TOKENIZER_JSON} or {VOCAB_TXT} under {prefix}"
+
+
+def find(session: Session, *, tokenizer: str | None, model: str, offline: bool,
+         flag: str = "--tokenizer") -> Tokenizer | str:
+    """The job's tokenizer: --tokenizer PATH, else the model's (a local directory, an s3://
+    prefix, a staged or registered name); or, when there is none to be had, why not."""
+    if tokenizer:
+        return from_path(tokenizer, flag)
+    if model.startswith("random:"):
+        return f"--model {model} takes its vocab from --vocab (give --tokenizer FILE)"
+    if Path(model).is_dir():
+        return from_directory(Path(model), f"--model {model}")
+    if model.startswith("s3://"):
+        return from_s3_prefix(session.client("s3"), model)
+    if offline:
+        return f"the model {model} was not looked up (--offline; give --tokenizer FILE)"
+    try:
+        location = models.resolve(session, model)
+    except BertBatchError as exc:
+        return exc.message
+    if location.startswith("s3://"):
+        return from_s3_prefix(session.client("s3"), location)
+    if location.startswith("/"):
+        return f"the model {model} is on the jobs' FSx, not on this machine (give --tokenizer FILE)"
+    return f"the model {model} is not staged (bertbatch models import {model}; or give --tokenizer FILE)"
+
+
+# --- the count --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TokenCount:
+    """What the estimate assumes a row costs, and where that came from."""
+
+    source: str  # "sample": tokenized rows; "max_seq_length": every row counted as max_seq_length tokens
+    computed_tokens_per_row: float  # what the GPU computes per row, padding included
+    rows_sampled: int | None = None
+    whole_file: bool | None = None  # the sample is every row of the file, not those of its first MiB
+    tokenizer: str | None = None
+    mean_tokens_per_row: float | None = None  # real tokens, truncated at max_seq_length, [CLS]/[SEP] included
+    padding_share: float | None = None
+    padding_source: str | None = None
+    fallback: str | None = None  # why the rows were not tokenized
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self, seq_len: int) -> str:
+        if self.source != "sample":
+            return (f"Tokens: every row counted as {seq_len} tokens (--max-seq-length), an upper bound: "
+                    f"{self.fallback}.")
+        n = self.rows_sampled or 0
+        sampled = f"all {n:,} rows" if self.whole_file else f"a sample, the first {n:,} rows,"
+        return (f"Tokens: {sampled} tokenized with {self.tokenizer}: "
+                f"{self.mean_tokens_per_row:.1f} tokens a row (truncated at {seq_len}, [CLS]/[SEP] included) "
+                f"+ {self.padding_share or 0:.1%} padding ({self.padding_source}) = "
+                f"{self.computed_tokens_per_row:.1f} computed tokens a row.")
+
+
+def fallback(seq_len: int, reason: str) -> TokenCount:
+    return TokenCount(source="max_seq_length", computed_tokens_per_row=float(seq_len), fallback=reason)
+
+
+def mean_tokens(tokenizer: Any, rows: list[Row], seq_len: int) -> float:
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=seq_len)  # longest first, room left for [CLS]/[SEP], as the container
+    encodings = tokenizer.encode_batch(rows)
+    return sum(len(e.ids) for e in encodings) / len(encodings)
+
+
+def count(rows: list[Row], tokenizer: Tokenizer, *, seq_len: int, padding_share: float, padding_source: str,
+          total_rows: int) -> TokenCount:
+    mean = mean_tokens(tokenizer.tokenizer, rows, seq_len)
+    # A batch is padded to its longest row, never beyond max_seq_length.
+    computed = min(float(seq_len), mean / (1 - padding_share))
+    return TokenCount(source="sample", computed_tokens_per_row=computed, rows_sampled=len(rows),
+                      whole_file=len(rows) >= total_rows,
+                      tokenizer=tokenizer.source, mean_tokens_per_row=mean, padding_share=padding_share,
+                      padding_source=padding_source)
