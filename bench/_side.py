@@ -2,13 +2,14 @@
 
     python -m bench._side SPEC.json OUT.json
 
-SPEC: side (baseline|tuned|contender|contender_unpadded), model spec (random:...), train/eval/vocab
+SPEC: side (baseline|tuned|contender|contender_unpadded|contender_stock), model spec (random:...), train/eval/vocab
 paths, batch size, steps, learning rate, max sequence length, seed, precision, threads, work dir.
 OUT gets the measurements.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -261,18 +262,17 @@ class TensorDictDataset:
 # --- contender: the container's training path ---------------------------------------------------
 
 
-def epoch_plan_padding(spec: dict, tokenizer, labels: list[str]) -> float:
-    """Padding over one whole epoch of the container's own batch plan (data.epoch_batches with its
-    default length-grouping window), on the same training data. A short benchmark run is
+def epoch_plan_padding(spec: dict, tokenizer, labels: list[str], megabatch_factor: int) -> float:
+    """Padding over one whole epoch of the container's own batch plan (data.epoch_batches with the
+    run's length-grouping window), on the same training data. A short benchmark run is
     dominated by its first batch, which the container makes the LONGEST one on purpose (an
     out-of-memory shows at step 1), so this is the figure a real run sees."""
     from bert_train import data
-    from bert_train.config import TrainConfig
 
     ex = data.read_examples(spec["train"], "sentence", "label")
     enc = data.encode(ex, tokenizer, {x: i for i, x in enumerate(labels)}, spec["max_seq_length"])
     lengths = enc.lengths
-    batches = data.epoch_batches(lengths, spec["batch_size"], spec["seed"], 0, TrainConfig.megabatch_factor)
+    batches = data.epoch_batches(lengths, spec["batch_size"], spec["seed"], 0, megabatch_factor)
     real = sum(lengths[i] for b in batches for i in b)
     computed = sum(data.padded_tokens(b, lengths, 1, 1) for b in batches)
     return 1 - real / computed if computed else 0.0
@@ -307,9 +307,12 @@ def run_contender(spec: dict) -> dict:
         checkpoint_every_steps=10**9, checkpoint_every_minutes=1e9,
         logging_steps=max(1, spec["steps"]), run_id="bench-contender", precision=spec.get("precision", "auto"),
     )
+    config = dataclasses.replace(config, megabatch_factor=50) if spec.get("stock_step") else config
     if spec.get("unpadded") is not None:
         # The A/B of unpadded execution: this process's container runs with it on or off.
         modeling.UNPADDED_BY_DEFAULT = spec["unpadded"]
+    if spec.get("stock_step"):
+        stock_step()
     rss_before = rss_mb()
     # The container prints EMF/progress lines on stdout; keep this process's stdout for them.
     t0 = time.perf_counter()
@@ -323,8 +326,13 @@ def run_contender(spec: dict) -> dict:
     last_eval = m.get("history", [{}])[-1] if m.get("history") else {}
     return {
         "side": "contender",
-        "what": "bert_train.train.run: dynamic padding, length-grouped batches, its own defaults "
-                "(AdamW fused, warmup 6% + linear decay, weight decay 0.01, grad clip 1.0)",
+        "what": "bert_train.train.run: dynamic padding, length-grouped batches (window "
+                f"{config.megabatch_factor} batches), its own defaults (AdamW fused, warmup 6% + linear decay, "
+                "weight decay 0.01, grad clip 1.0)" + (
+                    "; stock step: torch's CPU dropout, every embedding row in AdamW, clip_grad_norm_ then the step"
+                    if spec.get("stock_step") else
+                    "; CPU step: PCG64 dropout masks, unused embedding rows outside AdamW, clipping in the fused step"),
+        "stock_step": bool(spec.get("stock_step")),
         "precision": m.get("precision"),
         "optimizer": "adamw (torch, fused)",
         "steps": result.global_step,
@@ -334,7 +342,7 @@ def run_contender(spec: dict) -> dict:
         "train_seconds": train_seconds,
         "run_wall_seconds": wall,
         "steady_seconds": step_ends[-1] - step_ends[0] if len(step_ends) > 1 else None,
-        "epoch_plan_padding_fraction": epoch_plan_padding(spec, tokenizer, labels),
+        "epoch_plan_padding_fraction": epoch_plan_padding(spec, tokenizer, labels, config.megabatch_factor),
         "eval_accuracy": m.get("eval_accuracy"),
         "eval_loss": m.get("eval_loss"),
         "eval_step": last_eval.get("step"),
@@ -346,8 +354,26 @@ def run_contender(spec: dict) -> dict:
     }
 
 
-# The container as it ships, and with unpadded execution forced on (the A/B of that change).
-CONTENDERS = {"contender": None, "contender_unpadded": True}
+def stock_step() -> None:
+    """The container's training step without its CPU step work, in this process only: torch's own
+    dropout, every word-embedding row in AdamW, `clip_grad_norm_` then the step (and, in the
+    caller, transformers' length-grouping window of 50 batches)."""
+    import torch
+
+    from bert_train import dropout, train, vocab_rows
+
+    dropout.install = lambda model: 0
+    vocab_rows.install = lambda model, used_ids: None
+
+    def clip_then_step(optimizer, max_norm):
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_norm)
+
+    train.clip_in_step = clip_then_step
+
+
+# The container as it ships; with unpadded execution forced on; with the stock training step
+# (the A/Bs of those changes).
+CONTENDERS = {"contender": {}, "contender_unpadded": {"unpadded": True}, "contender_stock": {"stock_step": True}}
 
 
 def main(argv: list[str]) -> int:
@@ -356,7 +382,7 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(spec["threads"])
     if spec["side"] in CONTENDERS:
-        out = run_contender({**spec, "unpadded": CONTENDERS[spec["side"]]})
+        out = run_contender({**spec, **CONTENDERS[spec["side"]]})
     else:
         out = run_trainer(spec, tuned=spec["side"] == "tuned")
     out["peak_rss_mb"] = peak_rss_mb()

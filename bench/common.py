@@ -49,18 +49,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX-BF16 in /proc/cpuinfo: bf16 matmuls run natively on this CPU."""
-    try:
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
-
-
 def best_precision() -> str:
     """bf16 where the hardware runs it natively (Ampere+ GPUs, CPUs with AVX512-BF16/AMX), else fp32."""
     import torch
+
+    from bert_train.runtime import cpu_has_native_bf16
 
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"

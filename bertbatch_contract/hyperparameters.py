@@ -166,8 +166,8 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
        "optimisation", minimum=0, maximum=1),
     _H("max_grad_norm", float, 1.0, "gradient clipping norm", "optimisation",
        minimum=0, exclusive_minimum=True),
-    _H("precision", str, "auto", "auto|bf16|fp16|fp32 (auto: bf16 on Ampere+, fp16 on older GPUs, "
-       "fp32 on CPU)", "optimisation", choices=PRECISIONS),
+    _H("precision", str, "auto", "auto|bf16|fp16|fp32 (auto: bf16 on Ampere+, fp16 on older GPUs; "
+       "on CPU bf16 with AVX512-BF16/AMX, else fp32)", "optimisation", choices=PRECISIONS),
     _H("seed", int, 42, "random seed: same seed, same data order and results", "optimisation",
        minimum=0, maximum=MAX_SEED),
     # --- evaluation and early stopping --------------------------------------------------
@@ -196,8 +196,9 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
        "~/.cache/bert_train)", "locations"),
     # --- logging ------------------------------------------------------------------------
     _H("logging_steps", int, 50, "progress line and metrics every N steps", "logging", minimum=1),
-    # Length grouping: sort by length within windows of this many global batches (HF uses 50).
-    _H("megabatch_factor", int, 50, "length grouping window, in global batches", "logging", minimum=1),
+    # Length grouping: sort by length within windows of this many global batches. transformers'
+    # LengthGroupedSampler uses 50 (SST-2: 4.7 % of computed tokens are padding); 500 leaves 0.5 %.
+    _H("megabatch_factor", int, 500, "length grouping window, in global batches", "logging", minimum=1),
 )
 BY_NAME: dict[str, Hyperparameter] = {h.name: h for h in HYPERPARAMETERS}
 # Ref:: parameter name -> row, in command order.

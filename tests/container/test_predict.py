@@ -73,7 +73,8 @@ def test_predict_local_matches_the_models_own_argmax(run_dir, rows_tsv, tmp_path
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     out = tmp_path / "predictions" / "p1"
-    assert main(_args(run_dir, rows_tsv, out, id_column="id")) == job.EXIT_OK
+    # fp32: the reference below runs in fp32 (auto is bf16 on CPUs with native bf16)
+    assert main(_args(run_dir, rows_tsv, out, id_column="id", precision="fp32")) == job.EXIT_OK
     got = _parts(out, 1)
     manifest = json.loads((out / layout.PREDICTION_MANIFEST).read_text())
     assert manifest["total_rows"] == 45 and manifest["labels"] == LABELS and manifest["shards"] == 1

@@ -227,14 +227,21 @@ def test_time_based_checkpoints_and_sentence_pairs_with_string_labels(tmp_path):
     assert "hypothesis" in (tmp_path / "out" / "README.md").read_text()
 
 
-def test_precision_choices_on_cpu(small_data, tmp_path, capsys):
+def test_precision_choices_on_cpu(small_data, tmp_path, capsys, monkeypatch):
+    import torch
+
+    from bert_train import runtime
     from bert_train.__main__ import main
+    from bert_train.runtime import choose_precision, cpu_has_native_bf16
 
     result = run(tiny_config(*small_data, tmp_path / "out", tmp_path / "ckpt", max_steps=3, precision="bf16"))
     assert result.metrics["precision"] == "bf16"  # bf16 autocast works on CPU when asked for
     assert 0 < result.metrics["train_loss"] < 5 and 0 <= result.metrics["eval_accuracy"] <= 1
     auto = run(tiny_config(*small_data, tmp_path / "out2", tmp_path / "ckpt2", max_steps=1))
-    assert auto.metrics["precision"] == "fp32"  # auto on CPU
+    assert auto.metrics["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")  # auto on CPU
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    assert choose_precision("auto", torch.device("cpu")) == "fp32"  # emulated bf16 would be slower
+    assert choose_precision("fp32", torch.device("cpu")) == "fp32"
     code = main(tiny_args(*small_data, tmp_path / "out3", tmp_path / "ckpt3", precision="fp16"))
     assert code == job.EXIT_BAD_INPUT
     assert "--precision fp16 needs a GPU" in capsys.readouterr().err

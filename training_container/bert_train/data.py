@@ -212,7 +212,7 @@ def encode(examples: Sequence[Example], tokenizer, label2id: dict[str, int], max
 
 
 def epoch_batches(
-    lengths: Sequence[int], global_batch: int, seed: int, epoch: int, megabatch_factor: int = 50
+    lengths: Sequence[int], global_batch: int, seed: int, epoch: int, megabatch_factor: int = 500
 ) -> list[list[int]]:
     """Global batches (lists of example indices) for one epoch, grouped by length.
 

@@ -17,6 +17,7 @@ import torch
 
 from . import storage
 from .config import BadInput
+from .dropout import attention as dropout_attention
 
 log = logging.getLogger("bert_train")
 
@@ -189,7 +190,8 @@ class UnpaddedBert(torch.nn.Module):
         for count, length in groups:
             end = start + count * length
             q_g, k_g, v_g = (t[start:end].view(count, length, heads, head_size).transpose(1, 2) for t in (q, k, v))
-            out = torch.nn.functional.scaled_dot_product_attention(q_g, k_g, v_g, dropout_p=dropout, scale=sa.scaling)
-            outputs.append(out.transpose(1, 2).reshape(end - start, heads * head_size))
+            # SDPA, or on CPU with dropout the cheaper masks of bert_train.dropout; (count, length, heads, head)
+            out, _ = dropout_attention(sa, q_g, k_g, v_g, None, scaling=sa.scaling, dropout=dropout)
+            outputs.append(out.reshape(end - start, heads * head_size))
             start = end
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)

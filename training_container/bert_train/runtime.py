@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from . import dropout
 from .config import BadInput
 
 Autocast = Callable[[], torch.autocast]
@@ -109,7 +110,18 @@ def choose_precision(requested: str, device: torch.device) -> str:
         return requested
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX-BF16 in /proc/cpuinfo: bf16 matmuls run natively on this CPU (elsewhere
+    bf16 is emulated and slower than fp32)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
 def autocast_for(precision: str, device: torch.device) -> Autocast:
@@ -129,6 +141,7 @@ def rng_state() -> dict[str, Any]:
         "python": random.getstate(),
         "numpy": [x.tolist() if isinstance(x, np.ndarray) else x for x in np.random.get_state()],
         "torch": torch.get_rng_state(),
+        "dropout": dropout.get_state(),
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
@@ -141,5 +154,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
+    if "dropout" in state:
+        dropout.set_state(state["dropout"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])

@@ -41,7 +41,7 @@ from bertbatch_contract import job, metrics
 from bertbatch_contract.progress import Progress
 
 from . import checkpoint as ckpt
-from . import cost, data, fsx, modeling, outputs, storage
+from . import cost, data, dropout, fsx, modeling, outputs, storage, vocab_rows
 from .config import BadInput, Cadence, Locations, TrainConfig, resolve_cadence, resolve_locations, validate
 from .errors import Diverged, StoreUnavailable
 from .evaluation import evaluate, record_evaluation
@@ -121,6 +121,7 @@ class Training:
     autocast: Autocast
     pad_multiple: int
     unpadded: bool  # the model runs on concatenated tokens (modeling.UnpaddedBert): no padding computed
+    rows: vocab_rows.RowSplitEmbedding | None  # word-embedding rows no training token uses: outside AdamW
     telemetry: Telemetry
     work_dir: Path
     checkpoint_uri: str
@@ -234,6 +235,15 @@ def read_inputs(config: TrainConfig, loc: Locations) -> Inputs:
     return Inputs(labels=labels, tokenizer=tokenizer, model=model, train_enc=train_enc, eval_enc=eval_enc)
 
 
+def used_token_ids(inputs: Inputs) -> set[int]:
+    """Every token id of the training data, and the padding id collation adds."""
+    used: set[int] = set(inputs.tokenizer.all_special_ids)
+    used.add(inputs.tokenizer.pad_token_id)
+    for ids in inputs.train_enc.input_ids:
+        used.update(ids)
+    return used
+
+
 def plan_steps(config: TrainConfig, examples: int, world_size: int) -> Plan:
     global_batch = config.batch_size * world_size * config.gradient_accumulation_steps
     steps_per_epoch = examples // global_batch
@@ -259,6 +269,10 @@ def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
     scaler = torch.amp.GradScaler(d.device.type, enabled=precision == "fp16")
 
     model = inputs.model
+    if d.device.type == "cpu":
+        dropout.install(model)  # cheaper masks than torch's CPU dropout (see dropout.py)
+    # fp16 keeps every row in AdamW: its grad scaler skips steps, and skipped steps must not decay.
+    rows = (vocab_rows.install(model, used_token_ids(inputs)) if precision != "fp16" else None)
     model.to(d.device)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]  # biases and LayerNorm
@@ -274,9 +288,12 @@ def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
     unpadded = modeling.use_unpadded(model)
     trained: torch.nn.Module = modeling.UnpaddedBert(model) if unpadded else model
     if d.enabled:
-        trained = DistributedDataParallel(trained, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+        # No buffer broadcast: BERT's buffers are constants (and the unused rows decay alike on every rank).
+        trained = DistributedDataParallel(trained, device_ids=[d.local_rank] if d.device.type == "cuda" else None,
+                                          broadcast_buffers=False)
     # Dropout streams differ per rank but are fixed by the seed.
     torch.manual_seed(config.seed + d.rank)
+    dropout.seed(config.seed + d.rank)
 
     work_dir = Path(loc.work_dir)
     checkpoint_uri = loc.checkpoint_uri or str(work_dir / "checkpoints" / loc.run_id)
@@ -288,7 +305,7 @@ def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
         parts=ckpt.Trainable(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler),
         precision=precision, autocast=autocast_for(precision, d.device),
         pad_multiple=8 if d.device.type == "cuda" else 1,  # tensor cores like multiples of 8
-        unpadded=unpadded,
+        unpadded=unpadded, rows=rows,
         telemetry=Telemetry(enabled=d.is_main, namespace=loc.namespace, profile=loc.profile, run_id=loc.run_id,
                             local_output_dir=None if storage.is_s3(loc.output_uri) else loc.output_uri),
         work_dir=work_dir, checkpoint_uri=checkpoint_uri,
@@ -358,6 +375,7 @@ def restore(t: Training, state: TrainState, path: Path) -> None:
         set_rng_state(saved["rng"][t.d.rank])
     else:  # a different number of processes: dropout streams cannot match; stay deterministic
         torch.manual_seed(t.config.seed + t.d.rank + saved["state"]["step"])
+        dropout.seed(t.config.seed + t.d.rank + saved["state"]["step"])
     for k, v in saved["state"].items():
         setattr(state, k, v)
 
@@ -492,13 +510,29 @@ def train_step(t: Training, batch: list[int]) -> torch.Tensor:
                 loss = t.model(**inputs).loss / config.gradient_accumulation_steps
             parts.scaler.scale(loss).backward()
         step_loss += loss.detach().float()
-    parts.scaler.unscale_(parts.optimizer)
-    torch.nn.utils.clip_grad_norm_(t.model.parameters(), config.max_grad_norm)
-    parts.scaler.step(parts.optimizer)
-    parts.scaler.update()
+    if parts.scaler.is_enabled():  # fp16: unscale, clip, then a step the scaler may skip
+        parts.scaler.unscale_(parts.optimizer)
+        torch.nn.utils.clip_grad_norm_(t.model.parameters(), config.max_grad_norm)
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        clip_in_step(parts.optimizer, config.max_grad_norm)
+        parts.optimizer.step()
+        if t.rows is not None:
+            group = parts.optimizer.param_groups[0]  # the decayed group, which holds the used rows
+            t.rows.decay(1.0 - float(group["lr"]) * float(group["weight_decay"]))
     parts.scheduler.step()
     parts.optimizer.zero_grad(set_to_none=True)
     return step_loss
+
+
+def clip_in_step(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
+    """`clip_grad_norm_` folded into the fused AdamW step: the kernel divides each gradient by
+    `grad_scale` as it reads it (the hook GradScaler uses), saving a pass over every gradient."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    total = torch.nn.utils.get_total_norm(grads)
+    # clip_grad_norm_ multiplies by min(1, max_norm / (norm + 1e-6)); this divides by its inverse
+    optimizer.grad_scale = torch.clamp((total + 1e-6) / max_norm, min=1.0)  # type: ignore[attr-defined]
 
 
 def report_progress(t: Training, state: TrainState, epoch: int, window: Window, attempt: Window) -> None:
@@ -605,6 +639,9 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
     if d.is_main:
         local_out = t.work_dir / "output"
         shutil.rmtree(local_out, ignore_errors=True)
+        # the plain transformers model, as any other tool would load it
+        vocab_rows.uninstall(t.parts.model)
+        dropout.uninstall(t.parts.model)
         outputs.write_local(local_out, model=t.parts.model, tokenizer=t.inputs.tokenizer, labels=t.inputs.labels,
                             run_id=t.loc.run_id, config=settings(t, checkpoints.cadence), metrics=result.metrics)
         outputs.publish(local_out, t.loc.output_uri)
