@@ -10,23 +10,21 @@ The padding share is the container's measured one (gpu_throughput.json "padding"
 length-grouped batch is padded to its longest row). Without a tokenizer every row counts as
 max_seq_length tokens (the padded upper bound) and `TokenCount.fallback` says why.
 
-The file is read the way the container's reader reads it (bert_train.data.read_table, which
-the CLI does not import): JSON Lines, CSV (RFC 4180 quoting) or TSV (unquoted, as GLUE's), a
-header line for CSV/TSV, blank lines skipped.
+The rows are read by the container's reader, `bertbatch_contract.tables`: JSON Lines, CSV
+(RFC 4180 quoting) or TSV (unquoted, as GLUE's), a header line for CSV/TSV, blank lines skipped.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
+
+from bertbatch_contract import tables
 
 from . import jobs, models
 from .aws import is_not_found
@@ -35,7 +33,6 @@ from .session import Session
 
 SAMPLE_BYTES = 1 << 20
 SAMPLE_ROWS = 2000
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}  # the container's
 TOKENIZER_JSON, VOCAB_TXT, TOKENIZER_CONFIG = "tokenizer.json", "vocab.txt", "tokenizer_config.json"
 WORDPIECE_SPECIALS = ("[CLS]", "[SEP]", "[UNK]")
 
@@ -83,10 +80,10 @@ def read_head(session: Session, data: str, flag: str) -> Head:
 
 # --- the rows ---------------------------------------------------------------------------------
 def file_format(name: str, flag: str) -> str:
-    for ext, fmt in FORMATS.items():
-        if name.lower().endswith(ext):
-            return fmt
-    raise BertBatchError(f"{flag} {name}: unknown file type (the job reads {', '.join(FORMATS)})")
+    fmt = tables.format_of(name)
+    if fmt is None:
+        raise BertBatchError(f"{flag} {name}: unknown file type (the job reads {', '.join(tables.FORMATS)})")
+    return fmt
 
 
 def _text(head: Head, flag: str) -> str:
@@ -97,60 +94,29 @@ def _text(head: Head, flag: str) -> str:
             raise BertBatchError(f"{flag} {head.name}: no complete line in the first {SAMPLE_BYTES >> 20} MiB")
         data = data[: end + 1]
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise BertBatchError(f"{flag} {head.name} line {line}: not UTF-8 text") from None
+        return tables.decode(data)
+    except tables.TableError as exc:
+        raise BertBatchError(exc.at(f"{flag} {head.name}")) from None
 
 
-def _json_text(value: Any, column: str, where: str) -> str:
-    """As the container: a string, or a finite number taken as its text."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return str(value)
-    raise BertBatchError(f"{where}: column {column!r} must be text (got {json.dumps(value)[:40]})")
-
-
-def _jsonl_rows(head: Head, text: str, columns: list[str], flag: str) -> Iterator[list[str]]:
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{flag} {head.name} line {n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BertBatchError(f"{where}: malformed JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise BertBatchError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        for column in columns:
-            if column not in row:
-                raise BertBatchError(f"{where}: no column {column!r} (has: {', '.join(row) or 'nothing'})")
-        yield [_json_text(row[c], c, where) for c in columns]
-
-
-def _table_rows(head: Head, text: str, fmt: str, columns: list[str], flag: str) -> Iterator[list[str]]:
-    stream = io.StringIO(text, newline="")
-    reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(stream)
+def _rows(head: Head, text: str, fmt: str, columns: list[str], flag: str) -> Iterator[list[str]]:
+    """The columns' text, row by row; the CLI's wording for a missing column or a value not text."""
+    what = f"{flag} {head.name}"
     try:
-        header = [h.strip() for h in next(reader, [])]
-        for column in columns:
-            if column not in header:
-                raise BertBatchError(f"{flag} {head.name}: no column {column!r} in the header "
-                                     f"(has: {', '.join(header) or 'nothing'})")
-        index = [header.index(c) for c in columns]
-        for row in reader:
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise BertBatchError(f"{flag} {head.name} line {reader.line_num}: expected {len(header)} fields, "
-                                     f"found {len(row)}")
-            yield [row[i] for i in index]
-    except csv.Error as exc:
-        if head.whole:
-            where = f"{flag} {head.name} line {reader.line_num}"
-            raise BertBatchError(f"{where}: malformed {fmt.upper()} ({exc})") from None
-        # else: the sample's cut fell inside a quoted field; the rows before it are the sample
+        for line, values in tables.rows(text, fmt, columns, partial=not head.whole):
+            try:
+                texts = [tables.json_text(values[c], c) for c in columns]
+            except tables.NotText as exc:
+                raise BertBatchError(f"{what} line {line}: column {exc.column!r} must be text "
+                                     f"(got {json.dumps(exc.value)[:40]})") from None
+            yield texts
+    except tables.MissingColumn as exc:
+        has = ", ".join(exc.present) or "nothing"
+        if exc.in_header:
+            raise BertBatchError(f"{what}: no column {exc.column!r} in the header (has: {has})") from None
+        raise BertBatchError(f"{what} line {exc.line}: no column {exc.column!r} (has: {has})") from None
+    except tables.TableError as exc:
+        raise BertBatchError(exc.at(what)) from None
 
 
 def sample_rows(head: Head, *, text_column: str, pair_column: str | None, flag: str = "--data",
@@ -160,9 +126,8 @@ def sample_rows(head: Head, *, text_column: str, pair_column: str | None, flag: 
     fmt = file_format(head.name, flag)
     text = _text(head, flag)
     columns = [text_column] + ([pair_column] if pair_column else [])
-    raw = _jsonl_rows(head, text, columns, flag) if fmt == "jsonl" else _table_rows(head, text, fmt, columns, flag)
     rows: list[Row] = []
-    for values in raw:
+    for values in _rows(head, text, fmt, columns, flag):
         rows.append(values[0] if len(values) == 1 else (values[0], values[1]))
         if len(rows) >= limit:
             break

@@ -17,4 +17,6 @@ Standard library only. The CDK constructs, the training container (`bert_train`)
 - `prediction`: the flags of `python -m bert_train predict` (same row type as the training
   table), their `validate`, and how rows are split into shards
 - `pricing`: the price table the CLI passes to a job with a cost cap, and its parser
+- `tables`: how a data file is read (JSONL/CSV/TSV by extension, header, blank lines, text
+  values), by the container and by the CLI's token sample
 """

@@ -1,5 +1,6 @@
 """Inputs: read JSONL/CSV/TSV from S3 or disk, validate, tokenize, and batch by length.
 
+Rows are read by `bertbatch_contract.tables` (the CLI's token sample reads them there too).
 Every problem with the data is a `BadInput` naming the file and line, raised before any
 training starts. Batching is length-grouped (like transformers' LengthGroupedSampler) and a pure
 function of (seed, epoch), so a resumed run rebuilds the same batches and skips the ones
@@ -8,21 +9,18 @@ already done.
 
 from __future__ import annotations
 
-import csv
-import io
+import codecs
 import itertools
-import json
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from bertbatch_contract import tables
+
 from . import storage
 from .config import BadInput
-
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 
 
 @dataclass
@@ -31,13 +29,6 @@ class Example:
     pair: str | None
     label: str  # labels are kept as strings; integer labels are ordered numerically
     line: int
-
-
-def _format_of(uri: str) -> str:
-    for ext, fmt in FORMATS.items():
-        if uri.lower().endswith(ext):
-            return fmt
-    raise BadInput(f"{uri}: unknown file type (expected one of {', '.join(FORMATS)})")
 
 
 def _label_str(value, uri: str, line: int) -> str:
@@ -53,16 +44,11 @@ def _label_str(value, uri: str, line: int) -> str:
 
 
 def text_field(value, column: str, uri: str, line: int) -> str:
-    """A JSON text field: a string, or a finite number taken as its text. Anything else (an
-    object, a list, true/false, NaN) would be trained on as its Python repr, so it is refused."""
-    if value is None:
-        raise BadInput(f"{uri} line {line}: column {column!r} is empty")
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return str(value)
-    kind = {dict: "an object", list: "a list", bool: "true/false"}.get(type(value), repr(value))
-    raise BadInput(f"{uri} line {line}: column {column!r} must be text, not {kind}")
+    """A text field (`tables.json_text`: a string or a finite number); BadInput naming the line."""
+    try:
+        return tables.json_text(value, column)
+    except tables.TableError as exc:
+        raise BadInput(f"{uri} line {line}: {exc.message}") from None
 
 
 def check_vocab(path: str) -> None:
@@ -87,55 +73,27 @@ def check_vocab(path: str) -> None:
 def read_table(uri: str, wanted: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, {column: raw value}) for every data row of a JSONL/CSV/TSV file, with the
     `wanted` columns checked. Raises BadInput naming the file and line. Blank lines are skipped."""
-    fmt = _format_of(uri)
+    fmt = tables.format_of(uri)
+    if fmt is None:
+        raise BadInput(f"{uri}: unknown file type (expected one of {', '.join(tables.FORMATS)})")
     try:
         raw = storage.read_bytes(uri)
     except storage.StorageError as exc:
         raise BadInput(str(exc)) from None
-    if not raw.strip():
+    if not raw.removeprefix(codecs.BOM_UTF8).strip():
         raise BadInput(f"{uri}: file is empty")
     try:
-        content = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise BadInput(f"{uri} line {line}: not UTF-8 text") from None
-    return _jsonl_rows(uri, content, wanted) if fmt == "jsonl" else _table_rows(uri, content, fmt, wanted)
+        content = tables.decode(raw)
+    except tables.TableError as exc:
+        raise BadInput(exc.at(uri)) from None
+    return _rows(uri, content, fmt, wanted)
 
 
-def _jsonl_rows(uri: str, content: str, wanted: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    for n, text in enumerate(content.splitlines(), start=1):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{uri} line {n}: malformed JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise BadInput(f"{uri} line {n}: expected a JSON object, got {type(row).__name__}")
-        for col in wanted:
-            if col not in row:
-                raise BadInput(f"{uri} line {n}: missing column {col!r} (has: {', '.join(row) or 'nothing'})")
-        yield n, row
-
-
-def _table_rows(uri: str, content: str, fmt: str, wanted: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    # GLUE TSVs are unquoted (sentences contain bare quotes); CSV follows RFC 4180 quoting.
-    stream = io.StringIO(content, newline="")
-    reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(stream)
+def _rows(uri: str, content: str, fmt: str, wanted: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
-        header = [h.strip() for h in next(reader)]
-        for col in wanted:
-            if col not in header:
-                raise BadInput(f"{uri} line 1: missing column {col!r} (header: {', '.join(header)})")
-        index = {col: header.index(col) for col in wanted}
-        for row in reader:
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise BadInput(f"{uri} line {reader.line_num}: expected {len(header)} fields, found {len(row)}")
-            yield reader.line_num, {col: row[i] for col, i in index.items()}
-    except csv.Error as exc:
-        raise BadInput(f"{uri} line {reader.line_num}: malformed {fmt.upper()} ({exc})") from None
+        yield from tables.rows(content, fmt, wanted)
+    except tables.TableError as exc:
+        raise BadInput(exc.at(uri)) from None
 
 
 def read_examples(uri: str, text_column: str, label_column: str, pair_column: str | None = None) -> list[Example]:
