@@ -102,3 +102,42 @@ def test_a_training_run_with_split_rows_ends_where_the_dense_run_ends(small_data
         assert torch.allclose(split_w[name], tensor, rtol=1e-4, atol=1e-6), name
     # weight decay 0.1 for 30 steps moves every unused row by ~3e-3: a missing decay fails above
     assert split_w["bert.embeddings.word_embeddings.weight"].shape == (len(VOCAB.read_text().splitlines()), 128)
+
+
+def _trainable(split: bool):
+    from bert_train import checkpoint as ckpt
+    from bert_train import modeling, vocab_rows
+
+    tokenizer, location = modeling.build_tokenizer("random:tiny", str(VOCAB), "unused")
+    torch.manual_seed(0)
+    model = modeling.build_model(location, ["0", "1"], len(tokenizer))
+    if split:
+        vocab_rows.install(model, [0, 101, 102, 2000])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(input_ids=torch.tensor([[101, 2000, 102]]), labels=torch.tensor([1])).loss.backward()
+    optimizer.step()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return ckpt.Trainable(model=model, optimizer=optimizer, scheduler=scheduler, scaler=torch.amp.GradScaler("cpu"))
+
+
+@pytest.mark.parametrize("written_split", [True, False])
+def test_a_checkpoint_loads_only_into_the_same_row_split(tmp_path, written_split):
+    """A checkpoint round-trips with the split; one whose AdamW state holds every row (the
+    trainer before the split) is refused before anything changes, so resume skips it."""
+    from bert_train import checkpoint as ckpt
+
+    written = _trainable(split=written_split)
+    snap = ckpt.snapshot(written, state={"step": 1}, rng=[{}], global_batch=1, world_size=1, steps_per_epoch=1,
+                         labels=["0", "1"])
+    ckpt.write_snapshot(snap, tmp_path)
+    target = _trainable(split=True)
+    before = {k: v.clone() for k, v in target.model.state_dict().items()}
+    if written_split:
+        ckpt.load(tmp_path, target, device=torch.device("cpu"), global_batch=1, labels=["0", "1"])
+        for name, tensor in written.model.state_dict().items():
+            assert torch.equal(target.model.state_dict()[name], tensor), name
+        return
+    with pytest.raises(ValueError, match="optimizer state does not fit"):
+        ckpt.load(tmp_path, target, device=torch.device("cpu"), global_batch=1, labels=["0", "1"])
+    for name, tensor in target.model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name  # nothing changed

@@ -537,6 +537,11 @@ def load(path: Path, parts: Trainable, *, device: torch.device, global_batch: in
     weights = load_file(str(path / MODEL_FILE), device=str(device))
     if set(weights) != set(parts.model.state_dict()):
         raise ValueError("its weights do not fit this model")
+    params = [p for group in parts.optimizer.param_groups for p in group["params"]]
+    for index, moments in optimizer_state.get("state", {}).items():
+        # e.g. written by a trainer that kept every word-embedding row in AdamW (vocab_rows)
+        if index >= len(params) or moments["exp_avg"].shape != params[index].shape:
+            raise ValueError("its optimizer state does not fit this model's parameters")
     parts.model.load_state_dict(weights)
     parts.optimizer.load_state_dict(optimizer_state)
     parts.scheduler.load_state_dict(saved["scheduler"])
