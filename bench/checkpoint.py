@@ -7,7 +7,7 @@ with checkpoints going to S3 on a moto server (127.0.0.1, random port, real HTTP
    the trainer logs "checkpoint step-... complete in X s" (save() call to manifest uploaded);
 2. once two checkpoints are complete in S3, at a step boundary with no upload in flight, SIGTERM;
    the benchmark times kill() -> process exit, and the trainer logs its own measured time too;
-3. the share of training time at the DEFAULT cadence (every 500 steps or 10 minutes, whichever
+3. the share of training time at the DEFAULT cadence (every 2000 steps or 10 minutes, whichever
    comes first) is computed from the measured step time and checkpoint time.
 
     python -m bench.checkpoint [--shape base|tiny] [--every 4]
@@ -312,7 +312,8 @@ def report(r: dict) -> str:
         ["training step (median, no upload in flight)", common.fmt_num(r["step_seconds_median"], 2) + " s"],
         ["extra step time per checkpoint while the upload shares the CPU",
          common.fmt_num(r["extra_step_seconds_per_checkpoint_from_background_upload"], 1) + " s"],
-        ["default interval here (500 steps or 10 min, whichever first)",
+        [f"default interval here ({job.DEFAULT_CHECKPOINT_EVERY_STEPS} steps or "
+         f"{job.DEFAULT_CHECKPOINT_EVERY_MINUTES:g} min, whichever first)",
          f"{common.fmt_num(r['default_interval_seconds'], 0)} s (bound by {r['default_interval_bound_by']})"],
         ["share of training time: blocking only", _percent(r["share_blocking"])],
         ["share of training time: blocking + measured slowdown", _percent(r["share_measured"])],

@@ -28,8 +28,10 @@ counts the same gain from the tokens.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
+import os
 from pathlib import Path
 
 from . import common
@@ -45,8 +47,10 @@ def _estimate(base_args: list[str]) -> dict:
     from bertbatch.cli import cli
 
     runner = CliRunner()
-    text = runner.invoke(cli, base_args)
-    js = runner.invoke(cli, base_args + ["--json"])
+    # from the repository root with relative paths: the recorded output names no machine's paths
+    with contextlib.chdir(common.REPO):
+        text = runner.invoke(cli, base_args)
+        js = runner.invoke(cli, base_args + ["--json"])
     if text.exit_code != 0 or js.exit_code != 0:
         raise RuntimeError(f"bertbatch estimate failed: {text.output}{js.output}")
     return {"text": text.output, "json": json.loads(js.output)}
@@ -88,12 +92,13 @@ def run(*, epochs: int = 3, seq_len: int = 128, throughput_result: dict | None =
 
     data = common.find_data()
     common_args = ["estimate", "--epochs", str(epochs), "--max-seq-length", str(seq_len), "--offline"]
-    from_data = _estimate(common_args + ["--data", data["train"], "--tokenizer", data["vocab"]])
+    train, vocab = (os.path.relpath(data[k], common.REPO) for k in ("train", "vocab"))
+    from_data = _estimate(common_args + ["--data", train, "--tokenizer", vocab])
     rows = from_data["json"]["rows"]
     by_rows = common_args + ["--rows", str(rows)]
     outputs = {
         "shipped_table": _estimate(by_rows),
-        "derived_from_benchmark": _estimate(by_rows + ["--throughput", str(derived_path)]),
+        "derived_from_benchmark": _estimate(by_rows + ["--throughput", _shown(derived_path)]),
         "from_data": from_data,
     }
     tokens = from_data["json"]["tokens"]

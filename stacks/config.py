@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from bertbatch_contract import job
 from bertbatch_contract.naming import Naming
 from platform_constructs.logs import LOG_RETENTION_DAYS
 from platform_constructs.network import INTERFACE_ENDPOINT_SERVICES
@@ -226,7 +227,7 @@ class TrainingConfig(_Model):
     on_demand_capacity_wait_minutes: int = Field(default=120, ge=10, le=1440)
     # Seconds ECS waits between SIGTERM and SIGKILL: time to write a final checkpoint.
     container_stop_timeout_seconds: int = Field(default=120, ge=30, le=600)
-    checkpoint_every_steps: int = Field(default=500, ge=1, le=10_000_000)
+    checkpoint_every_steps: int = Field(default=job.DEFAULT_CHECKPOINT_EVERY_STEPS, ge=1, le=10_000_000)
     checkpoint_every_minutes: int = Field(default=10, ge=1, le=MAX_TIMEOUT_MINUTES)
 
     @field_validator("gpu_instance_types", "multinode_instance_types")

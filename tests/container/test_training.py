@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 
 # A learning rate at which this small run moves off the constant prediction within 80 steps.
-RESUME = {"learning_rate": 3e-3}
+RESUME = {"learning_rate": 2e-3}
 
 
 @pytest.fixture(scope="module")

@@ -100,7 +100,7 @@ def test_environment_tells_the_container_where_things_are(dev_training, containe
     assert text_of(env[job.ENV_ARTIFACTS_URI]) == "s3://<ref>"
     assert text_of(env[job.ENV_CHECKPOINT_URI]) == "s3://<ref>/checkpoints"
     assert env[job.ENV_METRICS_NAMESPACE] == metrics.DEFAULT_NAMESPACE
-    assert env[job.ENV_CHECKPOINT_EVERY_STEPS] == "500"
+    assert env[job.ENV_CHECKPOINT_EVERY_STEPS] == str(job.DEFAULT_CHECKPOINT_EVERY_STEPS)  # the container's default
     assert env[job.ENV_CHECKPOINT_EVERY_MINUTES] == "10"
     assert env[job.ENV_FSX_MOUNT] == "/fsx"
     # The CLI sets the run id per job; the container falls back to AWS_BATCH_JOB_ID.

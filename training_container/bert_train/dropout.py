@@ -3,7 +3,7 @@
 PyTorch's CPU dropout draws one Bernoulli sample per element from its Mersenne Twister: about
 5 ns an element, 10 % of a BERT-mini training step on the benchmark machine, more than every
 matmul of the attention. Here the keep mask comes from numpy's PCG64 as 16-bit integers
-(0.8 ns an element) compared with a threshold: the drop probability is `p` rounded to 1/65536
+(0.4 ns an element) compared with a threshold: the drop probability is `p` rounded to 1/65536
 and the kept values are scaled by the exact inverse of the keep probability, so the layer stays
 unbiased. On CUDA the native kernel is already fast and is left alone.
 
@@ -44,7 +44,9 @@ def keep_mask(shape: torch.Size, p: float) -> tuple[torch.Tensor, float]:
     """A boolean keep mask (each element dropped with probability p rounded to 1/65536) and the
     scale of the kept elements."""
     threshold = round(p * _LEVELS)
-    draws = _generator.integers(-(_LEVELS // 2), _LEVELS // 2, size=shape.numel(), dtype=np.int16)
+    n = shape.numel()
+    # four uniform 16-bit draws from each raw 64-bit output (twice as fast as Generator.integers)
+    draws = _generator.bit_generator.random_raw((n + 3) // 4).view(np.int16)[:n]
     keep = torch.from_numpy(draws).view(shape) >= threshold - _LEVELS // 2
     return keep, _LEVELS / (_LEVELS - threshold)
 
