@@ -329,9 +329,10 @@ def run_contender(spec: dict) -> dict:
         "what": "bert_train.train.run: dynamic padding, length-grouped batches (window "
                 f"{config.megabatch_factor} batches), its own defaults (AdamW fused, warmup 6% + linear decay, "
                 "weight decay 0.01, grad clip 1.0)" + (
-                    "; stock step: torch's CPU dropout, every embedding row in AdamW, clip_grad_norm_ then the step"
-                    if spec.get("stock_step") else
-                    "; CPU step: PCG64 dropout masks, unused embedding rows outside AdamW, clipping in the fused step"),
+                    "; stock step: transformers' forward, torch's CPU dropout, every embedding row in AdamW, "
+                    "clip_grad_norm_ then the step" if spec.get("stock_step") else
+                    "; its step: modules called directly (PaddedBert), PCG64 dropout masks, unused embedding rows "
+                    "outside AdamW, clipping in the fused step"),
         "stock_step": bool(spec.get("stock_step")),
         "precision": m.get("precision"),
         "optimizer": "adamw (torch, fused)",
@@ -355,13 +356,14 @@ def run_contender(spec: dict) -> dict:
 
 
 def stock_step() -> None:
-    """The container's training step without its CPU step work, in this process only: torch's own
-    dropout, every word-embedding row in AdamW, `clip_grad_norm_` then the step (and, in the
-    caller, transformers' length-grouping window of 50 batches)."""
+    """The container's training step without its own step work, in this process only: the model's
+    transformers forward, torch's own dropout, every word-embedding row in AdamW, `clip_grad_norm_`
+    then the step (and, in the caller, transformers' length-grouping window of 50 batches)."""
     import torch
 
-    from bert_train import dropout, train, vocab_rows
+    from bert_train import dropout, modeling, train, vocab_rows
 
+    modeling.supports_unpadded = lambda model: False  # transformers' own forward, not PaddedBert
     dropout.install = lambda model: 0
     vocab_rows.install = lambda model, used_ids: None
 

@@ -270,8 +270,9 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
                         "it natively (this CPU: avx512_bf16/amx_bf16), else fp32 (default best)")
     p.add_argument("--sides", default=",".join(DEFAULT_SIDES),
                    help=f"comma-separated sides to run, contender always; contender_unpadded = the container "
-                        f"with unpadded execution on; contender_stock = the container with torch's CPU dropout, "
-                        f"every embedding row in AdamW, clip_grad_norm_ and a length window of 50 "
+                        f"with unpadded execution on; contender_stock = the container with transformers' "
+                        f"forward, torch's CPU dropout, every embedding row in AdamW, clip_grad_norm_ and a "
+                        f"length window of 50 "
                         f"(default {','.join(DEFAULT_SIDES)})")
     return p
 

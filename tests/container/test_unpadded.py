@@ -1,5 +1,6 @@
-"""Unpadded execution (`modeling.UnpaddedBert` + `data.collate_unpadded`) computes what the padded
-HF model computes: the same loss, logits and gradients within float tolerance, on a tiny random BERT."""
+"""Direct execution computes what the HF model computes: `modeling.PaddedBert` (the default for
+BERT classifiers) and unpadded execution (`modeling.UnpaddedBert` + `data.collate_unpadded`) give
+the same loss, logits and gradients within float tolerance, on a tiny random BERT."""
 
 from __future__ import annotations
 
@@ -147,3 +148,48 @@ def test_a_training_run_unpadded_matches_the_padded_run(small_data, tmp_path, mo
     for key in ("train_loss", "eval_loss", "eval_f1"):
         assert unpadded_m[key] == pytest.approx(padded_m[key], rel=1e-3, abs=1e-4), key
     assert unpadded_m["eval_accuracy"] == pytest.approx(padded_m["eval_accuracy"], abs=0.007)
+
+
+@pytest.mark.parametrize("idx", [list(range(16)), [5], list(range(30, 64, 2))])
+def test_padded_bert_loss_logits_and_gradients_match_the_model(setup, idx):
+    from bert_train import data, modeling
+
+    enc, pad_id, model = setup
+    model.eval()
+    batch = data.collate(enc, idx, pad_id)
+    model.zero_grad()
+    reference = model(**batch)
+    reference.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    out = modeling.PaddedBert(model)(**batch)
+    out.loss.backward()
+    assert out.loss.item() == pytest.approx(reference.loss.item(), abs=1e-6)
+    torch.testing.assert_close(out.logits, reference.logits, atol=1e-6, rtol=1e-5)
+    assert set(grads) == {n for n, p in model.named_parameters() if p.grad is not None}
+    for name, param in model.named_parameters():
+        if name in grads:
+            torch.testing.assert_close(param.grad, grads[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_padded_bert_with_token_types_and_in_training_mode_draws_the_same_dropout(setup):
+    """Same dropout generator state, same masks in the same order: the training-mode losses of
+    the model and of PaddedBert agree, so the direct path changes nothing about training."""
+    from bert_train import data, dropout, modeling
+
+    _, pad_id, model = setup
+    batch = data.collate(_pair_encoded(), [0, 1, 2, 3], pad_id)
+    assert not bool(batch["attention_mask"].all())  # a padded batch: the mask is used
+    dropout.install(model)
+    model.train()
+    try:
+        losses = []
+        for runner in (model, modeling.PaddedBert(model)):
+            dropout.seed(3)
+            losses.append(runner(**batch).loss.item())
+        dropout.seed(4)
+        other = model(**batch).loss.item()
+    finally:
+        model.eval()
+        dropout.uninstall(model)
+    assert losses[1] == pytest.approx(losses[0], abs=1e-6) and other != pytest.approx(losses[0], abs=1e-6)

@@ -23,7 +23,8 @@ def evaluate(model: torch.nn.Module, enc: data.Encoded, d: Dist, *, batch_size: 
              pad_id: int, multiple_of: int, num_labels: int, stop: StopRequest,
              unpadded: bool = False) -> dict[str, float] | None:
     """Accuracy, macro-F1 and loss over the eval set (sharded over ranks). None if stopped.
-    `unpadded`: `model` is a `modeling.UnpaddedBert` (batches from `data.collate_unpadded`)."""
+    `unpadded`: `model` is a `modeling.UnpaddedBert` (batches from `data.collate_unpadded`); else
+    it takes padded batches (`data.collate`): the model or its `modeling.PaddedBert`."""
     model.eval()
     lengths = enc.lengths
     order = sorted(range(len(enc)), key=lambda i: lengths[i])[d.rank :: d.world_size]

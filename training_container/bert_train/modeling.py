@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,12 +112,13 @@ def build_model(location: str, labels: list[str], vocab_size: int):
         raise BadInput(f"{location}: cannot load model ({str(exc).splitlines()[0]})") from None
 
 
-# --- unpadded execution -------------------------------------------------------------------------
+# --- direct execution: the model's own modules, called without transformers' forward -------------
 
 
-# Off by default: on the 2-core CPU benchmark machine it measured 0.87-0.99x the padded path
-# (bench/README.md; per-sequence attention calls cost what the ~5 % padding saved). Turn it on
-# where `python -m bench.throughput --sides contender_padded,contender` (or bench/gpu.sh) shows a win.
+# Unpadded execution is off by default: on the 2-core CPU benchmark machine it measured 0.90x the
+# padded path (bench/results/throughput-small-unpadded.json: per-sequence attention calls cost
+# more than the 0.5 % padding they save). Turn it on where `python -m bench.throughput --sides
+# contender_unpadded,contender` (or bench/gpu.sh) shows a win.
 UNPADDED_BY_DEFAULT = False
 
 
@@ -126,8 +128,8 @@ def use_unpadded(model: torch.nn.Module) -> bool:
 
 
 def supports_unpadded(model: torch.nn.Module) -> bool:
-    """Whether `UnpaddedBert` computes exactly what `model` computes: a BERT sequence classifier
-    with absolute positions, no decoder parts and no chunked feed-forward."""
+    """Whether `PaddedBert` and `UnpaddedBert` compute exactly what `model` computes: a BERT
+    sequence classifier with absolute positions, no decoder parts and no chunked feed-forward."""
     from transformers import BertForSequenceClassification
 
     config: Any = model.config
@@ -142,42 +144,75 @@ def supports_unpadded(model: torch.nn.Module) -> bool:
     )
 
 
-class UnpaddedBert(torch.nn.Module):
-    """Runs a `BertForSequenceClassification` on a batch's tokens concatenated: no compute is
-    spent on padding. The dense layers see one (tokens, hidden) matrix; attention runs per
-    sequence, on each run of equally long sequences as one `scaled_dot_product_attention` call
-    without a mask (length-grouped batches hold few distinct lengths). Same weights, same
-    state_dict (the wrapped model's, under `model.`), same loss as the padded model up to float
-    rounding; inputs come from `data.collate_unpadded`."""
+class _DirectBert(torch.nn.Module):
+    """A `BertForSequenceClassification` run by calling its modules directly: same weights, same
+    state_dict (the wrapped model's, under `model.`), same loss up to float rounding. It skips
+    transformers' generic forward (output recording, mask and attention interfaces, checkpointing
+    wrappers), about 5 % of a BERT-mini training step on CPU (bench.throughput)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         if not supports_unpadded(model):
-            raise ValueError(f"{type(model).__name__}: unpadded execution supports BERT sequence classifiers only")
+            raise ValueError(f"{type(model).__name__}: direct execution supports BERT sequence classifiers only")
         self.model: Any = model  # the HF model: its submodules are untyped
+
+    def _layers(self, x: torch.Tensor, attend: Callable[[Any, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The encoder; `attend(self_attention, x)` is the self-attention before its output layer."""
+        for layer in self.model.bert.encoder.layer:
+            attention = layer.attention.output(attend(layer.attention.self, x), x)
+            x = layer.output(layer.intermediate(attention), attention)
+        return x
+
+    def _classify(self, cls_tokens: torch.Tensor, labels: torch.Tensor | None):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        pooler = self.model.bert.pooler
+        logits = self.model.classifier(self.model.dropout(pooler.activation(pooler.dense(cls_tokens))))
+        loss = None
+        if labels is not None:
+            loss = torch.nn.functional.cross_entropy(logits.view(-1, self.model.num_labels), labels.view(-1))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+class PaddedBert(_DirectBert):
+    """Padded batches (`data.collate`), as the model itself takes them."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None):
+        batch, length = input_ids.shape
+        x = self.model.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        # SDPA's format: True = attend. On CPU None when nothing is padding (length-grouped batches
+        # often); on a GPU that check would wait for the device every step.
+        unpadded = attention_mask.device.type == "cpu" and bool(attention_mask.all())
+        keys = None if unpadded else attention_mask.bool()[:, None, None, :]
+
+        def attend(sa: Any, h: torch.Tensor) -> torch.Tensor:
+            heads, size = sa.num_attention_heads, sa.attention_head_size
+            q, k, v = (lin(h).view(batch, length, heads, size).transpose(1, 2) for lin in (sa.query, sa.key, sa.value))
+            p = sa.dropout.p if sa.training else 0.0
+            out, _ = dropout_attention(sa, q, k, v, keys, scaling=sa.scaling, dropout=p)
+            return out.reshape(batch, length, heads * size)
+
+        return self._classify(self._layers(x, attend)[:, 0], labels)
+
+
+class UnpaddedBert(_DirectBert):
+    """A batch's tokens concatenated (`data.collate_unpadded`): no compute is spent on padding.
+    The dense layers see one (tokens, hidden) matrix; attention runs per sequence, on each run of
+    equally long sequences as one attention call without a mask (length-grouped batches hold few
+    distinct lengths)."""
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, cls_index: torch.Tensor,
                 groups: tuple[tuple[int, int], ...], token_type_ids: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None):
-        from transformers.modeling_outputs import SequenceClassifierOutput
-
-        bert = self.model.bert
-        emb = bert.embeddings
+        emb = self.model.bert.embeddings
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         # Same order of additions as BertEmbeddings.
         x = emb.word_embeddings(input_ids) + emb.token_type_embeddings(token_type_ids)
         x = emb.dropout(emb.LayerNorm(x + emb.position_embeddings(position_ids)))
-        for layer in bert.encoder.layer:
-            attention = self._attention(layer.attention.self, x, groups)
-            attention = layer.attention.output(attention, x)
-            x = layer.output(layer.intermediate(attention), attention)
-        pooled = bert.pooler.activation(bert.pooler.dense(x[cls_index]))
-        logits = self.model.classifier(self.model.dropout(pooled))
-        loss = None
-        if labels is not None:
-            loss = torch.nn.functional.cross_entropy(logits.view(-1, self.model.num_labels), labels.view(-1))
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        x = self._layers(x, lambda sa, h: self._attention(sa, h, groups))
+        return self._classify(x[cls_index], labels)
 
     def _attention(self, sa: Any, x: torch.Tensor, groups: tuple[tuple[int, int], ...]) -> torch.Tensor:
         tokens = x.shape[0]

@@ -284,9 +284,11 @@ def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
     from transformers import get_linear_schedule_with_warmup
 
     scheduler = get_linear_schedule_with_warmup(optimizer, plan.warmup_steps, plan.total_steps)
-    # Unpadded execution: no compute spent on padding (same weights, same loss); see modeling.
+    # BERT classifiers run through their own modules, without transformers' generic forward
+    # (same weights, same loss; see modeling); unpadded, no compute is spent on padding.
     unpadded = modeling.use_unpadded(model)
-    trained: torch.nn.Module = modeling.UnpaddedBert(model) if unpadded else model
+    trained: torch.nn.Module = (modeling.UnpaddedBert(model) if unpadded else
+                                modeling.PaddedBert(model) if modeling.supports_unpadded(model) else model)
     if d.enabled:
         # No buffer broadcast: BERT's buffers are constants (and the unused rows decay alike on every rank).
         trained = DistributedDataParallel(trained, device_ids=[d.local_rank] if d.device.type == "cuda" else None,
