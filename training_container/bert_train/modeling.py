@@ -115,7 +115,7 @@ def build_model(location: str, labels: list[str], vocab_size: int):
 # --- direct execution: the model's own modules, called without transformers' forward -------------
 
 
-# Unpadded execution is off by default: on the 2-core CPU benchmark machine it measured 0.90x the
+# Unpadded execution is off by default: on the 2-core CPU benchmark machine it measured 0.87x the
 # padded path (bench/results/throughput-small-unpadded.json: per-sequence attention calls cost
 # more than the 0.5 % padding they save). Turn it on where `python -m bench.throughput --sides
 # contender_unpadded,contender` (or bench/gpu.sh) shows a win.
