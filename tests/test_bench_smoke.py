@@ -41,6 +41,23 @@ def test_throughput_compare_tiny_on_the_repo_sample():
         assert set(ratios) >= {"samples_per_second", "tokens_per_second", "peak_rss"}
 
 
+@pytest.mark.slow
+def test_the_stock_step_side_runs_the_container_without_its_step_work():
+    """The A/B side: the container with transformers' forward, torch's dropout, dense embedding
+    rows, clip_grad_norm_ and a window of 50 batches, in its own process."""
+    from bench import throughput
+
+    data = {"train": str(FIXTURES / "sst2" / "train.tsv"), "eval": str(FIXTURES / "sst2" / "dev.tsv"),
+            "vocab": str(FIXTURES / "vocab.txt"), "source": "repo sample"}
+    r = throughput.compare(shape="tiny", steps=3, batch_size=16, eval_rows=32, train_rows=400, threads=1, data=data,
+                           sides=("contender_stock", "contender"))
+    stock, contender = r["contender_stock"], r["contender"]
+    assert stock["stock_step"] is True and contender["stock_step"] is False
+    assert "window 50 batches" in stock["what"] and "window 500 batches" in contender["what"]
+    assert stock["steps"] == contender["steps"] == 3 and stock["initial_weights"] == contender["initial_weights"]
+    assert set(r["ratio_vs_stock_step"]) >= {"samples_per_second", "tokens_per_second"}
+
+
 def test_model_flops_count_the_encoder_parameters_of_the_real_model():
     from transformers import BertConfig, BertForSequenceClassification
 
