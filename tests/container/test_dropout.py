@@ -49,6 +49,9 @@ def test_gradient_is_the_mask_times_the_scale():
     assert torch.equal(x.grad, kept.float() * scale)
     assert torch.equal(dropout.apply_dropout(x, 0.25, False), x)  # eval: identity
     assert torch.equal(dropout.apply_dropout(x, 0.0, True), x)
+    torch.manual_seed(0)
+    nearly_all = dropout.apply_dropout(x, 0.999999, True)  # p rounds to 1 at 1/65536: torch's dropout
+    assert torch.isfinite(nearly_all).all() and (nearly_all == 0).float().mean() > 0.99
 
 
 @pytest.fixture()

@@ -67,7 +67,7 @@ class _Dropout(torch.autograd.Function):
 def apply_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0:
+    if x.device.type != "cpu" or round(p * _LEVELS) >= _LEVELS:  # GPUs; p that rounds to 1
         return torch.nn.functional.dropout(x, p, training=True)
     keep, scale = keep_mask(x.shape, p)
     out: torch.Tensor = _Dropout.apply(x, keep, scale)
