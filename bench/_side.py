@@ -363,7 +363,7 @@ def stock_step() -> None:
 
     from bert_train import dropout, modeling, train, vocab_rows
 
-    modeling.supports_unpadded = lambda model: False  # transformers' own forward, not PaddedBert
+    modeling.supports_direct = lambda model: False  # transformers' own forward, not PaddedBert
     dropout.install = lambda model: 0
     vocab_rows.install = lambda model, used_ids: None
 

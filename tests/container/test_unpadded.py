@@ -113,11 +113,11 @@ def test_only_bert_sequence_classifiers_run_unpadded(setup):
     from bert_train import modeling
 
     _, _, model = setup
-    assert modeling.supports_unpadded(model)
+    assert modeling.supports_direct(model)
     relative = BertForSequenceClassification(BertConfig(**modeling.TINY_BERT, vocab_size=64,
                                                         position_embedding_type="relative_key"))
-    assert not modeling.supports_unpadded(relative)
-    assert not modeling.supports_unpadded(BertForMaskedLM(BertConfig(**modeling.TINY_BERT, vocab_size=64)))
+    assert not modeling.supports_direct(relative)
+    assert not modeling.supports_direct(BertForMaskedLM(BertConfig(**modeling.TINY_BERT, vocab_size=64)))
     with pytest.raises(ValueError, match="BERT sequence classifiers only"):
         modeling.UnpaddedBert(relative)
 

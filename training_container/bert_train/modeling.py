@@ -124,10 +124,10 @@ UNPADDED_BY_DEFAULT = False
 
 def use_unpadded(model: torch.nn.Module) -> bool:
     """Whether training and evaluation run `model` through `UnpaddedBert`."""
-    return UNPADDED_BY_DEFAULT and supports_unpadded(model)
+    return UNPADDED_BY_DEFAULT and supports_direct(model)
 
 
-def supports_unpadded(model: torch.nn.Module) -> bool:
+def supports_direct(model: torch.nn.Module) -> bool:
     """Whether `PaddedBert` and `UnpaddedBert` compute exactly what `model` computes: a BERT
     sequence classifier with absolute positions, no decoder parts and no chunked feed-forward."""
     from transformers import BertForSequenceClassification
@@ -152,7 +152,7 @@ class _DirectBert(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
-        if not supports_unpadded(model):
+        if not supports_direct(model):
             raise ValueError(f"{type(model).__name__}: direct execution supports BERT sequence classifiers only")
         self.model: Any = model  # the HF model: its submodules are untyped
 

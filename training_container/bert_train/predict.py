@@ -192,7 +192,7 @@ def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_lengt
     if chosen == "fp16":  # `auto` on a GPU without bf16: fp32 rather than unscaled fp16
         chosen = "fp32"
     model.to(device).eval()
-    unpadded = modeling.supports_unpadded(model)
+    unpadded = modeling.supports_direct(model)
     runner = modeling.UnpaddedBert(model).eval() if unpadded else model
     return Predictor(tokenizer=tokenizer, model=model, runner=runner, labels=labels, unpadded=unpadded,
                      device=device, precision=chosen)

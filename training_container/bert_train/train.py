@@ -236,9 +236,8 @@ def read_inputs(config: TrainConfig, loc: Locations) -> Inputs:
 
 
 def used_token_ids(inputs: Inputs) -> set[int]:
-    """Every token id of the training data, and the padding id collation adds."""
+    """Every token id of the training data, and the special ids (padding among them)."""
     used: set[int] = set(inputs.tokenizer.all_special_ids)
-    used.add(inputs.tokenizer.pad_token_id)
     for ids in inputs.train_enc.input_ids:
         used.update(ids)
     return used
@@ -288,7 +287,7 @@ def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
     # (same weights, same loss; see modeling); unpadded, no compute is spent on padding.
     unpadded = modeling.use_unpadded(model)
     trained: torch.nn.Module = (modeling.UnpaddedBert(model) if unpadded else
-                                modeling.PaddedBert(model) if modeling.supports_unpadded(model) else model)
+                                modeling.PaddedBert(model) if modeling.supports_direct(model) else model)
     if d.enabled:
         # No buffer broadcast: BERT's buffers are constants (and the unused rows decay alike on every rank).
         trained = DistributedDataParallel(trained, device_ids=[d.local_rank] if d.device.type == "cuda" else None,
