@@ -1,6 +1,8 @@
-"""Inputs: read JSONL/CSV/TSV from S3 or disk, validate, tokenize, and batch by length.
+"""Inputs: read data files from S3 or disk, validate, tokenize, and batch by length.
 
-Rows are read by `bertbatch_contract.tables` (the CLI's token sample reads them there too).
+An input is one file, or the data files under a folder or an S3 prefix (`sources`); each is
+read as a stream (`readers`: JSONL/CSV/TSV, optionally gzip or zstd compressed, and Parquet),
+its rows parsed by `bertbatch_contract.tables` (the CLI's token sample reads them there too).
 Every problem with the data is a `BadInput` naming the file and line, raised before any
 training starts. Batching is length-grouped (like transformers' LengthGroupedSampler) and a pure
 function of (seed, epoch), so a resumed run rebuilds the same batches and skips the ones
@@ -9,7 +11,6 @@ already done.
 
 from __future__ import annotations
 
-import codecs
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import torch
 
 from bertbatch_contract import tables
 
-from . import storage
+from . import readers, sources, storage
 from .config import BadInput
 
 
@@ -29,6 +30,7 @@ class Example:
     pair: str | None
     label: str  # labels are kept as strings; integer labels are ordered numerically
     line: int
+    file: str = ""  # the file (shard) the row is in, for messages
 
 
 def _label_str(value, uri: str, line: int) -> str:
@@ -70,44 +72,43 @@ def check_vocab(path: str) -> None:
         raise BadInput(f"{path}: vocab file lacks the special token(s) {', '.join(missing)}")
 
 
-def read_table(uri: str, wanted: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, {column: raw value}) for every data row of a JSONL/CSV/TSV file, with the
-    `wanted` columns checked. Raises BadInput naming the file and line. Blank lines are skipped."""
-    fmt = tables.format_of(uri)
-    if fmt is None:
-        raise BadInput(f"{uri}: unknown file type (expected one of {', '.join(tables.FORMATS)})")
+def read_table(uri: str, wanted: Sequence[str]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """(file, line number, {column: raw value}) for every data row of every data file at `uri`
+    (a file, a folder or an S3 prefix of shards), read as a stream, with the `wanted` columns
+    checked. Raises BadInput naming the file (shard) and line. Blank lines are skipped."""
+    for source in sources.list_sources(uri):
+        yield from file_rows(source.uri, wanted)
+
+
+def file_rows(uri: str, wanted: Sequence[str]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """`read_table` for one data file."""
     try:
-        raw = storage.read_bytes(uri)
+        for line, row in readers.rows(uri, wanted):
+            yield uri, line, row
+    except tables.TableError as exc:
+        raise BadInput(exc.at(uri)) from None
     except storage.StorageError as exc:
         raise BadInput(str(exc)) from None
-    if not raw.removeprefix(codecs.BOM_UTF8).strip():
-        raise BadInput(f"{uri}: file is empty")
-    try:
-        content = tables.decode(raw)
-    except tables.TableError as exc:
-        raise BadInput(exc.at(uri)) from None
-    return _rows(uri, content, fmt, wanted)
 
 
-def _rows(uri: str, content: str, fmt: str, wanted: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        yield from tables.rows(content, fmt, wanted)
-    except tables.TableError as exc:
-        raise BadInput(exc.at(uri)) from None
+def example(row: dict[str, Any], file: str, line: int, text_column: str, label_column: str,
+            pair_column: str | None) -> Example:
+    """One checked row (BadInput naming the file and line)."""
+    return Example(
+        text=text_field(row[text_column], text_column, file, line),
+        pair=text_field(row[pair_column], pair_column, file, line) if pair_column else None,
+        label=_label_str(row[label_column], file, line),
+        line=line,
+        file=file,
+    )
 
 
 def read_examples(uri: str, text_column: str, label_column: str, pair_column: str | None = None) -> list[Example]:
-    """Read and validate one data file. Raises BadInput with file and line on any problem."""
+    """Read and validate a data file (or the shards under a folder or prefix). Raises BadInput
+    with file and line on any problem."""
     wanted = [text_column, label_column] + ([pair_column] if pair_column else [])
-    examples = [
-        Example(
-            text=text_field(row[text_column], text_column, uri, n),
-            pair=text_field(row[pair_column], pair_column, uri, n) if pair_column else None,
-            label=_label_str(row[label_column], uri, n),
-            line=n,
-        )
-        for n, row in read_table(uri, wanted)
-    ]
+    examples = [example(row, file, n, text_column, label_column, pair_column)
+                for file, n, row in read_table(uri, wanted)]
     if not examples:
         raise BadInput(f"{uri}: no data rows")
     return examples
@@ -136,7 +137,7 @@ def check_eval_labels(eval_examples: Sequence[Example], labels: Sequence[str], e
     for e in eval_examples:
         if e.label not in known:
             raise BadInput(
-                f"{eval_uri} line {e.line}: label {e.label!r} does not appear in the training data "
+                f"{e.file or eval_uri} line {e.line}: label {e.label!r} does not appear in the training data "
                 f"(labels: {', '.join(labels)})"
             )
 

@@ -1,7 +1,8 @@
 """Batch inference I/O: the rows to score, and the part files, shard manifests and manifest written.
 
-Rows are read with the data module's reader (`data.read_table`: format by extension, the same
-CSV/TSV dialects and JSONL text rules) but need no label, and may carry an id column passed through.
+Rows are read with the data module's reader (`data.read_table`: a file, folder or prefix of
+shards, format by extension, the same CSV/TSV dialects and JSONL text rules) but need no label,
+and may carry an id column passed through.
 
 Output (`bertbatch_contract.layout`): each shard writes `part-<i>.jsonl`, then
 `part-<i>.manifest.json` with its row count and the part's sha256. A shard whose manifest exists
@@ -35,13 +36,13 @@ class Row:
 
 
 def read_rows(uri: str, text_column: str, pair_column: str | None = None, id_column: str | None = None) -> list[Row]:
-    """Every data row of a JSONL/CSV/TSV file. Raises BadInput naming the file and line."""
+    """Every data row of the input. Raises BadInput naming the file and line."""
     wanted = [text_column] + [c for c in (pair_column, id_column) if c]
     out = [
-        Row(number=n, line=line, text=data.text_field(values[text_column], text_column, uri, line),
-            pair=data.text_field(values[pair_column], pair_column, uri, line) if pair_column else None,
+        Row(number=n, line=line, text=data.text_field(values[text_column], text_column, file, line),
+            pair=data.text_field(values[pair_column], pair_column, file, line) if pair_column else None,
             id=None if not id_column or values[id_column] is None else str(values[id_column]))
-        for n, (line, values) in enumerate(data.read_table(uri, wanted))
+        for n, (file, line, values) in enumerate(data.read_table(uri, wanted))
     ]
     if not out:
         raise BadInput(f"{uri}: no data rows")

@@ -91,7 +91,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-def _s3_error(uri: str, doing: str, exc: BaseException) -> StorageError:
+def s3_error(uri: str, doing: str, exc: BaseException) -> StorageError:
     """The one-line error for a failed S3 call: NotFound when S3 said the key does not exist."""
     from botocore.exceptions import ClientError
 
@@ -107,7 +107,7 @@ def read_bytes(uri: str) -> bytes:
         try:
             return make_s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
         except Exception as exc:
-            raise _s3_error(uri, "read", exc) from None
+            raise s3_error(uri, "read", exc) from None
     try:
         return Path(uri).read_bytes()
     except FileNotFoundError:
@@ -185,7 +185,7 @@ def download_file(uri: str, local: str | Path) -> None:
         try:
             make_s3_client().download_file(bucket, key, str(local))
         except Exception as exc:
-            raise _s3_error(uri, "download", exc) from None
+            raise s3_error(uri, "download", exc) from None
         return
     try:
         shutil.copyfile(uri, local)
@@ -211,6 +211,45 @@ def list_files(prefix_uri: str) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def list_objects(prefix_uri: str) -> list[tuple[str, int, str]]:
+    """(relative path, size, version) of every file under a prefix/directory, sorted; the
+    version is the S3 ETag, or a local file's modification time in nanoseconds."""
+    if is_s3(prefix_uri):
+        bucket, key = split_s3(prefix_uri)
+        prefix = key.rstrip("/") + "/" if key else ""
+        out: list[tuple[str, int, str]] = []
+        try:
+            for page in make_s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                out.extend((obj["Key"][len(prefix):], int(obj["Size"]), str(obj["ETag"]).strip('"'))
+                           for obj in page.get("Contents", []))
+        except Exception as exc:
+            raise StorageError(f"{prefix_uri}: cannot list ({_describe(exc)})") from None
+        return sorted(out)
+    root = Path(prefix_uri)
+    return sorted((str(p.relative_to(root)), (st := p.stat()).st_size, str(st.st_mtime_ns))
+                  for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+
+
+def stat(uri: str) -> tuple[int, str]:
+    """(size, version) of one object or file (see list_objects); NotFound when it is absent. On
+    S3 this is a GET whose body is not read, so a missing key reads as the same error a read gives."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            response = make_s3_client().get_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            raise s3_error(uri, "read", exc) from None
+        response["Body"].close()
+        return int(response["ContentLength"]), str(response["ETag"]).strip('"')
+    try:
+        st = Path(uri).stat()
+    except FileNotFoundError:
+        raise NotFound(f"{uri}: file not found") from None
+    except OSError as exc:
+        raise StorageError(f"{uri}: cannot read ({exc.strerror or exc})") from None
+    return st.st_size, str(st.st_mtime_ns)
 
 
 def delete(uri: str) -> None:
