@@ -24,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         from .predict import main as predict
 
         return predict(args[1:])
+    if args[:1] == ["prepare"]:  # tokenize a dataset once into a store: bert_train.prepare
+        from .prepare import main as prepare
+
+        return prepare(args[1:])
     try:
         config = parse_args(argv)  # argparse reports usage errors itself, with exit code 2
     except BadInput as exc:

@@ -12,7 +12,7 @@ already done.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,9 @@ def _label_str(value, uri: str, line: int) -> str:
             raise BadInput(f"{uri} line {line}: label must be a string or an integer (got {value!r})")
         value = int(value)
     return str(value).strip()
+
+
+label_text = _label_str  # a label value as its text; BadInput naming the file and line
 
 
 def text_field(value, column: str, uri: str, line: int) -> str:
@@ -116,12 +119,18 @@ def read_examples(uri: str, text_column: str, label_column: str, pair_column: st
 
 def infer_labels(train: Sequence[Example], train_uri: str) -> list[str]:
     """The label set, ordered numerically when every label is an integer, else alphabetically."""
-    labels = sorted({e.label for e in train})
-    if all(_is_int(x) for x in labels):
-        labels.sort(key=int)
+    labels = order_labels({e.label for e in train})
     if len(labels) < 2:
         raise BadInput(f"{train_uri}: found {len(labels)} distinct label(s) ({', '.join(labels)}); need at least 2")
     return labels
+
+
+def order_labels(labels: Iterable[str]) -> list[str]:
+    """Labels ordered numerically when every one is an integer, else alphabetically."""
+    ordered = sorted(set(labels))
+    if all(_is_int(x) for x in ordered):
+        ordered.sort(key=int)
+    return ordered
 
 
 def _is_int(s: str) -> bool:
