@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import json
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,8 +48,14 @@ def definition(tokenizer: Any) -> str:
 
 
 def fingerprint(tokenizer: Any) -> str:
-    """sha256 of the tokenizer's definition: equal fingerprints tokenize alike."""
-    return hashlib.sha256(f"{type(tokenizer).__name__}\n{definition(tokenizer)}".encode()).hexdigest()
+    """sha256 of the tokenizer's definition: equal fingerprints tokenize alike. The truncation and
+    padding state is left out (transformers changes it on each call; the max length is a setting
+    of its own)."""
+    spec = json.loads(definition(tokenizer))
+    spec.pop("truncation", None)
+    spec.pop("padding", None)
+    text = json.dumps(spec, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(f"{type(tokenizer).__name__}\n{text}".encode()).hexdigest()
 
 
 _worker: Any = None  # the tokenizer of this worker process

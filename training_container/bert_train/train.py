@@ -41,7 +41,8 @@ from bertbatch_contract import job, metrics
 from bertbatch_contract.progress import Progress
 
 from . import checkpoint as ckpt
-from . import cost, data, dropout, fsx, modeling, outputs, storage, vocab_rows
+from . import cost, data, dropout, fsx, inputs_store, modeling, outputs, storage, vocab_rows
+from .batches import MemoryBatches, StepBatch, StoreBatches
 from .config import BadInput, Cadence, Locations, TrainConfig, resolve_cadence, resolve_locations, validate
 from .errors import Diverged, StoreUnavailable
 from .evaluation import evaluate, record_evaluation
@@ -102,8 +103,11 @@ class Inputs:
     labels: list[str]
     tokenizer: Any  # a transformers tokenizer
     model: torch.nn.Module  # initialised from the seed, not yet on the device
-    train_enc: data.Encoded
+    train_rows: int
+    used_ids: set[int]  # every token id of the training data, and the special ids
     eval_enc: data.Encoded | None  # None without --eval
+    train_enc: data.Encoded | None = None  # a data file read whole; None for a store
+    store: inputs_store.TrainStore | None = None  # a tokenized store, streamed
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class Training:
     plan: Plan
     inputs: Inputs
     model: torch.nn.Module  # what the loop calls: the model, DDP-wrapped under torchrun
+    batches: MemoryBatches | StoreBatches  # the global batches of each epoch
     parts: ckpt.Trainable  # the bare model and what a checkpoint saves with it
     precision: str
     autocast: Autocast
@@ -210,16 +215,30 @@ def run(config: TrainConfig, *, on_step: Callable[[int], None] | None = None) ->
 
 def read_inputs(config: TrainConfig, loc: Locations) -> Inputs:
     """Every check happens here, before the first byte is written anywhere."""
-    # Data under the data bucket's datasets/ prefix is read from FSx when the host has it.
-    train_ex = data.read_examples(fsx.input_location(config.train), config.text_column, config.label_column,
-                                  config.text_pair_column)
+    store = inputs_store.open_store(config.train, loc.work_dir)  # None: a data file, read whole
+    train_ex: list[data.Example] = []
+    if store is not None:
+        labels = store.labels()
+    else:
+        # Data under the data bucket's datasets/ prefix is read from FSx when the host has it.
+        train_ex = data.read_examples(fsx.input_location(config.train), config.text_column, config.label_column,
+                                      config.text_pair_column)
+        labels = data.infer_labels(train_ex, config.train)
+    tokenizer, model = build_tokenizer_and_model(config, loc, labels)
     # Without --eval (a quick local run) there is no evaluation and no early stopping.
-    eval_ex = (data.read_examples(fsx.input_location(config.eval), config.text_column, config.label_column,
-                                  config.text_pair_column) if config.eval else [])
-    labels = data.infer_labels(train_ex, config.train)
-    data.check_eval_labels(eval_ex, labels, config.eval)
+    eval_enc = inputs_store.read_eval(config, tokenizer, labels, loc.work_dir) if config.eval else None
+    if store is not None:
+        store.check(config, tokenizer)
+        return Inputs(labels=labels, tokenizer=tokenizer, model=model, train_rows=store.rows,
+                      used_ids=store.used_ids(), eval_enc=eval_enc, store=store)
     label2id = {x: i for i, x in enumerate(labels)}
+    cache = fsx.token_cache_dir()  # sweep children and retries tokenize a dataset once
+    train_enc = fsx.encode_cached(train_ex, tokenizer, label2id, config.max_seq_length, cache_dir=cache)
+    return Inputs(labels=labels, tokenizer=tokenizer, model=model, train_rows=len(train_enc),
+                  used_ids=used_token_ids(tokenizer, train_enc), eval_enc=eval_enc, train_enc=train_enc)
 
+
+def build_tokenizer_and_model(config: TrainConfig, loc: Locations, labels: list[str]) -> tuple[Any, torch.nn.Module]:
     if config.model.startswith("random:") and config.vocab:
         data.check_vocab(config.vocab)
     tokenizer, model_location = modeling.build_tokenizer(config.model, config.vocab, loc.cache_dir)
@@ -228,17 +247,13 @@ def read_inputs(config: TrainConfig, loc: Locations) -> Inputs:
     max_positions = getattr(model.config, "max_position_embeddings", None)
     if max_positions and config.max_seq_length > max_positions:
         raise BadInput(f"--max-seq-length {config.max_seq_length} exceeds the model's {max_positions} positions")
-    cache = fsx.token_cache_dir()  # sweep children and retries tokenize a dataset once
-    train_enc = fsx.encode_cached(train_ex, tokenizer, label2id, config.max_seq_length, cache_dir=cache)
-    eval_enc = (fsx.encode_cached(eval_ex, tokenizer, label2id, config.max_seq_length, cache_dir=cache)
-                if eval_ex else None)
-    return Inputs(labels=labels, tokenizer=tokenizer, model=model, train_enc=train_enc, eval_enc=eval_enc)
+    return tokenizer, model
 
 
-def used_token_ids(inputs: Inputs) -> set[int]:
+def used_token_ids(tokenizer: Any, enc: data.Encoded) -> set[int]:
     """Every token id of the training data, and the special ids (padding among them)."""
-    used: set[int] = set(inputs.tokenizer.all_special_ids)
-    for ids in inputs.train_enc.input_ids:
+    used: set[int] = set(tokenizer.all_special_ids)
+    for ids in enc.input_ids:
         used.update(ids)
     return used
 
@@ -261,7 +276,7 @@ def plan_steps(config: TrainConfig, examples: int, world_size: int) -> Plan:
 def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
     """Inputs, then the model on its device, AdamW, the schedule, precision and DDP."""
     inputs = read_inputs(config, loc)
-    plan = plan_steps(config, len(inputs.train_enc), d.world_size)
+    plan = plan_steps(config, inputs.train_rows, d.world_size)
     precision = choose_precision(config.precision, d.device)
     if d.device.type == "cuda" and torch.cuda.get_device_capability(d.device)[0] >= 8:
         torch.set_float32_matmul_precision("high")  # TF32 matmuls on Ampere and newer
@@ -271,7 +286,7 @@ def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
     if d.device.type == "cpu":
         dropout.install(model)  # cheaper masks than torch's CPU dropout (see dropout.py)
     # fp16 keeps every row in AdamW: its grad scaler skips steps, and skipped steps must not decay.
-    rows = (vocab_rows.install(model, used_token_ids(inputs)) if precision != "fp16" else None)
+    rows = (vocab_rows.install(model, inputs.used_ids) if precision != "fp16" else None)
     model.to(d.device)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]  # biases and LayerNorm
@@ -301,8 +316,16 @@ def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
     if loc.checkpoints_are_local_only and d.is_main:
         log.warning("no --checkpoint-uri or $%s: checkpoints stay in %s; a new container cannot resume",
                     job.ENV_CHECKPOINT_URI, checkpoint_uri)
+    batches: MemoryBatches | StoreBatches
+    if inputs.store is not None:
+        batches = StoreBatches(inputs.store.rows_source(inputs.labels), global_batch=plan.global_batch,
+                               seed=config.seed, megabatch_factor=config.megabatch_factor)
+    else:
+        assert inputs.train_enc is not None
+        batches = MemoryBatches(inputs.train_enc, global_batch=plan.global_batch, seed=config.seed,
+                                megabatch_factor=config.megabatch_factor)
     return Training(
-        config=config, loc=loc, d=d, plan=plan, inputs=inputs, model=trained,
+        config=config, loc=loc, d=d, plan=plan, inputs=inputs, model=trained, batches=batches,
         parts=ckpt.Trainable(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler),
         precision=precision, autocast=autocast_for(precision, d.device),
         pad_multiple=8 if d.device.type == "cuda" else 1,  # tensor cores like multiples of 8
@@ -410,7 +433,7 @@ def resume(t: Training, store: ckpt.CheckpointStore, state: TrainState) -> int |
     t.telemetry.metrics({metrics.RESUMED.name: 1.0 if resumed_from is not None else 0.0})
     if d.is_main:
         log.info("run %s: %d train / %d eval examples, %d labels, %d steps (%d per epoch, global batch %d), "
-                 "precision %s, %d process(es) on %s", t.loc.run_id, len(t.inputs.train_enc),
+                 "precision %s, %d process(es) on %s", t.loc.run_id, t.inputs.train_rows,
                  len(t.inputs.eval_enc or ()), len(t.inputs.labels), t.plan.total_steps, steps_per_epoch,
                  t.plan.global_batch, t.precision, d.world_size, d.device.type)
     return resumed_from
@@ -422,7 +445,6 @@ def resume(t: Training, store: ckpt.CheckpointStore, state: TrainState) -> int |
 def train_loop(t: Training, state: TrainState, checkpoints: Checkpointer, stop: StopRequest,
                on_step: Callable[[int], None] | None, resumed_from: int | None) -> TrainResult:
     config, d, plan = t.config, t.d, t.plan
-    lengths = t.inputs.train_enc.lengths
     window, attempt = Window(), Window()  # since the last progress line; this attempt (for the ETA)
     checkpoints.start(state.step)
     t.model.train()
@@ -436,10 +458,10 @@ def train_loop(t: Training, state: TrainState, checkpoints: Checkpointer, stop: 
 
     while state.step < plan.total_steps and not state.early_stopped:
         epoch = state.step // plan.steps_per_epoch
-        batches = data.epoch_batches(lengths, plan.global_batch, config.seed, epoch, config.megabatch_factor)
-        for batch in batches[state.step % plan.steps_per_epoch :]:
+        for sb in t.batches.epoch(epoch, state.step % plan.steps_per_epoch, world_size=d.world_size, rank=d.rank,
+                                  accumulation=config.gradient_accumulation_steps):
             t0 = time.perf_counter()
-            step_loss = train_step(t, batch)
+            step_loss = train_step(t, sb)
             state.step += 1
             if on_step is not None:
                 on_step(state.step)
@@ -459,6 +481,7 @@ def train_loop(t: Training, state: TrainState, checkpoints: Checkpointer, stop: 
                                "(lower --learning-rate or --max-grad-norm)")
             seconds = time.perf_counter() - t0
 
+            batch, lengths = sb.rows, sb.lengths
             real_tokens = sum(lengths[i] for i in batch)
             state.loss_sum += loss_value
             state.samples += len(batch)
@@ -491,16 +514,15 @@ def train_loop(t: Training, state: TrainState, checkpoints: Checkpointer, stop: 
     return finish(t, state, checkpoints, resumed_from)
 
 
-def train_step(t: Training, batch: list[int]) -> torch.Tensor:
+def train_step(t: Training, sb: StepBatch) -> torch.Tensor:
     """One optimizer step over a global batch (this rank's share, in micro-batches); returns
     this rank's mean loss."""
     config, d, parts = t.config, t.d, t.parts
-    micro_batches = data.split_step_batch(batch, config.gradient_accumulation_steps, d.world_size, d.rank)
+    micro_batches = data.split_step_batch(sb.rows, config.gradient_accumulation_steps, d.world_size, d.rank)
     step_loss = torch.zeros((), device=d.device)
     for m, idx in enumerate(micro_batches):
-        inputs = data.to_device(data.collate_unpadded(t.inputs.train_enc, idx) if t.unpadded else
-                                data.collate(t.inputs.train_enc, idx, t.inputs.tokenizer.pad_token_id,
-                                             t.pad_multiple), d.device)
+        inputs = data.to_device(data.collate_unpadded(sb.enc, idx) if t.unpadded else
+                                data.collate(sb.enc, idx, t.inputs.tokenizer.pad_token_id, t.pad_multiple), d.device)
         # Only the last micro-batch all-reduces gradients.
         last_micro = m == len(micro_batches) - 1
         sync: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()

@@ -1,0 +1,101 @@
+"""The trainer's side of a tokenized store: opening it, checking it against the run's settings,
+and the evaluation set (a data file or a store, held in memory; it is small).
+
+Training from a store reads no rows before step 1: the step plan comes from the manifest's row
+count, the label set and the token ids used from the manifest, and the shards' presence from one
+listing. A store prepared with another tokenizer or max length is refused with one line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bertbatch_contract import store as contract
+
+from . import data, fsx, storage, stream, token_store
+from .config import BadInput, TrainConfig
+from .tokenize_pool import fingerprint
+
+
+@dataclass
+class TrainStore:
+    uri: str
+    manifest: dict[str, Any]
+    reader: token_store.Reader
+    layout: stream.Layout
+
+    @property
+    def rows(self) -> int:
+        return self.layout.rows
+
+    def labels(self) -> list[str]:
+        labels = [str(x) for x in self.manifest["labels"]]
+        if len(labels) < 2:
+            raise BadInput(f"{self.uri}: found {len(labels)} distinct label(s) ({', '.join(labels)}); need at least 2")
+        return labels
+
+    def used_ids(self) -> set[int]:
+        return {int(i) for i in self.manifest["used_token_ids"]}
+
+    def check(self, config: TrainConfig, tokenizer: Any) -> None:
+        """The store was tokenized as this run would tokenize, and every shard is there."""
+        where = storage.join(self.uri, contract.MANIFEST)
+        if self.manifest["tokenizer"]["fingerprint"] != fingerprint(tokenizer):
+            raise BadInput(f"{where}: prepared with another tokenizer ({self.manifest['tokenizer']['model']}) than "
+                           f"--model {config.model}'s; prepare it again with this model")
+        if self.manifest["max_seq_length"] != config.max_seq_length:
+            raise BadInput(f"{where}: prepared with --max-seq-length {self.manifest['max_seq_length']}, not "
+                           f"{config.max_seq_length}; pass that or prepare it again")
+        self.reader.check()
+
+    def rows_source(self, labels: list[str]) -> stream.Rows:
+        label2id = {x: i for i, x in enumerate(labels)}
+        return stream.Rows(self.reader, self.layout, label2id, pairs=self.manifest["text_pair_column"] is not None)
+
+
+def open_store(uri: str, work_dir: str) -> TrainStore | None:
+    """The store at `uri`, or None when `uri` is not a store (no manifest.json there). Shards of
+    an S3 store are downloaded under `work_dir` as they are reached (one directory per rank)."""
+    if not uri or sources_only(uri):
+        return None
+    location = fsx.input_location(uri) if not storage.is_s3(uri) else uri
+    try:
+        manifest = token_store.read_json(storage.join(location, contract.MANIFEST))
+    except storage.StorageError:
+        return None  # reading it as data files reports the problem
+    if manifest is None:
+        return None
+    manifest = token_store.load_manifest(location)
+    shard_cache = Path(work_dir) / "store-shards" / f"rank{os.environ.get('RANK', '0')}"
+    reader = token_store.Reader(location, manifest, shard_cache)
+    return TrainStore(uri=uri, manifest=manifest, reader=reader, layout=stream.Layout(manifest))
+
+
+def sources_only(uri: str) -> bool:
+    """A name with a data file's extension is a file, never a store."""
+    from . import sources
+
+    return sources.is_file_name(uri)
+
+
+def read_eval(config: TrainConfig, tokenizer: Any, labels: list[str], work_dir: str) -> data.Encoded | None:
+    """The evaluation set in memory: a data file (or folder/prefix) tokenized here, or a store's rows."""
+    label2id = {x: i for i, x in enumerate(labels)}
+    store = open_store(config.eval, work_dir)
+    if store is not None:
+        store.check(config, tokenizer)
+        unknown = [x for x in store.manifest["labels"] if x not in label2id]
+        if unknown:
+            raise BadInput(f"{config.eval}: label {unknown[0]!r} does not appear in the training data "
+                           f"(labels: {', '.join(labels)})")
+        try:
+            return store.rows_source(labels).all()
+        finally:
+            store.reader.close()
+    examples = data.read_examples(fsx.input_location(config.eval), config.text_column, config.label_column,
+                                  config.text_pair_column)
+    data.check_eval_labels(examples, labels, config.eval)
+    return fsx.encode_cached(examples, tokenizer, label2id, config.max_seq_length, cache_dir=fsx.token_cache_dir())
