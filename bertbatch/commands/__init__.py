@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from . import compare, doctor, estimate, jobs, local, logs, models, predict, promote, runs, submit, watch
+from . import compare, doctor, estimate, jobs, local, logs, models, predict, prepare, promote, runs, submit, watch
 
 COMMANDS: tuple[click.Command, ...] = (
     submit.submit,
@@ -23,6 +23,7 @@ COMMANDS: tuple[click.Command, ...] = (
     promote.promote,
     predict.predict,
     estimate.estimate,
+    prepare.prepare,
     local.local,
     doctor.doctor,
 )

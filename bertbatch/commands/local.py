@@ -10,7 +10,7 @@ import click
 
 from bertbatch_contract import hyperparameters as hp
 
-from .. import job_parameters, params, trainer_output
+from .. import job_parameters, local_prepare, params, trainer_output
 from .. import local as local_mod
 from ..errors import BertBatchError
 from ..options import hyperparameter_options
@@ -27,16 +27,21 @@ LOCAL_RUNS_DIR = Path("local-runs")  # mirrors the artifacts bucket: runs/<run-i
 @click.option("--run-name", metavar="NAME", help="Run id (generated if omitted)")
 @click.option("--output-dir", metavar="DIR", help="Outputs [default: local-runs/runs/<run-id>]")
 @click.option("--checkpoint-dir", metavar="DIR", help="Checkpoints [default: local-runs/checkpoints/<run-id>]")
-@click.option("--dry-run", is_flag=True, help="Print the trainer command without running it")
+@click.option("--no-prepare", is_flag=True,
+              help="Train from the --train file read whole, without preparing a store first")
+@click.option("--dry-run", is_flag=True, help="Print the commands without running them")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED, metavar="[-- TRAINER FLAGS...]")
 @click.pass_context
 def local(ctx: click.Context, train: str, eval_: str, run_name: str | None, output_dir: str | None,
-          checkpoint_dir: str | None, dry_run: bool, extra: tuple[str, ...], **hyper: Any) -> None:
+          checkpoint_dir: str | None, no_prepare: bool, dry_run: bool, extra: tuple[str, ...], **hyper: Any) -> None:
     """Run the training entrypoint (python -m bert_train) on this machine with local paths.
 
     The same program and flags as a Batch job: the way to test a job before it costs money.
     Flags after -- go to the trainer unchanged (e.g. --precision fp32). The trainer's exit code
-    is passed through. On a terminal a progress bar shows epoch, step, loss, samples/s and ETA;
+    is passed through. A --train file or folder is first prepared into a store under
+    local-runs/stores/ (as `bertbatch prepare --local` does; nothing is redone when the data and
+    settings are unchanged) and training streams from it; --no-prepare reads it whole instead.
+    On a terminal a progress bar shows epoch, step, loss, samples/s and ETA;
     the CloudWatch metric (EMF) lines go to metrics.emf.jsonl in the output folder.
 
     \b
@@ -58,13 +63,24 @@ def local(ctx: click.Context, train: str, eval_: str, run_name: str | None, outp
     run_id = params.run_id(run_name, model)
     output_dir = output_dir or str(LOCAL_RUNS_DIR / "runs" / run_id)
     checkpoint_dir = checkpoint_dir or str(LOCAL_RUNS_DIR / "checkpoints" / run_id)
+    prepare_argv = None
+    if not no_prepare and not local_prepare.is_store(train):
+        prepare_argv, train = prepare_command(train, hyperparameters, extra)
     argv = local_mod.command(
         train=train, eval_=eval_, output_dir=output_dir, checkpoint_dir=checkpoint_dir, run_id=run_id,
         hyperparameters=hyperparameters, extra=extra,
     )
     if dry_run:
+        if prepare_argv:
+            click.echo(shlex.join(prepare_argv))
         click.echo(shlex.join(argv))
         return
+    if prepare_argv:
+        rc = local_prepare.run(prepare_argv)
+        if rc != 0:
+            click.echo(f"Error: preparing {prepare_argv[prepare_argv.index('--input') + 1]} exited with code {rc}",
+                       err=True)
+            ctx.exit(rc)
     emf_path = Path(output_dir) / trainer_output.EMF_FILE
     click.echo(f"Run {run_id}: outputs in {output_dir}, checkpoints in {checkpoint_dir}, "
                f"CloudWatch metric lines in {emf_path}", err=True)
@@ -72,3 +88,15 @@ def local(ctx: click.Context, train: str, eval_: str, run_name: str | None, outp
     if rc != 0:
         click.echo(f"Error: the trainer exited with code {rc}", err=True)
     ctx.exit(rc)
+
+
+def prepare_command(train: str, hyperparameters: dict[str, str], extra: tuple[str, ...]) -> tuple[list[str], str]:
+    """The prepare command for a --train data file or folder, and the store it writes."""
+    local_prepare.data_files(train, "--train")
+    values: dict[str, str] = {name: hyperparameters[name] for name in
+              ("model", "vocab", "max_seq_length", "text_column", "label_column") if name in hyperparameters}
+    pair_flag = hp.BY_NAME["text_pair_column"].flag
+    if pair_flag in extra[:-1]:  # a trainer flag after --: the store must hold the pairs
+        values["text_pair_column"] = extra[extra.index(pair_flag) + 1]
+    store_dir = str(local_prepare.default_output(train, values))
+    return local_prepare.command(local_prepare.check({"input": train, "output": store_dir, **values})), store_dir

@@ -24,11 +24,19 @@ def test_dry_run_builds_the_trainer_command(bb, tmp_path):
            "--run-name", "loc", "--output-dir", tmp_path / "out", "--checkpoint-dir", tmp_path / "ck",
            "--max-steps", "5", "--seed", "7", "--dry-run", "--", "--precision", "fp32")
     assert r.exit_code == 0, r.output
-    argv = shlex.split(r.output.strip())
+    prepare_line, train_line = r.output.strip().splitlines()
+    argv = shlex.split(train_line)
     assert argv[:3] == [sys.executable, "-m", "bert_train"]
     flags = dict(zip(argv[3::2], argv[4::2], strict=True))
+    store_dir = flags["--train"]
+    assert store_dir.replace("\\", "/").startswith("local-runs/stores/train-")
+    # the --train file is prepared first, into that store, with the settings the trainer uses
+    prepare_argv = shlex.split(prepare_line)
+    assert prepare_argv[:4] == [sys.executable, "-m", "bert_train", "prepare"]
+    assert dict(zip(prepare_argv[4::2], prepare_argv[5::2], strict=True)) == {
+        "--input": TRAIN, "--output": store_dir, "--model": "random:tiny", "--vocab": VOCAB, "--max-seq-length": "32"}
     assert flags == {
-        "--train": TRAIN, "--eval": DEV, "--model": "random:tiny", "--epochs": "1", "--learning-rate": "1e-4",
+        "--train": store_dir, "--eval": DEV, "--model": "random:tiny", "--epochs": "1", "--learning-rate": "1e-4",
         "--batch-size": "8", "--max-seq-length": "32", "--vocab": VOCAB, "--run-id": "loc",
         "--output-uri": str(tmp_path / "out"), "--checkpoint-uri": str(tmp_path / "ck"), "--max-steps": "5",
         "--seed": "7", "--precision": "fp32",
@@ -40,8 +48,10 @@ def test_dry_run_builds_the_trainer_command(bb, tmp_path):
 
 def test_default_locations_mirror_the_bucket_layout(bb):
     r = bb("local", "--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", VOCAB, "--run-name", "x",
-           "--dry-run")
+           "--dry-run", "--no-prepare")
+    assert len(r.output.strip().splitlines()) == 1  # no prepare step
     flags = dict(zip(shlex.split(r.output)[3::2], shlex.split(r.output)[4::2], strict=True))
+    assert flags["--train"] == TRAIN
     assert flags["--output-uri"].replace("\\", "/") == "local-runs/runs/x"
     assert flags["--checkpoint-uri"].replace("\\", "/") == "local-runs/checkpoints/x"
 
@@ -77,9 +87,10 @@ sys.exit(int(sys.argv[1]))
 
 
 def fake_trainer(monkeypatch, exit_code: int = 0) -> None:
-    from bertbatch import local
+    from bertbatch import local, local_prepare
 
     monkeypatch.setattr(local, "command", lambda **_: [sys.executable, "-c", FAKE_TRAINER, str(exit_code)])
+    monkeypatch.setattr(local_prepare, "run", lambda argv: 0)  # nothing to prepare for a stand-in
 
 
 def test_exit_code_is_passed_through(bb, monkeypatch, tmp_path):
@@ -107,22 +118,36 @@ def test_emf_lines_go_to_the_run_folder_not_the_terminal(bb, monkeypatch, tmp_pa
 
 
 def test_a_run_without_emf_lines_writes_no_metrics_file(bb, monkeypatch, tmp_path):
-    from bertbatch import local
+    from bertbatch import local, local_prepare
 
     monkeypatch.setattr(local, "command", lambda **_: [sys.executable, "-c", "print('bad input'); raise SystemExit(2)"])
+    monkeypatch.setattr(local_prepare, "run", lambda argv: 0)
     r = bb("local", "--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", VOCAB,
            "--output-dir", tmp_path / "out")
     assert r.exit_code == 2 and "bad input" in r.output
     assert not (tmp_path / "out").exists()
 
 
+def test_a_failed_prepare_stops_before_training(bb, monkeypatch, tmp_path):
+    from bertbatch import local, local_prepare
+
+    monkeypatch.setattr(local, "run", lambda *_, **__: pytest.fail("the trainer must not start"))
+    monkeypatch.setattr(local_prepare, "run", lambda argv: job.EXIT_BAD_INPUT)
+    r = bb("local", "--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", VOCAB,
+           "--output-dir", tmp_path / "out")
+    assert r.exit_code == job.EXIT_BAD_INPUT and f"preparing {TRAIN} exited with code 2" in r.output
+
+
 @pytest.mark.slow
-def test_local_trains_a_tiny_model_end_to_end(bb, tmp_path):
+def test_local_trains_a_tiny_model_end_to_end(bb, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the prepared store goes to local-runs/stores/ here
     out, ck = tmp_path / "out", tmp_path / "ck"
     r = bb("local", "--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", VOCAB,
            "--epochs", "1", "--max-steps", "5", "--batch-size", "8", "--max-seq-length", "32",
            "--run-name", "tiny", "--output-dir", out, "--checkpoint-dir", ck)
     assert r.exit_code == 0, r.output
+    stores = list((tmp_path / "local-runs" / "stores").glob("train-*/manifest.json"))
+    assert len(stores) == 1 and json.loads(stores[0].read_text())["rows"] == 2000
     assert "[progress]" in r.output and '"_aws"' not in r.output  # EMF lines went to the run folder
     emf = [json.loads(line) for line in (out / "metrics.emf.jsonl").read_text().splitlines()]
     assert emf and all("_aws" in record for record in emf)
