@@ -94,6 +94,21 @@ def prediction_shard_manifest(shard: int) -> str:
     return PREDICTION_SHARD_MANIFEST_FORMAT.format(shard=shard)
 
 
+# While a shard is scored its predictions are flushed as segments (part-<i:05d>.seg-<k:06d>.jsonl,
+# PREDICTION_SEGMENT_ROWS rows each, the last one shorter), under the identity in
+# part-<i:05d>.progress.json; a rerun continues after the last whole segment. When the shard is
+# done they are joined into its part file and deleted.
+PREDICTION_SEGMENT_ROWS = 8192
+
+
+def prediction_segment(shard: int, segment: int) -> str:
+    return f"part-{shard:05d}.seg-{segment:06d}.jsonl"
+
+
+def prediction_progress(shard: int) -> str:
+    return f"part-{shard:05d}.progress.json"
+
+
 # models/<name>/ of a registered (fine-tuned) model: one record per version, written once
 # (versions/000003.json: {"format", "name", "version", "run_id", "uri" (the run's output prefix),
 # "metrics", "data", "created" (ISO 8601 UTC), "created_by"}), and one record per alias, moved by

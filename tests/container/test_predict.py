@@ -269,3 +269,67 @@ def test_validate_and_command_round_trip():
                          ({"model": "m", "input": "i", "shards": 10_001}, "--shards 10001: must be an integer")):
         with pytest.raises(InvalidHyperparameter, match=message):
             prediction.validate(bad)
+
+
+def test_a_killed_shard_continues_after_its_last_whole_segment(run_dir, rows_tsv, tmp_path, monkeypatch):
+    """Predictions are flushed as they are made: a crash loses at most the segment being scored,
+    and a rerun scores only the rows after the last whole segment, in order, one line per row."""
+    single = tmp_path / "single"
+    assert main(_args(run_dir, rows_tsv, single, id_column="id")) == job.EXIT_OK
+    monkeypatch.setattr(layout, "PREDICTION_SEGMENT_ROWS", 8)  # 15 rows per shard: segments of 8 and 7
+    out = tmp_path / "out"
+
+    def config(index: int) -> predict.PredictConfig:
+        return predict.parse_args(_args(run_dir, rows_tsv, out, id_column="id", shards=3, shard_index=index,
+                                        batch_size=4)[1:])
+
+    def crash_at_third_batch(batch):
+        if batch == 3:  # in the second segment of shard 1 (two batches of 4 per segment of 8)
+            raise RuntimeError("host went away")
+
+    with pytest.raises(RuntimeError, match="host went away"):
+        predict.run(config(1), on_batch=crash_at_third_batch)
+    assert (out / layout.prediction_segment(1, 0)).exists() and not (out / layout.prediction_segment(1, 1)).exists()
+    assert not (out / layout.prediction_part(1)).exists()
+    first_segment = [json.loads(x) for x in (out / layout.prediction_segment(1, 0)).read_text().splitlines()]
+    assert [x["row"] for x in first_segment] == list(range(15, 23))
+
+    def sigterm_at_first_batch(batch):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    stopped = predict.run(config(1), on_batch=sigterm_at_first_batch)
+    assert stopped.exit_code == job.EXIT_INTERRUPTED
+    assert (out / layout.prediction_segment(1, 0)).read_text().splitlines() == [
+        json.dumps(x, ensure_ascii=False) for x in first_segment]  # the whole segment stays
+
+    batches: list[int] = []
+    resumed = predict.run(config(1), on_batch=batches.append)
+    assert resumed.exit_code == 0 and len(batches) == 2  # only the 7 rows after the first segment
+    assert sorted(p.name for p in out.iterdir()) == [layout.prediction_part(1), layout.prediction_shard_manifest(1)]
+    for index in (0, 2):
+        assert predict.run(config(index)).exit_code == 0
+    _same_predictions(_parts(out, 3), _parts(single, 1))
+
+
+def test_segments_of_another_run_are_refused(run_dir, rows_tsv, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / layout.prediction_progress(0)).write_text(json.dumps({"model": "other", "input": "x", "shards": 1,
+                                                                 "total_rows": 45, "segment_rows": 8192}))
+    assert main(_args(run_dir, rows_tsv, out)) == job.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds another prediction run's segments of shard 0" in err[0]
+
+
+def test_a_folder_of_compressed_shards_is_scored_in_order(run_dir, tmp_path):
+    import gzip
+
+    rows = [{"sentence": r["sentence"]} for r in read_sst2("dev.tsv")[:20]]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows[:12]).encode()))
+    write_tsv(folder / "b.tsv", rows[12:], columns=("sentence",))
+    whole = write_tsv(tmp_path / "whole.tsv", rows, columns=("sentence",))
+    assert main(_args(run_dir, folder, tmp_path / "a")) == job.EXIT_OK
+    assert main(_args(run_dir, whole, tmp_path / "b")) == job.EXIT_OK
+    _same_predictions(_parts(tmp_path / "a", 1), _parts(tmp_path / "b", 1))

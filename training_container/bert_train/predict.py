@@ -20,6 +20,7 @@ that have it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -33,10 +34,18 @@ from typing import Any
 from bertbatch_contract import job, layout, prediction
 from bertbatch_contract.hyperparameters import InvalidHyperparameter
 
-from . import fsx, storage
+from . import fsx, predict_segments, storage
 from .config import PROG, BadInput
 from .errors import StoreUnavailable
-from .predict_io import Job, Row, finished_shard, prediction_line, read_rows, write_manifest_if_complete, write_shard
+from .predict_io import (
+    Job,
+    Row,
+    count_rows,
+    finished_shard,
+    iter_rows,
+    prediction_line,
+    write_manifest_if_complete,
+)
 
 log = logging.getLogger(PROG)
 
@@ -262,48 +271,36 @@ def run(config: PredictConfig, *, env: Mapping[str, str] | None = None,
         on_batch: Callable[[int], None] | None = None) -> PredictResult:
     """Score this process's shard. Raises BadInput before anything is written; StorageError
     (StoreUnavailable while checking what is done) when S3 fails. `on_batch(n)` after every batch."""
-    from .runtime import StopRequest
-
     target = resolve_target(config, env)
-    rows = read_rows(fsx.input_location(config.input), config.text_column, config.text_pair_column,
-                     config.id_column)
+    source = fsx.input_location(config.input)
+    # One streaming pass checks every row and counts them (the shards are cut by row number).
+    total = count_rows(source, config.text_column, config.text_pair_column, config.id_column)
     predictor = load_predictor(config.model, target.cache_dir, config.precision, config.max_seq_length)
     try:
         storage.check_writable(target.output)
     except storage.StorageError as exc:
         raise BadInput(f"output location {exc}") from None
     run_job = Job(output=target.output, model=config.model, input=config.input, shards=target.shards,
-                  total_rows=len(rows))
-    shard_range = prediction.shard_rows(len(rows), target.shards, target.shard_index)
+                  total_rows=total)
+    shard_range = prediction.shard_rows(total, target.shards, target.shard_index)
     name = f"shard {target.shard_index + 1}/{target.shards} (rows {shard_range.start}-{shard_range.stop - 1})"
     result = PredictResult(exit_code=job.EXIT_OK, output=target.output, shard=target.shard_index,
                            shards=target.shards, rows=len(shard_range))
     try:
         done = finished_shard(run_job, target.shard_index)
+        segments_done = 0 if done is not None else predict_segments.resume_point(run_job, target.shard_index,
+                                                                                 shard_range)
     except storage.StorageError as exc:
         raise StoreUnavailable(f"cannot tell whether {name} is done: {exc}") from None
     if done is not None:
         log.info("%s: already done (%s), skipping", name, layout.prediction_part(target.shard_index))
         result.skipped = True
     else:
-        stop = StopRequest(then="stopping after the current batch; this shard is scored again on retry")
-        stop.install()
-        t0 = time.monotonic()
-        try:
-            lines = score(predictor, [rows[i] for i in shard_range], batch_size=config.batch_size,
-                          max_seq_length=config.max_seq_length, stop_requested=lambda: stop.requested,
-                          on_batch=on_batch)
-        finally:
-            stop.uninstall()
-        result.score_seconds = time.monotonic() - t0
-        if lines is None:
-            log.warning("%s: %s received, stopped between batches; nothing written for this shard", name,
-                        stop.signame)
-            result.exit_code = job.EXIT_INTERRUPTED
+        if not score_shard(config, predictor, run_job, source, target.shard_index, shard_range, segments_done,
+                           result, on_batch):
             return result
-        result.rows_per_second = len(lines) / result.score_seconds if result.score_seconds else None
-        write_shard(run_job, target.shard_index, shard_range, lines)
-        log.info("%s: %d rows scored in %.2f s (%.1f rows/s, %s, %s) -> %s", name, len(lines),
+        predict_segments.finish(run_job, target.shard_index, shard_range)
+        log.info("%s: %d rows scored in %.2f s (%.1f rows/s, %s, %s) -> %s", name, len(shard_range),
                  result.score_seconds, result.rows_per_second or 0.0, predictor.precision,
                  "unpadded" if predictor.unpadded else "padded per batch",
                  storage.join(target.output, layout.prediction_part(target.shard_index)))
@@ -312,6 +309,53 @@ def run(config: PredictConfig, *, env: Mapping[str, str] | None = None,
     if result.manifest_written:
         log.info("every shard is done: %s", storage.join(target.output, layout.PREDICTION_MANIFEST))
     return result
+
+
+def score_shard(config: PredictConfig, predictor: Predictor, run_job: Job, source: str, shard: int,
+                shard_range: range, segments_done: int, result: PredictResult,
+                on_batch: Callable[[int], None] | None) -> bool:
+    """Score the shard's rows after its first `segments_done` segments, streaming them from the
+    input and writing a segment per `layout.PREDICTION_SEGMENT_ROWS` rows. False when a SIGTERM
+    stopped it (exit code set; the whole segments stay for the retry)."""
+    from .runtime import StopRequest
+
+    per_segment = layout.PREDICTION_SEGMENT_ROWS
+    todo = range(shard_range.start + segments_done * per_segment, shard_range.stop)
+    if segments_done:
+        log.info("shard %d: %d of %d rows already scored; continuing at row %d", shard, len(shard_range) - len(todo),
+                 len(shard_range), todo.start)
+    else:
+        predict_segments.start(run_job, shard)
+    rows = iter_rows(source, config.text_column, config.text_pair_column, config.id_column, todo)
+    batches = 0
+
+    def counted(n: int) -> None:
+        if on_batch:
+            on_batch(batches + n)
+
+    stop = StopRequest(then="stopping after the current batch; the shard continues after its last segment on retry")
+    stop.install()
+    t0, scored = time.monotonic(), 0
+    try:
+        for segment in itertools.count(segments_done):
+            chunk = list(itertools.islice(rows, per_segment))
+            if not chunk:
+                break
+            lines = score(predictor, chunk, batch_size=config.batch_size, max_seq_length=config.max_seq_length,
+                          stop_requested=lambda: stop.requested, on_batch=counted)
+            if lines is None:
+                log.warning("shard %d: %s received, stopped between batches; %d whole segment(s) kept", shard,
+                            stop.signame, segment)
+                result.exit_code = job.EXIT_INTERRUPTED
+                return False
+            batches += -(-len(chunk) // config.batch_size)
+            predict_segments.write_segment(run_job, shard, segment, lines)
+            scored += len(chunk)
+    finally:
+        stop.uninstall()
+        result.score_seconds = time.monotonic() - t0
+    result.rows_per_second = scored / result.score_seconds if result.score_seconds else None
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,8 +4,9 @@ Rows are read with the data module's reader (`data.read_table`: a file, folder o
 shards, format by extension, the same CSV/TSV dialects and JSONL text rules) but need no label,
 and may carry an id column passed through.
 
-Output (`bertbatch_contract.layout`): each shard writes `part-<i>.jsonl`, then
-`part-<i>.manifest.json` with its row count and the part's sha256. A shard whose manifest exists
+Output (`bertbatch_contract.layout`): each shard writes `part-<i>.jsonl` (joined from the
+segments `predict_segments` flushes while scoring), then `part-<i>.manifest.json` with its row
+count and the part's sha256. A shard whose manifest exists
 and whose part matches it is done, so a retry skips it. The top-level `manifest.json` is written
 by the shard that finds every shard done after writing its own (S3 is read-after-write
 consistent, so of two shards finishing together the later one to list sees both).
@@ -16,7 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,15 +36,32 @@ class Row:
     id: str | None
 
 
-def read_rows(uri: str, text_column: str, pair_column: str | None = None, id_column: str | None = None) -> list[Row]:
-    """Every data row of the input. Raises BadInput naming the file and line."""
+def iter_rows(uri: str, text_column: str, pair_column: str | None = None, id_column: str | None = None,
+              rows: range | None = None) -> Iterator[Row]:
+    """The data rows of the input as a stream (those numbered in `rows`, if given: the reading
+    stops after the last). Raises BadInput naming the file and line."""
     wanted = [text_column] + [c for c in (pair_column, id_column) if c]
-    out = [
-        Row(number=n, line=line, text=data.text_field(values[text_column], text_column, file, line),
-            pair=data.text_field(values[pair_column], pair_column, file, line) if pair_column else None,
-            id=None if not id_column or values[id_column] is None else str(values[id_column]))
-        for n, (file, line, values) in enumerate(data.read_table(uri, wanted))
-    ]
+    for n, (file, line, values) in enumerate(data.read_table(uri, wanted)):
+        if rows is not None and n >= rows.stop:
+            return
+        if rows is not None and n < rows.start:
+            continue
+        yield Row(number=n, line=line, text=data.text_field(values[text_column], text_column, file, line),
+                  pair=data.text_field(values[pair_column], pair_column, file, line) if pair_column else None,
+                  id=None if not id_column or values[id_column] is None else str(values[id_column]))
+
+
+def count_rows(uri: str, text_column: str, pair_column: str | None = None, id_column: str | None = None) -> int:
+    """How many data rows the input has, every one checked (one pass, bounded memory)."""
+    total = sum(1 for _ in iter_rows(uri, text_column, pair_column, id_column))
+    if not total:
+        raise BadInput(f"{uri}: no data rows")
+    return total
+
+
+def read_rows(uri: str, text_column: str, pair_column: str | None = None, id_column: str | None = None) -> list[Row]:
+    """Every data row of the input, in memory. Raises BadInput naming the file and line."""
+    out = list(iter_rows(uri, text_column, pair_column, id_column))
     if not out:
         raise BadInput(f"{uri}: no data rows")
     return out
@@ -78,7 +96,7 @@ class Job:
         return storage.join(self.output, name)
 
 
-def _read_json(uri: str) -> dict[str, Any] | None:
+def read_json(uri: str) -> dict[str, Any] | None:
     """The JSON object at `uri`, None if there is none; StorageError when it cannot be read."""
     try:
         raw = storage.read_bytes(uri)
@@ -95,7 +113,7 @@ def finished_shard(run: Job, shard: int) -> dict[str, Any] | None:
     """The shard's manifest when the shard is done: its manifest exists, describes this run, and
     its part file matches the recorded sha256. None when it has to be (re)scored. BadInput when
     the output location holds another run's shard."""
-    manifest = _read_json(run.uri(layout.prediction_shard_manifest(shard)))
+    manifest = read_json(run.uri(layout.prediction_shard_manifest(shard)))
     if manifest is None:
         return None
     theirs = (manifest.get("model"), manifest.get("input"), manifest.get("shards"), manifest.get("total_rows"))
@@ -111,32 +129,18 @@ def finished_shard(run: Job, shard: int) -> dict[str, Any] | None:
     return manifest
 
 
-def write_shard(run: Job, shard: int, rows: range, lines: Sequence[str]) -> dict[str, Any]:
-    """The part file, then its manifest (last: the shard counts as done only once both are there)."""
-    body = "".join(lines).encode()
-    manifest = {
-        "format": layout.PREDICTION_MANIFEST_FORMAT, "shard": shard, "shards": run.shards,
-        "file": layout.prediction_part(shard), "first_row": rows.start, "rows": len(rows),
-        "sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body),
-        "model": run.model, "input": run.input, "total_rows": run.total_rows,
-    }
-    storage.write_bytes(run.uri(layout.prediction_part(shard)), body)
-    storage.write_bytes(run.uri(layout.prediction_shard_manifest(shard)), (json.dumps(manifest) + "\n").encode())
-    return manifest
-
-
 def write_manifest_if_complete(run: Job, labels: Sequence[str], *, shard_written: bool) -> bool:
     """Write the top-level manifest when every shard is done: if it is not there yet, or this
     process has just (re)written a shard, whose entry it must then carry. True when the manifest
     exists afterwards."""
-    if not shard_written and _read_json(run.uri(layout.PREDICTION_MANIFEST)) is not None:
+    if not shard_written and read_json(run.uri(layout.PREDICTION_MANIFEST)) is not None:
         return True
     present = set(storage.list_files(run.output))
     if not all(layout.prediction_shard_manifest(i) in present for i in range(run.shards)):
         return False
     parts = []
     for shard in range(run.shards):
-        manifest = _read_json(run.uri(layout.prediction_shard_manifest(shard)))
+        manifest = read_json(run.uri(layout.prediction_shard_manifest(shard)))
         if manifest is None:
             return False
         parts.append(manifest)
