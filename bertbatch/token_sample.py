@@ -17,6 +17,7 @@ The rows are read by the container's reader, `bertbatch_contract.tables`: JSON L
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,19 +81,37 @@ def read_head(session: Session, data: str, flag: str) -> Head:
 
 # --- the rows ---------------------------------------------------------------------------------
 def file_format(name: str, flag: str) -> str:
-    fmt = tables.format_of(name)
-    if fmt is None:
-        raise BertBatchError(f"{flag} {name}: unknown file type (the job reads {', '.join(tables.FORMATS)})")
-    return fmt
+    kind = tables.data_format(name)
+    if kind is None:
+        raise BertBatchError(f"{flag} {name}: unknown file type (the job reads {tables.extensions()})")
+    if kind.fmt == "parquet" or kind.compression == "zstd":
+        raise BertBatchError(f"{flag} {name}: the estimate samples .jsonl, .csv and .tsv files, plain or .gz; "
+                             "give one of those (or --rows)")
+    return kind.fmt
 
 
 def _text(head: Head, flag: str) -> str:
     data = head.data
+    if (kind := tables.data_format(head.name)) is not None and kind.compression == "gzip":
+        try:  # the head of a gzip stream decompresses as far as it goes
+            data = zlib.decompressobj(wbits=31).decompress(data)
+        except zlib.error as exc:
+            raise BertBatchError(f"{flag} {head.name}: cannot decompress (gzip: {exc})") from None
+        if head.whole:
+            return _decoded(data, head, flag)
+        end = data.rfind(b"\n")
+        if end < 0:
+            raise BertBatchError(f"{flag} {head.name}: no complete line in the first {SAMPLE_BYTES >> 20} MiB")
+        return _decoded(data[: end + 1], head, flag)
     if not head.whole:  # the sample ends at its last complete line
         end = data.rfind(b"\n")
         if end < 0:
             raise BertBatchError(f"{flag} {head.name}: no complete line in the first {SAMPLE_BYTES >> 20} MiB")
         data = data[: end + 1]
+    return _decoded(data, head, flag)
+
+
+def _decoded(data: bytes, head: Head, flag: str) -> str:
     try:
         return tables.decode(data)
     except tables.TableError as exc:

@@ -177,3 +177,39 @@ def test_record_with_an_explicit_class(tmp_path):
     path.write_text(json.dumps(gpu_result("NVIDIA H100 PCIe")))
     assert gpu.record(path, table, gpu="H100")["gpu"] == "H100"
     assert json.loads(table.read_text())["gpus"]["H100"]["derived_estimate"] is False
+
+
+@pytest.mark.slow
+def test_data_scale_runs_end_to_end_on_tiny_sizes():
+    """Generated shards, prepare against the plain loop, the trainer on a store and on the raw
+    file, one prediction shard child: every number is there (none is judged: timings are noisy)."""
+    from bench import common, data_scale
+
+    r = data_scale.run(sizes=[0.1, 0.3], predict_mb=0.3, predict_shards=2, workers=1, steps=2,
+                       data=common.find_data(prefer_shared=False))
+    for name in ("0.1MB", "0.3MB"):
+        prep = r["prepare"][name]
+        assert prep["rows"] > 0 and prep["mb_per_second_per_core"] > 0 and prep["shards"] == 8
+        assert r["train"][name]["store"]["peak_rss_mb"] > 0
+        assert r["train"][name]["store"]["first_line_seconds"] is not None
+        assert r["predict"][name]["rows"] > 0 and r["predict"][name]["rows_per_second"] > 0
+    assert r["train"]["0.1MB"]["raw_file_in_memory"]["first_line_seconds"] is not None
+    assert r["prepare"]["plain_tokenizer_loop"]["rows"] == r["prepare"]["0.1MB"]["rows"]
+    assert set(r["ratios"]) == {"train_peak_rss_big_vs_small", "train_first_step_big_vs_small",
+                                "train_peak_rss_store_vs_in_memory", "predict_peak_rss_big_vs_small",
+                                "prepare_per_core_vs_plain_loop"}
+    assert all(v is not None and v > 0 for v in r["ratios"].values())
+
+
+def test_generated_data_has_the_size_asked_for(tmp_path):
+    from bench import data_scale
+
+    info = data_scale.generate(tmp_path / "d", 0.05, ["a short sentence", "another one"], shards=3)
+    files = sorted((tmp_path / "d").glob("*.jsonl"))
+    assert len(files) == 3 and info["shards"] == 3
+    size = sum(f.stat().st_size for f in files)
+    assert 50_000 <= size < 50_000 + 200 and round(size / 1e6, 1) == info["megabytes"]
+    import json
+
+    rows = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert len(rows) == info["rows"] and {r["label"] for r in rows} <= {0, 1}

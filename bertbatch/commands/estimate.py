@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +23,22 @@ TEXT_COLUMN, TEXT_PAIR_COLUMN = hp.BY_NAME["text_column"], hp.BY_NAME["text_pair
 
 
 def count_data_rows(session: Session, data: str) -> int:
-    """Data rows of a TSV/CSV (header not counted) or JSON Lines file, local or on S3."""
+    """Data rows of a TSV/CSV (header not counted) or JSON Lines file, plain or gzip, local or on S3."""
+    token_sample.file_format(data, "--data")  # what the estimate cannot sample is named first
+    gz = data.lower().endswith(".gz")
+    header = estimate_mod.has_header(data[:-3] if gz else data)
     if data.startswith("s3://"):
         bucket, key = jobs.parse_s3_uri(data)
         s3 = session.client("s3")
         jobs.check_s3_object(s3, "--data", data)
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-        return estimate_mod.count_rows(body.iter_lines(), header=estimate_mod.has_header(key))
+        return estimate_mod.count_rows(gzip.GzipFile(fileobj=body) if gz else body.iter_lines(), header=header)
     path = Path(data)
     if not path.is_file():
         raise BertBatchError(f"--data {data}: no such file")
     try:
-        with path.open("rb") as fh:
-            return estimate_mod.count_rows(fh, header=estimate_mod.has_header(data))
+        with gzip.open(path, "rb") if gz else path.open("rb") as fh:
+            return estimate_mod.count_rows(fh, header=header)
     except OSError as exc:
         raise BertBatchError(f"--data {data}: cannot read ({exc.strerror or exc})") from None
 

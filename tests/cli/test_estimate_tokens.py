@@ -238,3 +238,18 @@ def test_a_bad_tokenizer_json_is_one_line(bb, tables, tmp_path):
     path.write_text("{}")
     one_line_error(bb("estimate", *tables, "--offline", "--data", str(TRAIN), "--tokenizer", str(path)),
                    f"--tokenizer {path}", "not a tokenizer.json")
+
+
+def test_a_gzip_file_is_sampled_like_the_plain_one_and_other_formats_are_named(bb, tables, tmp_path):
+    import gzip
+
+    plain, _ = estimate_json(bb, *tables, "--offline", "--data", str(TRAIN), "--tokenizer", str(VOCAB))
+    packed = tmp_path / "train.tsv.gz"
+    packed.write_bytes(gzip.compress(TRAIN.read_bytes()))
+    data, _ = estimate_json(bb, *tables, "--offline", "--data", str(packed), "--tokenizer", str(VOCAB))
+    assert data["tokens"]["mean_tokens_per_row"] == plain["tokens"]["mean_tokens_per_row"]
+    assert data["rows"] == plain["rows"] == 2000
+    for name in ("train.parquet", "train.jsonl.zst"):
+        (tmp_path / name).write_bytes(b"x")
+        one_line_error(bb("estimate", *tables, "--offline", "--data", str(tmp_path / name), "--tokenizer", str(VOCAB)),
+                       f"--data {tmp_path / name}: the estimate samples .jsonl, .csv and .tsv files, plain or .gz")

@@ -1,0 +1,273 @@
+"""Datasets of any size: prepare throughput, and the trainer and prediction on growing inputs.
+
+    python -m bench.data_scale [--sizes 30,300] [--predict-mb 300] [--workers N] [--steps 10]
+
+Data is generated on the fly into a temporary directory (JSONL shards of SST-2 sentences, joined
+two to four to a row, about 150 bytes a row; ../shared/data when present, else the repo sample)
+and removed afterwards; nothing is committed but the numbers (bench/results/data_scale.json).
+
+- prepare: `python -m bert_train prepare` (WordPiece, bert-base-uncased vocab, max length 128,
+  `--workers` processes) against a plain loop in one process that reads the same file and calls
+  `tokenizer(batch, truncation=True)` on 1,000 rows at a time: MB/s of input per core, side by side.
+- train: the trainer as a subprocess on each size's store (`random:tiny`, batch 32, `--steps`
+  steps), and on the smallest size also on the raw file (today's in-memory path): peak RSS (VmHWM)
+  and the time from process start to the first progress line (step 1), side by side.
+- predict: one shard child of `--predict-shards` (a Batch array child) on a `--predict-mb` JSONL
+  input, and the same on the smallest input: rows/s and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import common
+
+ROW_SENTENCES = (2, 4)
+
+
+def _sentences(data: dict) -> list[str]:
+    lines = Path(data["train"]).read_text(encoding="utf-8").split("\n")[1:]
+    return [line.split("\t")[0] for line in lines if line.strip()]
+
+
+def generate(folder: Path, megabytes: float, sentences: list[str], shards: int = 8, seed: int = 0) -> dict:
+    """JSONL shards of about `megabytes` MB: rows of 2-4 sentences, labels 0/1."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    target = int(megabytes * 1e6)
+    per_shard = target // shards + 1
+    rows = written = 0
+    for i in range(shards):
+        size = 0
+        with open(folder / f"part-{i:03d}.jsonl", "w", encoding="utf-8") as f:
+            while size < per_shard and written < target:
+                text = " ".join(rng.choice(sentences) for _ in range(rng.randint(*ROW_SENTENCES)))
+                line = json.dumps({"sentence": text, "label": rng.randint(0, 1)}) + "\n"
+                f.write(line)
+                n = len(line.encode())
+                size += n
+                written += n
+                rows += 1
+    return {"megabytes": round(written / 1e6, 1), "rows": rows, "shards": shards}
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in common.JOB_ENV}
+    env["PYTHONPATH"] = os.pathsep.join([str(common.CONTAINER_DIR), str(common.REPO)])
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def measure(argv: list[str], *, first_line: str | None = None, env: dict | None = None) -> dict:
+    """Run a command; its wall time, peak RSS (VmHWM, polled) and the time until a stdout line
+    starting with `first_line` appeared (the process is stopped there when `first_line` is given
+    and it is not the last thing measured)."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or _env())
+    status = Path(f"/proc/{proc.pid}/status")
+    peak_kb, first = 0, None
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    while proc.poll() is None:
+        for _key, _ in sel.select(timeout=0.05):
+            line = proc.stdout.readline()
+            if first is None and first_line and line.startswith(first_line):
+                first = time.monotonic() - t0
+        try:
+            m = re.search(r"VmHWM:\s+(\d+)", status.read_text())
+            peak_kb = max(peak_kb, int(m.group(1))) if m else peak_kb
+        except OSError:
+            pass
+    rest, err = proc.communicate()
+    if first is None and first_line:
+        for line in rest.splitlines():
+            if line.startswith(first_line):
+                first = time.monotonic() - t0
+                break
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])}... exited {proc.returncode}: {err[-2000:]}")
+    return {"seconds": round(time.monotonic() - t0, 2), "peak_rss_mb": round(peak_kb / 1024, 1),
+            "first_line_seconds": None if first is None else round(first, 2), "stderr_tail": err[-1500:]}
+
+
+def plain_loop(folder: Path, vocab: str, limit_bytes: int) -> dict:
+    """The baseline: read JSONL in this process and call tokenizer(batch) on 1,000 rows at a time."""
+    from transformers.models.bert.tokenization_bert import BertTokenizerFast
+
+    tok = BertTokenizerFast(vocab=vocab, do_lower_case=True)
+    t0, size, rows, batch = time.monotonic(), 0, 0, []
+    for path in sorted(folder.glob("*.jsonl")):
+        with open(path, "rb") as f:
+            for raw in f:
+                batch.append(json.loads(raw)["sentence"])
+                size += len(raw)
+                if len(batch) == 1000:
+                    tok(batch, truncation=True, max_length=128)
+                    rows, batch = rows + len(batch), []
+                if size >= limit_bytes:
+                    break
+        if size >= limit_bytes:
+            break
+    if batch:
+        tok(batch, truncation=True, max_length=128)
+        rows += len(batch)
+    seconds = time.monotonic() - t0
+    return {"megabytes": round(size / 1e6, 1), "rows": rows, "seconds": round(seconds, 2),
+            "mb_per_second_per_core": round(size / 1e6 / seconds, 2)}
+
+
+def prepare_cmd(inp: Path, out: Path, vocab: str, workers: int) -> list[str]:
+    return [sys.executable, "-m", "bert_train", "prepare", "--input", str(inp), "--output", str(out),
+            "--model", "random:tiny", "--vocab", vocab, "--max-seq-length", "128", "--workers", str(workers)]
+
+
+def train_cmd(train: Path, work: Path, vocab: str, steps: int) -> list[str]:
+    return [sys.executable, "-m", "bert_train", "--train", str(train), "--model", "random:tiny", "--vocab", vocab,
+            "--max-seq-length", "128", "--batch-size", "32", "--max-steps", str(steps), "--logging-steps", "1",
+            "--output-uri", str(work / "out"), "--checkpoint-uri", str(work / "ckpt"), "--checkpoint-every-steps",
+            "100000", "--work-dir", str(work / "scratch")]
+
+
+def _model_dir(work: Path, vocab: str) -> Path:
+    import torch
+
+    from bert_train import modeling, outputs
+
+    torch.manual_seed(0)
+    tokenizer, _ = modeling.build_tokenizer("random:tiny", vocab, str(work / "cache"))
+    model = modeling.build_model("random:tiny", ["0", "1"], len(tokenizer))
+    directory = work / "model"
+    outputs.write_local(directory, model=model, tokenizer=tokenizer, labels=["0", "1"], run_id="bench-data-scale",
+                        config={}, metrics={})
+    return directory
+
+
+def predict_child(model: Path, inp: Path, out: Path, shards: int) -> dict:
+    argv = [sys.executable, "-m", "bert_train", "predict", "--model", str(model), "--input", str(inp), "--output",
+            str(out), "--shards", str(shards), "--shard-index", "0", "--batch-size", "64", "--max-seq-length", "128"]
+    m = measure(argv)
+    found = re.search(r"(\d+) rows scored in ([0-9.]+) s \(([0-9.]+) rows/s", m["stderr_tail"])
+    return {**m, "rows": int(found.group(1)) if found else None,
+            "rows_per_second": float(found.group(3)) if found else None}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+def run(*, sizes: list[float], predict_mb: float, predict_shards: int, workers: int, steps: int,
+        data: dict) -> dict:
+    machine = common.machine_info()
+    vocab, sentences = data["vocab"], _sentences(data)
+    result: dict = {"settings": {"sizes_mb": sizes, "predict_mb": predict_mb, "predict_shards": predict_shards,
+                                 "workers": workers, "steps": steps, "data": data["source"]},
+                    "machine": machine, "prepare": {}, "train": {}, "predict": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-data-scale-") as tmp:
+        work = Path(tmp)
+        for mb in sizes:
+            name = f"{mb:g}MB"
+            folder = work / f"data-{name}"
+            info = generate(folder, mb, sentences)
+            store = work / f"store-{name}"
+            prep = measure(prepare_cmd(folder, store, vocab, workers))
+            # the child's own time (reading, tokenizing, writing; not the interpreter's start-up)
+            found = re.search(r"shard\(s\) in ([0-9.]+) s", prep["stderr_tail"])
+            prep["child_seconds"] = float(found.group(1)) if found else prep["seconds"]
+            prep["mb_per_second_per_core"] = round(info["megabytes"] / prep["child_seconds"] / workers, 2)
+            result["prepare"][name] = {**info, **prep}
+            streamed = measure(train_cmd(store, work / f"train-{name}", vocab, steps), first_line="[progress]")
+            result["train"][name] = {"store": streamed}
+            if mb == min(sizes):
+                plain = plain_loop(folder, vocab, int(info["megabytes"] * 1e6))
+                result["prepare"]["plain_tokenizer_loop"] = plain
+                result["prepare"]["ratio_per_core"] = _ratio(prep["mb_per_second_per_core"],
+                                                             plain["mb_per_second_per_core"])
+                result["train"][name]["raw_file_in_memory"] = measure(
+                    train_cmd(folder, work / f"train-raw-{name}", vocab, steps), first_line="[progress]")
+        model = _model_dir(work, vocab)
+        for mb in sorted({min(sizes), predict_mb}):
+            name = f"{mb:g}MB"
+            folder = work / f"data-{name}"
+            if not folder.exists():
+                generate(folder, mb, sentences)
+            result["predict"][name] = predict_child(model, folder, work / f"pred-{name}", predict_shards)
+    for side in result["train"].values():
+        for m in side.values():
+            m.pop("stderr_tail", None)
+    for m in (*result["prepare"].values(), *result["predict"].values()):
+        if isinstance(m, dict):
+            m.pop("stderr_tail", None)
+    small, big = f"{min(sizes):g}MB", f"{max(sizes):g}MB"
+    result["ratios"] = {
+        "train_peak_rss_big_vs_small": _ratio(result["train"][big]["store"]["peak_rss_mb"],
+                                              result["train"][small]["store"]["peak_rss_mb"]),
+        "train_first_step_big_vs_small": _ratio(result["train"][big]["store"]["first_line_seconds"],
+                                                result["train"][small]["store"]["first_line_seconds"]),
+        "train_peak_rss_store_vs_in_memory": _ratio(result["train"][small]["store"]["peak_rss_mb"],
+                                                    result["train"][small]["raw_file_in_memory"]["peak_rss_mb"]),
+        "predict_peak_rss_big_vs_small": _ratio(result["predict"][f"{predict_mb:g}MB"]["peak_rss_mb"],
+                                                result["predict"][small]["peak_rss_mb"]),
+        "prepare_per_core_vs_plain_loop": result["prepare"]["ratio_per_core"],
+    }
+    machine["loadavg_end"] = common.loadavg()
+    note = common.shared_machine_note(machine["loadavg_start"], machine["loadavg_end"], machine["cores"])
+    if note:
+        result["note"] = note
+    return result
+
+
+def print_tables(r: dict) -> None:
+    sizes = [k for k in r["train"]]
+    small = sizes[0]
+    prep = r["prepare"]
+    plain = prep["plain_tokenizer_loop"]
+    print(common.table(["", "MB", "seconds", "MB/s per core"],
+                       [*[[f"prepare {k} ({r['settings']['workers']} workers)", v["megabytes"], v["child_seconds"],
+                           v["mb_per_second_per_core"]] for k, v in prep.items() if k.endswith("MB")],
+                        ["plain tokenizer(batch) loop, 1 process", plain["megabytes"], plain["seconds"],
+                         plain["mb_per_second_per_core"]],
+                        ["ratio per core", "", "", prep["ratio_per_core"]]], title="Prepare"))
+    rows = [[f"{k} store", v["store"]["peak_rss_mb"], v["store"]["first_line_seconds"]] for k, v in r["train"].items()]
+    raw = r["train"][small]["raw_file_in_memory"]
+    rows.append([f"{small} raw file, in memory (before)", raw["peak_rss_mb"], raw["first_line_seconds"]])
+    print(common.table(["trainer", "peak RSS MB", "s to step 1"], rows, title="\nTrain"))
+    print(common.table(["predict, shard 0 of " + str(r["settings"]["predict_shards"]), "rows", "rows/s", "peak RSS MB"],
+                       [[k, v["rows"], v["rows_per_second"], v["peak_rss_mb"]] for k, v in r["predict"].items()],
+                       title="\nPredict"))
+    print("\nratios: " + ", ".join(f"{k} {v}" for k, v in r["ratios"].items()))
+    if r.get("note"):
+        print(f"note: {r['note']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.data_scale", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="30,300", help="input sizes in MB, comma separated (default 30,300)")
+    p.add_argument("--predict-mb", type=float, default=300.0)
+    p.add_argument("--predict-shards", type=int, default=100)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repo-sample", action="store_true", help="the repo's SST-2 sample, not ../shared/data")
+    args = p.parse_args(argv)
+    r = run(sizes=[float(x) for x in args.sizes.split(",")], predict_mb=args.predict_mb,
+            predict_shards=args.predict_shards, workers=args.workers, steps=args.steps,
+            data=common.find_data(prefer_shared=not args.repo_sample))
+    print_tables(r)
+    print(f"\nwrote {common.write_result('data_scale', r)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
