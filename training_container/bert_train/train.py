@@ -187,6 +187,8 @@ def run(config: TrainConfig, *, on_step: Callable[[int], None] | None = None) ->
         state = TrainState()
         resumed_from = resume(t, checkpoints.store, state)
         result = train_loop(t, state, checkpoints, stop, on_step, resumed_from)
+        if t.inputs.store is not None:
+            t.inputs.store.reader.close()  # an S3 store's downloaded shards go
         if result.interrupted:  # KILLED: a retry continues this MLflow run
             tracker.close(KILLED, wait_seconds=STOP_WAIT_SECONDS)
         else:
