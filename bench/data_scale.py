@@ -6,14 +6,16 @@ Data is generated on the fly into a temporary directory (JSONL shards of SST-2 s
 two to four to a row, about 150 bytes a row; ../shared/data when present, else the repo sample)
 and removed afterwards; nothing is committed but the numbers (bench/results/data_scale.json).
 
-- prepare: `python -m bert_train prepare` (WordPiece, bert-base-uncased vocab, max length 128,
-  `--workers` processes) against a plain loop in one process that reads the same file and calls
-  `tokenizer(batch, truncation=True)` on 1,000 rows at a time: MB/s of input per core, side by side.
+- prepare: `python -m bert_train prepare` (WordPiece, bert-base-uncased vocab, max length 128)
+  with one worker against a plain loop in one process that reads the same files and calls
+  `tokenizer(batch, truncation=True)` on 1,000 rows at a time (the tokenizer's own threads off on
+  both sides): MB/s of input per core, side by side; and with `--workers` processes on each size.
 - train: the trainer as a subprocess on each size's store (`random:tiny`, batch 32, `--steps`
   steps), and on the smallest size also on the raw file (today's in-memory path): peak RSS (VmHWM)
   and the time from process start to the first progress line (step 1), side by side.
-- predict: one shard child of `--predict-shards` (a Batch array child) on a `--predict-mb` JSONL
-  input, and the same on the smallest input: rows/s and peak RSS.
+- predict: shard 0 (a Batch array child) of a `--predict-mb` JSONL input and of the smallest
+  input, each cut into shards of about `--predict-rows` rows, so both children score as many
+  rows: rows/s and peak RSS, side by side.
 """
 
 from __future__ import annotations
@@ -60,10 +62,10 @@ def generate(folder: Path, megabytes: float, sentences: list[str], shards: int =
     return {"megabytes": round(written / 1e6, 1), "rows": rows, "shards": shards}
 
 
-def _env() -> dict:
+def _env(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in common.JOB_ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(common.CONTAINER_DIR), str(common.REPO)])
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **extra})
     return env
 
 
@@ -167,11 +169,22 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
-def run(*, sizes: list[float], predict_mb: float, predict_shards: int, workers: int, steps: int,
+def _prepare(folder: Path, store: Path, vocab: str, workers: int, info: dict, **env: str) -> dict:
+    prep = measure(prepare_cmd(folder, store, vocab, workers), env=_env(**env))
+    # the child's own time (reading, tokenizing, writing; not the interpreter's start-up)
+    found = re.search(r"shard\(s\) in ([0-9.]+) s", prep["stderr_tail"])
+    prep["child_seconds"] = float(found.group(1)) if found else prep["seconds"]
+    prep["workers"] = workers
+    prep["mb_per_second"] = round(info["megabytes"] / prep["child_seconds"], 2)
+    prep["mb_per_second_per_core"] = round(prep["mb_per_second"] / workers, 2)
+    return prep
+
+
+def run(*, sizes: list[float], predict_mb: float, predict_rows: int, workers: int, steps: int,
         data: dict) -> dict:
     machine = common.machine_info()
     vocab, sentences = data["vocab"], _sentences(data)
-    result: dict = {"settings": {"sizes_mb": sizes, "predict_mb": predict_mb, "predict_shards": predict_shards,
+    result: dict = {"settings": {"sizes_mb": sizes, "predict_mb": predict_mb, "predict_rows": predict_rows,
                                  "workers": workers, "steps": steps, "data": data["source"]},
                     "machine": machine, "prepare": {}, "train": {}, "predict": {}}
     with tempfile.TemporaryDirectory(prefix="bench-data-scale-") as tmp:
@@ -181,18 +194,25 @@ def run(*, sizes: list[float], predict_mb: float, predict_shards: int, workers: 
             folder = work / f"data-{name}"
             info = generate(folder, mb, sentences)
             store = work / f"store-{name}"
-            prep = measure(prepare_cmd(folder, store, vocab, workers))
-            # the child's own time (reading, tokenizing, writing; not the interpreter's start-up)
-            found = re.search(r"shard\(s\) in ([0-9.]+) s", prep["stderr_tail"])
-            prep["child_seconds"] = float(found.group(1)) if found else prep["seconds"]
-            prep["mb_per_second_per_core"] = round(info["megabytes"] / prep["child_seconds"] / workers, 2)
+            prep = _prepare(folder, store, vocab, workers, info)
             result["prepare"][name] = {**info, **prep}
             streamed = measure(train_cmd(store, work / f"train-{name}", vocab, steps), first_line="[progress]")
             result["train"][name] = {"store": streamed}
             if mb == min(sizes):
-                plain = plain_loop(folder, vocab, int(info["megabytes"] * 1e6))
+                # per core: one process each, the tokenizer's own threads off on both sides
+                one = _prepare(folder, work / "store-one-worker", vocab, 1, info, TOKENIZERS_PARALLELISM="false")
+                result["prepare"][f"{name} one worker"] = {**info, **one}
+                before = os.environ.get("TOKENIZERS_PARALLELISM")
+                os.environ["TOKENIZERS_PARALLELISM"] = "false"
+                try:
+                    plain = plain_loop(folder, vocab, int(info["megabytes"] * 1e6))
+                finally:
+                    if before is None:
+                        del os.environ["TOKENIZERS_PARALLELISM"]
+                    else:
+                        os.environ["TOKENIZERS_PARALLELISM"] = before
                 result["prepare"]["plain_tokenizer_loop"] = plain
-                result["prepare"]["ratio_per_core"] = _ratio(prep["mb_per_second_per_core"],
+                result["prepare"]["ratio_per_core"] = _ratio(one["mb_per_second_per_core"],
                                                              plain["mb_per_second_per_core"])
                 result["train"][name]["raw_file_in_memory"] = measure(
                     train_cmd(folder, work / f"train-raw-{name}", vocab, steps), first_line="[progress]")
@@ -200,9 +220,11 @@ def run(*, sizes: list[float], predict_mb: float, predict_shards: int, workers: 
         for mb in sorted({min(sizes), predict_mb}):
             name = f"{mb:g}MB"
             folder = work / f"data-{name}"
-            if not folder.exists():
-                generate(folder, mb, sentences)
-            result["predict"][name] = predict_child(model, folder, work / f"pred-{name}", predict_shards)
+            rows = generate(folder, mb, sentences)["rows"] if not folder.exists() else result["prepare"][name]["rows"]
+            # the same rows per child whatever the input's size: shard 0 of rows / predict_rows shards
+            shards = max(1, round(rows / predict_rows))
+            result["predict"][name] = {"input_rows": rows, "shards": shards,
+                                       **predict_child(model, folder, work / f"pred-{name}", shards)}
     for side in result["train"].values():
         for m in side.values():
             m.pop("stderr_tail", None)
@@ -233,19 +255,21 @@ def print_tables(r: dict) -> None:
     small = sizes[0]
     prep = r["prepare"]
     plain = prep["plain_tokenizer_loop"]
-    print(common.table(["", "MB", "seconds", "MB/s per core"],
-                       [*[[f"prepare {k} ({r['settings']['workers']} workers)", v["megabytes"], v["child_seconds"],
-                           v["mb_per_second_per_core"]] for k, v in prep.items() if k.endswith("MB")],
+    print(common.table(["", "MB", "seconds", "MB/s", "MB/s per core"],
+                       [*[[f"prepare {k.removesuffix(' one worker')} ({v['workers']} worker(s))", v["megabytes"],
+                           v["child_seconds"], v["mb_per_second"], v["mb_per_second_per_core"]]
+                          for k, v in prep.items() if isinstance(v, dict) and "workers" in v],
                         ["plain tokenizer(batch) loop, 1 process", plain["megabytes"], plain["seconds"],
-                         plain["mb_per_second_per_core"]],
-                        ["ratio per core", "", "", prep["ratio_per_core"]]], title="Prepare"))
+                         plain["mb_per_second_per_core"], plain["mb_per_second_per_core"]],
+                        ["ratio per core (1 worker vs the loop)", "", "", "", prep["ratio_per_core"]]],
+                       title="Prepare"))
     rows = [[f"{k} store", v["store"]["peak_rss_mb"], v["store"]["first_line_seconds"]] for k, v in r["train"].items()]
     raw = r["train"][small]["raw_file_in_memory"]
     rows.append([f"{small} raw file, in memory (before)", raw["peak_rss_mb"], raw["first_line_seconds"]])
     print(common.table(["trainer", "peak RSS MB", "s to step 1"], rows, title="\nTrain"))
-    print(common.table(["predict, shard 0 of " + str(r["settings"]["predict_shards"]), "rows", "rows/s", "peak RSS MB"],
-                       [[k, v["rows"], v["rows_per_second"], v["peak_rss_mb"]] for k, v in r["predict"].items()],
-                       title="\nPredict"))
+    print(common.table(["predict: shard 0 of", "input rows", "rows scored", "rows/s", "peak RSS MB"],
+                       [[f"{k} input: {v['shards']}", v["input_rows"], v["rows"], v["rows_per_second"],
+                         v["peak_rss_mb"]] for k, v in r["predict"].items()], title="\nPredict"))
     print("\nratios: " + ", ".join(f"{k} {v}" for k, v in r["ratios"].items()))
     if r.get("note"):
         print(f"note: {r['note']}")
@@ -256,13 +280,13 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="30,300", help="input sizes in MB, comma separated (default 30,300)")
     p.add_argument("--predict-mb", type=float, default=300.0)
-    p.add_argument("--predict-shards", type=int, default=100)
+    p.add_argument("--predict-rows", type=int, default=15000, help="rows per prediction shard (default 15000)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repo-sample", action="store_true", help="the repo's SST-2 sample, not ../shared/data")
     args = p.parse_args(argv)
     r = run(sizes=[float(x) for x in args.sizes.split(",")], predict_mb=args.predict_mb,
-            predict_shards=args.predict_shards, workers=args.workers, steps=args.steps,
+            predict_rows=args.predict_rows, workers=args.workers, steps=args.steps,
             data=common.find_data(prefer_shared=not args.repo_sample))
     print_tables(r)
     print(f"\nwrote {common.write_result('data_scale', r)}")

@@ -185,7 +185,7 @@ def test_data_scale_runs_end_to_end_on_tiny_sizes():
     file, one prediction shard child: every number is there (none is judged: timings are noisy)."""
     from bench import common, data_scale
 
-    r = data_scale.run(sizes=[0.1, 0.3], predict_mb=0.3, predict_shards=2, workers=1, steps=2,
+    r = data_scale.run(sizes=[0.1, 0.3], predict_mb=0.3, predict_rows=500, workers=1, steps=2,
                        data=common.find_data(prefer_shared=False))
     for name in ("0.1MB", "0.3MB"):
         prep = r["prepare"][name]
@@ -195,6 +195,8 @@ def test_data_scale_runs_end_to_end_on_tiny_sizes():
         assert r["predict"][name]["rows"] > 0 and r["predict"][name]["rows_per_second"] > 0
     assert r["train"]["0.1MB"]["raw_file_in_memory"]["first_line_seconds"] is not None
     assert r["prepare"]["plain_tokenizer_loop"]["rows"] == r["prepare"]["0.1MB"]["rows"]
+    assert r["prepare"]["0.1MB one worker"]["workers"] == 1
+    assert r["predict"]["0.3MB"]["shards"] > r["predict"]["0.1MB"]["shards"] >= 1
     assert set(r["ratios"]) == {"train_peak_rss_big_vs_small", "train_first_step_big_vs_small",
                                 "train_peak_rss_store_vs_in_memory", "predict_peak_rss_big_vs_small",
                                 "prepare_per_core_vs_plain_loop"}
