@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -80,12 +81,12 @@ def _encode_with(tok: Any, texts: Texts) -> Encoded:
     single, pairs = texts
     inputs = list(single) if pairs is None else list(zip(single, pairs, strict=True))
     encodings = tok.encode_batch_fast(inputs, add_special_tokens=True)
-    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+    lengths = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(encodings))
     offsets = np.zeros(len(encodings) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     total = int(offsets[-1])
-    ids = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int32, count=total)
-    types = (np.fromiter((i for e in encodings for i in e.type_ids), dtype=np.int8, count=total)
+    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int32, count=total)
+    types = (np.fromiter(itertools.chain.from_iterable(e.type_ids for e in encodings), dtype=np.int8, count=total)
              if pairs is not None else None)
     return Encoded(ids=ids, offsets=offsets, types=types)
 
