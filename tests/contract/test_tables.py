@@ -175,3 +175,43 @@ def test_a_partial_text_may_end_inside_a_quoted_csv_field() -> None:
     assert exc.value.at("t.csv") == "t.csv line 3: expected 2 fields, found 1"
     with pytest.raises(tables.TableError, match="expected 2 fields, found 1"):
         _rows("sentence\tlabel\nx\t1\nw\n", "tsv", partial=True)
+
+
+@pytest.mark.parametrize(("name", "fmt", "compression"), [
+    ("a.jsonl", "jsonl", None), ("a.JSONL.GZ", "jsonl", "gzip"), ("s3://b/p/a.csv.zst", "csv", "zstd"),
+    ("a.tsv.zstd", "tsv", "zstd"), ("a.parquet", "parquet", None), ("a.ndjson.gz", "jsonl", "gzip"),
+])
+def test_data_format_names_format_and_compression(name: str, fmt: str, compression: str | None) -> None:
+    assert tables.data_format(name) == tables.DataFormat(fmt, compression)
+
+
+@pytest.mark.parametrize("name", ["a.txt", "a.gz", "a.parquet.gz", "a.json", "zst"])
+def test_other_names_are_not_data(name: str) -> None:
+    assert tables.data_format(name) is None
+
+
+def test_stream_rows_split_lines_at_newline_only() -> None:
+    import io
+    import json
+
+    texts = ["a\u2028b", "c\u2029d", "e\u0085f", "g\rh"]
+    body = "".join(json.dumps({"sentence": t, "label": 1}, ensure_ascii=False) + "\r\n" for t in texts).encode()
+    rows = list(tables.stream_rows(io.BytesIO(b"\xef\xbb\xbf" + body), "jsonl", ["sentence"]))
+    assert [(n, r["sentence"]) for n, r in rows] == list(enumerate(texts, start=1))
+    tsv = "sentence\tlabel\r\nx\u2028y\t1\r\n".encode()
+    assert list(tables.stream_rows(io.BytesIO(tsv), "tsv", ["sentence"])) == [(2, {"sentence": "x\u2028y"})]
+
+
+@pytest.mark.parametrize(("fmt", "body", "line", "message"), [
+    ("jsonl", b"\n  \n", None, "file is empty"),
+    ("csv", b"", None, "file is empty"),
+    ("tsv", b"\n\n", None, "file is empty"),
+    ("jsonl", b'{"sentence": "a"}\n\xff\n', 2, "not UTF-8 text"),
+    ("csv", b"sentence\nok\n\xff\n", 3, "not UTF-8 text"),
+])
+def test_stream_rows_errors(fmt: str, body: bytes, line: int | None, message: str) -> None:
+    import io
+
+    with pytest.raises(tables.TableError) as exc:
+        list(tables.stream_rows(io.BytesIO(body), fmt, ["sentence"]))
+    assert (exc.value.line, exc.value.message) == (line, message)
