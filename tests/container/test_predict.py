@@ -333,3 +333,19 @@ def test_a_folder_of_compressed_shards_is_scored_in_order(run_dir, tmp_path):
     assert main(_args(run_dir, folder, tmp_path / "a")) == job.EXIT_OK
     assert main(_args(run_dir, whole, tmp_path / "b")) == job.EXIT_OK
     _same_predictions(_parts(tmp_path / "a", 1), _parts(tmp_path / "b", 1))
+
+
+def test_a_shard_child_checks_only_its_own_rows(run_dir, tmp_path, capsys):
+    """Rows are counted, not parsed, outside a child's shard: a bad row in shard 0 stops shard 0
+    (one line, nothing written) and not shard 1, which never reads it."""
+    rows = [json.dumps({"sentence": r["sentence"]}) for r in read_sst2("dev.tsv")[:20]]
+    rows[3] = '{"sentence": ["not", "text"]}'
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    assert main(_args(run_dir, path, out, shards=2, shard_index=1)) == job.EXIT_OK
+    assert json.loads((out / layout.prediction_shard_manifest(1)).read_text())["first_row"] == 10
+    assert main(_args(run_dir, path, out, shards=2, shard_index=0)) == job.EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"bert_train: error: {path} line 4: column 'sentence' must be text, not a list")
+    assert not (out / layout.prediction_part(0)).exists() and not (out / layout.prediction_progress(0)).exists()

@@ -156,3 +156,13 @@ def test_an_s3_prefix_of_shards(tmp_path):
             data.read_examples("s3://data/datasets/big", "sentence", "label")
         with pytest.raises(BadInput, match=r"^s3://data/datasets/none: no data files"):
             data.read_examples("s3://data/datasets/none", "sentence", "label")
+
+
+@pytest.mark.parametrize("name", [f"t{fmt}{comp}" for fmt in ENCODERS for comp in COMPRESSORS] + ["t.parquet"])
+def test_counting_rows_agrees_with_reading_them(tmp_path, name):
+    from bert_train import readers
+
+    rows = ROWS + [{"sentence": "with a\u2028separator", "label": 1}]
+    _write(tmp_path / name, rows)
+    assert readers.count_rows(str(tmp_path / name)) == len(list(readers.rows(str(tmp_path / name), ["sentence"])))
+    assert readers.count_rows(str(tmp_path / name)) == len(rows)

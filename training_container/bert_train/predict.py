@@ -273,8 +273,12 @@ def run(config: PredictConfig, *, env: Mapping[str, str] | None = None,
     (StoreUnavailable while checking what is done) when S3 fails. `on_batch(n)` after every batch."""
     target = resolve_target(config, env)
     source = fsx.input_location(config.input)
-    # One streaming pass checks every row and counts them (the shards are cut by row number).
+    # The shards are cut by row number: count the rows (lines, where the format allows), then
+    # check every row of this shard before anything is written.
     total = count_rows(source, config.text_column, config.text_pair_column, config.id_column)
+    shard_range = prediction.shard_rows(total, target.shards, target.shard_index)
+    for _ in iter_rows(source, config.text_column, config.text_pair_column, config.id_column, shard_range):
+        pass
     predictor = load_predictor(config.model, target.cache_dir, config.precision, config.max_seq_length)
     try:
         storage.check_writable(target.output)
@@ -282,7 +286,6 @@ def run(config: PredictConfig, *, env: Mapping[str, str] | None = None,
         raise BadInput(f"output location {exc}") from None
     run_job = Job(output=target.output, model=config.model, input=config.input, shards=target.shards,
                   total_rows=total)
-    shard_range = prediction.shard_rows(total, target.shards, target.shard_index)
     name = f"shard {target.shard_index + 1}/{target.shards} (rows {shard_range.start}-{shard_range.stop - 1})"
     result = PredictResult(exit_code=job.EXIT_OK, output=target.output, shard=target.shard_index,
                            shards=target.shards, rows=len(shard_range))

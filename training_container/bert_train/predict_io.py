@@ -21,9 +21,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bertbatch_contract import layout
+from bertbatch_contract import layout, tables
 
-from . import data, storage
+from . import data, readers, sources, storage
 from .config import BadInput
 
 
@@ -52,9 +52,20 @@ def iter_rows(uri: str, text_column: str, pair_column: str | None = None, id_col
 
 
 def count_rows(uri: str, text_column: str, pair_column: str | None = None, id_column: str | None = None) -> int:
-    """How many data rows the input has, every one checked (one pass, bounded memory)."""
-    total = sum(1 for _ in iter_rows(uri, text_column, pair_column, id_column))
+    """How many data rows the input has (`readers.count_rows` per file: JSONL and TSV lines are
+    counted, not parsed), in bounded memory. An input without rows is read in full for the
+    precise error (empty file, missing column)."""
+    total = 0
+    for source in sources.list_sources(uri):
+        try:
+            total += readers.count_rows(source.uri)
+        except tables.TableError as exc:
+            raise BadInput(exc.at(source.uri)) from None
+        except storage.StorageError as exc:
+            raise BadInput(str(exc)) from None
     if not total:
+        for _ in iter_rows(uri, text_column, pair_column, id_column):
+            pass
         raise BadInput(f"{uri}: no data rows")
     return total
 

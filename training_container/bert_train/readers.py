@@ -147,3 +147,27 @@ def _parquet_rows(uri: str, wanted: Sequence[str]) -> tables.Rows:
             for values in zip(*columns, strict=True):
                 n += 1
                 yield n, dict(zip(wanted, values, strict=True))
+
+
+def count_rows(uri: str) -> int:
+    """How many data rows one file has, without parsing them where the format allows: JSONL and
+    TSV rows are the non-blank lines (TSV less its header; neither has quoting that spans lines),
+    Parquet's come from its footer; CSV is parsed (a quoted field may hold a newline). Agrees
+    with `rows` on every file `rows` reads without error."""
+    kind = tables.data_format(uri)
+    if kind is None:
+        raise tables.TableError(f"unknown file type (expected one of {tables.extensions()})")
+    if kind.fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with local_copy(uri) as path:
+            return int(pq.ParquetFile(path).metadata.num_rows)
+    if kind.fmt == "csv":
+        return sum(1 for _ in rows(uri, []))
+    with open_raw(uri) as raw:
+        stream = _decompressed(raw, kind.compression)
+        try:
+            lines = sum(1 for line in stream if line.decode("utf-8", "replace").strip())
+        except _broken(kind.compression or "gzip") as exc:
+            raise tables.TableError(f"cannot decompress ({kind.compression}: {exc})") from None
+    return max(0, lines - 1) if kind.fmt == "tsv" else lines
