@@ -1,7 +1,7 @@
 """`python -m bench` (`make bench`): every benchmark part in order, each printing a table and
 writing its JSON to bench/results/.
 
-    python -m bench                      # throughput (base + small), checkpoint, synth, cost
+    python -m bench                      # throughput (base + small), checkpoint, synth, cost, predict, data_scale
     python -m bench --quick              # small shapes, few steps (a few minutes)
     python -m bench --only throughput    # one part (repeatable: --only checkpoint --only cost)
     python -m bench --with-make-test     # also time `make test` (several minutes)
@@ -17,9 +17,9 @@ import argparse
 import sys
 import time
 
-from . import checkpoint, common, cost, gpu, predict, synth, throughput
+from . import checkpoint, common, cost, data_scale, gpu, predict, synth, throughput
 
-PARTS = ("throughput", "checkpoint", "synth", "cost", "predict")
+PARTS = ("throughput", "checkpoint", "synth", "cost", "predict", "data_scale")
 
 
 def _check_deps() -> None:
@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         print(flush=True)
         predict.main(predict.build_parser().parse_args(["--rows", "500", "--repeats", "1", "--name", "predict"]
                                                        if args.quick else []))
+    if "data_scale" in parts:
+        print(flush=True)
+        data_scale.main(["--sizes", "3,10", "--predict-mb", "10", "--predict-rows", "2000", "--steps", "3"]
+                        if args.quick else [])
     print(f"bench: done in {time.perf_counter() - t0:.0f} s", flush=True)
     return 0
 

@@ -69,12 +69,17 @@ def _env(**extra: str) -> dict:
     return env
 
 
+THREADS = {"value": 1}  # torch threads of the trainer and predict subprocesses (--threads)
+
+
 def measure(argv: list[str], *, first_line: str | None = None, env: dict | None = None) -> dict:
     """Run a command; its wall time, peak RSS (VmHWM, polled) and the time until a stdout line
     starting with `first_line` appeared (the process is stopped there when `first_line` is given
     and it is not the last thing measured)."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or _env())
+    threads = str(THREADS["value"])
+    env = env or _env(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     status = Path(f"/proc/{proc.pid}/status")
     peak_kb, first = 0, None
     import selectors
@@ -181,11 +186,13 @@ def _prepare(folder: Path, store: Path, vocab: str, workers: int, info: dict, **
 
 
 def run(*, sizes: list[float], predict_mb: float, predict_rows: int, workers: int, steps: int,
-        data: dict) -> dict:
+        data: dict, threads: int = 1) -> dict:
+    THREADS["value"] = threads
     machine = common.machine_info()
     vocab, sentences = data["vocab"], _sentences(data)
     result: dict = {"settings": {"sizes_mb": sizes, "predict_mb": predict_mb, "predict_rows": predict_rows,
-                                 "workers": workers, "steps": steps, "data": data["source"]},
+                                 "workers": workers, "steps": steps, "torch_threads": threads,
+                                 "data": data["source"]},
                     "machine": machine, "prepare": {}, "train": {}, "predict": {}}
     with tempfile.TemporaryDirectory(prefix="bench-data-scale-") as tmp:
         work = Path(tmp)
@@ -283,10 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--predict-rows", type=int, default=15000, help="rows per prediction shard (default 15000)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the trainer and predict (default 1: "
+                   "steadier on a shared machine)")
     p.add_argument("--repo-sample", action="store_true", help="the repo's SST-2 sample, not ../shared/data")
     args = p.parse_args(argv)
     r = run(sizes=[float(x) for x in args.sizes.split(",")], predict_mb=args.predict_mb,
-            predict_rows=args.predict_rows, workers=args.workers, steps=args.steps,
+            predict_rows=args.predict_rows, workers=args.workers, steps=args.steps, threads=args.threads,
             data=common.find_data(prefer_shared=not args.repo_sample))
     print_tables(r)
     print(f"\nwrote {common.write_result('data_scale', r)}")
