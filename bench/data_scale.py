@@ -3,7 +3,7 @@
     python -m bench.data_scale [--sizes 30,300] [--predict-mb 300] [--workers N] [--steps 10]
 
 Data is generated on the fly into a temporary directory (JSONL shards of SST-2 sentences, joined
-two to four to a row, about 150 bytes a row; ../shared/data when present, else the repo sample)
+two to four to a row, about 190 bytes a row; ../shared/data when present, else the repo sample)
 and removed afterwards; nothing is committed but the numbers (bench/results/data_scale.json).
 
 - prepare: `python -m bert_train prepare` (WordPiece, bert-base-uncased vocab, max length 128)

@@ -45,10 +45,10 @@ COLUMNS = (COL_INPUT_IDS, COL_TOKEN_TYPE_IDS, COL_LABEL, COL_LENGTH)
 ROW_GROUP_ROWS = 8192  # rows per Parquet row group: the unit of shuffling and reading
 MAX_CHILDREN = 10_000  # AWS Batch's largest array job
 
-# Measured preparation rate (bench/data_scale.py, bench/results/data_scale.json: WordPiece, SST-2
-# sized rows, 2-core machine), for estimates before a run; compressed and Parquet inputs count
-# COMPRESSED_TEXT_RATIO times their size as text.
-PREPARE_MB_PER_SECOND_PER_CORE = 2.0
+# Measured preparation rate (bench/data_scale.py, bench/results/data_scale.json: WordPiece, rows of
+# 2-4 SST-2 sentences, 300 MB with 2 workers on the shared 2-core machine: 2.83 MB/s per core), for
+# estimates before a run; compressed and Parquet inputs count COMPRESSED_TEXT_RATIO times their size.
+PREPARE_MB_PER_SECOND_PER_CORE = 2.8
 COMPRESSED_TEXT_RATIO = 4.0
 
 # The array job: child i of n (flags --child-index / --num-children win).
