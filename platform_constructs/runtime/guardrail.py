@@ -26,7 +26,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-
 ENV_BUDGET_NAME = "BUDGET_NAME"
 ENV_BUDGET_LIMIT_USD = "BUDGET_LIMIT_USD"
 ENV_JOB_QUEUES = "JOB_QUEUES"

@@ -22,7 +22,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-
 ENV_JOB_QUEUES = "JOB_QUEUES"
 ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
 ENV_METRIC_NAME = "METRIC_NAME"
