@@ -320,6 +320,34 @@ def test_single_node_job_runs_through_the_entrypoint_and_the_cli_reads_it(platfo
     check_cli_reads_the_run(platform, submitted["job_id"], submitted["run_id"], world_size=1)
 
 
+def test_a_plain_submit_job_with_the_definitions_defaults_runs_once_the_default_model_is_staged(
+        platform, tiny_model_dir, tmp_path):
+    """`aws batch submit-job --job-name N --job-queue Q --job-definition D`, as AWS documents it:
+    no parameters, so every Ref:: takes the definition's default. The default model is its staged
+    copy in the artifacts bucket: before `models import` the job fails in one line that says
+    what to run; after it, the same request trains."""
+    names = platform.deployed.names
+    batch = bertbatch_aws.make_client("batch", region=REGION)
+    request = {"jobName": "plain", "jobQueue": names[discovery.QUEUE_SPOT_FIRST],
+               "jobDefinition": names[discovery.JOB_DEFINITION_SINGLE]}
+    job_id = batch.submit_job(**request)["jobId"]
+    definition = platform.deployed.job_definition(request["jobDefinition"])
+    command = [*resolved_command(definition, request), *CONTAINER_ONLY_FLAGS]
+    model = command[command.index("--model") + 1]
+    assert model == f"s3://{platform.artifacts_bucket}/models/bert-base-uncased/"
+
+    env = batch_environment(platform, tmp_path / "before", definition, request, job_id)
+    log = tmp_path / "before.log"
+    assert finish(start_node(command, env, log), log) == job.EXIT_BAD_INPUT
+    assert (f"bert_train: error: {model}: model bert-base-uncased is not staged (no manifest.json): "
+            "run bertbatch models import bert-base-uncased") in log.read_text()
+
+    bertbatch("models", "import", str(tiny_model_dir), "--name", "bert-base-uncased")
+    env = batch_environment(platform, tmp_path / "after", definition, request, job_id)
+    log = tmp_path / "after.log"
+    assert finish(start_node(command, env, log), log) == job.EXIT_OK, log.read_text()[-3000:]
+
+
 def test_multi_node_job_runs_node_0_and_node_1_through_torchrun(platform, tiny_model, tmp_path, reserved_port):
     submitted = submit("--nodes", "2")
     (request,) = platform.submitted

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from bertbatch_contract import layout
+
 from . import storage
 from .config import BadInput
 from .dropout import attention as dropout_attention
@@ -60,6 +62,11 @@ def _fetch_s3_model(uri: str, cache_dir: str) -> str:
         files = storage.list_files(uri)
     except storage.StorageError as exc:
         raise BadInput(str(exc)) from None
+    staged = layout.staged_model_name_of(uri)
+    if staged is not None and layout.MODEL_MANIFEST not in files:
+        # models/<name>/ is complete only with its manifest (written last by `models import`).
+        raise BadInput(f"{uri}: model {staged} is not staged (no {layout.MODEL_MANIFEST}): "
+                       f"run bertbatch models import {staged.replace('--', '/')}")
     if not files:
         raise BadInput(f"{uri}: no model files under this prefix")
     log.info("model %s: downloading %d files to %s", uri, len(files), target)
