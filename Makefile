@@ -22,7 +22,7 @@ CDK := $(abspath node_modules/.bin/cdk)
 # Every AWS_* variable except the IMDS switch is removed for synth: it must not need them.
 NO_AWS := env $$(env | grep -o '^AWS_[A-Z0-9_]*' | grep -v '^AWS_EC2_METADATA_DISABLED$$' | sed 's/^/-u /')
 
-.PHONY: help install synth check scan actionlint test lint deploy diff destroy bench clean
+.PHONY: help install synth check scan actionlint test lint bootstrap deploy diff destroy bench clean
 
 help:
 	@echo "make synth    synthesize every stack offline, gate on cdk-nag and cfn-lint (PROFILE=$(PROFILE))"
@@ -31,6 +31,7 @@ help:
 	@echo "make scan     make synth, then checkov over the templates (CDK_OUT=$(CDK_OUT))"
 	@echo "make actionlint   lint the GitHub Actions workflows (with shellcheck on their run: steps)"
 	@echo "make lint     make scan plus hadolint on the Dockerfile"
+	@echo "make bootstrap   CDK bootstrap of the target account and region, once before the first deploy (needs AWS credentials)"
 	@echo "make diff | deploy | destroy   CDK CLI against a real account (needs AWS credentials)"
 	@echo "make bench    run the benchmarks in bench/ and write bench/results/"
 
@@ -98,6 +99,15 @@ test: install
 # --- the rest ----------------------------------------------------------------------------
 lint: scan $(VENV)/.dev-deps
 	$(BIN)/hadolint training_container/Dockerfile
+
+# CDK bootstrap, once per account and region before the first deploy: the CDKToolkit stack
+# (asset bucket, image repository, deploy roles) with the pinned CLI and the venv's Python and
+# Node 24 from PATH. It needs credentials, so the AWS_* variables are kept. Without an
+# environment argument the CLI bootstraps the environments of the profile's stacks, taking the
+# account (and, for dev, the region) from the credentials; name one explicitly with
+# CDK_ARGS="aws://123456789012/us-east-1".
+bootstrap: $(VENV)/.synth-deps node_modules/.installed
+	$(CDK) bootstrap -c profile=$(PROFILE) $(CDK_ARGS)
 
 diff: $(VENV)/.synth-deps node_modules/.installed
 	$(CDK) diff --all -c profile=$(PROFILE)
