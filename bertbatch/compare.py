@@ -169,6 +169,13 @@ def duration_text(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
+def hyperparameter_text(value: object) -> str:
+    """A hyperparameter as the command line takes it (2e-5, not a metric's 0.0000)."""
+    if value is None:
+        return "-"
+    return hp.format_value(value) if isinstance(value, (int, float, str)) else str(value)
+
+
 def table(recs: list[dict[str, Any]], metric: str) -> tuple[tuple[str, ...], list[tuple[str, ...]], tuple[int, ...]]:
     """(headers, rows, right-aligned columns) for people."""
     diff = list(recs[0]["hyperparameters"]) if recs else []
@@ -179,7 +186,7 @@ def table(recs: list[dict[str, Any]], metric: str) -> tuple[tuple[str, ...], lis
         best = rec["best_metric"]
         rows.append((
             BEST_MARK if rec["best"] else "", rec["run_id"] + ("" if rec["state"] == "finished" else " (running)"),
-            *(artifacts.format_value(rec["hyperparameters"][d]) for d in diff),
+            *(hyperparameter_text(rec["hyperparameters"][d]) for d in diff),
             *(artifacts.format_value(rec["final"][k]) for k in FINAL_KEYS),
             artifacts.format_value(best["value"]), artifacts.format_value(best["step"]),
             artifacts.format_value(rec["steps"]), duration_text(rec["duration_seconds"]),
