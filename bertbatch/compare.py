@@ -99,10 +99,25 @@ def load_local(directory: Path) -> Run:
     if not metrics_path.is_file():
         raise BertBatchError(f"{directory}: no {layout.METRICS_FILE} (not a finished run's output directory)")
     metrics = artifacts.read_json_object(metrics_path.read_bytes(), str(metrics_path))
-    args_path = directory / layout.TRAINING_ARGS_FILE
-    arguments = artifacts.read_json_object(args_path.read_bytes(), str(args_path)) if args_path.is_file() else {}
     run_id = str(metrics.get("run_id") or directory.name)
-    return Run(run_id=run_id, source="local", metrics=metrics, arguments=arguments)
+    return Run(run_id=run_id, source="local", metrics=metrics, arguments=_local_arguments(directory))
+
+
+def _local_arguments(directory: Path) -> dict[str, Any]:
+    args_path = directory / layout.TRAINING_ARGS_FILE
+    return artifacts.read_json_object(args_path.read_bytes(), str(args_path)) if args_path.is_file() else {}
+
+
+def load_local_run(root: Path, run_id: str) -> Run:
+    """RUN_ID under a local runs directory (local-runs/): its finished output, or a run still
+    training (an output directory without metrics.json, or checkpoints only)."""
+    directory = root / layout.run_prefix(run_id)
+    if (directory / layout.METRICS_FILE).is_file():
+        return load_local(directory)
+    if not directory.is_dir() and not (root / layout.checkpoint_prefix(run_id)).is_dir():
+        raise BertBatchError(f"no such run: {run_id} (no {directory}/ and no "
+                             f"{root / layout.checkpoint_prefix(run_id)}/; bertbatch runs --local lists the runs)")
+    return Run(run_id=run_id, source="local", metrics=None, arguments=_local_arguments(directory))
 
 
 def load_s3(s3: Any, bucket: str, run_id: str) -> Run:
