@@ -211,6 +211,16 @@ def table(recs: list[dict[str, Any]], metric: str) -> tuple[tuple[str, ...], lis
     return headers, rows, tuple(range(first_number, len(headers)))
 
 
+def drop_order(headers: tuple[str, ...]) -> list[str]:
+    """The columns a narrow terminal leaves out first: the details, then the final metrics, then the
+    differing hyperparameters from the last; the run id, the best mark and the best value stay."""
+    details = ["ATTEMPTS", "AT STEP", "STEPS", "EVAL_LOSS", "TRAIN_LOSS", "EVAL_F1", "DURATION", "COST",
+               "EVAL_ACCURACY"]
+    fixed = {"", "RUN ID", *details, *(k.upper() for k in FINAL_KEYS)}
+    hyperparameters = [h for h in headers if h not in fixed and not h.startswith("BEST ")]
+    return [*details, *reversed(hyperparameters)]
+
+
 def csv_text(recs: list[dict[str, Any]]) -> str:
     """The records flattened for a spreadsheet: nested fields as <field>.<key> columns."""
     flat = []

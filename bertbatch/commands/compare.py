@@ -51,7 +51,7 @@ def show(runs: list[compare_mod.Run], metric: str, output: str, plot_path: Path 
         click.echo(compare_mod.csv_text(recs), nl=False)
         return
     headers, rows, right = compare_mod.table(recs, metric)
-    terminal.print_table(headers, rows, right=right)
+    terminal.print_table(headers, rows, right=right, drop=compare_mod.drop_order(headers))
     best = next((r for r in recs if r["best"]), None)
     if best is not None:
         click.echo(f"{compare_mod.BEST_MARK} best {metric}: {best['run_id']}")

@@ -136,8 +136,8 @@ def list_(session: Session, local: bool, output: str) -> None:
         return
     if not records:
         what = "registered" if local else "staged or registered"
-        click.echo(f"No models {what} under {where} (see: "
-                   f"{'' if local else 'bertbatch models import --help, '}bertbatch promote --help)")
+        terminal.echo_wrapped(f"No models {what} under {where} (see: "
+                              f"{'' if local else 'bertbatch models import --help, '}bertbatch promote --help)")
         return
     rows = []
     for r in records:
@@ -145,7 +145,7 @@ def list_(session: Session, local: bool, output: str) -> None:
         rows.append((r["name"], r["state"], r["files"], r["versions"], aliases or None,
                      human_size(r["size"]) if r["size"] is not None else None, r["source"], r["imported"], r["uri"]))
     terminal.print_table(("NAME", "STATE", "FILES", "VERSIONS", "ALIASES", "SIZE", "SOURCE", "UPDATED", "URI"), rows,
-                         right=(2, 3, 5))
+                         right=(2, 3, 5), drop=("URI", "SOURCE", "FILES", "SIZE", "UPDATED", "VERSIONS"))
 
 
 @models.command(name="show")
@@ -187,4 +187,4 @@ def show(session: Session, name: str, local: bool, output: str) -> None:
                      format_value(metric_value(metrics, "eval_f1")),
                      (r["data"] or {}).get("train"), r["created"], r["created_by"]))
     terminal.print_table(("VERSION", "ALIASES", "RUN", "EVAL_ACCURACY", "EVAL_F1", "TRAIN", "CREATED", "BY"), rows,
-                         right=(0, 3, 4))
+                         right=(0, 3, 4), drop=("BY", "TRAIN", "CREATED", "EVAL_F1"))

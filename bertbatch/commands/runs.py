@@ -64,7 +64,7 @@ def artifacts_(session: Session, run_id: str, download_dir: str | None, checkpoi
         rows = [(layout.s3_uri(bucket, o["Key"]), artifacts.human_size(o.get("Size", 0)),
                  o["LastModified"].strftime("%Y-%m-%d %H:%M:%S") if o.get("LastModified") else "-")
                 for _, o in listed]
-        terminal.print_table(("URI", "SIZE", "MODIFIED (UTC)"), rows, right=(1,))
+        terminal.print_table(("URI", "SIZE", "MODIFIED (UTC)"), rows, right=(1,), drop=("MODIFIED (UTC)", "SIZE"))
     written: dict[str, Path] = {}
     if download_dir:
         dest = Path(download_dir) / run_id
@@ -141,7 +141,8 @@ def print_runs(found: list[artifacts.RunSummary], costs: dict[str, float | None]
         rows.append((r.run_id, state, *values, ledger.format_cost(costs.get(r.run_id)),
                      r.finished.strftime("%Y-%m-%d %H:%M") if r.finished else "-"))
     headers = ("RUN ID", "STATE", *(k.upper() for k in artifacts.RUN_COLUMNS), "COST", "FINISHED (UTC)")
-    terminal.print_table(headers, rows, right=tuple(range(2, 3 + len(artifacts.RUN_COLUMNS))))
+    terminal.print_table(headers, rows, right=tuple(range(2, 3 + len(artifacts.RUN_COLUMNS))),
+                         drop=("EPOCHS", "EVAL_LOSS", "TRAIN_LOSS", "STEPS", "EVAL_F1", "FINISHED (UTC)", "COST"))
 
 
 def run_costs(session: Session, run_ids: list[str]) -> dict[str, float | None]:
