@@ -12,10 +12,9 @@ import pytest
 from bertbatch.json_fields import FIELDS
 from bertbatch_contract import layout
 
-from .helpers import one_line_error
+from .helpers import FIRST, LOCAL_ROOT, SECOND, one_line_error, put_local_run
 
-ROOT = Path("local-runs")  # relative: the tests run in their own tmp_path
-FIRST, SECOND = "random-tiny-20261121-190500-3fa2", "tiny-lr5e5"
+ROOT = Path(LOCAL_ROOT)  # relative: the tests run in their own tmp_path
 
 
 @pytest.fixture
@@ -39,25 +38,6 @@ def here(tmp_path, monkeypatch, no_aws) -> Path:
     """An empty current directory (no local-runs/ yet)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def put_local_run(run_id: str, accuracy: float | None, learning_rate: float, *,
-                  finished_at: int = 1_700_000_000) -> Path:
-    """A run's output as `bertbatch local` leaves it (metrics.json last; None: still training)."""
-    directory = ROOT / layout.run_prefix(run_id)
-    directory.mkdir(parents=True)
-    (directory / layout.TRAINING_ARGS_FILE).write_text(json.dumps({
-        "learning_rate": learning_rate, "epochs": 1, "train": "data/train.tsv", "eval": "data/dev.tsv",
-        "text_column": "sentence"}))
-    (directory / layout.LABEL_MAP_FILE).write_text('{"labels": ["negative", "positive"]}')
-    if accuracy is not None:
-        history = [{"step": 10, "epoch": 1, "eval_accuracy": accuracy, "eval_f1": accuracy - 0.01, "eval_loss": 0.5}]
-        metrics = directory / layout.METRICS_FILE
-        metrics.write_text(json.dumps({"run_id": run_id, "eval_accuracy": accuracy, "eval_f1": accuracy - 0.01,
-                                       "eval_loss": 0.5, "train_loss": 0.6, "global_step": 20,
-                                       "train_seconds": 12.5, "history": history}))
-        os.utime(metrics, (finished_at, finished_at))
-    return directory
 
 
 def lines(result) -> list[dict]:

@@ -9,8 +9,7 @@ import pytest
 
 from bertbatch import terminal
 
-from .helpers import submit
-from .test_local_listing import FIRST, SECOND, put_local_run
+from .helpers import FIRST, SECOND, put_local_run, submit
 
 # The platform's jobs cannot reach the internet: the default model must be staged to submit.
 pytestmark = pytest.mark.usefixtures("default_model_staged")
