@@ -19,7 +19,7 @@ from ..options import target_options
 from ..output import JSON, TABLE, print_lines
 from ..session import Session, pass_session
 from .jobs import queue_names
-from .local import local_flag, local_runs_root
+from .local import LOCAL_RUNS_DIR, local_flag, local_runs_root
 
 F = TypeVar("F", bound=Callable[..., Any])
 CSV = "csv"
@@ -99,7 +99,7 @@ class RunLoader:
 @click.argument("specs", nargs=-1, required=True, metavar="RUN [RUN...]")
 @metric_option
 @click.option("--plot", metavar="FILE.png", help="Also draw the eval metric and train loss against step to FILE.png")
-@local_flag("Run ids are runs of bertbatch local")
+@local_flag(f"A run id is a run of bertbatch local ({LOCAL_RUNS_DIR}/runs/<run-id>/)")
 @comparison_output_option
 @target_options()
 @pass_session

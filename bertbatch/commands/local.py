@@ -24,9 +24,8 @@ LOCAL_RUNS_DIR = Path("local-runs")  # mirrors the artifacts bucket: runs/<run-i
 
 
 def local_flag(what: str) -> Callable[[F], F]:
-    """--local, passed as `local`: `what` read from LOCAL_RUNS_DIR instead of AWS."""
-    return click.option("--local", is_flag=True,
-                        help=f"{what} under {LOCAL_RUNS_DIR}/ (bertbatch local's runs) instead of AWS")
+    """--local, passed as `local`: the command reads `what`, under LOCAL_RUNS_DIR, instead of AWS."""
+    return click.option("--local", is_flag=True, help=f"{what}; no AWS call")
 
 
 def local_runs_root() -> Path:

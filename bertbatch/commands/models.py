@@ -19,7 +19,7 @@ from ..options import target_options
 from ..output import JSON, output_option, print_lines, print_record
 from ..progress_view import TransferView
 from ..session import Session, pass_session
-from .local import local_flag, local_runs_root
+from .local import LOCAL_RUNS_DIR, local_flag, local_runs_root
 
 
 @click.group()
@@ -113,7 +113,7 @@ def model_records(session: Session, local: bool) -> tuple[list[dict[str, Any]], 
 
 
 @models.command(name="list")
-@local_flag("The models registered by promote --local")
+@local_flag(f"The models promote --local registered ({LOCAL_RUNS_DIR}/models/), not S3's")
 @output_option
 @target_options()
 @pass_session
@@ -150,7 +150,7 @@ def list_(session: Session, local: bool, output: str) -> None:
 
 @models.command(name="show")
 @click.argument("name", metavar="NAME")
-@local_flag("A model registered by promote --local")
+@local_flag(f"A model promote --local registered ({LOCAL_RUNS_DIR}/models/)")
 @output_option
 @target_options()
 @pass_session

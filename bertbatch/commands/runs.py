@@ -19,7 +19,7 @@ from ..progress_view import TransferView
 from ..session import Session, pass_session
 from .compare import CSV, comparison_output_option, metric_option, show
 from .jobs import queue_names
-from .local import local_flag, local_runs_root
+from .local import LOCAL_RUNS_DIR, local_flag, local_runs_root
 
 OUTPUT, CHECKPOINT = "output", "checkpoint"
 
@@ -83,7 +83,7 @@ def artifacts_(session: Session, run_id: str, download_dir: str | None, checkpoi
 @click.option("--sweep", "sweep_id", metavar="SWEEP_ID",
               help="Compare the children of one sweep side by side (as `bertbatch compare` does)")
 @metric_option
-@local_flag("The runs of bertbatch local")
+@local_flag(f"List bertbatch local's runs ({LOCAL_RUNS_DIR}/runs/) instead")
 @comparison_output_option
 @target_options()
 @pass_session
