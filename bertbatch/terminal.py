@@ -149,13 +149,13 @@ def fit(headers: Sequence[str], rows: Sequence[Sequence[str]], limit: int | None
 
 def wrap_cell(text: str, columns: int) -> str:
     """`text` in lines of at most `columns`, broken between words; a word wider than that breaks
-    after '_' or '/', and a piece still too wide anywhere."""
+    after '_' or '/', and a piece still too wide anywhere (filling the line)."""
     lines: list[str] = []
     for paragraph in text.splitlines() or [""]:
         line = ""
         for word in paragraph.split():
             pieces = [word] if cell_len(word) <= columns else [
-                chunk[at:at + columns] for chunk in _pieces(word) for at in range(0, len(chunk), columns)]
+                part for piece in _pieces(word) for part in (list(piece) if cell_len(piece) > columns else [piece])]
             for n, piece in enumerate(pieces):
                 joined = line + (" " if n == 0 and line else "") + piece
                 if line and cell_len(joined) > columns:

@@ -271,3 +271,13 @@ def test_instance_classes():
 
 def test_unknown_option_is_one_line(bb):
     one_line_error(bb("doctor", "--bogus"), "--bogus")
+
+
+def test_the_table_fits_80_columns(deployed, fakes, bb):
+    result = bb("doctor", width=80)
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    # Details wrap between words; check names and ids stay whole (a long name on a line of its own).
+    for whole in ("quota L-DB2E81BA", deployed.names[discovery.QUEUE_SPOT_FIRST], "us-east-1a", "144 vCPUs,",
+                  "ml-oncall@example.com"):
+        assert whole in result.output, whole

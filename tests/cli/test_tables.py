@@ -68,6 +68,8 @@ def test_headers_break_after_an_underscore_values_never_inside_a_word():
     # The last resort, a word wider than the whole table: after '/', then anywhere.
     assert terminal.wrap_cell("s3://bucket/runs/a/model.safetensors", 20).splitlines() == [
         "s3://bucket/runs/a/", "model.safetensors"]
+    assert terminal.wrap_cell("s3://a-bucket-name-too-long-for-any-line/x", 12).splitlines() == [
+        "s3://a-bucke", "t-name-too-l", "ong-for-any-", "line/x"]
 
 
 # --- every table command at 80 columns --------------------------------------------------------------
