@@ -56,15 +56,17 @@ def width(*, err: bool = False) -> int | None:
     return console(err=err).width if is_terminal(err=err) else None
 
 
-def echo_wrapped(text: str, *, err: bool = False) -> None:
-    """A line of prose, wrapped between words to `width()` (continuation lines indented two
-    spaces); unchanged in a pipe."""
-    columns = width(err=err)
+def wrap_prose(text: str, columns: int | None) -> str:
+    """A line of prose wrapped between words to `columns`, continuation lines indented two spaces
+    (a word wider than that stays whole); as it is when it fits or `columns` is None."""
     if columns is None or cell_len(text) <= columns:
-        click.echo(text, err=err)
-        return
-    click.echo(textwrap.fill(text, columns, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False),
-               err=err)
+        return text
+    return textwrap.fill(text, columns, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+
+
+def echo_wrapped(text: str, *, err: bool = False) -> None:
+    """A line of prose for people, wrapped to `width()`; unchanged in a pipe."""
+    click.echo(wrap_prose(text, width(err=err)), err=err)
 
 
 # --- fitting a table to a width ---------------------------------------------------------------------
@@ -185,7 +187,7 @@ def _cells(rows: Iterable[Sequence[object]]) -> list[list[str]]:
     return [["-" if v is None else str(v) for v in row] for row in rows]
 
 
-def dropped_note(fitted: Fit, columns: int | None) -> str | None:
+def _dropped_note(fitted: Fit, columns: int | None) -> str | None:
     if not fitted.dropped:
         return None
     return (f"Not shown at {columns} columns: {', '.join(fitted.dropped)} "
@@ -203,9 +205,8 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, ri
     Console(file=buffer, width=limit or UNLIMITED_WIDTH, color_system=None, markup=False,
             highlight=False, emoji=False).print(_table(headers, cells, right, fitted))
     text = "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
-    note = dropped_note(fitted, limit)
-    return text if note is None else text + "\n" + textwrap.fill(note, limit or UNLIMITED_WIDTH,
-                                                                break_long_words=False, break_on_hyphens=False)
+    note = _dropped_note(fitted, limit)
+    return text if note is None else f"{text}\n{wrap_prose(note, limit)}"
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, right: Sequence[int] = (),
@@ -218,6 +219,6 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, rig
     cells, limit = _cells(rows), width()
     fitted = fit(headers, cells, limit, drop)
     console().print(_table(headers, cells, right, fitted))
-    note = dropped_note(fitted, limit)
+    note = _dropped_note(fitted, limit)
     if note is not None:
         echo_wrapped(note)
