@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -15,9 +16,24 @@ from .. import local as local_mod
 from ..errors import BertBatchError
 from ..options import hyperparameter_options
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 # The job's hyperparameters, and the trainer flags a quick local check needs.
 LOCAL_ROWS = job_parameters.OPTION_ROWS + tuple(hp.BY_NAME[name] for name in ("vocab", "max_steps", "seed"))
 LOCAL_RUNS_DIR = Path("local-runs")  # mirrors the artifacts bucket: runs/<run-id>/, checkpoints/<run-id>/
+
+
+def local_flag(what: str) -> Callable[[F], F]:
+    """--local, passed as `local`: the command reads `what`, under LOCAL_RUNS_DIR, instead of AWS."""
+    return click.option("--local", is_flag=True, help=f"{what}; no AWS call")
+
+
+def local_runs_root() -> Path:
+    """LOCAL_RUNS_DIR, where `--local` reads; one line when the current directory has none."""
+    if not LOCAL_RUNS_DIR.is_dir():
+        raise BertBatchError(f"no {LOCAL_RUNS_DIR}/ in {Path.cwd()}: run bertbatch local first (it writes "
+                             f"{LOCAL_RUNS_DIR}/runs/<run-id>/), or run this where it ran")
+    return LOCAL_RUNS_DIR
 
 
 class TrainerFlagsAfterDashes(click.Command):

@@ -285,3 +285,13 @@ def test_without_aws_access_the_fix_is_access_not_a_deploy(bb, monkeypatch, tmp_
     assert "no AWS region" in result.output
     assert "give AWS access to the account the platform is deployed in" in result.output
     assert "make deploy" not in result.output
+
+
+def test_the_table_fits_80_columns(deployed, fakes, bb):
+    result = bb("doctor", width=80)
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    # Details wrap between words; check names and ids stay whole (a long name on a line of its own).
+    for whole in ("quota L-DB2E81BA", deployed.names[discovery.QUEUE_SPOT_FIRST], "us-east-1a", "144 vCPUs,",
+                  "ml-oncall@example.com"):
+        assert whole in result.output, whole
