@@ -23,7 +23,7 @@ CDK := $(abspath node_modules/.bin/cdk)
 # instance profile's credentials included.)
 NO_AWS := env $$(env | grep -o '^AWS_[A-Z0-9_]*' | sed 's/^/-u /') AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help install synth check scan actionlint test lint bootstrap deploy diff destroy bench clean
+.PHONY: help install quickstart synth check scan actionlint test lint bootstrap deploy diff destroy bench clean
 
 help:
 	@echo "make synth    synthesize every stack offline, gate on cdk-nag and cfn-lint (PROFILE=$(PROFILE))"
@@ -35,6 +35,7 @@ help:
 	@echo "make bootstrap   CDK bootstrap of the target account and region, once before the first deploy (needs AWS credentials)"
 	@echo "make diff | deploy | destroy   CDK CLI against a real account (needs AWS credentials)"
 	@echo "make bench    run the benchmarks in bench/ and write bench/results/"
+	@echo "make quickstart   train, register and use a tiny model on the sample data, no AWS account"
 
 # --- installs (stamp files make a second run skip them) ---------------------------------
 $(VENV)/.created:
@@ -118,6 +119,11 @@ deploy: $(VENV)/.synth-deps node_modules/.installed
 
 destroy: $(VENV)/.synth-deps node_modules/.installed
 	$(CDK) destroy --all -c profile=$(PROFILE) $(CDK_ARGS)
+
+# No AWS account needed: examples/quickstart.sh trains a tiny model on examples/, registers it
+# under local-runs/ and scores examples/reviews.jsonl.
+quickstart: $(VENV)/.dev-deps
+	$(NO_AWS) bash examples/quickstart.sh
 
 bench: install
 	$(BIN)/python -m bench
