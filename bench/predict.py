@@ -174,7 +174,7 @@ def report(r: dict) -> str:
 
 
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = p or argparse.ArgumentParser(prog="python -m bench.predict", description=__doc__,
+    p = p or argparse.ArgumentParser(allow_abbrev=False, prog="python -m bench.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=None, help="the first N dev rows (default: all)")
     p.add_argument("--batch-size", type=int, default=64, help="same on both sides (default 64)")

@@ -149,7 +149,7 @@ def report(r: dict) -> str:
 
 
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = p or argparse.ArgumentParser(prog="python -m bench.synth", description=__doc__,
+    p = p or argparse.ArgumentParser(allow_abbrev=False, prog="python -m bench.synth", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--with-make-test", action="store_true", help="also time `make test` (several minutes)")
     p.add_argument("--profiles", default="dev,prod", help="profiles for the in-process synth")

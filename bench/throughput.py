@@ -246,7 +246,7 @@ def report(r: dict) -> str:
 
 
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = p or argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__,
+    p = p or argparse.ArgumentParser(allow_abbrev=False, prog="python -m bench.throughput", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", choices=sorted(SHAPES), default="base")
     p.add_argument("--steps", type=int, default=None,

@@ -1,9 +1,11 @@
-"""Run outputs in the artifacts bucket: runs/<run-id>/ (metrics.json last) and checkpoints/<run-id>/."""
+"""Run outputs in the artifacts bucket: runs/<run-id>/ (metrics.json last) and checkpoints/<run-id>/,
+and the same layout under `bertbatch local`'s local-runs/ directory."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,15 @@ def list_run_ids(s3: Any, bucket: str) -> list[str]:
     return ids
 
 
+def parse_metrics(body: bytes) -> dict[str, Any]:
+    """A metrics.json's object; a stand-in naming the problem when it is not one."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"error": "unreadable metrics.json"}
+    return data if isinstance(data, dict) else {"error": "unexpected metrics.json"}
+
+
 def read_metrics(s3: Any, bucket: str, run_id: str) -> tuple[dict[str, Any] | None, _dt.datetime | None]:
     """(final metrics or None if not written yet, LastModified of metrics.json or None)."""
     key = run_prefix(run_id) + layout.METRICS_FILE
@@ -45,13 +56,44 @@ def read_metrics(s3: Any, bucket: str, run_id: str) -> tuple[dict[str, Any] | No
         if is_not_found(exc):
             return None, None
         raise
-    try:
-        data = json.loads(obj["Body"].read())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {"error": "unreadable metrics.json"}, obj.get("LastModified")
-    if not isinstance(data, dict):
-        return {"error": "unexpected metrics.json"}, obj.get("LastModified")
-    return data, obj.get("LastModified")
+    return parse_metrics(obj["Body"].read()), obj.get("LastModified")
+
+
+def read_local_metrics(directory: Path) -> tuple[dict[str, Any] | None, _dt.datetime | None]:
+    """`read_metrics` for a local output directory: the time is metrics.json's modification time."""
+    path = directory / layout.METRICS_FILE
+    if not path.is_file():
+        return None, None
+    return parse_metrics(path.read_bytes()), _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.UTC)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run as `bertbatch runs` lists it."""
+
+    run_id: str
+    metrics: dict[str, Any] | None  # None: no metrics.json yet (running)
+    finished: _dt.datetime | None  # when metrics.json was written
+
+
+def s3_runs(s3: Any, bucket: str) -> list[RunSummary]:
+    """Every runs/<run-id>/ of the artifacts bucket."""
+    return [RunSummary(run_id, *read_metrics(s3, bucket, run_id)) for run_id in list_run_ids(s3, bucket)]
+
+
+def local_runs(root: Path) -> list[RunSummary]:
+    """Every runs/<run-id>/ under a local runs directory (`bertbatch local`'s local-runs/)."""
+    base = root / layout.RUNS_PREFIX
+    if not base.is_dir():
+        return []
+    directories = sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return [RunSummary(d.name, *read_local_metrics(d)) for d in directories]
+
+
+def newest_first(found: list[RunSummary]) -> list[RunSummary]:
+    """The runs still training (no metrics.json) first, then the finished ones, newest first."""
+    epoch = _dt.datetime.min.replace(tzinfo=_dt.UTC)
+    return sorted(found, key=lambda r: (r.finished is None, r.finished or epoch), reverse=True)
 
 
 def read_json_object(text: str | bytes, where: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import botocore.exceptions
 import botocore.loaders
 import botocore.session
 
-from .errors import BertBatchError
+from .errors import BertBatchError, NoAwsAccess
 
 _LOADER: botocore.loaders.Loader | None = None
 
@@ -36,13 +36,13 @@ def make_client(service: str, *, region: str | None = None, aws_profile: str | N
     try:
         session = boto_session(region=region, aws_profile=aws_profile)
     except botocore.exceptions.ProfileNotFound:
-        raise BertBatchError(f"AWS profile {aws_profile!r} not found in the AWS config files") from None
+        raise NoAwsAccess(f"AWS profile {aws_profile!r} not found in the AWS config files") from None
     try:
         return session.client(service)
     except botocore.exceptions.ProfileNotFound:
-        raise BertBatchError(f"AWS profile {aws_profile!r} not found in the AWS config files") from None
+        raise NoAwsAccess(f"AWS profile {aws_profile!r} not found in the AWS config files") from None
     except botocore.exceptions.NoRegionError:
-        raise BertBatchError("no AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION)") from None
+        raise NoAwsAccess("no AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION)") from None
 
 
 def error_code(exc: BaseException) -> str:
@@ -77,27 +77,27 @@ def aws_errors() -> Iterator[None]:
     try:
         yield
     except botocore.exceptions.NoCredentialsError:
-        raise BertBatchError(
+        raise NoAwsAccess(
             "no AWS credentials found: configure them (aws configure / aws sso login) "
             "or pass --aws-profile"
         ) from None
     except botocore.exceptions.ProfileNotFound as exc:
         raise BertBatchError(one_line(str(exc))) from None
     except botocore.exceptions.NoRegionError:
-        raise BertBatchError("no AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION)") from None
+        raise NoAwsAccess("no AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION)") from None
     except (
         botocore.exceptions.TokenRetrievalError,
         botocore.exceptions.SSOTokenLoadError,
         botocore.exceptions.UnauthorizedSSOTokenError,
     ) as exc:
-        raise BertBatchError(f"AWS credentials unusable: {one_line(str(exc))}") from None
+        raise NoAwsAccess(f"AWS credentials unusable: {one_line(str(exc))}") from None
     except botocore.exceptions.EndpointConnectionError as exc:
-        raise BertBatchError(f"cannot reach AWS: {one_line(str(exc))}") from None
+        raise NoAwsAccess(f"cannot reach AWS: {one_line(str(exc))}") from None
     except botocore.exceptions.ClientError as exc:
         code = error_code(exc)
         if code in {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
                     "UnrecognizedClientException", "InvalidSignatureException"}:
-            raise BertBatchError(f"AWS credentials rejected ({code}): refresh them and retry") from None
+            raise NoAwsAccess(f"AWS credentials rejected ({code}): refresh them and retry") from None
         op = exc.operation_name if hasattr(exc, "operation_name") else "AWS call"
         raise BertBatchError(f"{op} failed: {one_line(error_message(exc))}") from None
     except botocore.exceptions.BotoCoreError as exc:

@@ -58,7 +58,9 @@ def cli(ctx: click.Context, profile: str, project: str, region: str | None, aws_
       bertbatch --debug status JOB
     """
     # One Session for the invocation; options given after the command update it (options.py).
-    ctx.obj = Session(profile=profile, project=project, region=region, aws_profile=aws_profile)
+    # A caller may pass its own Session as `obj` (tests: a clock that does not wait); its sleep is kept.
+    sleep = ctx.obj.sleep if isinstance(ctx.obj, Session) else Session.sleep
+    ctx.obj = Session(profile=profile, project=project, region=region, aws_profile=aws_profile, sleep=sleep)
 
 
 for _command in COMMANDS:

@@ -99,10 +99,25 @@ def load_local(directory: Path) -> Run:
     if not metrics_path.is_file():
         raise BertBatchError(f"{directory}: no {layout.METRICS_FILE} (not a finished run's output directory)")
     metrics = artifacts.read_json_object(metrics_path.read_bytes(), str(metrics_path))
-    args_path = directory / layout.TRAINING_ARGS_FILE
-    arguments = artifacts.read_json_object(args_path.read_bytes(), str(args_path)) if args_path.is_file() else {}
     run_id = str(metrics.get("run_id") or directory.name)
-    return Run(run_id=run_id, source="local", metrics=metrics, arguments=arguments)
+    return Run(run_id=run_id, source="local", metrics=metrics, arguments=_local_arguments(directory))
+
+
+def _local_arguments(directory: Path) -> dict[str, Any]:
+    args_path = directory / layout.TRAINING_ARGS_FILE
+    return artifacts.read_json_object(args_path.read_bytes(), str(args_path)) if args_path.is_file() else {}
+
+
+def load_local_run(root: Path, run_id: str) -> Run:
+    """RUN_ID under a local runs directory (local-runs/): its finished output, or a run still
+    training (an output directory without metrics.json, or checkpoints only)."""
+    directory = root / layout.run_prefix(run_id)
+    if (directory / layout.METRICS_FILE).is_file():
+        return load_local(directory)
+    if not directory.is_dir() and not (root / layout.checkpoint_prefix(run_id)).is_dir():
+        raise BertBatchError(f"no such run: {run_id} (no {directory}/ and no "
+                             f"{root / layout.checkpoint_prefix(run_id)}/; bertbatch runs --local lists the runs)")
+    return Run(run_id=run_id, source="local", metrics=None, arguments=_local_arguments(directory))
 
 
 def load_s3(s3: Any, bucket: str, run_id: str) -> Run:
@@ -169,6 +184,13 @@ def duration_text(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
+def hyperparameter_text(value: object) -> str:
+    """A hyperparameter as the command line takes it (2e-5, not a metric's 0.0000)."""
+    if value is None:
+        return "-"
+    return hp.format_value(value) if isinstance(value, (int, float, str)) else str(value)
+
+
 def table(recs: list[dict[str, Any]], metric: str) -> tuple[tuple[str, ...], list[tuple[str, ...]], tuple[int, ...]]:
     """(headers, rows, right-aligned columns) for people."""
     diff = list(recs[0]["hyperparameters"]) if recs else []
@@ -179,7 +201,7 @@ def table(recs: list[dict[str, Any]], metric: str) -> tuple[tuple[str, ...], lis
         best = rec["best_metric"]
         rows.append((
             BEST_MARK if rec["best"] else "", rec["run_id"] + ("" if rec["state"] == "finished" else " (running)"),
-            *(artifacts.format_value(rec["hyperparameters"][d]) for d in diff),
+            *(hyperparameter_text(rec["hyperparameters"][d]) for d in diff),
             *(artifacts.format_value(rec["final"][k]) for k in FINAL_KEYS),
             artifacts.format_value(best["value"]), artifacts.format_value(best["step"]),
             artifacts.format_value(rec["steps"]), duration_text(rec["duration_seconds"]),
@@ -187,6 +209,16 @@ def table(recs: list[dict[str, Any]], metric: str) -> tuple[tuple[str, ...], lis
         ))
     first_number = 2 + len(diff)
     return headers, rows, tuple(range(first_number, len(headers)))
+
+
+def drop_order(headers: tuple[str, ...]) -> list[str]:
+    """The columns a narrow terminal leaves out first: the details, then the final metrics, then the
+    differing hyperparameters from the last; the run id, the best mark and the best value stay."""
+    details = ["ATTEMPTS", "AT STEP", "STEPS", "EVAL_LOSS", "TRAIN_LOSS", "EVAL_F1", "DURATION", "COST",
+               "EVAL_ACCURACY"]
+    fixed = {"", "RUN ID", *details, *(k.upper() for k in FINAL_KEYS)}
+    hyperparameters = [h for h in headers if h not in fixed and not h.startswith("BEST ")]
+    return [*details, *reversed(hyperparameters)]
 
 
 def csv_text(recs: list[dict[str, Any]]) -> str:

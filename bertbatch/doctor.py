@@ -20,11 +20,13 @@ from bertbatch_contract.naming import Naming
 
 from . import jobs, models
 from .aws import error_code, error_message, is_not_found, one_line
-from .errors import BertBatchError
+from .errors import BertBatchError, NoAwsAccess
 from .session import Session
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 DEPLOY = "make deploy PROFILE={profile}"
+NO_ACCESS_FIX = ("give AWS access to the account the platform is deployed in (--aws-profile, --region); "
+                 "without one: bertbatch local, estimate --offline (docs/cli.md)")
 
 # Service-linked roles Batch needs: its own, and EC2 Spot's for Spot compute environments.
 BATCH_ROLE = ("AWSServiceRoleForBatch", "batch.amazonaws.com")
@@ -86,6 +88,9 @@ class Doctor:
     def checks(self) -> Iterator[Check]:
         try:
             deployment = self.session.deployment
+        except NoAwsAccess as exc:  # nothing is known about the deployment: deploying is not the fix
+            yield Check("discovery", FAIL, exc.message, NO_ACCESS_FIX)
+            return
         except BertBatchError as exc:
             yield Check("discovery", FAIL, exc.message, self.deploy)
             return
@@ -242,11 +247,14 @@ class Doctor:
         defaults = jobs.job_definition_parameters(self.session.client("batch"),
                                                   self.session.get(discovery.JOB_DEFINITION_SINGLE))
         model = defaults.get("model", "")
-        if not model or model.startswith("s3://") or model.startswith("random:"):
+        # The job definitions name the staged copy (s3://<artifacts>/models/<name>/); older ones a hub id.
+        name = layout.staged_model_name_of(model) if model.startswith("s3://") else models.staged_name(model)
+        if not model or name is None or model.startswith("random:"):
             yield Check("default model", OK, f"{model or 'none'}: nothing to stage")
             return
+        model = name.replace("--", "/")  # what `models import` takes
         bucket = self.session.get(discovery.ARTIFACTS_BUCKET)
-        manifest = layout.model_manifest_key(models.staged_name(model))  # written last: the model is complete
+        manifest = layout.model_manifest_key(name)  # written last: the model is complete
         try:
             self.session.client("s3").head_object(Bucket=bucket, Key=manifest)
         except botocore.exceptions.ClientError as exc:
@@ -260,7 +268,7 @@ class Doctor:
                 yield Check("default model", FAIL, detail + " and jobs cannot reach a model hub",
                             f"bertbatch --profile {self.profile} models import {model}")
             return
-        yield Check("default model", OK, f"{model} staged in {layout.s3_uri(bucket, layout.model_prefix(model))}")
+        yield Check("default model", OK, f"{model} staged in {layout.s3_uri(bucket, layout.model_prefix(name))}")
 
     def budget(self) -> Iterator[Check]:
         account = self.session.client("sts").get_caller_identity()["Account"]

@@ -14,6 +14,11 @@ class BertBatchError(click.ClickException):
     exit_code = 1
 
 
+class NoAwsAccess(BertBatchError):
+    """No usable AWS access (no region, no or rejected credentials, AWS unreachable): nothing
+    about the deployment is known yet, so no fix that deploys applies."""
+
+
 class UsageError(BertBatchError):
     """A usage error (a missing argument, a bad option value) as one line, exit code 2 as click's."""
 

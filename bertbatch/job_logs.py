@@ -3,7 +3,6 @@ printing new lines until the job ends."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import click
@@ -19,7 +18,7 @@ from .session import Session
 def print_logs(session: Session, job_id: str, *, follow: bool = False, hide_emf: bool = False,
                poll: float = 5.0, sleep: Callable[[float], None] | None = None) -> None:
     """Echo the job's log lines; raises BertBatchError when there is nothing to show."""
-    sleep = sleep or time.sleep
+    sleep = sleep or session.sleep
     batch = session.client("batch")
     group = session.get(discovery.LOG_GROUP)
     logs_client = session.client("logs")

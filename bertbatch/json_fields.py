@@ -62,7 +62,8 @@ FIELDS: dict[str, dict[str, str]] = {
         "state": "finished (metrics.json written) or running",
         "finished": "when metrics.json was written, ISO 8601 UTC, or null",
         "metrics": "the run's metrics.json object, or null",
-        "cost": "USD of every attempt of the run's jobs still listed by Batch (the cost ledger), or null",
+        "cost": "USD of every attempt of the run's jobs still listed by Batch (the cost ledger), or null (always "
+                "with --local)",
     },
     "compare": {
         "run_id": "run id",
@@ -114,7 +115,7 @@ FIELDS: dict[str, dict[str, str]] = {
     "models list": {
         "name": "the staged name (what submit --model takes)",
         "state": "staged (manifest written) or incomplete (an import that did not finish)",
-        "uri": "s3:// prefix of the model",
+        "uri": "s3:// prefix of the model (with --local: its directory under local-runs/)",
         "files": "number of files, or null",
         "size": "bytes in all, or null",
         "source": "the hub id (hf://...) or local directory it came from, or null",
@@ -128,7 +129,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "version": "version number (1, 2, ...)",
         "aliases": "aliases pointing at this version",
         "run_id": "the training run the version points at",
-        "uri": "the run's output prefix (what a job loads)",
+        "uri": "the run's output prefix (what a job loads; with --local: its directory)",
         "metrics": "the run's metrics.json object",
         "data": "the run's inputs: train, eval, text_column, label_column (those recorded)",
         "created": "when the version was recorded, ISO 8601 UTC",

@@ -40,6 +40,20 @@ def check_model(model: str) -> None:
         raise BertBatchError(f"--model {model}: no such directory")
 
 
+# Trainer flags `local` sets from its own options: after `--` they would override what the CLI
+# reports (the run id, where the model lands), so they are refused there with the option to use.
+LOCAL_OWNED = {"run_id": "--run-name", "output_uri": "--output-dir", "checkpoint_uri": "--checkpoint-dir"}
+
+
+def check_trainer_flags(extra: tuple[str, ...], own_options: Mapping[str, str]) -> None:
+    """`own_options`: trainer field name -> the `local` option that sets it."""
+    owned = {hp.BY_NAME[name].flag: option for name, option in {**own_options, **LOCAL_OWNED}.items()}
+    for arg in extra:
+        flag = arg.split("=", 1)[0]
+        if flag in owned:
+            raise BertBatchError(f"-- {flag}: bertbatch local has its own option for it: {owned[flag]}, before --")
+
+
 def command(
     *,
     train: str,

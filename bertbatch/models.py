@@ -51,9 +51,7 @@ def check_name(name: str, *, what: str = "--name") -> str:
     return name
 
 
-def staged_name(model: str) -> str:
-    """The staged name of a hub id: bert-base-uncased -> bert-base-uncased, org/x -> org--x."""
-    return model.replace("/", "--")
+staged_name = layout.staged_model_name  # one rule for the CLI, the job definitions and the container
 
 
 # --- the files of a model directory ---------------------------------------------------------------
@@ -243,12 +241,26 @@ def refuse_random(model: str, flag: str = "--model") -> None:
         raise BertBatchError(f"{flag} {model}: {RANDOM_REFUSAL}")
 
 
+def _check_staged_uri(session: Session, uri: str) -> None:
+    """A models/<name>/ prefix of this platform's artifacts bucket (the job definitions' default
+    model) must be staged: the job would fail at start otherwise."""
+    name = layout.staged_model_name_of(uri)
+    bucket = session.get(discovery.ARTIFACTS_BUCKET)
+    if name is None or not uri.startswith(layout.s3_uri(bucket)):
+        return
+    if read_manifest(session.client("s3"), bucket, name) is None:
+        hub_id = name.replace("--", "/")
+        raise BertBatchError(f"model {hub_id!r} is not staged and jobs cannot reach the internet: "
+                             f"run bertbatch models import {hub_id}")
+
+
 def resolve(session: Session, model: str) -> str:
     """What a job gets for `model`: a staged name -> its s3:// prefix; NAME@ALIAS / NAME@N (the
     registry) -> the version's run output; s3:// as given; random:* refused; a hub name that is
     not staged -> as given, unless jobs cannot reach the internet."""
     refuse_random(model)
     if model.startswith(PASS_THROUGH):
+        _check_staged_uri(session, model)
         return model
     from . import registry  # the registry's records live beside the staged models
 

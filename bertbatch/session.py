@@ -7,6 +7,8 @@ no AWS call.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,8 @@ class Session:
     project: str = DEFAULT_PROJECT
     region: str | None = None
     aws_profile: str | None = None
+    # How commands that poll (watch, logs --follow, predict --wait) wait: tests hand in their own.
+    sleep: Callable[[float], None] = time.sleep
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
     _deployment: deployment.Deployment | None = field(default=None, repr=False)
 

@@ -159,7 +159,7 @@ def watch(session: Session, job_id: str, *, poll: float = 10.0, fallback_grace: 
     outcome = Outcome()
     try:
         job = _follow(session, job_id, poll=poll, fallback_grace=fallback_grace, display=display,
-                      outcome=outcome, sleep=sleep or time.sleep)
+                      outcome=outcome, sleep=sleep or session.sleep)
         final_report(session, job, display, outcome)
         if job["status"] == "SUCCEEDED":
             display.event(f"job {job['jobId']} SUCCEEDED")

@@ -72,6 +72,26 @@ def model_manifest_key(name: str) -> str:
     return model_prefix(name) + MODEL_MANIFEST
 
 
+def staged_model_name(model: str) -> str:
+    """The name a hub id is staged under (`bertbatch models import`): one S3 path segment,
+    bert-base-uncased -> bert-base-uncased, org/x -> org--x."""
+    return model.replace("/", "--")
+
+
+def staged_model_uri(bucket: str, model: str) -> str:
+    """Where a job reads the staged copy of `model`: s3://<artifacts>/models/<staged name>/."""
+    return s3_uri(bucket, model_prefix(staged_model_name(model)))
+
+
+def staged_model_name_of(uri: str) -> str | None:
+    """The staged name when `uri` is a models/<name>/ prefix (s3://bucket/models/x/), else None."""
+    bucket_and_key = uri.removeprefix("s3://").rstrip("/")
+    parts = bucket_and_key.split("/")
+    if uri.startswith("s3://") and len(parts) == 3 and parts[1] + "/" == MODELS_PREFIX and parts[2]:
+        return parts[2]
+    return None
+
+
 # predictions/<id>/: shard i writes part-<i:05d>.jsonl (one JSON object per input row, in row
 # order: {"row", "id" (with an id column), "label", "probabilities": {label: float}}), then its
 # part-<i:05d>.manifest.json ({"format", "shard", "shards", "first_row", "rows", "sha256", "bytes",

@@ -46,8 +46,8 @@ OPTIONS: tuple[Hyperparameter, ...] = (
        parameter="batch_size", minimum=1),
     _H("max_seq_length", int, 128, "truncate inputs to this many tokens", "inference",
        parameter="max_seq_length", minimum=8, maximum=MAX_POSITIONS),
-    _H("precision", str, "auto", "auto|bf16|fp32 (auto: bf16 on GPUs that have it, else fp32)", "inference",
-       parameter="precision", choices=PRECISIONS),
+    _H("precision", str, "auto", "auto|bf16|fp32 (auto: bf16 on GPUs that have it and on CPUs with "
+       "AVX512-BF16/AMX, else fp32)", "inference", parameter="precision", choices=PRECISIONS),
     _H("prediction_id", str, None, f"names {layout.PREDICTIONS_PREFIX}<id>/ when --output is not given "
        f"(default ${job.ENV_PREDICTION_ID})", "data", check=_check_prediction_id),
     hyperparameters.BY_NAME["cache_dir"],  # the same flag as training's

@@ -52,14 +52,18 @@ class ContainerResources:
     memory_mib: int
 
 
-def default_parameters(data_bucket_name: str) -> dict[str, str]:
+def default_parameters(data_bucket_name: str, artifacts_bucket_name: str) -> dict[str, str]:
     """The job definitions' parameter defaults: the inputs under the data bucket, then the
-    defaults of the hyperparameter table."""
-    return {
+    defaults of the hyperparameter table, with the default model as its staged copy in the
+    artifacts bucket (jobs have no internet: a plain `aws batch submit-job` must not ask a hub)."""
+    defaults = {
         "train_uri": layout.s3_uri(data_bucket_name, layout.DEFAULT_TRAIN_KEY),
         "eval_uri": layout.s3_uri(data_bucket_name, layout.DEFAULT_EVAL_KEY),
         **hyperparameters.parameter_defaults(),
     }
+    model = hyperparameters.BY_NAME["model"]
+    defaults[str(model.parameter)] = layout.staged_model_uri(artifacts_bucket_name, str(model.default))
+    return defaults
 
 
 def predict_parameter_defaults() -> dict[str, str]:
@@ -106,6 +110,7 @@ class TrainingJobDefinitions(Construct):
         environment: Mapping[str, str],
         training_environment: Mapping[str, str],
         data_bucket_name: str,
+        artifacts_bucket_name: str,
         fsx: bool,
         single_node: ContainerResources,
         per_node: ContainerResources,
@@ -129,7 +134,7 @@ class TrainingJobDefinitions(Construct):
 
         retries = dict(retry_attempts=retry_attempts, retry_strategies=retry_strategies(), propagate_tags=True)
         common = dict(
-            parameters=default_parameters(data_bucket_name),
+            parameters=default_parameters(data_bucket_name, artifacts_bucket_name),
             timeout=Duration.minutes(timeout_minutes),
             **retries,
         )

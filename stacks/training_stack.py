@@ -153,6 +153,7 @@ class TrainingStack(Stack):
             environment=job_environment(config, data_bucket, artifacts_bucket, fsx=fsx),
             training_environment=tracking_environment(config),
             data_bucket_name=data_bucket.bucket_name,
+            artifacts_bucket_name=artifacts_bucket.bucket_name,
             fsx=fsx,
             single_node=jobdefs.ContainerResources(
                 gpus=t.gpus_per_job, vcpus=t.vcpus_per_job, memory_mib=t.memory_mib_per_job

@@ -76,3 +76,20 @@ def test_no_function_outside_tests_is_longer_than_the_limit() -> None:
                     if length > MAX_FUNCTION_LINES:
                         long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({length} lines)")
     assert not long, long
+
+
+def test_no_argument_parser_accepts_abbreviated_options() -> None:
+    """argparse takes a prefix of a long option by default: `--output` reached the trainer as
+    `--output-uri`. Every parser in the project is built with allow_abbrev=False."""
+    loose = []
+    for directory in [*SOURCE_DIRS, "tests"]:
+        for path in _python_files(directory):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Call):
+                    continue
+                if getattr(node.func, "attr", getattr(node.func, "id", "")) != "ArgumentParser":
+                    continue
+                if not any(k.arg == "allow_abbrev" and isinstance(k.value, ast.Constant) and k.value.value is False
+                           for k in node.keywords):
+                    loose.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not loose, loose

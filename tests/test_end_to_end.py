@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -30,8 +29,8 @@ from click.testing import CliRunner
 from bertbatch import aws as bertbatch_aws
 from bertbatch.cli import cli
 from bertbatch_contract import discovery, job, layout
-from tests.conftest import FIXTURES, REPO
-from tests.container.conftest import free_port, subprocess_env
+from tests.conftest import FIXTURES, REPO, start_moto_server
+from tests.container.conftest import subprocess_env
 from tests.platform_from_templates import Deployed, deploy
 from tests.submit_job_rules import SubmitJobRules, node_range
 
@@ -57,16 +56,10 @@ CONTAINER_ONLY_FLAGS = ("--max-steps", str(MAX_STEPS))
 def moto_endpoint(monkeypatch, tmp_path) -> Iterator[str]:
     """A moto server on 127.0.0.1 that the CLI, the test and the container processes all talk to,
     with fake credentials and no AWS config, and moto's Docker-less Batch."""
-    from moto.server import ThreadedMotoServer
-
     for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN", "BERT_BATCH_PROFILE",
                 "BERT_BATCH_PROJECT", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(var, raising=False)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per request otherwise
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    server, endpoint = start_moto_server()
     for name, value in {
         "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
@@ -327,7 +320,35 @@ def test_single_node_job_runs_through_the_entrypoint_and_the_cli_reads_it(platfo
     check_cli_reads_the_run(platform, submitted["job_id"], submitted["run_id"], world_size=1)
 
 
-def test_multi_node_job_runs_node_0_and_node_1_through_torchrun(platform, tiny_model, tmp_path):
+def test_a_plain_submit_job_with_the_definitions_defaults_runs_once_the_default_model_is_staged(
+        platform, tiny_model_dir, tmp_path):
+    """`aws batch submit-job --job-name N --job-queue Q --job-definition D`, as AWS documents it:
+    no parameters, so every Ref:: takes the definition's default. The default model is its staged
+    copy in the artifacts bucket: before `models import` the job fails in one line that says
+    what to run; after it, the same request trains."""
+    names = platform.deployed.names
+    batch = bertbatch_aws.make_client("batch", region=REGION)
+    request = {"jobName": "plain", "jobQueue": names[discovery.QUEUE_SPOT_FIRST],
+               "jobDefinition": names[discovery.JOB_DEFINITION_SINGLE]}
+    job_id = batch.submit_job(**request)["jobId"]
+    definition = platform.deployed.job_definition(request["jobDefinition"])
+    command = [*resolved_command(definition, request), *CONTAINER_ONLY_FLAGS]
+    model = command[command.index("--model") + 1]
+    assert model == f"s3://{platform.artifacts_bucket}/models/bert-base-uncased/"
+
+    env = batch_environment(platform, tmp_path / "before", definition, request, job_id)
+    log = tmp_path / "before.log"
+    assert finish(start_node(command, env, log), log) == job.EXIT_BAD_INPUT
+    assert (f"bert_train: error: {model}: model bert-base-uncased is not staged (no manifest.json): "
+            "run bertbatch models import bert-base-uncased") in log.read_text()
+
+    bertbatch("models", "import", str(tiny_model_dir), "--name", "bert-base-uncased")
+    env = batch_environment(platform, tmp_path / "after", definition, request, job_id)
+    log = tmp_path / "after.log"
+    assert finish(start_node(command, env, log), log) == job.EXIT_OK, log.read_text()[-3000:]
+
+
+def test_multi_node_job_runs_node_0_and_node_1_through_torchrun(platform, tiny_model, tmp_path, reserved_port):
     submitted = submit("--nodes", "2")
     (request,) = platform.submitted
     definition = platform.deployed.job_definition(request["jobDefinition"])
@@ -335,7 +356,7 @@ def test_multi_node_job_runs_node_0_and_node_1_through_torchrun(platform, tiny_m
     assert (definition["type"], nodes) == ("multinode", 2)
     main_node = definition["nodeProperties"]["mainNode"]
 
-    port = str(free_port())  # the rendezvous port (the entrypoint's MASTER_PORT)
+    port = str(reserved_port)  # the rendezvous port (the entrypoint's MASTER_PORT)
     started = []
     for node in range(nodes):
         env = batch_environment(platform, tmp_path / f"node{node}", definition, request, submitted["job_id"], node)

@@ -19,6 +19,7 @@ from ..options import target_options
 from ..output import JSON, TABLE, print_lines
 from ..session import Session, pass_session
 from .jobs import queue_names
+from .local import LOCAL_RUNS_DIR, local_flag, local_runs_root
 
 F = TypeVar("F", bound=Callable[..., Any])
 CSV = "csv"
@@ -50,17 +51,19 @@ def show(runs: list[compare_mod.Run], metric: str, output: str, plot_path: Path 
         click.echo(compare_mod.csv_text(recs), nl=False)
         return
     headers, rows, right = compare_mod.table(recs, metric)
-    terminal.print_table(headers, rows, right=right)
+    terminal.print_table(headers, rows, right=right, drop=compare_mod.drop_order(headers))
     best = next((r for r in recs if r["best"]), None)
     if best is not None:
         click.echo(f"{compare_mod.BEST_MARK} best {metric}: {best['run_id']}")
 
 
 class RunLoader:
-    """Reads RUNs; the queues and compute environments once, and only for a run on the platform."""
+    """Reads RUNs; the queues and compute environments once, and only for a run on the platform.
+    With `local`, a run id is one under local-runs/ and nothing is read from AWS."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, local: bool = False) -> None:
         self.session = session
+        self.local = local
         self.pricer = ledger.Pricer()
         self._environments: ledger.Environments | None = None
         self._queues: list[str] | None = None
@@ -72,13 +75,16 @@ class RunLoader:
         return ledger.ledger(batch, self._queues, run_id, pricer=self.pricer, environments=self._environments)
 
     def load(self, spec: str) -> compare_mod.Run:
-        """RUN as a local output directory of `bertbatch local`, else a run id on the platform."""
+        """RUN as a local output directory of `bertbatch local`, else a run id on the platform (or,
+        with --local, under local-runs/)."""
         if Path(spec).is_dir():
             return compare_mod.load_local(Path(spec))
         try:
             run_ids.check_run_id(spec, what="RUN")
         except run_ids.InvalidRunId as exc:
             raise BertBatchError(f"{exc} (or give a local output directory)") from None
+        if self.local:
+            return compare_mod.load_local_run(local_runs_root(), spec)
         s3, bucket = self.session.client("s3"), self.session.get(discovery.ARTIFACTS_BUCKET)
         run = compare_mod.load_s3(s3, bucket, spec)
         run.ledger = self.ledger_of(spec)
@@ -93,15 +99,18 @@ class RunLoader:
 @click.argument("specs", nargs=-1, required=True, metavar="RUN [RUN...]")
 @metric_option
 @click.option("--plot", metavar="FILE.png", help="Also draw the eval metric and train loss against step to FILE.png")
+@local_flag(f"A run id is a run of bertbatch local ({LOCAL_RUNS_DIR}/runs/<run-id>/)")
 @comparison_output_option
 @target_options()
 @pass_session
-def compare(session: Session, specs: tuple[str, ...], metric: str, plot: str | None, output: str) -> None:
+def compare(session: Session, specs: tuple[str, ...], metric: str, plot: str | None, local: bool,
+            output: str) -> None:
     """Compare runs side by side: the hyperparameters that differ, final and best metrics, steps,
     duration, attempts and cost; the best run (by --metric) is marked *.
 
     RUN is a run id on the profile (runs/<run-id>/metrics.json and its jobs' cost ledger) or a
-    local output directory of `bertbatch local` (local-runs/runs/<run-id>).
+    local output directory of `bertbatch local` (local-runs/runs/<run-id>). With --local a run
+    id is one of local-runs/runs/, and nothing is read from AWS.
 
     \b
     Examples:
@@ -109,9 +118,10 @@ def compare(session: Session, specs: tuple[str, ...], metric: str, plot: str | N
       bertbatch compare sst2-a local-runs/runs/sst2-laptop --metric eval_f1
       bertbatch compare sst2-a sst2-b --plot curves.png
       bertbatch compare sst2-a sst2-b --format csv > runs.csv
+      bertbatch compare random-tiny-20261121-190500-3fa2 tiny-lr5e5 --local
     """
     plot_path = plot_mod.check_path(plot)
     if len(set(specs)) != len(specs):
         raise BertBatchError(f"RUN {next(s for s in specs if specs.count(s) > 1)}: given twice")
-    loader = RunLoader(session)
+    loader = RunLoader(session, local=local)
     show([loader.load(spec) for spec in specs], metric, output, plot_path)

@@ -66,7 +66,7 @@ def print_table(options: list[estimate_mod.Option], best: estimate_mod.Option, *
                 seq_len: int, nodes: int, prices: dict[str, object], throughput: dict[str, Any], throughput_name: str,
                 assumptions: estimate_mod.Assumptions, tokens: token_sample.TokenCount, checked: bool) -> None:
     click.echo(f"{rows:,} rows x {epochs} epoch(s), sequence length {seq_len}, {nodes} node(s)")
-    click.echo(tokens.describe(seq_len))
+    terminal.echo_wrapped(tokens.describe(seq_len))
     table_rows = [
         ("*" if o is best else "", o.instance_type, f"{o.gpus * o.nodes}x {o.gpu}", o.pricing,
          f"{o.tokens_per_second:,.0f}", "estimate" if o.throughput_estimate else "measured",
@@ -75,21 +75,23 @@ def print_table(options: list[estimate_mod.Option], best: estimate_mod.Option, *
         for o in options
     ]
     headers = ("", "INSTANCE", "GPUS", "PRICING", "TOKENS/S", "FIGURE", "SAMPLES/S", "HOURS", "$/HOUR", "COST $")
-    terminal.print_table(headers + (("PLACEABLE",) if checked else ()), table_rows, right=(4, 6, 7, 8, 9))
-    click.echo(
+    terminal.print_table(headers + (("PLACEABLE",) if checked else ()), table_rows, right=(4, 6, 7, 8, 9),
+                         drop=("FIGURE", "SAMPLES/S", "TOKENS/S", "$/HOUR", "HOURS"))
+    terminal.echo_wrapped(
         f"Assumptions: hours = rows x computed tokens a row x epochs / tokens/s of the GPUs + startup; "
         f"{assumptions.multi_gpu_efficiency:.0%} scaling efficiency on more than one GPU; "
         f"{assumptions.startup_minutes:g} min startup; Spot takes {assumptions.spot_interruption_overhead:.0%} longer "
         f"(interruptions); prices {prices.get('region', '')} as of {prices.get('as_of', '?')}."
     )
-    click.echo(throughput_line(options, throughput, throughput_name))
+    terminal.echo_wrapped(throughput_line(options, throughput, throughput_name))
     if not checked:
-        click.echo("Not checked against the profile's queues (--offline): an option may need a config change.")
+        terminal.echo_wrapped("Not checked against the profile's queues (--offline): an option may need a config "
+                              "change.")
     queue = next(k for k, v in jobs.QUEUE_KEYS.items() if v == best.queue)
     flags = f"--gpus {best.gpus}" + (f" --nodes {best.nodes}" if best.nodes > 1 else "")
     flags += " --on-demand" if best.pricing == "on-demand" and best.nodes == 1 else ""
-    click.echo(f"Would choose: {best.instance_type} {best.pricing} on queue {queue}, "
-               f"{best.hours:.2f} h, ${best.cost:,.2f} (bertbatch submit {flags})")
+    terminal.echo_wrapped(f"Would choose: {best.instance_type} {best.pricing} on queue {queue}, "
+                          f"{best.hours:.2f} h, ${best.cost:,.2f} (bertbatch submit {flags})")
 
 
 def token_count(session: Session, *, data: str | None, rows: int, tokenizer: str | None, model: str | None,

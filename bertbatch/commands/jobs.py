@@ -179,7 +179,8 @@ def list_(session: Session, states: tuple[str, ...], queues: tuple[str, ...], li
          times.timestamp(s.get("stoppedAt")))
         for s in summaries
     ]
-    terminal.print_table(("JOB ID", "NAME", "STATE", "QUEUE", "CREATED (UTC)", "STOPPED (UTC)"), rows)
+    terminal.print_table(("JOB ID", "NAME", "STATE", "QUEUE", "CREATED (UTC)", "STOPPED (UTC)"), rows,
+                         drop=("STOPPED (UTC)", "QUEUE", "CREATED (UTC)", "NAME"))
 
 
 @click.command()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -15,12 +16,52 @@ from .. import local as local_mod
 from ..errors import BertBatchError
 from ..options import hyperparameter_options
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 # The job's hyperparameters, and the trainer flags a quick local check needs.
 LOCAL_ROWS = job_parameters.OPTION_ROWS + tuple(hp.BY_NAME[name] for name in ("vocab", "max_steps", "seed"))
 LOCAL_RUNS_DIR = Path("local-runs")  # mirrors the artifacts bucket: runs/<run-id>/, checkpoints/<run-id>/
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+def local_flag(what: str) -> Callable[[F], F]:
+    """--local, passed as `local`: the command reads `what`, under LOCAL_RUNS_DIR, instead of AWS."""
+    return click.option("--local", is_flag=True, help=f"{what}; no AWS call")
+
+
+def local_runs_root() -> Path:
+    """LOCAL_RUNS_DIR, where `--local` reads; one line when the current directory has none."""
+    if not LOCAL_RUNS_DIR.is_dir():
+        raise BertBatchError(f"no {LOCAL_RUNS_DIR}/ in {Path.cwd()}: run bertbatch local first (it writes "
+                             f"{LOCAL_RUNS_DIR}/runs/<run-id>/), or run this where it ran")
+    return LOCAL_RUNS_DIR
+
+
+class TrainerFlagsAfterDashes(click.Command):
+    """`local`'s own options before `--`, the trainer's after it. An option `local` does not
+    know is an error here, not passed on: the trainer's argparse would read it differently
+    (it once took `--output json` as `--output-uri json`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            args, ctx.meta[TRAINER_FLAGS] = args[:at], args[at + 1 :]
+        return super().parse_args(ctx, args)
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- TRAINER FLAGS...]"]
+
+
+def _no_record(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            f"--output {value}: bertbatch local prints the training's progress, not a record; its metrics are in "
+            "the run's metrics.json (bertbatch runs --local -o json lists local runs)", ctx)
+
+
+TRAINER_FLAGS = "bertbatch.local.trainer_flags"
+
+
+@click.command(cls=TrainerFlagsAfterDashes, epilog="Trainer flags go after --: bertbatch local ... -- --precision fp32")
 @click.option("--train", "train", required=True, metavar="PATH", help="Training TSV/CSV")
 @click.option("--eval", "eval_", required=True, metavar="PATH", help="Evaluation TSV/CSV")
 @hyperparameter_options(LOCAL_ROWS, default_label="default")
@@ -30,10 +71,10 @@ LOCAL_RUNS_DIR = Path("local-runs")  # mirrors the artifacts bucket: runs/<run-i
 @click.option("--no-prepare", is_flag=True,
               help="Train from the --train file read whole, without preparing a store first")
 @click.option("--dry-run", is_flag=True, help="Print the commands without running them")
-@click.argument("extra", nargs=-1, type=click.UNPROCESSED, metavar="[-- TRAINER FLAGS...]")
+@click.option("--output", "-o", hidden=True, expose_value=False, callback=_no_record, is_eager=True)
 @click.pass_context
 def local(ctx: click.Context, train: str, eval_: str, run_name: str | None, output_dir: str | None,
-          checkpoint_dir: str | None, no_prepare: bool, dry_run: bool, extra: tuple[str, ...], **hyper: Any) -> None:
+          checkpoint_dir: str | None, no_prepare: bool, dry_run: bool, **hyper: Any) -> None:
     """Run the training entrypoint (python -m bert_train) on this machine with local paths.
 
     The same program and flags as a Batch job: the way to test a job before it costs money.
@@ -50,6 +91,9 @@ def local(ctx: click.Context, train: str, eval_: str, run_name: str | None, outp
       bertbatch local --train data/train.tsv --eval data/dev.tsv --model ./my-bert --epochs 1 --batch-size 8
       bertbatch local --train train.tsv --eval dev.tsv --model random:tiny --vocab vocab.txt -- --precision fp32
     """
+    extra = tuple(ctx.meta.get(TRAINER_FLAGS, ()))
+    local_mod.check_trainer_flags(extra, {"train": "--train", "eval": "--eval",
+                                          **{row.name: row.flag for row in LOCAL_ROWS}})
     hyperparameters = job_parameters.check(hyper)
     local_mod.check_path("--train", train)
     local_mod.check_path("--eval", eval_)

@@ -3,7 +3,9 @@ bucket (the logic is `bertbatch.models`) and fine-tuned models registered by pro
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,6 +19,7 @@ from ..options import target_options
 from ..output import JSON, output_option, print_lines, print_record
 from ..progress_view import TransferView
 from ..session import Session, pass_session
+from .local import LOCAL_RUNS_DIR, local_flag, local_runs_root
 
 
 @click.group()
@@ -84,35 +87,57 @@ def import_(session: Session, source: str, name: str | None, replace: bool, outp
     click.echo(f"  use it:  bertbatch submit --model {staged}")
 
 
+def registered_records(store: registry.Store) -> list[dict[str, Any]]:
+    """`models list` records of the registered models in `store`."""
+    records = []
+    for name in registry.registered_names(store):
+        found = registry.versions(store, name)
+        records.append({"name": name, "kind": "registered", "state": "registered",
+                        "uri": store.uri(layout.model_prefix(name)), "files": None, "size": None,
+                        "source": found[-1].get("run_id"), "imported": found[-1].get("created"),
+                        "versions": len(found), "aliases": registry.aliases(store, name)})
+    return records
+
+
+def model_records(session: Session, local: bool) -> tuple[list[dict[str, Any]], str]:
+    """(the staged and registered models, where they were looked for); --local: registered only."""
+    if local:
+        store: registry.Store = registry.DirectoryStore(local_runs_root())
+        return registered_records(store), f"{store.uri(layout.MODELS_PREFIX)}{os.sep}"
+    bucket = session.get(discovery.ARTIFACTS_BUCKET)
+    registered = registered_records(registry.S3Store(session.client("s3"), bucket))
+    names = {r["name"] for r in registered}
+    staged = [{**m.record(), "kind": "staged", "versions": None, "aliases": None}
+              for m in models_mod.list_models(session.client("s3"), bucket) if m.name not in names]
+    return staged + registered, layout.s3_uri(bucket, layout.MODELS_PREFIX)
+
+
 @models.command(name="list")
+@local_flag(f"The models promote --local registered ({LOCAL_RUNS_DIR}/models/), not S3's")
 @output_option
 @target_options()
 @pass_session
-def list_(session: Session, output: str) -> None:
-    """The models staged in the artifacts bucket (incomplete: an import that did not finish).
+def list_(session: Session, local: bool, output: str) -> None:
+    """The models staged in the artifacts bucket (incomplete: an import that did not finish) and
+    the models registered by promote, with their versions and aliases.
+
+    --local lists the models registered by `promote --local` (local-runs/models/), with no AWS call.
 
     \b
     Examples:
       bertbatch models list
       bertbatch models list -o json | jq -r 'select(.state == "staged") | .name'
+      bertbatch models list --local
     """
-    bucket = session.get(discovery.ARTIFACTS_BUCKET)
-    store = registry.S3Store(session.client("s3"), bucket)
-    registered = {name: registry.versions(store, name) for name in registry.registered_names(store)}
-    records = [{**m.record(), "kind": "staged", "versions": None, "aliases": None}
-               for m in models_mod.list_models(session.client("s3"), bucket) if m.name not in registered]
-    for name, found in registered.items():
-        records.append({"name": name, "kind": "registered", "state": "registered",
-                        "uri": layout.s3_uri(bucket, layout.model_prefix(name)), "files": None, "size": None,
-                        "source": found[-1].get("run_id"), "imported": found[-1].get("created"),
-                        "versions": len(found), "aliases": registry.aliases(store, name)})
+    records, where = model_records(session, local)
     records.sort(key=lambda r: (r["kind"], r["name"]))
     if output == JSON:
         print_lines("models list", records)
         return
     if not records:
-        click.echo(f"No models staged or registered under s3://{bucket}/models/ (see: bertbatch models import --help, "
-                   "bertbatch promote --help)")
+        what = "registered" if local else "staged or registered"
+        terminal.echo_wrapped(f"No models {what} under {where} (see: "
+                              f"{'' if local else 'bertbatch models import --help, '}bertbatch promote --help)")
         return
     rows = []
     for r in records:
@@ -120,27 +145,31 @@ def list_(session: Session, output: str) -> None:
         rows.append((r["name"], r["state"], r["files"], r["versions"], aliases or None,
                      human_size(r["size"]) if r["size"] is not None else None, r["source"], r["imported"], r["uri"]))
     terminal.print_table(("NAME", "STATE", "FILES", "VERSIONS", "ALIASES", "SIZE", "SOURCE", "UPDATED", "URI"), rows,
-                         right=(2, 3, 5))
+                         right=(2, 3, 5), drop=("URI", "SOURCE", "FILES", "SIZE", "UPDATED", "VERSIONS"))
 
 
 @models.command(name="show")
 @click.argument("name", metavar="NAME")
+@local_flag(f"A model promote --local registered ({LOCAL_RUNS_DIR}/models/)")
 @output_option
 @target_options()
 @pass_session
-def show(session: Session, name: str, output: str) -> None:
+def show(session: Session, name: str, local: bool, output: str) -> None:
     """The versions of a registered model: run, metrics, data, when and by whom, and its aliases.
 
     \b
     Examples:
       bertbatch models show sst2-sentiment
       bertbatch models show sst2-sentiment -o json | jq -r 'select(.aliases | index("production")) | .run_id'
+      bertbatch models show tiny --local
     """
     models_mod.check_name(name, what="NAME")
-    store = registry.S3Store(session.client("s3"), session.get(discovery.ARTIFACTS_BUCKET))
+    store: registry.Store = (registry.DirectoryStore(local_runs_root()) if local
+                             else registry.S3Store(session.client("s3"), session.get(discovery.ARTIFACTS_BUCKET)))
     found = registry.versions(store, name)
     if not found:
-        raise BertBatchError(f"model {name!r} has no registered versions (see: bertbatch models list)")
+        raise BertBatchError(f"model {name!r} has no registered versions (see: bertbatch models list"
+                             f"{' --local' if local else ''})")
     by_version: dict[int, list[str]] = {}
     for alias, version in registry.aliases(store, name).items():
         by_version.setdefault(version, []).append(alias)
@@ -158,4 +187,4 @@ def show(session: Session, name: str, output: str) -> None:
                      format_value(metric_value(metrics, "eval_f1")),
                      (r["data"] or {}).get("train"), r["created"], r["created_by"]))
     terminal.print_table(("VERSION", "ALIASES", "RUN", "EVAL_ACCURACY", "EVAL_F1", "TRAIN", "CREATED", "BY"), rows,
-                         right=(0, 3, 4))
+                         right=(0, 3, 4), drop=("BY", "TRAIN", "CREATED", "EVAL_F1"))

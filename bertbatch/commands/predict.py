@@ -108,7 +108,7 @@ def predict(ctx: click.Context, session: Session, local: bool, on_demand: bool, 
         _print_submitted(plan, model, job_id, url, output_format, rows=None, final=not wait)
     if wait:
         job = predict_watch.wait(batch, job_id, plan.shards, poll=poll,
-                                 view=predict_watch.ShardsView(plan.shards))
+                                 view=predict_watch.ShardsView(plan.shards), sleep=session.sleep)
         out_bucket, out_key = jobs.parse_s3_uri(str(plan.values["output"]))
         rows = _manifest_rows(registry.S3Store(session.client("s3"), out_bucket), out_key)
         if output_format == JSON:

@@ -12,7 +12,7 @@ from ..errors import BertBatchError
 from ..options import target_options
 from ..output import JSON, output_option, print_record
 from ..session import Session, pass_session
-from .local import LOCAL_RUNS_DIR
+from .local import LOCAL_RUNS_DIR, local_runs_root
 
 
 @click.command()
@@ -42,7 +42,7 @@ def promote(session: Session, run_id: str, name: str, alias: str | None, local: 
         registry.check_alias(alias)
     store: registry.Store
     if local:
-        store, who = registry.DirectoryStore(LOCAL_RUNS_DIR), registry.caller(None)
+        store, who = registry.DirectoryStore(local_runs_root()), registry.caller(None)
     else:
         s3 = session.client("s3")
         bucket = session.get(discovery.ARTIFACTS_BUCKET)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as _dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from ..progress_view import TransferView
 from ..session import Session, pass_session
 from .compare import CSV, comparison_output_option, metric_option, show
 from .jobs import queue_names
+from .local import LOCAL_RUNS_DIR, local_flag, local_runs_root
 
 OUTPUT, CHECKPOINT = "output", "checkpoint"
 
@@ -63,7 +64,7 @@ def artifacts_(session: Session, run_id: str, download_dir: str | None, checkpoi
         rows = [(layout.s3_uri(bucket, o["Key"]), artifacts.human_size(o.get("Size", 0)),
                  o["LastModified"].strftime("%Y-%m-%d %H:%M:%S") if o.get("LastModified") else "-")
                 for _, o in listed]
-        terminal.print_table(("URI", "SIZE", "MODIFIED (UTC)"), rows, right=(1,))
+        terminal.print_table(("URI", "SIZE", "MODIFIED (UTC)"), rows, right=(1,), drop=("MODIFIED (UTC)", "SIZE"))
     written: dict[str, Path] = {}
     if download_dir:
         dest = Path(download_dir) / run_id
@@ -82,15 +83,17 @@ def artifacts_(session: Session, run_id: str, download_dir: str | None, checkpoi
 @click.option("--sweep", "sweep_id", metavar="SWEEP_ID",
               help="Compare the children of one sweep side by side (as `bertbatch compare` does)")
 @metric_option
+@local_flag(f"List bertbatch local's runs ({LOCAL_RUNS_DIR}/runs/) instead")
 @comparison_output_option
 @target_options()
 @pass_session
-def runs(session: Session, limit: int, sweep_id: str | None, metric: str, output: str) -> None:
+def runs(session: Session, limit: int, sweep_id: str | None, metric: str, local: bool, output: str) -> None:
     """Table of runs in the artifacts bucket with their final metrics (metrics.json) and cost.
 
     Runs still training (no metrics.json yet) show as 'running'. COST is the run's cost ledger:
     every attempt of its jobs that Batch still lists. --sweep SWEEP_ID compares the children of
     a sweep (<sweep-id>-<i>) like `bertbatch compare`, best marked; --output csv is for that.
+    --local lists the runs of `bertbatch local` (local-runs/runs/) instead, with no AWS call.
 
     \b
     Examples:
@@ -98,39 +101,48 @@ def runs(session: Session, limit: int, sweep_id: str | None, metric: str, output
       bertbatch runs --profile prod --limit 10
       bertbatch runs -o json | jq 'select(.metrics.eval_accuracy > 0.9)'
       bertbatch runs --sweep sst2-lr-sweep --format csv
+      bertbatch runs --local
     """
     params.check_int("--limit", limit, 1)
+    if sweep_id is not None and local:
+        raise BertBatchError("--sweep with --local: a sweep is an array job on Batch; compare local runs with "
+                             "bertbatch compare RUN_ID... --local")
     if sweep_id is not None:
         show_sweep(session, sweep_id, metric, output)
         return
     if output == CSV:
         raise BertBatchError("--output csv: only with --sweep (use -o json for the list of runs)")
-    bucket = session.get(discovery.ARTIFACTS_BUCKET)
-    s3 = session.client("s3")
-    found = []
-    for run_id in artifacts.list_run_ids(s3, bucket):
-        metrics, modified = artifacts.read_metrics(s3, bucket, run_id)
-        found.append((run_id, metrics, modified))
-    epoch = _dt.datetime.min.replace(tzinfo=_dt.UTC)
-    found.sort(key=lambda r: (r[2] is None, r[2] or epoch), reverse=True)
-    found = found[:limit]
-    costs = run_costs(session, [r for r, _, _ in found])
+    if local:
+        root = local_runs_root()
+        found, where = artifacts.local_runs(root), f"{root / layout.RUNS_PREFIX}{os.sep}"
+    else:
+        bucket = session.get(discovery.ARTIFACTS_BUCKET)
+        found, where = artifacts.s3_runs(session.client("s3"), bucket), layout.s3_uri(bucket, layout.RUNS_PREFIX)
+    found = artifacts.newest_first(found)[:limit]
+    costs = {} if local else run_costs(session, [r.run_id for r in found])
+    print_runs(found, costs, output, where)
+
+
+def print_runs(found: list[artifacts.RunSummary], costs: dict[str, float | None], output: str, where: str) -> None:
+    """The runs as JSON lines or a table; `costs`: run id -> its ledger's cost (missing: null)."""
     if output == JSON:
-        print_lines("runs", ({"run_id": r, "state": "finished" if m is not None else "running",
-                              "finished": times.iso(t), "metrics": m,
-                              "cost": None if costs[r] is None else round(costs[r] or 0, 4)} for r, m, t in found))
+        print_lines("runs", ({"run_id": r.run_id, "state": "finished" if r.metrics is not None else "running",
+                              "finished": times.iso(r.finished), "metrics": r.metrics,
+                              "cost": None if costs.get(r.run_id) is None else round(costs[r.run_id] or 0, 4)}
+                             for r in found))
         return
     if not found:
-        click.echo(f"No runs under {layout.s3_uri(bucket, layout.RUNS_PREFIX)}")
+        click.echo(f"No runs under {where}")
         return
     rows = []
-    for run_id, metrics, modified in found:
-        values = [artifacts.format_value(artifacts.metric_value(metrics or {}, k)) for k in artifacts.RUN_COLUMNS]
-        state = "finished" if metrics is not None else "running"
-        rows.append((run_id, state, *values, ledger.format_cost(costs[run_id]),
-                     modified.strftime("%Y-%m-%d %H:%M") if modified else "-"))
+    for r in found:
+        values = [artifacts.format_value(artifacts.metric_value(r.metrics or {}, k)) for k in artifacts.RUN_COLUMNS]
+        state = "finished" if r.metrics is not None else "running"
+        rows.append((r.run_id, state, *values, ledger.format_cost(costs.get(r.run_id)),
+                     r.finished.strftime("%Y-%m-%d %H:%M") if r.finished else "-"))
     headers = ("RUN ID", "STATE", *(k.upper() for k in artifacts.RUN_COLUMNS), "COST", "FINISHED (UTC)")
-    terminal.print_table(headers, rows, right=tuple(range(2, 3 + len(artifacts.RUN_COLUMNS))))
+    terminal.print_table(headers, rows, right=tuple(range(2, 3 + len(artifacts.RUN_COLUMNS))),
+                         drop=("EPOCHS", "EVAL_LOSS", "TRAIN_LOSS", "STEPS", "EVAL_F1", "FINISHED (UTC)", "COST"))
 
 
 def run_costs(session: Session, run_ids: list[str]) -> dict[str, float | None]:

@@ -83,14 +83,11 @@ def resolve_inputs(session: Session, given: dict[str, str | None], defaults: dic
 
 def resolve_models(session: Session, request: Request, defaults: dict[str, str]) -> None:
     """Staged names to their s3:// prefixes, in the request and each grid row; a hub name that
-    jobs cannot download is refused. Without --model, the job definition's default is checked
-    (and sent resolved when it is staged): that is the model that would run."""
-    given = request.hyperparameters.get("model")
-    model = given or defaults.get("model", "")
+    jobs cannot download is refused. Without --model, the job definition's default (the staged
+    copy of bert-base-uncased) is checked and sent: that is the model that would run."""
+    model = request.hyperparameters.get("model") or defaults.get("model", "")
     if model:
-        resolved = models.resolve(session, model)
-        if resolved != model or given:
-            request.hyperparameters["model"] = resolved
+        request.hyperparameters["model"] = models.resolve(session, model)
     for row in request.grid_rows or []:
         if row.get("model"):
             row["model"] = models.resolve(session, row["model"])

@@ -26,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import boto3
-
 ENV_BUDGET_NAME = "BUDGET_NAME"
 ENV_BUDGET_LIMIT_USD = "BUDGET_LIMIT_USD"
 ENV_JOB_QUEUES = "JOB_QUEUES"
@@ -182,6 +180,14 @@ def handle(event: Mapping[str, Any], *, batch: Any, settings: Settings) -> dict:
     return {"results": results}
 
 
+def make_client(service: str) -> Any:
+    # Imported here, not at the top: the stack imports this module at synth for its variable
+    # names, and synth does not install boto3 (the Lambda runtime provides it).
+    import boto3
+
+    return boto3.client(service)
+
+
 def handler(event: Mapping[str, Any], context: Any = None) -> dict:
     settings = Settings.from_env(os.environ)
-    return handle(event, batch=boto3.client("batch"), settings=settings)
+    return handle(event, batch=make_client("batch"), settings=settings)

@@ -22,8 +22,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import boto3
-
 ENV_JOB_QUEUES = "JOB_QUEUES"
 ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
 ENV_METRIC_NAME = "METRIC_NAME"
@@ -62,5 +60,13 @@ def handle(env: Mapping[str, str], *, batch: Any, cloudwatch: Any) -> dict:
     return result
 
 
+def make_client(service: str) -> Any:
+    # Imported here, not at the top: the stack imports this module at synth for its variable
+    # names, and synth does not install boto3 (the Lambda runtime provides it).
+    import boto3
+
+    return boto3.client(service)
+
+
 def handler(event: Mapping[str, Any], context: Any = None) -> dict:
-    return handle(os.environ, batch=boto3.client("batch"), cloudwatch=boto3.client("cloudwatch"))
+    return handle(os.environ, batch=make_client("batch"), cloudwatch=make_client("cloudwatch"))

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from moto import mock_aws
 
 from bertbatch.cli import cli
+from bertbatch.session import Session
 from bertbatch_contract import discovery, hyperparameters, job, layout
 from bertbatch_contract.naming import Naming
 
@@ -219,12 +220,13 @@ TERMINAL_WIDTH = 200  # forced (a wide terminal), so that what the tests read do
 @pytest.fixture
 def bb():
     """Run `bertbatch ARGS...` through click's runner (no terminal, colour off, a fixed width);
-    returns the Result."""
+    returns the Result. `sleep`: what the polling commands call instead of waiting."""
     runner = CliRunner()
 
-    def run(*args: str, input: str | None = None, width: int = TERMINAL_WIDTH):
+    def run(*args: str, input: str | None = None, width: int = TERMINAL_WIDTH, sleep=None):
+        obj = Session(sleep=sleep) if sleep else None
         return runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False, prog_name="bertbatch",
-                             terminal_width=width, color=False)
+                             terminal_width=width, color=False, obj=obj)
 
     return run
 

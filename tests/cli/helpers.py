@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
+from bertbatch_contract import layout
+
 JOB_ID = re.compile(r"Submitted job (\S+)")
+LOCAL_ROOT = "local-runs"  # bertbatch local's directory, relative to the current one
+FIRST, SECOND = "random-tiny-20261121-190500-3fa2", "tiny-lr5e5"  # two local runs
 
 
 def one_line_error(result, *fragments: str) -> str:
@@ -47,3 +52,22 @@ def stage_model(s3, bucket: str, name: str, source: str = "hf://test") -> str:
     s3.put_object(Bucket=bucket, Key=layout.model_manifest_key(name),
                            Body=json.dumps(manifest_of(name, source, files)).encode())
     return f"s3://{bucket}/{layout.model_prefix(name)}"
+
+
+def put_local_run(run_id: str, accuracy: float | None, learning_rate: float, *,
+                  finished_at: int = 1_700_000_000) -> Path:
+    """A run's output as `bertbatch local` leaves it (metrics.json last; None: still training)."""
+    directory = Path(LOCAL_ROOT) / layout.run_prefix(run_id)
+    directory.mkdir(parents=True)
+    (directory / layout.TRAINING_ARGS_FILE).write_text(json.dumps({
+        "learning_rate": learning_rate, "epochs": 1, "train": "data/train.tsv", "eval": "data/dev.tsv",
+        "text_column": "sentence"}))
+    (directory / layout.LABEL_MAP_FILE).write_text('{"labels": ["negative", "positive"]}')
+    if accuracy is not None:
+        history = [{"step": 10, "epoch": 1, "eval_accuracy": accuracy, "eval_f1": accuracy - 0.01, "eval_loss": 0.5}]
+        metrics = directory / layout.METRICS_FILE
+        metrics.write_text(json.dumps({"run_id": run_id, "eval_accuracy": accuracy, "eval_f1": accuracy - 0.01,
+                                       "eval_loss": 0.5, "train_loss": 0.6, "global_step": 20,
+                                       "train_seconds": 12.5, "history": history}))
+        os.utime(metrics, (finished_at, finished_at))
+    return directory

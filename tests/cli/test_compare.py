@@ -38,6 +38,7 @@ def test_compare_marks_the_best_run_and_shows_what_differs(platform, bb):
     assert "LEARNING_RATE" in header and "EPOCHS" not in header and "COST" in header
     by_run = {row.split()[0] if not row.startswith("*") else row.split()[1]: row for row in rows[:2]}
     assert by_run["lr-b"].startswith("*") and not by_run["lr-a"].startswith("*")
+    assert "2e-5" in by_run["lr-a"] and "5e-5" in by_run["lr-b"]  # as the command line takes them, not 0.0000
     assert "best eval_accuracy: lr-b" in r.output
 
     records = [json.loads(line) for line in bb("compare", "lr-a", "lr-b", "-o", "json").output.splitlines()]

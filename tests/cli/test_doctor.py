@@ -145,7 +145,7 @@ def fakes(deployed, monkeypatch):
     monkeypatch.setattr(aws, "make_client", make_client)
     model = deployed.job_definition(deployed.names[discovery.JOB_DEFINITION_SINGLE])["parameters"]["model"]
     client("s3").put_object(Bucket=deployed.names[discovery.ARTIFACTS_BUCKET],
-                            Key=layout.model_manifest_key(model), Body=b"{}")
+                            Key=layout.model_manifest_key(layout.staged_model_name_of(model)), Body=b"{}")
     (topic,) = deployed.declared.topics
     client("sns").subscribe(TopicArn=topic, Protocol="email", Endpoint="ml-oncall@example.com")
     return state
@@ -271,3 +271,27 @@ def test_instance_classes():
 
 def test_unknown_option_is_one_line(bb):
     one_line_error(bb("doctor", "--bogus"), "--bogus")
+
+
+def test_without_aws_access_the_fix_is_access_not_a_deploy(bb, monkeypatch, tmp_path):
+    """A fresh machine with no AWS config: nothing is known about a deployment, so `make deploy`
+    would be the wrong advice."""
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    result = bb("doctor")
+    assert result.exit_code == 1
+    assert "no AWS region" in result.output
+    assert "give AWS access to the account the platform is deployed in" in result.output
+    assert "make deploy" not in result.output
+
+
+def test_the_table_fits_80_columns(deployed, fakes, bb):
+    result = bb("doctor", width=80)
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    # Details wrap between words; check names and ids stay whole (a long name on a line of its own).
+    for whole in ("quota L-DB2E81BA", deployed.names[discovery.QUEUE_SPOT_FIRST], "us-east-1a", "144 vCPUs,",
+                  "ml-oncall@example.com"):
+        assert whole in result.output, whole

@@ -71,6 +71,38 @@ def test_local_errors(bb, args, fragment):
     one_line_error(bb("local", *args), fragment)
 
 
+BASE = ["--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", VOCAB, "--dry-run"]
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    # An option local does not know is refused, not handed to the trainer (whose argparse took
+    # `--output json` as `--output-uri json`).
+    (["--output-uri", "elsewhere"], "No such option '--output-uri'"),
+    (["--precision", "fp32"], "No such option '--precision'"),
+    (["stray.tsv"], "unexpected extra argument (stray.tsv)"),
+    # Scripts that ask for JSON learn where the record is instead.
+    (["--output", "json"], "--output json: bertbatch local prints the training's progress, not a record"),
+    (["-o", "json"], "bertbatch runs --local -o json"),
+    # After --, flags local sets itself would make the trainer write where the CLI does not report.
+    (["--", "--output-uri", "elsewhere"], "-- --output-uri: bertbatch local has its own option for it: --output-dir"),
+    (["--", "--run-id=other"], "-- --run-id: bertbatch local has its own option for it: --run-name"),
+    (["--", "--epochs", "3"], "-- --epochs: bertbatch local has its own option for it: --epochs"),
+    (["--", "--train", TRAIN], "-- --train: bertbatch local has its own option for it: --train"),
+])
+def test_local_takes_its_own_options_before_dashes_only(bb, args, fragment):
+    one_line_error(bb("local", *BASE, *args), fragment)
+
+
+def test_trainer_flags_after_dashes_reach_the_trainer_last(bb):
+    r = bb("local", *BASE, "--run-name", "x", "--", "--precision", "fp32", "--logging-steps", "5")
+    assert r.exit_code == 0, r.output
+    assert shlex.split(r.output)[-4:] == ["--precision", "fp32", "--logging-steps", "5"]
+
+
+def test_usage_shows_where_trainer_flags_go(bb):
+    assert "Usage: bertbatch local [OPTIONS] [-- TRAINER FLAGS...]" in bb("local", "--help").output
+
+
 # A stand-in for the trainer: prints what bert_train prints (EMF, progress, eval and plain lines).
 FAKE_TRAINER = """
 import json, os, sys

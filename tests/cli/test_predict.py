@@ -137,6 +137,16 @@ def test_local_train_promote_predict_sharded_and_resumed(bb, tmp_path, monkeypat
     promoted = json.loads(bb("promote", "tiny-run", "--name", "tiny", "--alias", "production", "--local",
                              "-o", "json").stdout)
     assert promoted["version"] == 1
+    # Listed and inspected here too, as on S3 (tests/cli/test_local_listing.py has the details).
+    def json_lines(*args: str) -> list[dict]:
+        return [json.loads(line) for line in bb(*args, "--local", "-o", "json").stdout.splitlines()]
+
+    (run,) = json_lines("runs")
+    assert (run["run_id"], run["state"]) == ("tiny-run", "finished") and "eval_accuracy" in run["metrics"]
+    (version,) = json_lines("models", "show", "tiny")
+    assert (version["run_id"], version["aliases"]) == ("tiny-run", ["production"])
+    (compared,) = json_lines("compare", "tiny-run")
+    assert compared["steps"] == 3 and compared["duration_seconds"] > 0
 
     rows = tmp_path / "rows.tsv"
     rows.write_text("sentence\tlabel\n" + "".join(sst2.joinpath("dev.tsv").read_text().splitlines(True)[1:41]))

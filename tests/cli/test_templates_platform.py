@@ -68,8 +68,10 @@ def test_job_definitions_in_moto_are_the_templates(deployed):
         assert registered["retryStrategy"]["attempts"] == declared["retryStrategy"]["attempts"]
         data_bucket = deployed.names[discovery.DATA_BUCKET]
         assert registered["parameters"]["train_uri"] == f"s3://{data_bucket}/datasets/train.tsv"
+        artifacts = deployed.names[discovery.ARTIFACTS_BUCKET]
+        assert registered["parameters"]["model"] == f"s3://{artifacts}/models/bert-base-uncased/"
         assert {k: v for k, v in registered["parameters"].items() if not k.endswith("_uri")} == \
-            hyperparameters.parameter_defaults()
+            {**hyperparameters.parameter_defaults(), "model": registered["parameters"]["model"]}
     single = batch.describe_job_definitions(jobDefinitions=[deployed.names[discovery.JOB_DEFINITION_SINGLE]])
     container = single["jobDefinitions"][0]["containerProperties"]
     assert container["command"] == hyperparameters.job_command()

@@ -62,10 +62,7 @@ def test_watch_reports_state_transitions_and_live_progress(platform, bb, monkeyp
         lambda: platform.write_log(stream, [progress_line(2, 15)]),
         lambda: setattr(job, "status", "SUCCEEDED"),
     ])
-    import bertbatch.watch
-
-    monkeypatch.setattr(bertbatch.watch.time, "sleep", lambda _s: next(steps)())
-    r = bb("watch", job_id, "--poll", "0.01")
+    r = bb("watch", job_id, "--poll", "0.01", sleep=lambda _s: next(steps)())
     assert r.exit_code == 0, r.output
     out = r.output
     assert out.index("RUNNABLE -> RUNNING") < out.index("epoch 1/3 [##") < out.index("epoch 2/3 [##########") \
@@ -105,11 +102,8 @@ def test_watch_waits_for_late_fallback_tag(platform, bb, monkeypatch):
     platform.moto_job(old).status = "FAILED"
     new = submit(platform, bb, "--run-name", "late", "--on-demand")
     arn = platform.job(old)["jobArn"]
-    import bertbatch.watch
-
-    monkeypatch.setattr(bertbatch.watch.time, "sleep",
-                        lambda _s: platform.batch.tag_resource(resourceArn=arn, tags={tags.TAG_FALLBACK_TO: new}))
-    r = bb("watch", old, "--poll", "0.01", "--fallback-grace", "30")
+    r = bb("watch", old, "--poll", "0.01", "--fallback-grace", "30",
+           sleep=lambda _s: platform.batch.tag_resource(resourceArn=arn, tags={tags.TAG_FALLBACK_TO: new}))
     assert r.exit_code == 0, r.output
     assert f"as {new}: following it" in r.output
 
@@ -149,13 +143,10 @@ def test_watch_unknown_job(platform, bb):
 def test_watch_does_not_wait_for_fallback_of_on_demand_job(platform, bb, monkeypatch):
     job_id = submit(platform, bb, "--on-demand")
     platform.moto_job(job_id).status = "FAILED"
-    import bertbatch.watch
-
     def no_sleep(_s):
         raise AssertionError("waited for a fallback that cannot happen")
 
-    monkeypatch.setattr(bertbatch.watch.time, "sleep", no_sleep)
-    r = bb("watch", job_id, "--poll", "0.01", "--fallback-grace", "600")
+    r = bb("watch", job_id, "--poll", "0.01", "--fallback-grace", "600", sleep=no_sleep)
     assert r.exit_code == 3 and f"job {job_id} FAILED" in r.output
 
 

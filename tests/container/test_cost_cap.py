@@ -20,7 +20,7 @@ from bert_train.state import TrainState
 from bert_train.train import run
 from bertbatch_contract import job, pricing
 
-from .conftest import final_metrics, free_port, stored_file, tiny_args, tiny_config
+from .conftest import final_metrics, stored_file, tiny_args, tiny_config
 
 TOKEN = "fake-imds-token"
 PRICES = {"g5.xlarge": {"spot": 3.6, "on_demand": 7.2}, "g5.12xlarge": {"on_demand": 20.0}}
@@ -233,10 +233,6 @@ def test_a_cap_already_reached_stops_before_the_first_step(small_data, tmp_path,
     assert not (out / "metrics.json").exists()
 
 
-def _closed_endpoint() -> str:
-    return f"http://127.0.0.1:{free_port()}/"  # nothing listens there
-
-
 @pytest.mark.parametrize("setting, message", [
     ({"prices": json.dumps({"g5.2xlarge": {"spot": 0.5}})},
      "cost cap $2.00: $BERT_BATCH_PRICES has no spot price for g5.xlarge (it prices g5.2xlarge)"),
@@ -250,11 +246,11 @@ def _closed_endpoint() -> str:
     ({"imds": "disabled"}, "$AWS_EC2_METADATA_DISABLED is true"),
 ])
 def test_a_cap_that_cannot_be_enforced_refuses_to_start(small_data, tmp_path, imds, monkeypatch, capsys, setting,
-                                                         message):
+                                                         message, refused_port):
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     capped_env(monkeypatch, setting.get("cap", "2.00"), prices=setting.get("prices", json.dumps(PRICES)))
     if setting.get("imds") == "closed":
-        monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", _closed_endpoint())
+        monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", f"http://127.0.0.1:{refused_port}/")  # nothing listens
     if setting.get("imds") == "disabled":
         monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     code = main(tiny_args(*small_data, out, ckpt))

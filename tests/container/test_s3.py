@@ -93,3 +93,24 @@ def test_unreadable_s3_uri_is_bad_input(moto_s3, small_data, tmp_path, capsys):
         assert code == job.EXIT_BAD_INPUT
         assert err.startswith(f"bert_train: error: {train_uri}: cannot read ({reason}") and "\n" not in err
     assert _keys(s3, "artifacts") == []
+
+
+@pytest.mark.parametrize("uploaded", [[], ["config.json", "vocab.txt"]])
+def test_a_default_model_that_is_not_staged_names_the_import_command(moto_s3, small_data, tmp_path, capsys,
+                                                                      uploaded):
+    """The job definitions' default model is s3://<artifacts>/models/bert-base-uncased/: a plain
+    `aws batch submit-job` before `bertbatch models import` (or after an interrupted one, which
+    leaves files but no manifest) fails in one line that says what to run, downloading nothing."""
+    s3 = _client(moto_s3)
+    s3.create_bucket(Bucket="artifacts")
+    for name in uploaded:
+        s3.put_object(Bucket="artifacts", Key=f"models/bert-base-uncased/{name}", Body=b"{}")
+    train, dev = small_data
+    code = main(tiny_args(train, dev, tmp_path / "out", tmp_path / "ckpt", vocab=None,
+                          model="s3://artifacts/models/bert-base-uncased/", cache_dir=tmp_path / "cache"))
+    err = capsys.readouterr().err.strip()
+    assert code == job.EXIT_BAD_INPUT
+    assert err == ("bert_train: error: s3://artifacts/models/bert-base-uncased/: model bert-base-uncased is not "
+                   "staged (no manifest.json): run bertbatch models import bert-base-uncased")
+    assert not list((tmp_path / "cache").rglob("*.json"))
+    assert not (tmp_path / "out").exists()

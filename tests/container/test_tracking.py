@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from bert_train import tracking
 from bert_train.train import run
 from bertbatch_contract import job, tags
 
-from .conftest import final_metrics, free_port, subprocess_env, tiny_args, tiny_config
+from .conftest import final_metrics, subprocess_env, tiny_args, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -155,35 +155,74 @@ def test_only_rank_0_tracks():
     assert not tracking.Tracker.from_env(enabled=True, run_id="r", env={}).enabled
 
 
+class HeldServer:
+    """A socket on 127.0.0.1 that takes connections and answers none until `release()`: a hung
+    tracking server. Released, it closes every connection (the client then fails at once). It
+    releases itself after `give_up_seconds`, so a client that blocks on it fails the test
+    instead of hanging it."""
+
+    def __init__(self, give_up_seconds: float = 120.0) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections: list[socket.socket] = []
+        self.released = threading.Event()
+        self.first_request = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+        self._give_up = threading.Timer(give_up_seconds, self.release)
+        self._give_up.daemon = True
+        self._give_up.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed by release()
+                return
+            self.connections.append(conn)
+            self.first_request.set()
+
+    def release(self) -> None:
+        self._give_up.cancel()
+        self.released.set()
+        self.sock.close()
+        for conn in self.connections:
+            conn.close()
+
+
 @pytest.fixture
-def silent_server():
-    """A socket on 127.0.0.1 that takes connections and never answers: a hung tracking server."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(64)
-        yield f"http://127.0.0.1:{s.getsockname()[1]}"
+def held_server():
+    server = HeldServer()
+    yield server
+    server.release()
 
 
-def test_a_server_that_never_answers_does_not_hold_training_up(silent_server, monkeypatch, caplog):
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+def test_a_server_that_never_answers_does_not_hold_training_up(held_server, monkeypatch, caplog):
+    # A request waits for the server as long as it takes: a tracker that called MLflow on the
+    # training thread would block in start() until the test released the server, which it does
+    # only after every call has returned.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "600")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    tracker = tracking.Tracker(silent_server, run_id="hung")
+    tracker = tracking.Tracker(held_server.url, run_id="hung")
     with caplog.at_level(logging.WARNING, "bert_train"):
-        t0 = time.monotonic()
         tracker.start({"learning_rate": 1e-3})
         for step in range(1, 501):
             tracker.log_metrics(step, {"train_loss": 1.0 / step})
-        queued = time.monotonic() - t0
+        assert not held_server.released.is_set()
+        assert held_server.first_request.wait(60), "the tracker never reached the server"
+        assert not tracker.failed  # its first request is still waiting for an answer
+        held_server.release()
         tracker.close(tracking.FINISHED, wait_seconds=60)
-        closed = time.monotonic() - t0
-    assert queued < 1.0, f"the trainer waited {queued:.2f} s for a server that does not answer"
-    assert tracker.failed and closed < 30
+    assert tracker.failed
     warnings = [r.getMessage() for r in caplog.records if "MLflow" in r.getMessage()]
     assert len(warnings) == 1 and "training goes on without it" in warnings[0], warnings
 
 
-def test_a_training_run_finishes_while_the_tracking_server_is_down(small_data, tmp_path, monkeypatch, caplog):
-    down = f"http://user:secret@127.0.0.1:{free_port()}"  # nothing listens there
+def test_a_training_run_finishes_while_the_tracking_server_is_down(small_data, tmp_path, monkeypatch, caplog,
+                                                                   refused_port):
+    down = f"http://user:secret@127.0.0.1:{refused_port}"  # nothing listens there
     monkeypatch.setenv(job.ENV_MLFLOW_TRACKING_URI, down)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with caplog.at_level(logging.WARNING, "bert_train"):

@@ -112,7 +112,7 @@ def test_format_value_round_trips(value: float, text: str) -> None:
 
 
 def test_generated_argparse_has_every_flag_and_keeps_strings_for_validate() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     hp.add_arguments(parser)
     ns = parser.parse_args(["--train", "data.tsv", "--learning-rate", "5"])
     assert vars(ns) == {"train": "data.tsv", "learning_rate": "5"}

@@ -34,3 +34,14 @@ def test_layout_prefixes() -> None:
     assert layout.checkpoint_dir(500) == "step-000000500"
     assert layout.join("s3://bucket/", "/runs", "r1/") == "s3://bucket/runs/r1"
     assert layout.s3_uri("bucket", layout.DEFAULT_TRAIN_KEY) == "s3://bucket/datasets/train.tsv"
+
+
+def test_staged_model_names_and_uris() -> None:
+    assert layout.staged_model_name("bert-base-uncased") == "bert-base-uncased"
+    assert layout.staged_model_name("org/model-x") == "org--model-x"
+    assert layout.staged_model_uri("art", "org/model-x") == "s3://art/models/org--model-x/"
+    assert layout.staged_model_name_of("s3://art/models/org--model-x/") == "org--model-x"
+    assert layout.staged_model_name_of("s3://art/models/bert-base-uncased") == "bert-base-uncased"
+    for other in ("s3://art/runs/r1/", "s3://art/models/", "s3://art/models/x/versions/", "/fsx/models/x/",
+                  "models/x/"):
+        assert layout.staged_model_name_of(other) is None, other

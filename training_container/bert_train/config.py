@@ -96,7 +96,7 @@ class TrainConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=PROG,
                                      description="Fine-tune a BERT-family model for sequence classification.")
     hyperparameters.add_arguments(parser)
     return parser

@@ -10,11 +10,15 @@ import hashlib
 import json
 import logging
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import torch
+
+from bertbatch_contract import layout
 
 from . import storage
 from .config import BadInput
@@ -60,6 +64,11 @@ def _fetch_s3_model(uri: str, cache_dir: str) -> str:
         files = storage.list_files(uri)
     except storage.StorageError as exc:
         raise BadInput(str(exc)) from None
+    staged = layout.staged_model_name_of(uri)
+    if staged is not None and layout.MODEL_MANIFEST not in files:
+        # models/<name>/ is complete only with its manifest (written last by `models import`).
+        raise BadInput(f"{uri}: model {staged} is not staged (no {layout.MODEL_MANIFEST}): "
+                       f"run bertbatch models import {staged.replace('--', '/')}")
     if not files:
         raise BadInput(f"{uri}: no model files under this prefix")
     log.info("model %s: downloading %d files to %s", uri, len(files), target)
@@ -70,6 +79,27 @@ def _fetch_s3_model(uri: str, cache_dir: str) -> str:
             raise BadInput(str(exc)) from None
     done.write_text(uri + "\n")  # written last: a half download is fetched again
     return str(target)
+
+
+HUB_PROBE_SECONDS = 5.0
+
+
+def check_hub_reachable(model: str) -> None:
+    """A hub id that is not in the local Hugging Face cache needs the hub. When the hub cannot be
+    reached, say so at once: transformers would retry for about a minute first (jobs on this
+    platform have no internet; a laptop may be offline)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return  # offline mode fails at once by itself; a cached model needs no hub
+    endpoint = urlsplit(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "", port), timeout=HUB_PROBE_SECONDS).close()
+    except OSError as exc:
+        raise BadInput(f"--model {model}: not in the local Hugging Face cache and the hub ({constants.ENDPOINT}) "
+                       f"cannot be reached ({exc.strerror or exc}): give a model directory, an s3:// prefix "
+                       "staged with bertbatch models import, or random:tiny with --vocab") from None
 
 
 def build_tokenizer(model: str, vocab: str | None, cache_dir: str):
@@ -87,6 +117,8 @@ def build_tokenizer(model: str, vocab: str | None, cache_dir: str):
     looks_local = location.startswith(("/", "./", "../", "~")) or os.path.exists(location)
     if looks_local and not os.path.isdir(location):
         raise BadInput(f"{location}: model directory not found")
+    if not looks_local:
+        check_hub_reachable(location)
     try:
         return AutoTokenizer.from_pretrained(location), location
     except OSError as exc:

@@ -78,7 +78,7 @@ class PredictConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"{PROG} {prediction.SUBCOMMAND}",
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=f"{PROG} {prediction.SUBCOMMAND}",
                                      description="Score a JSONL/CSV/TSV file with a trained model.")
     prediction.add_options(parser)
     return parser
