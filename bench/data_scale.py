@@ -283,7 +283,7 @@ def print_tables(r: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.data_scale", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m bench.data_scale", description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="30,300", help="input sizes in MB, comma separated (default 30,300)")
     p.add_argument("--predict-mb", type=float, default=300.0)

@@ -44,7 +44,7 @@ def test_command_round_trips_through_the_parser() -> None:
     values = store.validate({"input": "in/", "output": "out/", "model": "random:tiny", "max_seq_length": 32})
     argv = store.command(values, merge=True)
     assert argv[0] == store.SUBCOMMAND and argv[-1] == store.MERGE_FLAG
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     store.add_options(parser)
     parsed = vars(parser.parse_args(argv[1:]))
     assert parsed.pop("merge") is True

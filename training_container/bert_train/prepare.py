@@ -290,7 +290,7 @@ def merge(j: Job, *, required: bool) -> dict[str, Any] | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"{PROG} {contract.SUBCOMMAND}",
+    parser = argparse.ArgumentParser(prog=f"{PROG} {contract.SUBCOMMAND}", allow_abbrev=False,
                                      description="Tokenize a dataset once into a store that training streams from.")
     contract.add_options(parser)
     return parser
