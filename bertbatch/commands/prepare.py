@@ -23,12 +23,13 @@ PREPARE_ROWS = tuple(store.BY_NAME[name] for name in (
 @click.command()
 @click.option("--input", "input_", required=True, metavar="PATH",
               help="The data: a file or a folder of shards (.jsonl, .csv, .tsv, optionally .gz/.zst; .parquet)")
-@click.option("--output", metavar="DIR", help="The store [default: local-runs/stores/<name>-<key>]")
+@click.option("--store", "store_dir", metavar="DIR",
+              help="Where the store goes [default: local-runs/stores/<name>-<key>]")
 @click.option("--local", "local_", is_flag=True, help="Prepare on this machine (required for now)")
 @hyperparameter_options(PREPARE_ROWS, default_label="default")
 @click.option("--dry-run", is_flag=True, help="Print the command without running it")
 @click.pass_context
-def prepare(ctx: click.Context, input_: str, output: str | None, local_: bool, dry_run: bool, **flags: Any) -> None:
+def prepare(ctx: click.Context, input_: str, store_dir: str | None, local_: bool, dry_run: bool, **flags: Any) -> None:
     """Tokenize a dataset once into a store (Parquet shards and manifest.json).
 
     Training with --train pointing at the store streams it: memory stays flat and the first step
@@ -40,7 +41,7 @@ def prepare(ctx: click.Context, input_: str, output: str | None, local_: bool, d
     Examples:
       bertbatch prepare --local --input data/train.jsonl.gz --model ./my-bert
       bertbatch prepare --local --input data/shards/ --model random:tiny --vocab vocab.txt --max-seq-length 64
-      bertbatch prepare --local --input train.tsv --model ./my-bert --output stores/train --workers 4
+      bertbatch prepare --local --input train.tsv --model ./my-bert --store stores/train --workers 4
     """
     if not local_:
         raise BertBatchError("prepare runs on this machine for now: pass --local")
@@ -48,7 +49,7 @@ def prepare(ctx: click.Context, input_: str, output: str | None, local_: bool, d
         raise BertBatchError(f"--input {input_}: --local takes local paths")
     files = local_prepare.data_files(input_)
     given = {name: value for name, value in flags.items() if value is not None}
-    target = output or str(local_prepare.default_output(input_, given))
+    target = store_dir or str(local_prepare.default_output(input_, given))
     values = local_prepare.check({"input": input_, "output": target, **given})
     argv = local_prepare.command(values)
     if dry_run:

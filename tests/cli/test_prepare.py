@@ -20,7 +20,7 @@ VOCAB = str(FIXTURES / "vocab.txt")
 
 def test_dry_run_is_the_containers_prepare_command(bb, tmp_path):
     r = bb("prepare", "--local", "--input", TRAIN, "--model", "random:tiny", "--vocab", VOCAB,
-           "--max-seq-length", "64", "--workers", "2", "--output", tmp_path / "s", "--dry-run")
+           "--max-seq-length", "64", "--workers", "2", "--store", tmp_path / "s", "--dry-run")
     assert r.exit_code == 0, r.output
     argv = shlex.split(r.output.strip())
     assert argv[:4] == [sys.executable, "-m", "bert_train", store.SUBCOMMAND]
@@ -60,7 +60,7 @@ def test_a_local_store_with_an_estimate_first(bb, tmp_path):
     for i in range(2):
         (folder / f"part-{i}.tsv").write_text("\n".join([lines[0], *lines[1 + i * 100:1 + (i + 1) * 100]]) + "\n")
     r = bb("prepare", "--local", "--input", folder, "--model", "random:tiny", "--vocab", VOCAB, "--workers", "1",
-           "--output", tmp_path / "store")
+           "--store", tmp_path / "store")
     assert r.exit_code == 0, r.output
     assert "Preparing 2 file(s)" in r.output and "estimated" in r.output
     manifest = json.loads((tmp_path / "store" / store.MANIFEST).read_text())
