@@ -18,6 +18,8 @@ QUEUE_MULTI_NODE = "queue/multi-node"
 JOB_DEFINITION_SINGLE = "job-definition/bert-finetune"
 JOB_DEFINITION_MULTI_NODE = "job-definition/bert-finetune-multinode"
 JOB_DEFINITION_PREDICT = "job-definition/bert-predict"
+QUEUE_PREPARE = "queue/prepare"
+JOB_DEFINITION_PREPARE = "job-definition/bert-prepare"
 DATA_BUCKET = "bucket/data"
 ARTIFACTS_BUCKET = "bucket/artifacts"
 LOG_GROUP = "log-group"
@@ -80,6 +82,8 @@ KEYS: dict[str, str] = {
     JOB_DEFINITION_SINGLE: "Job definition ARN: single node, 1..N GPUs",
     JOB_DEFINITION_MULTI_NODE: "Job definition ARN: multi-node parallel (torchrun)",
     JOB_DEFINITION_PREDICT: "Job definition ARN: batch scoring, one GPU (python -m bert_train predict)",
+    QUEUE_PREPARE: "Job queue: data preparation on Spot CPU instances",
+    JOB_DEFINITION_PREPARE: "Job definition ARN: data preparation array job (python -m bert_train prepare)",
     DATA_BUCKET: "Data bucket name (inputs under datasets/)",
     ARTIFACTS_BUCKET: "Artifacts bucket name (checkpoints/, runs/, models/, predictions/)",
     LOG_GROUP: "CloudWatch Logs group of the training jobs",

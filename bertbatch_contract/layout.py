@@ -1,6 +1,7 @@
 """The S3 layout: where inputs, checkpoints, outputs, models and predictions live.
 
     s3://<data-bucket>/datasets/...                 inputs (FSx-linked: also under /fsx/datasets/)
+    s3://<data-bucket>/datasets/prepared/<name>/    tokenized stores (`bertbatch prepare`), also on FSx
     s3://<artifacts-bucket>/checkpoints/<run-id>/   step-000000500/... + manifest.json (last)
     s3://<artifacts-bucket>/runs/<run-id>/          the model, metrics.json written last
     s3://<artifacts-bucket>/models/<name>/          staged base models, registered versions
@@ -14,6 +15,9 @@ CHECKPOINTS_PREFIX = "checkpoints/"
 RUNS_PREFIX = "runs/"
 MODELS_PREFIX = "models/"
 PREDICTIONS_PREFIX = "predictions/"
+# Tokenized stores live beside the inputs they come from, so FSx mirrors them too; the prepare
+# job is the only writer (its role may write nothing else), training reads them like any input.
+PREPARED_PREFIX = DATASETS_PREFIX + "prepared/"
 
 METRICS_FILE = "metrics.json"  # final metrics, written last in runs/<run-id>/
 # checkpoints/<run-id>/step-000000500/<attempt>/... + step-000000500/manifest.json: each attempt
@@ -49,6 +53,11 @@ def checkpoint_prefix(run_id: str) -> str:
 def model_prefix(name: str) -> str:
     """Key prefix of a staged or registered model: models/<name>/."""
     return f"{MODELS_PREFIX}{name}/"
+
+
+def prepared_prefix(name: str) -> str:
+    """Key prefix of one tokenized store: datasets/prepared/<name>/."""
+    return f"{PREPARED_PREFIX}{name}/"
 
 
 def prediction_prefix(prediction_id: str) -> str:

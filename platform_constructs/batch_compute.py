@@ -150,8 +150,8 @@ class GpuCompute(Construct):
             return gpu_user_data(stop_timeout_seconds=container_stop_timeout_seconds, lustre=lustre)
 
         self.launch_templates = {
-            "gpu": _launch_template(self, "GpuLaunchTemplate", user_data=user_data(), root_volume_gib=root_volume_gib),
-            "multi-node": _launch_template(
+            "gpu": encrypted_launch_template(self, "GpuLaunchTemplate", user_data=user_data(), root_volume_gib=root_volume_gib),
+            "multi-node": encrypted_launch_template(
                 self,
                 "MultiNodeLaunchTemplate",
                 user_data=user_data(),
@@ -162,7 +162,7 @@ class GpuCompute(Construct):
         if efa:
             # One EFA interface as the primary network interface. With interfaces in the launch
             # template, the security group goes there and not on the compute environment.
-            _cfn(self.launch_templates["multi-node"]).add_property_override(
+            cfn_of(self.launch_templates["multi-node"]).add_property_override(
                 "LaunchTemplateData.NetworkInterfaces",
                 [{
                     "DeviceIndex": 0,
@@ -221,7 +221,7 @@ class GpuCompute(Construct):
         }
         self._pin_launch_templates_and_service_role()
         if efa:
-            _cfn(self.environments["multi-node"]).add_property_deletion_override("ComputeResources.SecurityGroupIds")
+            cfn_of(self.environments["multi-node"]).add_property_deletion_override("ComputeResources.SecurityGroupIds")
         self.queues = self._queues(
             naming,
             spot_capacity=Duration.minutes(capacity_wait_minutes),
@@ -243,7 +243,7 @@ class GpuCompute(Construct):
     def _pin_launch_templates_and_service_role(self) -> None:
         launch_template_of = {"gpu-spot": "gpu", "gpu-on-demand": "gpu", "multi-node": "multi-node"}
         for kind, environment in self.environments.items():
-            cfn = _cfn(environment)
+            cfn = cfn_of(environment)
             # Pin the launch template version, so a change to it updates the environment.
             cfn.add_property_override(
                 "ComputeResources.LaunchTemplate.Version",
@@ -301,12 +301,12 @@ class GpuCompute(Construct):
         }
 
 
-def _cfn(construct: Construct) -> Any:
+def cfn_of(construct: Construct) -> Any:
     """The L1 resource under an L2 construct (for property overrides)."""
     return construct.node.default_child
 
 
-def _launch_template(
+def encrypted_launch_template(
     scope: Construct,
     construct_id: str,
     *,

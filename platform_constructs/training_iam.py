@@ -23,6 +23,7 @@ from bertbatch_contract.layout import (
     DATASETS_PREFIX,
     MODELS_PREFIX,
     PREDICTIONS_PREFIX,
+    PREPARED_PREFIX,
     RUNS_PREFIX,
 )
 from bertbatch_contract.naming import Naming
@@ -135,7 +136,8 @@ def nag_resource(scope: Construct, value: str) -> str:
 
 class TrainingRoles(Construct):
     """`instance_role` (EC2 instances of the compute environments), `execution_role` (ECS
-    agent: image pull, awslogs), `job_role` (the training container)."""
+    agent: image pull, awslogs), `job_role` (the training container), `prepare_role` (the data
+    preparation container: reads datasets/, writes datasets/prepared/ only)."""
 
     def __init__(
         self,
@@ -159,7 +161,9 @@ class TrainingRoles(Construct):
         job_policy, self.job_role = self._job_role(
             owner, key, data_bucket, artifacts_bucket, mlflow_tracking_server_arn
         )
-        self.policies = {"instance": instance_policy, "execution": execution_policy, "job": job_policy}
+        prepare_policy, self.prepare_role = self._prepare_role(owner, key, data_bucket, artifacts_bucket)
+        self.policies = {"instance": instance_policy, "execution": execution_policy, "job": job_policy,
+                         "prepare": prepare_policy}
 
     def _instance_role(self, naming: Naming, owner: str) -> tuple[iam.ManagedPolicy, iam.Role]:
         ecs = f"arn:{Aws.PARTITION}:ecs:{Aws.REGION}:{Aws.ACCOUNT_ID}"
@@ -167,7 +171,7 @@ class TrainingRoles(Construct):
         instance_policy = iam.ManagedPolicy(
             self,
             "InstancePolicy",
-            description=f"{owner}: ECS agent on Batch GPU instances",
+            description=f"{owner}: ECS agent on Batch instances (GPU and data preparation)",
             statements=[
                 iam.PolicyStatement(
                     sid="EcsAgentOnProjectClusters",
@@ -214,7 +218,7 @@ class TrainingRoles(Construct):
             self,
             "InstanceRole",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            description=f"{owner}: Batch GPU instances (ECS agent)",
+            description=f"{owner}: Batch instances (ECS agent)",
             managed_policies=[instance_policy],
         )
         return instance_policy, role
@@ -361,6 +365,69 @@ class TrainingRoles(Construct):
             managed_policies=[job_policy],
         )
         return job_policy, role
+
+
+    def _prepare_role(
+        self, owner: str, key: kms.IKey, data_bucket: s3.IBucket, artifacts_bucket: s3.IBucket
+    ) -> tuple[iam.ManagedPolicy, iam.Role]:
+        """Read the raw data and the staged tokenizers; write tokenized stores, and nothing else:
+        a bug in preparation can neither touch the inputs nor any training output."""
+        datasets_objects = _objects_arn(data_bucket, DATA_BUCKET_OUTPUT, DATASETS_PREFIX)
+        stores_objects = _objects_arn(data_bucket, DATA_BUCKET_OUTPUT, PREPARED_PREFIX)
+        models_objects = _objects_arn(artifacts_bucket, ARTIFACTS_BUCKET_OUTPUT, MODELS_PREFIX)
+        policy = iam.ManagedPolicy(
+            self,
+            "PreparePolicy",
+            description=f"{owner}: data preparation container (datasets in, tokenized stores out)",
+            statements=[
+                iam.PolicyStatement(sid="ReadDatasets", actions=["s3:GetObject"], resources=[datasets_objects]),
+                iam.PolicyStatement(
+                    sid="ListDatasets",
+                    actions=["s3:ListBucket"],
+                    resources=[data_bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [DATASETS_PREFIX, f"{DATASETS_PREFIX}*"]}},
+                ),
+                iam.PolicyStatement(
+                    sid="WriteTokenizedStores",
+                    # Delete: the write probe before any work, and a retried child's staging.
+                    actions=["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+                             "s3:ListMultipartUploadParts"],
+                    resources=[stores_objects],
+                ),
+                iam.PolicyStatement(sid="ReadStagedModels", actions=["s3:GetObject"], resources=[models_objects]),
+                iam.PolicyStatement(
+                    sid="ListStagedModels",
+                    actions=["s3:ListBucket"],
+                    resources=[artifacts_bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [MODELS_PREFIX, f"{MODELS_PREFIX}*"]}},
+                ),
+                iam.PolicyStatement(
+                    sid="ProjectKeyThroughS3",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                ),
+            ],
+        )
+        for objects, why in (
+            (datasets_objects, "preparation reads the input files it is given under datasets/ of the data bucket"),
+            (stores_objects, "preparation writes a store's shards and manifests under datasets/prepared/<name>/"),
+            (models_objects, "preparation reads the tokenizer of the staged model it is given under models/"),
+        ):
+            objects_arn = nag_resource(self, objects)
+            acknowledge(
+                policy,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::{objects_arn}]",
+                f"Object keys are chosen at run time: {why}; the wildcard stops at that prefix of that bucket.",
+            )
+        role = iam.Role(
+            self,
+            "PrepareRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com", conditions=_THIS_ACCOUNT),
+            description=f"{owner}: the data preparation container (datasets in, tokenized stores out)",
+            managed_policies=[policy],
+        )
+        return policy, role
 
 
 def _objects_arn(bucket: s3.IBucket, output_id: str, prefix: str) -> str:

@@ -239,6 +239,32 @@ class TrainingConfig(_Model):
         return v
 
 
+class PrepareConfig(_Model):
+    """Data preparation (`bertbatch prepare`): a Spot CPU compute environment, its queue and the
+    `bert-prepare` array job definition. Each child tokenizes a group of input files."""
+
+    # x86 CPU types of a few families and sizes, so Spot finds capacity (the image is linux/amd64).
+    instance_types: list[str] = Field(
+        default_factory=lambda: ["c7i.xlarge", "c7i.2xlarge", "c6i.xlarge", "c6i.2xlarge", "m7i.xlarge",
+                                 "m6i.xlarge"],
+        min_length=1,
+    )
+    max_vcpus: int = Field(default=32, ge=1, le=MAX_VCPUS)
+    # One child: 4 vCPUs (tokenizer processes) and the memory a 4-vCPU compute-optimized type leaves.
+    vcpus_per_job: int = Field(default=4, ge=1, le=192)
+    memory_mib_per_job: int = Field(default=6144, ge=512, le=2_097_152)
+    retry_attempts: int = Field(default=5, ge=1, le=10)
+    timeout_minutes: int = Field(default=6 * 60, ge=1, le=MAX_TIMEOUT_MINUTES)
+
+    @field_validator("instance_types")
+    @classmethod
+    def _types(cls, v: list[str]) -> list[str]:
+        for t in v:
+            if not _INSTANCE_TYPE.match(t):
+                raise ValueError(f"{t!r} is not an EC2 instance type (e.g. c7i.xlarge)")
+        return v
+
+
 class TrackingConfig(_Model):
     # Empty: no experiment tracking. Otherwise the jobs' MLFLOW_TRACKING_URI (see docs/configuration.md).
     mlflow_tracking_uri: str = Field(default="", max_length=MAX_TRACKING_URI)
@@ -313,6 +339,7 @@ class PlatformConfig(_Model):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)

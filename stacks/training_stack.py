@@ -33,6 +33,8 @@ from constructs import Construct
 from bertbatch_contract import discovery, job, layout, metrics
 from platform_constructs import job_definitions as jobdefs
 from platform_constructs.batch_compute import QUEUE_MULTI_NODE, QUEUE_ON_DEMAND, QUEUE_SPOT_FIRST, GpuCompute
+from platform_constructs.data_preparation import JOB_DEFINITION as JOB_DEFINITION_PREPARE_NAME
+from platform_constructs.data_preparation import QUEUE_PREPARE, DataPreparation
 from platform_constructs.discovery_params import DiscoveryParameters
 from platform_constructs.fallback import SpotFallback
 from platform_constructs.logs import encrypted_log_group
@@ -64,8 +66,9 @@ def image_version(build_context: Path = REPO_ROOT) -> str:
 
 
 class TrainingStack(Stack):
-    """Exposes `job_queues` (dict: 'spot-first', 'on-demand', 'multi-node' -> batch.IJobQueue),
-    `job_definitions` (dict: 'bert-finetune', 'bert-finetune-multinode', 'bert-predict' -> job definition),
+    """Exposes `job_queues` (dict: 'spot-first', 'on-demand', 'multi-node', 'prepare' -> batch.IJobQueue),
+    `job_definitions` (dict: 'bert-finetune', 'bert-finetune-multinode', 'bert-predict', 'bert-prepare' -> job
+    definition),
     `job_log_group` (logs.ILogGroup), `fallback_function` (lambda_.IFunction).
 
     Also `fallback_dead_letter_queue` (sqs.IQueue: events the fallback handler failed on),
@@ -171,6 +174,36 @@ class TrainingStack(Stack):
             predict_timeout_minutes=t.predict_timeout_minutes,
         )
         self.job_definitions = dict(definitions.definitions)
+
+        # --- data preparation: Spot CPUs, the prepare queue, the bert-prepare array job ------------
+        p = config.prepare
+        self.preparation = DataPreparation(
+            self,
+            "DataPreparation",
+            naming=naming,
+            instance_types=p.instance_types,
+            max_vcpus=p.max_vcpus,
+            vcpus_per_job=p.vcpus_per_job,
+            memory_mib_per_job=p.memory_mib_per_job,
+            retry_attempts=p.retry_attempts,
+            timeout_minutes=p.timeout_minutes,
+            unplaceable_wait_minutes=t.unplaceable_wait_minutes,
+            root_volume_gib=t.root_volume_gib,
+            vpc=vpc,
+            compute_subnets=compute_subnets,
+            security_group=compute_security_group,
+            instance_role=self.roles.instance_role.without_policy_updates(),
+            image=image,
+            execution_role=self.roles.execution_role.without_policy_updates(),
+            job_role=self.roles.prepare_role.without_policy_updates(),
+            log_group=self.job_log_group,
+            environment={k: v for k, v in job_environment(config, data_bucket, artifacts_bucket, fsx=False).items()
+                         if k in (job.ENV_PROFILE, job.ENV_DATA_URI, job.ENV_ARTIFACTS_URI)},
+            data_bucket_name=data_bucket.bucket_name,
+            artifacts_bucket_name=artifacts_bucket.bucket_name,
+        )
+        self.job_queues[QUEUE_PREPARE] = self.preparation.queue
+        self.job_definitions[JOB_DEFINITION_PREPARE_NAME] = self.preparation.job_definition
         if t.image_uri and repository_arn:
             # CDK warns that a registry image from ECR needs pull permissions: the execution
             # policy above grants them on exactly that repository.
@@ -206,6 +239,8 @@ class TrainingStack(Stack):
                 discovery.JOB_DEFINITION_SINGLE: self.job_definitions[jobdefs.SINGLE].job_definition_arn,
                 discovery.JOB_DEFINITION_MULTI_NODE: self.job_definitions[jobdefs.MULTI_NODE].job_definition_arn,
                 discovery.JOB_DEFINITION_PREDICT: self.job_definitions[jobdefs.PREDICT].job_definition_arn,
+                discovery.QUEUE_PREPARE: naming.resource(QUEUE_PREPARE),
+                discovery.JOB_DEFINITION_PREPARE: self.preparation.job_definition.job_definition_arn,
                 discovery.DATA_BUCKET: data_bucket.bucket_name,
                 discovery.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
                 discovery.LOG_GROUP: self.job_log_group.log_group_name,

@@ -12,8 +12,11 @@ from tests.stacks.conftest import (
 AL2023_NVIDIA = "ECS_AL2023_NVIDIA"
 
 
-def test_three_compute_environments(dev_training):
-    dev_training.resource_count_is("AWS::Batch::ComputeEnvironment", 3)
+def test_three_gpu_compute_environments_and_one_for_data_preparation(dev_training):
+    dev_training.resource_count_is("AWS::Batch::ComputeEnvironment", 4)
+    gpu = dev_training.find_resources("AWS::Batch::ComputeEnvironment", {"Properties": {"ComputeResources": {
+        "Ec2Configuration": [{"ImageType": AL2023_NVIDIA}]}}})
+    assert len(gpu) == 3
 
 
 @pytest.mark.parametrize("env", ["ComputeGpuSpot", "ComputeGpuOnDemand", "ComputeMultiNode"])

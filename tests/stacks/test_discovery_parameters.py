@@ -35,13 +35,17 @@ def test_discovery_values(dev_training):
     assert value(discovery.QUEUE_SPOT_FIRST) == "bert-batch-dev-spot-first"
     assert value(discovery.QUEUE_ON_DEMAND) == "bert-batch-dev-on-demand"
     assert value(discovery.QUEUE_MULTI_NODE) == "bert-batch-dev-multi-node"
-    assert queue_names == {"bert-batch-dev-spot-first", "bert-batch-dev-on-demand", "bert-batch-dev-multi-node"}
+    assert value(discovery.QUEUE_PREPARE) == "bert-batch-dev-prepare"
+    assert queue_names == {"bert-batch-dev-spot-first", "bert-batch-dev-on-demand", "bert-batch-dev-multi-node",
+                           "bert-batch-dev-prepare"}
     single, _ = one(dev_training, "AWS::Batch::JobDefinition", "JobDefinitionsSingle")
     multi, _ = one(dev_training, "AWS::Batch::JobDefinition", "JobDefinitionsMultiNode")
     assert value(discovery.JOB_DEFINITION_SINGLE) == {"Ref": single}
     assert value(discovery.JOB_DEFINITION_MULTI_NODE) == {"Ref": multi}
     predict, _ = one(dev_training, "AWS::Batch::JobDefinition", "JobDefinitionsPredict")
     assert value(discovery.JOB_DEFINITION_PREDICT) == {"Ref": predict}
+    prepare, _ = one(dev_training, "AWS::Batch::JobDefinition", "DataPreparationJobDefinition")
+    assert value(discovery.JOB_DEFINITION_PREPARE) == {"Ref": prepare}
     assert value(discovery.MLFLOW_TRACKING_URI) == discovery.NOT_CONFIGURED == "none"
     log_group, _ = one(dev_training, "AWS::Logs::LogGroup", "JobLogs")
     assert value(discovery.LOG_GROUP) == {"Ref": log_group}

@@ -29,6 +29,7 @@ def test_job_definition_names(dev_training):
         "bert-batch-dev-bert-finetune",
         "bert-batch-dev-bert-finetune-multinode",
         "bert-batch-dev-bert-predict",
+        "bert-batch-dev-bert-prepare",
     ]
 
 

@@ -27,7 +27,8 @@ def test_platform_job_rules_watch_the_training_queues(dev, dev_monitoring):
     assert len(rules) == 2
     for rule in rules.values():
         queues = rule["Properties"]["EventPattern"]["detail"]["jobQueue"]
-        assert len(queues) == len(dev.platform.training.job_queues) == 3
+        # The GPU queues and the data preparation queue: a failed prepare child alarms too.
+        assert len(queues) == len(dev.platform.training.job_queues) == 4
 
 
 def test_platform_alarms_cover_failures_spot_stalls_fsx_and_the_fallback_function(dev_monitoring, prod_monitoring):

@@ -82,7 +82,8 @@ def test_compute_environment_names_match_the_instance_role_cluster_scope(dev_tra
         r["Properties"]["ComputeEnvironmentName"]
         for r in resources(dev_training, "AWS::Batch::ComputeEnvironment").values()
     )
-    assert names == ["bert-batch-dev-ce-gpu-on-demand", "bert-batch-dev-ce-gpu-spot", "bert-batch-dev-ce-multi-node"]
+    assert names == ["bert-batch-dev-ce-cpu-spot", "bert-batch-dev-ce-gpu-on-demand", "bert-batch-dev-ce-gpu-spot",
+                     "bert-batch-dev-ce-multi-node"]
 
 
 def test_instance_role_tagging_only_on_register(dev_training):
