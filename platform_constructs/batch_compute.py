@@ -150,7 +150,9 @@ class GpuCompute(Construct):
             return gpu_user_data(stop_timeout_seconds=container_stop_timeout_seconds, lustre=lustre)
 
         self.launch_templates = {
-            "gpu": encrypted_launch_template(self, "GpuLaunchTemplate", user_data=user_data(), root_volume_gib=root_volume_gib),
+            "gpu": encrypted_launch_template(
+                self, "GpuLaunchTemplate", user_data=user_data(), root_volume_gib=root_volume_gib
+            ),
             "multi-node": encrypted_launch_template(
                 self,
                 "MultiNodeLaunchTemplate",

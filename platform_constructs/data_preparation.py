@@ -26,7 +26,12 @@ from constructs import Construct
 
 from bertbatch_contract import hyperparameters, layout, store
 from bertbatch_contract.naming import Naming
-from platform_constructs.batch_compute import UNPLACEABLE_REASONS, cfn_of, ecs_settings_script, encrypted_launch_template
+from platform_constructs.batch_compute import (
+    UNPLACEABLE_REASONS,
+    cfn_of,
+    ecs_settings_script,
+    encrypted_launch_template,
+)
 from platform_constructs.job_definitions import retry_strategies
 from platform_constructs.training_iam import compute_environment_name
 
