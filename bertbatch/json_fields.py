@@ -144,6 +144,15 @@ FIELDS: dict[str, dict[str, str]] = {
         "created": "true when this promote recorded a new version (false: the run had one already)",
         "previous_version": "the version the alias pointed at before, or null",
     },
+    "prepare": {
+        "store": "the store's s3:// prefix (manifest.json appears there last)",
+        "input": "the data's s3:// URI or prefix",
+        "files": "input files found",
+        "children": "array children (1 = a single job)",
+        "children_job_id": "the AWS Batch job id of the children (the array parent)",
+        "merge_job_id": "the job that writes manifest.json after every child (depends on the children)",
+        "queue": "job queue name",
+    },
     "predict": {
         "prediction_id": "names predictions/<prediction-id>/ (and the job)",
         "model": "what the job loads: the run's output prefix or directory",

@@ -60,10 +60,10 @@ def estimate_line(files: list[Path], workers: int) -> str:
     rate = store.PREPARE_MB_PER_SECOND_PER_CORE * workers
     seconds = size / 1e6 / rate
     return (f"Preparing {len(files)} file(s), about {size / 1e6:,.1f} MB of text, on {workers} core(s): "
-            f"estimated {_duration(seconds)} (at {store.PREPARE_MB_PER_SECOND_PER_CORE:g} MB/s per core)")
+            f"estimated {duration(seconds)} (at {store.PREPARE_MB_PER_SECOND_PER_CORE:g} MB/s per core)")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 60:
         return f"{max(seconds, 1):.0f} s"
     if seconds < 3600:
@@ -71,13 +71,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def store_name(input_id: str, values: Mapping[str, str]) -> str:
+    """<input name>-<key>: one store per input (a resolved path or a URI) and settings."""
+    key = json.dumps({"input": input_id, **{k: v for k, v in sorted(values.items()) if k in store.SETTINGS}})
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    name = input_id.rstrip("/").rsplit("/", 1)[-1].split(".")[0] or "data"
+    return f"{name}-{digest}"
+
+
 def default_output(input_path: str, values: Mapping[str, str]) -> Path:
     """local-runs/stores/<input name>-<key>: one store per input and settings."""
-    key = json.dumps({"input": str(Path(input_path).resolve()), **{k: v for k, v in sorted(values.items())
-                                                                   if k in store.SETTINGS}})
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    name = Path(input_path).name.split(".")[0] or "data"
-    return STORES_DIR / f"{name}-{digest}"
+    return STORES_DIR / store_name(str(Path(input_path).resolve()), values)
 
 
 def command(values: Mapping[str, str], python: str | None = None) -> list[str]:

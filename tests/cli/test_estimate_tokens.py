@@ -88,7 +88,9 @@ def test_the_token_estimate_is_lower_by_the_ratio_the_real_tokens_imply(bb, tabl
 
 
 def test_the_table_says_where_the_tokens_and_the_figures_came_from(bb, tables):
-    r = bb("estimate", *tables, "--offline", "--data", str(TRAIN), "--tokenizer", str(VOCAB))
+    # Wide enough that the tokens line, which names the vocab file's path, is not wrapped
+    # (wrapping has its own tests: tests/cli/test_tables.py).
+    r = bb("estimate", *tables, "--offline", "--data", str(TRAIN), "--tokenizer", str(VOCAB), width=4000)
     assert r.exit_code == 0, r.output
     mean = container_mean_tokens(sentences())
     tokens_line = next(line for line in r.output.splitlines() if line.startswith("Tokens:"))

@@ -172,3 +172,27 @@ def test_an_s3_store_from_an_s3_prefix(tmp_path):
         assert manifest["rows"] == len(rows)
         assert [s["version"] for s in manifest["sources"]] == [
             s3.head_object(Bucket="data", Key=f"datasets/x/part-{i}.tsv")["ETag"].strip('"') for i in range(2)]
+
+
+def test_sigterm_stops_the_child_with_the_retried_exit_code_and_nothing_published(tmp_path, capsys, monkeypatch):
+    """A Spot reclaim reaches the child as SIGTERM: it exits 75, which the bert-prepare job
+    definition retries (a plain SIGTERM death, 143, would fail the child), and leaves no shard or
+    partial manifest behind, so the retry starts clean."""
+    import signal
+
+    from bert_train import prepare
+
+    folder, _ = _dataset(tmp_path, files=2)
+    real = prepare.run_child
+
+    def reclaimed_during_the_work(j, staging):
+        partial = real(j, staging)
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler raises in this thread, right here
+        return partial
+
+    monkeypatch.setattr(prepare, "run_child", reclaimed_during_the_work)
+    store = tmp_path / "store"
+    assert _prepare(folder, store) == job.EXIT_INTERRUPTED
+    assert "stopped by SIGTERM" in capsys.readouterr().err
+    assert not list(store.rglob("*.parquet")) and not (store / contract.MANIFEST).exists()
+    assert signal.getsignal(signal.SIGTERM) is not prepare._interrupt  # the handler is uninstalled

@@ -43,6 +43,9 @@ def test_s3_data_model_checkpoints_resume_and_outputs(moto_s3, small_data, tmp_p
     tok.save_pretrained(base)
     for p in base.iterdir():
         s3.upload_file(str(p), "data", f"models/tiny/{p.name}")
+    # Staged as `bertbatch models import` leaves it: the manifest last (a models/<name>/ prefix
+    # without one is refused as not staged).
+    s3.put_object(Bucket="data", Key="models/tiny/manifest.json", Body=json.dumps({"format": 1, "name": "tiny"}))
 
     monkeypatch.setenv(job.ENV_ARTIFACTS_URI, "s3://artifacts")
     monkeypatch.setenv(job.ENV_CHECKPOINT_URI, "s3://artifacts/checkpoints")

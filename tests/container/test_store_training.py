@@ -195,3 +195,36 @@ def test_an_s3_store(store, tmp_path):
         s3.delete_object(Bucket="stores", Key=f"x/{contract.shard_name(1, 0)}")
         with pytest.raises(BadInput, match=r"s3://stores/x/shards/in-000001-0000.parquet: shard missing"):
             run(tiny_config("s3://stores/x", dev, tmp_path / "c", tmp_path / "cc", max_steps=6))
+
+
+def test_an_s3_store_under_the_data_bucket_is_read_from_fsx_when_the_mount_holds_all_of_it(
+        store, tmp_path, monkeypatch):
+    """Stores live under datasets/prepared/, which FSx mirrors: a job reads the shards in place
+    on the mount instead of downloading them, unless the mount lacks a shard (import lag) or holds
+    another version of the store."""
+    import shutil
+
+    import boto3
+    from moto import mock_aws
+
+    train, _ = store
+    uri = "s3://data/datasets/prepared/sst2"
+    mount = tmp_path / "fsx"
+    mirror = mount / "datasets" / "prepared" / "sst2"
+    shutil.copytree(train, mirror)
+    monkeypatch.setenv(job.ENV_FSX_MOUNT, str(mount))
+    monkeypatch.setenv(job.ENV_DATA_URI, "s3://data/datasets")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="data")
+        for p in train.rglob("*"):
+            if p.is_file():
+                s3.put_object(Bucket="data", Key=f"datasets/prepared/sst2/{p.relative_to(train)}", Body=p.read_bytes())
+        assert open_store(uri, str(tmp_path / "w1")).reader.uri == str(mirror)
+
+        (mirror / contract.shard_name(2, 0)).unlink()  # not imported yet
+        assert open_store(uri, str(tmp_path / "w2")).reader.uri == uri
+        shutil.copy(train / contract.shard_name(2, 0), mirror / contract.shard_name(2, 0))
+        manifest = json.loads((mirror / contract.MANIFEST).read_text())
+        (mirror / contract.MANIFEST).write_text(json.dumps({**manifest, "rows": manifest["rows"] + 1}))  # other store
+        assert open_store(uri, str(tmp_path / "w3")).reader.uri == uri

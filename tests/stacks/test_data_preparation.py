@@ -71,6 +71,7 @@ def test_spot_reclaims_and_storage_errors_are_retried(dev_training):
     rules = definition["RetryStrategy"]["EvaluateOnExit"]
     assert {"Action": "RETRY", "OnStatusReason": "Host EC2*"} in rules
     assert {"Action": "RETRY", "OnExitCode": str(job.EXIT_STORAGE_UNAVAILABLE)} in rules
+    assert {"Action": "RETRY", "OnExitCode": str(job.EXIT_INTERRUPTED)} in rules  # prepare's SIGTERM exit
     assert rules[-1] == {"Action": "EXIT", "OnReason": "*"}
     assert definition["RetryStrategy"]["Attempts"] == 5
 

@@ -52,6 +52,20 @@ def _s3_size(uri: str) -> int:
     return int(storage.make_s3_client().head_object(Bucket=bucket, Key=key)["ContentLength"])
 
 
+def mirror_of(uri: str, env: Mapping[str, str] | None = None) -> Path | None:
+    """The FSx path that mirrors an s3:// URI under the data bucket's datasets/ prefix, when this
+    host has the file system mounted; None otherwise (a warning when the mount failed)."""
+    env = os.environ if env is None else env
+    mount, data_uri = _mount(env), (env.get(job.ENV_DATA_URI) or "").rstrip("/")
+    if mount is None or not data_uri or not storage.is_s3(uri) or not uri.startswith(data_uri + "/"):
+        return None
+    failure = mount_failure(env)
+    if failure:
+        log.warning("FSx is not mounted on this host (%s): reading %s from S3", failure, uri)
+        return None
+    return mount / layout.DATASETS_PREFIX / uri[len(data_uri) + 1:]
+
+
 def input_location(uri: str, env: Mapping[str, str] | None = None, *,
                    s3_size: Callable[[str], int] | None = None) -> str:
     """Where to read `uri` from: its FSx path when the mount holds the same bytes, else `uri`.
@@ -59,7 +73,7 @@ def input_location(uri: str, env: Mapping[str, str] | None = None, *,
     A path on the mount itself (`/fsx/...`) on a host whose mount failed raises StoreUnavailable
     (retryable: another host will have it) instead of reading an empty directory."""
     env = os.environ if env is None else env
-    mount, data_uri = _mount(env), (env.get(job.ENV_DATA_URI) or "").rstrip("/")
+    mount = _mount(env)
     if mount is None or not uri:
         return uri
     failure = mount_failure(env)
@@ -67,12 +81,9 @@ def input_location(uri: str, env: Mapping[str, str] | None = None, *,
         if failure and Path(uri).is_relative_to(mount):
             raise StoreUnavailable(f"{uri}: FSx is not mounted on this host ({failure})")
         return uri
-    if not data_uri or not uri.startswith(data_uri + "/"):
+    path = mirror_of(uri, env)
+    if path is None:
         return uri
-    if failure:
-        log.warning("FSx is not mounted on this host (%s): reading %s from S3", failure, uri)
-        return uri
-    path = mount / layout.DATASETS_PREFIX / uri[len(data_uri) + 1:]
     if not path.is_file():
         log.info("%s is not on FSx yet (%s): reading it from S3", uri, path)
         return uri

@@ -8,6 +8,8 @@ listing. A store prepared with another tokenizer or max length is refused with o
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,8 @@ from bertbatch_contract import store as contract
 from . import data, fsx, storage, stream, token_store
 from .config import BadInput, TrainConfig
 from .tokenize_pool import fingerprint
+
+log = logging.getLogger("bert_train")
 
 
 @dataclass
@@ -69,9 +73,32 @@ def open_store(uri: str, work_dir: str) -> TrainStore | None:
     if manifest is None:
         return None
     manifest = token_store.load_manifest(location)
+    if storage.is_s3(location):
+        location = fsx_copy(location, manifest) or location
     shard_cache = Path(work_dir) / "store-shards" / f"rank{os.environ.get('RANK', '0')}"
     reader = token_store.Reader(location, manifest, shard_cache)
     return TrainStore(uri=uri, manifest=manifest, reader=reader, layout=stream.Layout(manifest))
+
+
+def fsx_copy(uri: str, manifest: dict[str, Any]) -> str | None:
+    """The store's directory on FSx (the data bucket's datasets/ prefix is mirrored there) when it
+    holds the same manifest and every shard at its recorded size: read in place, nothing is
+    downloaded. Otherwise None (not imported yet, or another version of the store): S3."""
+    path = fsx.mirror_of(uri)
+    if path is None:
+        return None
+    try:
+        same = json.loads((path / contract.MANIFEST).read_text()) == manifest
+    except (OSError, ValueError):
+        same = False
+    missing = [s["file"] for s in manifest["shards"]
+               if not (path / s["file"]).is_file() or (path / s["file"]).stat().st_size != s["bytes"]] if same else []
+    if not same or missing:
+        log.info("store %s is not complete on FSx (%s): reading it from S3", uri,
+                 f"{len(missing)} shard(s) missing" if same else "no identical manifest.json")
+        return None
+    log.info("reading store %s from FSx (%s)", uri, path)
+    return str(path)
 
 
 def sources_only(uri: str) -> bool:

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -305,9 +306,19 @@ def run(values: Mapping[str, Any], *, merge_only: bool = False,
     return merge(j, required=merge_only)
 
 
+class Interrupted(Exception):
+    """SIGTERM: Batch stops the container (a Spot reclaim, a cancel)."""
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes (bertbatch_contract.job): 0 done (this child's part; the store when the manifest
-    was written); 2 bad input (one line, nothing of this child written); 74 S3 failed (retry)."""
+    was written); 2 bad input (one line, nothing of this child written); 74 S3 failed (retry); 75
+    stopped by SIGTERM (a Spot reclaim: the job's retry strategy runs the child again, and it
+    redoes only its own files)."""
     namespace = vars(build_parser().parse_args(argv))
     merge_only = bool(namespace.pop("merge"))
     try:
@@ -318,12 +329,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format=f"%(asctime)s {PROG} prepare %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         run(values, merge_only=merge_only)
+    except Interrupted:
+        print(f"{PROG}: stopped by SIGTERM; a retry prepares this child's files again", file=sys.stderr)
+        return job.EXIT_INTERRUPTED
     except BadInput as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return job.EXIT_BAD_INPUT
     except storage.StorageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return job.EXIT_STORAGE_UNAVAILABLE
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return job.EXIT_OK
