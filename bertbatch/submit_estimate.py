@@ -59,13 +59,20 @@ def job_estimate(session: Session, *, train_uri: str, queue_key: str, gpus: int,
     if not train_uri.startswith("s3://"):
         return None
     try:
-        head = token_sample.s3_head(session.client("s3"), train_uri, "--train")
-        rows = rows_from_sample(head.data, head.size, header=estimate.has_header(train_uri))
         prices = estimate.load_table("prices.json")
         throughput = estimate.load_throughput()
-        tokens = job_tokens(session, head, rows=rows, model=model or str(hp.default("model")),
-                            text_column=text_column or str(hp.default("text_column")), seq_len=seq_len,
-                            throughput=throughput)
+        manifest = token_sample.store_manifest(session, train_uri, "--train")
+        if manifest is not None:  # a prepared store: every row's real tokens
+            rows = int(manifest["rows"])
+            share, source = estimate.padding_of(throughput)
+            tokens = token_sample.from_store(manifest, location=train_uri, flag="--train", seq_len=seq_len,
+                                             padding_share=share, padding_source=source)
+        else:
+            head = token_sample.s3_head(session.client("s3"), train_uri, "--train")
+            rows = rows_from_sample(head.data, head.size, header=estimate.has_header(train_uri))
+            tokens = job_tokens(session, head, rows=rows, model=model or str(hp.default("model")),
+                                text_column=text_column or str(hp.default("text_column")), seq_len=seq_len,
+                                throughput=throughput)
         log.debug("cost estimate: %s", tokens.describe(seq_len))
         pricing = "spot" if queue_key == discovery.QUEUE_SPOT_FIRST else "on-demand"
         candidates = [o for o in estimate.estimate(rows=rows, epochs=epochs, seq_len=seq_len, prices=prices,

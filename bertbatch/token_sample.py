@@ -25,7 +25,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from bertbatch_contract import tables
+from bertbatch_contract import store, tables
 
 from . import jobs, models
 from .aws import is_not_found
@@ -290,7 +290,9 @@ def find(session: Session, *, tokenizer: str | None, model: str, offline: bool,
 class TokenCount:
     """What the estimate assumes a row costs, and where that came from."""
 
-    source: str  # "sample": tokenized rows; "max_seq_length": every row counted as max_seq_length tokens
+    # "sample": tokenized rows; "store": a prepared store's manifest (every row, counted when it was
+    # tokenized); "max_seq_length": every row counted as max_seq_length tokens
+    source: str
     computed_tokens_per_row: float  # what the GPU computes per row, padding included
     rows_sampled: int | None = None
     whole_file: bool | None = None  # the sample is every row of the file, not those of its first MiB
@@ -304,6 +306,11 @@ class TokenCount:
         return asdict(self)
 
     def describe(self, seq_len: int) -> str:
+        if self.source == "store":
+            return (f"Tokens: the store's manifest, all {self.rows_sampled or 0:,} rows as {self.tokenizer} tokenized "
+                    f"them: {self.mean_tokens_per_row:.1f} tokens a row (truncated at {seq_len}, [CLS]/[SEP] "
+                    f"included) + {self.padding_share or 0:.1%} padding ({self.padding_source}) = "
+                    f"{self.computed_tokens_per_row:.1f} computed tokens a row.")
         if self.source != "sample":
             return (f"Tokens: every row counted as {seq_len} tokens (--max-seq-length), an upper bound: "
                     f"{self.fallback}.")
@@ -313,6 +320,51 @@ class TokenCount:
                 f"{self.mean_tokens_per_row:.1f} tokens a row (truncated at {seq_len}, [CLS]/[SEP] included) "
                 f"+ {self.padding_share or 0:.1%} padding ({self.padding_source}) = "
                 f"{self.computed_tokens_per_row:.1f} computed tokens a row.")
+
+
+def store_manifest(session: Session, location: str, flag: str) -> dict[str, Any] | None:
+    """The manifest of the tokenized store at a local folder or an s3:// prefix (written last by
+    `prepare`), or None when `location` holds none (it is data files, or not there)."""
+    if tables.data_format(location) is not None:
+        return None  # a data file's name is never a store
+    if location.startswith("s3://"):
+        uri = location.rstrip("/") + "/" + store.MANIFEST
+        bucket, key = jobs.parse_s3_uri(uri)
+        try:
+            body = session.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            if is_not_found(exc):
+                return None
+            jobs.raise_s3_error(exc, flag, uri)
+            raise
+    else:
+        path = Path(location) / store.MANIFEST
+        if not path.is_file():
+            return None
+        body = path.read_bytes()
+    try:
+        manifest = json.loads(body)
+        rows, tokens = int(manifest["rows"]), int(manifest["tokens"])
+        if manifest.get("format") != store.FORMAT or rows < 1 or tokens < rows:
+            raise ValueError(manifest.get("format"))
+    except (ValueError, KeyError, TypeError):
+        raise BertBatchError(f"{flag} {location}: {store.MANIFEST} is not a {store.FORMAT} manifest") from None
+    return dict(manifest)
+
+
+def from_store(manifest: dict[str, Any], *, location: str, flag: str, seq_len: int, padding_share: float,
+               padding_source: str) -> TokenCount:
+    """The computed tokens a row of a prepared store: its real token count, every row."""
+    if int(manifest["max_seq_length"]) != seq_len:
+        # The trainer refuses such a store before step 1; say so before anything is paid for.
+        raise BertBatchError(f"{flag} {location}: the store was prepared with --max-seq-length "
+                             f"{manifest['max_seq_length']}, not {seq_len}: prepare it again or use its length")
+    rows = int(manifest["rows"])
+    mean = int(manifest["tokens"]) / rows
+    return TokenCount(source="store", computed_tokens_per_row=min(float(seq_len), mean / (1 - padding_share)),
+                      rows_sampled=rows, whole_file=True,
+                      tokenizer=str((manifest.get("tokenizer") or {}).get("model") or "its tokenizer"),
+                      mean_tokens_per_row=mean, padding_share=padding_share, padding_source=padding_source)
 
 
 def fallback(seq_len: int, reason: str) -> TokenCount:

@@ -182,16 +182,25 @@ def estimate(session: Session, rows: int | None, data: str | None, text_column: 
     params.check_int("--nodes", nodes, 1, 1000)
     params.check_number("--max-hours", max_hours, minimum=0, exclusive=True)
     params.check_number("--spot-overhead", spot_overhead, minimum=0)
-    if data is not None:
+    manifest = token_sample.store_manifest(session, data, "--data") if data is not None else None
+    if manifest is not None:
+        rows = int(manifest["rows"])  # a prepared store: its manifest counted every row
+    elif data is not None:
         rows = count_data_rows(session, data)
         if rows < 1:
             raise BertBatchError(f"--data {data}: no data rows")
     assert rows is not None  # exactly one of --rows / --data, checked above
     prices = estimate_mod.load_table("prices.json", prices_file)
     throughput = estimate_mod.load_throughput(throughput_file)
-    tokens = token_count(session, data=data, rows=rows, tokenizer=tokenizer, model=model, text_column=text_column,
-                         pair_column=pair_column, seq_len=seq_len, throughput=throughput, offline=offline,
-                         throughput_name=throughput_file or "gpu_throughput.json")
+    throughput_name = throughput_file or "gpu_throughput.json"
+    if manifest is not None:
+        share, source = estimate_mod.padding_of(throughput, throughput_name)
+        tokens = token_sample.from_store(manifest, location=str(data), flag="--data", seq_len=seq_len,
+                                         padding_share=share, padding_source=source)
+    else:
+        tokens = token_count(session, data=data, rows=rows, tokenizer=tokenizer, model=model,
+                             text_column=text_column, pair_column=pair_column, seq_len=seq_len, throughput=throughput,
+                             offline=offline, throughput_name=throughput_name)
     assumptions = estimate_mod.assumptions_from(throughput, spot_overhead=spot_overhead)
     options = estimate_mod.estimate(
         rows=rows, epochs=epochs, seq_len=seq_len, prices=prices, throughput=throughput,

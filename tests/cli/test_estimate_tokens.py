@@ -255,3 +255,31 @@ def test_a_gzip_file_is_sampled_like_the_plain_one_and_other_formats_are_named(b
         (tmp_path / name).write_bytes(b"x")
         one_line_error(bb("estimate", *tables, "--offline", "--data", str(tmp_path / name), "--tokenizer", str(VOCAB)),
                        f"--data {tmp_path / name}: the estimate samples .jsonl, .csv and .tsv files, plain or .gz")
+
+
+# --- a prepared store: its manifest counted every row ---------------------------------------------
+@pytest.fixture
+def local_store(bb, tmp_path):
+    store_dir = tmp_path / "store"
+    r = bb("prepare", "--local", "--input", str(TRAIN), "--model", "random:tiny", "--vocab", str(VOCAB),
+           "--max-seq-length", "64", "--workers", "1", "--store", str(store_dir))
+    assert r.exit_code == 0, r.output
+    return store_dir
+
+
+def test_a_store_gives_the_rows_and_tokens_of_every_row_without_sampling(bb, tables, local_store):
+    data, options = estimate_json(bb, *tables, "--offline", "--data", str(local_store), "--max-seq-length", "64")
+    mean = container_mean_tokens(sentences(), max_length=64)  # every row, as the container tokenizes it
+    assert data["rows"] == 2000
+    assert data["tokens"]["source"] == "store"
+    assert data["tokens"]["mean_tokens_per_row"] == pytest.approx(mean)
+    assert data["tokens"]["computed_tokens_per_row"] == pytest.approx(mean / (1 - PADDING))
+    hours = 2000 * 3 * mean / (1 - PADDING) / 12_800 / 3600  # T1: 12,800 tokens/s, 3 epochs
+    assert options[("one.x", "spot")]["hours"] == pytest.approx(hours, rel=1e-3)
+    r = bb("estimate", *tables, "--offline", "--data", str(local_store), "--max-seq-length", "64", width=4000)
+    assert "Tokens: the store's manifest, all 2,000 rows as random:tiny tokenized them" in r.output
+
+
+def test_a_store_prepared_for_another_length_is_refused(bb, tables, local_store):
+    one_line_error(bb("estimate", *tables, "--offline", "--data", str(local_store)),
+                   "the store was prepared with --max-seq-length 64, not 128")

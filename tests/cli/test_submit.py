@@ -322,3 +322,25 @@ def test_the_row_count_of_a_large_file_comes_from_its_first_mebibyte():
     head = line * 1000
     assert rows_from_sample(head, len(head) * 50, header=True) == 50_000 - 1
     assert rows_from_sample(b'{"sentence": "x", "label": 1}\n' * 4, 10_000, header=False) > 100
+
+
+def test_the_recorded_estimate_of_a_store_comes_from_its_manifest(platform, bb, tmp_path):
+    """--train a prepared store: the estimate takes every row's real tokens from manifest.json
+    (nothing sampled), the same figure `bertbatch estimate --data STORE` gives."""
+    from .conftest import FIXTURES
+
+    local = tmp_path / "store"
+    prepared = bb("prepare", "--local", "--input", FIXTURES / "sst2" / "train.tsv", "--model", "random:tiny",
+                  "--vocab", FIXTURES / "vocab.txt", "--max-seq-length", "64", "--workers", "1", "--store", local)
+    assert prepared.exit_code == 0, prepared.output
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        platform.put_dataset(f"datasets/prepared/sst2/{path.relative_to(local).as_posix()}", path.read_bytes())
+    store_uri = f"s3://{platform.data_bucket}/datasets/prepared/sst2/"
+    dev = platform.put_dataset("datasets/sst2/dev.tsv")
+    r = bb("submit", "--train", store_uri, "--eval", dev, "--max-seq-length", "64", "--epochs", "50",
+           "--run-name", "store1")
+    assert r.exit_code == 0, r.output
+    recorded = platform.job(submitted_id(r.output))["tags"][tags.TAG_COST_ESTIMATE]
+    expected, shown = spot_first_cost(bb, "--data", store_uri, "--max-seq-length", "64", "--epochs", "50")
+    assert shown["tokens"]["source"] == "store" and shown["rows"] == 2000
+    assert recorded == f"{expected:.2f}"
