@@ -25,6 +25,9 @@ from .estimate import load_table
 from .session import Session
 
 DEFAULT_MAX_CHILDREN = 1000  # one per input file up to this; more files share children
+# `submit --train` of data files (read whole, tokenized in memory on every rank: about 60 times
+# their size) is refused past this size: a 16 GiB GPU instance holds about 200 MB.
+MAX_RAW_TRAIN_BYTES = 200 * 10**6
 # The first children wait for instances (launch, image pull); later ones start on the same
 # instances with the image cached: the container and the tokenizer only.
 INSTANCE_START_SECONDS = 240

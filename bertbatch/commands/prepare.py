@@ -110,7 +110,7 @@ def _prepare_on_the_platform(session: Session, input_: str, store_dir: str | Non
     if not target.startswith("s3://"):
         raise BertBatchError(f"--store {target}: a job writes to S3: give an s3:// prefix (or use --local)")
     values = local_prepare.check({"input": input_uri, "output": target.rstrip("/") + "/", **given})
-    count = min(children or len(files), len(files), store.MAX_CHILDREN)
+    count = min(children or prepare_batch.DEFAULT_MAX_CHILDREN, len(files))
     plan = prepare_batch.Submission(
         children=count, values=values, queue=session.get(discovery.QUEUE_PREPARE),
         job_definition=session.get(discovery.JOB_DEFINITION_PREPARE), name=prepare_batch.job_name(input_uri))

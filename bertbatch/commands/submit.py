@@ -11,7 +11,18 @@ import click
 from bertbatch_contract import discovery, layout, runs, tags
 from bertbatch_contract import job as job_env
 
-from .. import artifacts, capacity, cost_cap, job_parameters, jobs, models, params, submit_estimate
+from .. import (
+    artifacts,
+    capacity,
+    cost_cap,
+    job_parameters,
+    jobs,
+    models,
+    params,
+    prepare_batch,
+    submit_estimate,
+    token_sample,
+)
 from .. import watch as watch_mod
 from ..errors import BertBatchError
 from ..options import hyperparameter_options, target_options
@@ -78,7 +89,23 @@ def resolve_inputs(session: Session, given: dict[str, str | None], defaults: dic
                 jobs.check_s3_object(s3, f"{flag} {uri} (from FSx)", mirrored)
         elif uri.startswith("s3://"):
             jobs.check_s3_object(s3, flag, uri)
+            if name == "train_uri":
+                check_raw_train_size(session, uri)
     return inputs
+
+
+def check_raw_train_size(session: Session, uri: str) -> None:
+    """Data files given to --train are read whole into memory on every training process (about
+    60 times their size); past `prepare_batch.MAX_RAW_TRAIN_BYTES` the job would be killed for
+    memory after its instance started. A prepared store streams whatever its size."""
+    if token_sample.store_manifest(session, uri, "--train") is not None:
+        return
+    size = prepare_batch.text_bytes(prepare_batch.list_input(session.client("s3"), uri))
+    if size > prepare_batch.MAX_RAW_TRAIN_BYTES:
+        raise BertBatchError(
+            f"--train {uri}: {size / 1e6:,.0f} MB of data files would be read whole into memory by every training "
+            f"process (more than {prepare_batch.MAX_RAW_TRAIN_BYTES // 10**6} MB: about 60 times their size); "
+            f"prepare it once and train from the store: bertbatch prepare --input {uri}")
 
 
 def resolve_models(session: Session, request: Request, defaults: dict[str, str]) -> None:

@@ -344,3 +344,21 @@ def test_the_recorded_estimate_of_a_store_comes_from_its_manifest(platform, bb, 
     expected, shown = spot_first_cost(bb, "--data", store_uri, "--max-seq-length", "64", "--epochs", "50")
     assert shown["tokens"]["source"] == "store" and shown["rows"] == 2000
     assert recorded == f"{expected:.2f}"
+
+
+def test_data_files_too_big_to_read_whole_are_refused_with_the_prepare_command(platform, bb, submit_spy,
+                                                                              monkeypatch):
+    from bertbatch import prepare_batch
+
+    monkeypatch.setattr(prepare_batch, "MAX_RAW_TRAIN_BYTES", 1000)  # the real limit is 200 MB
+    body = b"sentence\tlabel\n" + b"".join(b"sentence number %d\t%d\n" % (i, i % 2) for i in range(100))
+    big = platform.put_dataset("datasets/big/part-0.tsv", body)
+    platform.put_dataset("datasets/big/part-1.tsv", body)
+    dev = platform.put_dataset("datasets/big-dev.tsv")
+    prefix = big.rsplit("/", 1)[0] + "/"
+    one_line_error(bb("submit", "--train", prefix, "--eval", dev),
+                   f"--train {prefix}: 0 MB of data files would be read whole into memory",
+                   f"bertbatch prepare --input {prefix}")
+    assert submit_spy == []
+    small = platform.put_dataset("datasets/small.tsv", body[:900])
+    assert bb("submit", "--train", small, "--eval", dev).exit_code == 0
