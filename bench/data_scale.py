@@ -1,6 +1,6 @@
 """Datasets of any size: prepare throughput, and the trainer and prediction on growing inputs.
 
-    python -m bench.data_scale [--sizes 30,300] [--predict-mb 300] [--workers N] [--steps 10]
+    python -m bench.data_scale [--sizes 30,300] [--predict-mb 300] [--workers N] [--steps 10] [--result NAME]
 
 Data is generated on the fly into a temporary directory (JSONL shards of SST-2 sentences, joined
 two to four to a row, about 190 bytes a row; ../shared/data when present, else the repo sample)
@@ -293,12 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads of the trainer and predict (default 1: "
                    "steadier on a shared machine)")
     p.add_argument("--repo-sample", action="store_true", help="the repo's SST-2 sample, not ../shared/data")
+    p.add_argument("--result", default="data_scale", help="bench/results/<name>.json (default data_scale)")
     args = p.parse_args(argv)
     r = run(sizes=[float(x) for x in args.sizes.split(",")], predict_mb=args.predict_mb,
             predict_rows=args.predict_rows, workers=args.workers, steps=args.steps, threads=args.threads,
             data=common.find_data(prefer_shared=not args.repo_sample))
     print_tables(r)
-    print(f"\nwrote {common.write_result('data_scale', r)}")
+    print(f"\nwrote {common.write_result(args.result, r)}")
     return 0
 
 

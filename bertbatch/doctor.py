@@ -47,8 +47,13 @@ QUOTAS: dict[tuple[str, bool], Quota] = {
     ("G", True): Quota("L-3819A6DF", "All G and VT Spot Instance Requests"),
     ("P", False): Quota("L-417A185B", "Running On-Demand P instances"),
     ("P", True): Quota("L-7212CCBC", "All P Spot Instance Requests"),
+    # The data preparation environment's CPU types (c, m, ...).
+    ("standard", False): Quota("L-1216C47A", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances"),
+    ("standard", True): Quota("L-34B43A08", "All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests"),
 }
 _FAMILY = re.compile(r"^([a-z]+)\d")
+STANDARD_FAMILIES = frozenset("acdhimrtz")
+OWN_QUOTA_FAMILIES = ("inf", "trn", "hpc")  # Inferentia, Trainium, HPC: quotas of their own
 
 
 @dataclass(frozen=True)
@@ -60,13 +65,16 @@ class Check:
 
 
 def instance_class(instance_type: str) -> str | None:
-    """G for g*/vt* instance types, P for p*, None for the rest (other quotas, not checked)."""
+    """G for g*/vt* instance types, P for p*, standard for a/c/d/h/i/m/r/t/z*, None for the rest
+    (other quotas, not checked)."""
     match = _FAMILY.match(instance_type)
     family = match.group(1) if match else instance_type
     if family.startswith("vt") or family.startswith("g"):
         return "G"
     if family.startswith("p"):
         return "P"
+    if family[:1] in STANDARD_FAMILIES and not family.startswith(OWN_QUOTA_FAMILIES):
+        return "standard"
     return None
 
 
@@ -114,7 +122,8 @@ class Doctor:
         return Check("discovery", OK, f"{len(discovery.KEYS)} SSM parameters under {self.naming.path}")
 
     def job_queues(self) -> Iterator[Check]:
-        names = [self.session.get(key) for key in jobs.QUEUE_KEYS.values()]
+        # A deployment from before a queue existed misses its key: the discovery check says so.
+        names = [self.session.get(key) for key in jobs.QUEUE_KEYS.values() if key in self.session.deployment.values]
         found = {q["jobQueueName"]: q for q in self.session.client("batch").describe_job_queues(
             jobQueues=names).get("jobQueues", [])}
         for name in names:

@@ -23,6 +23,7 @@ QUEUE_KEYS = {
     "spot-first": discovery.QUEUE_SPOT_FIRST,
     "on-demand": discovery.QUEUE_ON_DEMAND,
     "multi-node": discovery.QUEUE_MULTI_NODE,
+    "prepare": discovery.QUEUE_PREPARE,  # data preparation (Spot CPUs)
 }
 
 

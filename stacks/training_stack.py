@@ -176,32 +176,8 @@ class TrainingStack(Stack):
         self.job_definitions = dict(definitions.definitions)
 
         # --- data preparation: Spot CPUs, the prepare queue, the bert-prepare array job ------------
-        p = config.prepare
-        self.preparation = DataPreparation(
-            self,
-            "DataPreparation",
-            naming=naming,
-            instance_types=p.instance_types,
-            max_vcpus=p.max_vcpus,
-            vcpus_per_job=p.vcpus_per_job,
-            memory_mib_per_job=p.memory_mib_per_job,
-            retry_attempts=p.retry_attempts,
-            timeout_minutes=p.timeout_minutes,
-            unplaceable_wait_minutes=t.unplaceable_wait_minutes,
-            root_volume_gib=t.root_volume_gib,
-            vpc=vpc,
-            compute_subnets=compute_subnets,
-            security_group=compute_security_group,
-            instance_role=self.roles.instance_role.without_policy_updates(),
-            image=image,
-            execution_role=self.roles.execution_role.without_policy_updates(),
-            job_role=self.roles.prepare_role.without_policy_updates(),
-            log_group=self.job_log_group,
-            environment={k: v for k, v in job_environment(config, data_bucket, artifacts_bucket, fsx=False).items()
-                         if k in (job.ENV_PROFILE, job.ENV_DATA_URI, job.ENV_ARTIFACTS_URI)},
-            data_bucket_name=data_bucket.bucket_name,
-            artifacts_bucket_name=artifacts_bucket.bucket_name,
-        )
+        self.preparation = self._data_preparation(config, image, vpc, compute_subnets, compute_security_group,
+                                                  data_bucket, artifacts_bucket)
         self.job_queues[QUEUE_PREPARE] = self.preparation.queue
         self.job_definitions[JOB_DEFINITION_PREPARE_NAME] = self.preparation.job_definition
         if t.image_uri and repository_arn:
@@ -232,27 +208,65 @@ class TrainingStack(Stack):
             self,
             "Discovery",
             naming=naming,
-            values={
-                discovery.QUEUE_SPOT_FIRST: naming.resource(QUEUE_SPOT_FIRST),
-                discovery.QUEUE_ON_DEMAND: naming.resource(QUEUE_ON_DEMAND),
-                discovery.QUEUE_MULTI_NODE: naming.resource(QUEUE_MULTI_NODE),
-                discovery.JOB_DEFINITION_SINGLE: self.job_definitions[jobdefs.SINGLE].job_definition_arn,
-                discovery.JOB_DEFINITION_MULTI_NODE: self.job_definitions[jobdefs.MULTI_NODE].job_definition_arn,
-                discovery.JOB_DEFINITION_PREDICT: self.job_definitions[jobdefs.PREDICT].job_definition_arn,
-                discovery.QUEUE_PREPARE: naming.resource(QUEUE_PREPARE),
-                discovery.JOB_DEFINITION_PREPARE: self.preparation.job_definition.job_definition_arn,
-                discovery.DATA_BUCKET: data_bucket.bucket_name,
-                discovery.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
-                discovery.LOG_GROUP: self.job_log_group.log_group_name,
-                discovery.FSX_MOUNT_PATH: MOUNT_PATH if fsx else FSX_DISABLED,
-                discovery.METRICS_NAMESPACE: metrics.DEFAULT_NAMESPACE,
-                discovery.INTERNET_EGRESS: "true" if config.internet_egress else "false",
-                discovery.MLFLOW_TRACKING_URI: config.tracking.mlflow_tracking_uri or discovery.NOT_CONFIGURED,
-                **{
-                    discovery.capacity_key(queue): discovery.capacity_value(environments)
-                    for queue, environments in self.compute.capacity.items()
-                },
+            values=self._discovery_values(config, data_bucket, artifacts_bucket, fsx=fsx),
+        )
+
+    def _discovery_values(self, config: PlatformConfig, data_bucket: s3.IBucket, artifacts_bucket: s3.IBucket, *,
+                          fsx: bool) -> dict[str, str]:
+        """What the CLI reads from SSM (bertbatch_contract.discovery)."""
+        naming = config.naming
+        return {
+            discovery.QUEUE_SPOT_FIRST: naming.resource(QUEUE_SPOT_FIRST),
+            discovery.QUEUE_ON_DEMAND: naming.resource(QUEUE_ON_DEMAND),
+            discovery.QUEUE_MULTI_NODE: naming.resource(QUEUE_MULTI_NODE),
+            discovery.JOB_DEFINITION_SINGLE: self.job_definitions[jobdefs.SINGLE].job_definition_arn,
+            discovery.JOB_DEFINITION_MULTI_NODE: self.job_definitions[jobdefs.MULTI_NODE].job_definition_arn,
+            discovery.JOB_DEFINITION_PREDICT: self.job_definitions[jobdefs.PREDICT].job_definition_arn,
+            discovery.QUEUE_PREPARE: naming.resource(QUEUE_PREPARE),
+            discovery.JOB_DEFINITION_PREPARE: self.preparation.job_definition.job_definition_arn,
+            discovery.DATA_BUCKET: data_bucket.bucket_name,
+            discovery.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
+            discovery.LOG_GROUP: self.job_log_group.log_group_name,
+            discovery.FSX_MOUNT_PATH: MOUNT_PATH if fsx else FSX_DISABLED,
+            discovery.METRICS_NAMESPACE: metrics.DEFAULT_NAMESPACE,
+            discovery.INTERNET_EGRESS: "true" if config.internet_egress else "false",
+            discovery.MLFLOW_TRACKING_URI: config.tracking.mlflow_tracking_uri or discovery.NOT_CONFIGURED,
+            **{
+                discovery.capacity_key(queue): discovery.capacity_value(environments)
+                for queue, environments in self.compute.capacity.items()
             },
+        }
+
+    def _data_preparation(self, config: PlatformConfig, image: ecs.ContainerImage, vpc: ec2.IVpc,
+                          compute_subnets: ec2.SubnetSelection, security_group: ec2.ISecurityGroup,
+                          data_bucket: s3.IBucket, artifacts_bucket: s3.IBucket) -> DataPreparation:
+        """The Spot CPU environment, the prepare queue and bert-prepare, run as the prepare role
+        with only the job variables preparation reads."""
+        p, t, naming = config.prepare, config.training, config.naming
+        return DataPreparation(
+            self,
+            "DataPreparation",
+            naming=naming,
+            instance_types=p.instance_types,
+            max_vcpus=p.max_vcpus,
+            vcpus_per_job=p.vcpus_per_job,
+            memory_mib_per_job=p.memory_mib_per_job,
+            retry_attempts=p.retry_attempts,
+            timeout_minutes=p.timeout_minutes,
+            unplaceable_wait_minutes=t.unplaceable_wait_minutes,
+            root_volume_gib=t.root_volume_gib,
+            vpc=vpc,
+            compute_subnets=compute_subnets,
+            security_group=security_group,
+            instance_role=self.roles.instance_role.without_policy_updates(),
+            image=image,
+            execution_role=self.roles.execution_role.without_policy_updates(),
+            job_role=self.roles.prepare_role.without_policy_updates(),
+            log_group=self.job_log_group,
+            environment={k: v for k, v in job_environment(config, data_bucket, artifacts_bucket, fsx=False).items()
+                         if k in (job.ENV_PROFILE, job.ENV_DATA_URI, job.ENV_ARTIFACTS_URI)},
+            data_bucket_name=data_bucket.bucket_name,
+            artifacts_bucket_name=artifacts_bucket.bucket_name,
         )
 
     def _image(self, config: PlatformConfig) -> tuple[ecs.ContainerImage, str | None]:

@@ -122,7 +122,7 @@ def job_or_run(session: Session, job_id: str) -> dict[str, Any]:
 
 
 def queue_names(session: Session, queues: tuple[str, ...]) -> list[str]:
-    """--queue values (spot-first, on-demand, multi-node or a queue name) as queue names; none
+    """--queue values (spot-first, on-demand, multi-node, prepare or a queue name) as queue names; none
     given: every queue the deployment has."""
     names = []
     for q in queues or QUEUE_CHOICES:

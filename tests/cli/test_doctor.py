@@ -104,11 +104,13 @@ class BatchWithStatus:
         return response
 
 
-def needed_vcpus(deployed: Deployed) -> dict[bool, int]:
-    """Spot? -> the sum of the declared compute environments' maxvCpus (all G instances in dev)."""
+def needed_vcpus(deployed: Deployed, *, cpu: bool = False) -> dict[bool, int]:
+    """Spot? -> the sum of the declared GPU compute environments' maxvCpus (all G instances in
+    dev), or with `cpu` of the data preparation environment (c/m instances)."""
     needed = {True: 0, False: 0}
     for ce in deployed.declared.compute_environments.values():
-        needed[ce["computeResources"]["type"] == "SPOT"] += ce["computeResources"]["maxvCpus"]
+        if ce["computeEnvironmentName"].endswith("-ce-cpu-spot") == cpu:
+            needed[ce["computeResources"]["type"] == "SPOT"] += ce["computeResources"]["maxvCpus"]
     return needed
 
 
@@ -124,6 +126,7 @@ def fakes(deployed, monkeypatch):
 
     needed = needed_vcpus(deployed)
     state = {"quotas": {"L-3819A6DF": float(needed[True]), "L-DB2E81BA": float(needed[False]),
+                        "L-34B43A08": float(needed_vcpus(deployed, cpu=True)[True]),
                         "L-7212CCBC": 0.0, "L-417A185B": 0.0}, "pending": set(), "fsx": "AVAILABLE",
              "compute_environments": {}}
     real = aws.make_client
@@ -171,12 +174,16 @@ def test_a_ready_platform_passes_every_check(deployed, fakes, bb):
     assert {status for status, _ in table.values()} == {doctor.OK}, result.output
     for key in ("queue/spot-first", "queue/on-demand", "queue/multi-node"):
         assert table[f"queue {deployed.names[key]}"][0] == doctor.OK
-    assert len([name for name in table if name.startswith("compute environment ")]) == 3
+    assert len([name for name in table if name.startswith("compute environment ")]) == 4  # 3 GPU, 1 CPU
     assert "role AWSServiceRoleForBatch" in table and "role AWSServiceRoleForEC2Spot" in table
     needed = needed_vcpus(deployed)
     assert table["quota L-3819A6DF"][1].endswith(f"may use {needed[True]}")
     assert table["quota L-DB2E81BA"][1].endswith(f"may use {needed[False]}")
     assert "quota L-417A185B" not in table  # no P instances in dev
+    cpu = needed_vcpus(deployed, cpu=True)
+    assert cpu == {True: 32, False: 0}  # the data preparation environment: Spot only
+    assert table["quota L-34B43A08"][1] == ("All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests: "
+                                            "32 vCPUs, the compute environments may use 32")
     assert "AVAILABLE in us-east-1a" in table["fsx"][1]
     assert "confirmed: ml-oncall@example.com" in table["alerts"][1]
     assert "is ready" in result.output and "To fix" not in result.output
@@ -266,7 +273,8 @@ def test_not_deployed_is_one_failed_check(aws, bb):
 
 def test_instance_classes():
     assert [doctor.instance_class(t) for t in ("g5.xlarge", "g6e.xlarge", "vt1.3xlarge", "p4d.24xlarge", "m5.large")] \
-        == ["G", "G", "G", "P", None]
+        == ["G", "G", "G", "P", "standard"]
+    assert doctor.instance_class("inf2.xlarge") is None and doctor.instance_class("trn1.2xlarge") is None
 
 
 def test_unknown_option_is_one_line(bb):
