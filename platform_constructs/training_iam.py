@@ -344,19 +344,13 @@ class TrainingRoles(Construct):
                 *tracking,
             ],
         )
-        for objects, why in (
+        self._acknowledge_object_wildcards(job_policy, [
             (datasets_objects, "the job reads any dataset object under datasets/ of the data bucket"),
             (output_objects[0], "the job writes and prunes its checkpoints under checkpoints/<run-id>/"),
             (output_objects[1], "the job writes its model and metrics under runs/<run-id>/"),
             (models_objects, "a prediction job reads the staged or registered model it is given under models/"),
             (predictions_objects, "a prediction job writes its shards and manifests under predictions/<id>/"),
-        ):
-            objects_arn = nag_resource(self, objects)
-            acknowledge(
-                job_policy,
-                f"AwsSolutions::AwsSolutions-IAM5[Resource::{objects_arn}]",
-                f"Object keys are chosen at run time: {why}; the wildcard stops at that prefix of that bucket.",
-            )
+        ])
         role = iam.Role(
             self,
             "JobRole",
@@ -366,6 +360,16 @@ class TrainingRoles(Construct):
         )
         return job_policy, role
 
+
+    def _acknowledge_object_wildcards(self, policy: iam.ManagedPolicy, grants: list[tuple[str, str]]) -> None:
+        """IAM5 on `<bucket>/<prefix>*` object ARNs, one acknowledgment each with its reason."""
+        for objects, why in grants:
+            objects_arn = nag_resource(self, objects)
+            acknowledge(
+                policy,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::{objects_arn}]",
+                f"Object keys are chosen at run time: {why}; the wildcard stops at that prefix of that bucket.",
+            )
 
     def _prepare_role(
         self, owner: str, key: kms.IKey, data_bucket: s3.IBucket, artifacts_bucket: s3.IBucket
@@ -409,17 +413,11 @@ class TrainingRoles(Construct):
                 ),
             ],
         )
-        for objects, why in (
+        self._acknowledge_object_wildcards(policy, [
             (datasets_objects, "preparation reads the input files it is given under datasets/ of the data bucket"),
             (stores_objects, "preparation writes a store's shards and manifests under datasets/prepared/<name>/"),
             (models_objects, "preparation reads the tokenizer of the staged model it is given under models/"),
-        ):
-            objects_arn = nag_resource(self, objects)
-            acknowledge(
-                policy,
-                f"AwsSolutions::AwsSolutions-IAM5[Resource::{objects_arn}]",
-                f"Object keys are chosen at run time: {why}; the wildcard stops at that prefix of that bucket.",
-            )
+        ])
         role = iam.Role(
             self,
             "PrepareRole",

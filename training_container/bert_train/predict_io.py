@@ -107,17 +107,7 @@ class Job:
         return storage.join(self.output, name)
 
 
-def read_json(uri: str) -> dict[str, Any] | None:
-    """The JSON object at `uri`, None if there is none; StorageError when it cannot be read."""
-    try:
-        raw = storage.read_bytes(uri)
-    except storage.NotFound:
-        return None
-    try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
+read_json = storage.read_json  # the shard manifests and the prediction's manifest
 
 
 def finished_shard(run: Job, shard: int) -> dict[str, Any] | None:

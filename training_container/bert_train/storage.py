@@ -9,12 +9,14 @@ absent, as opposed to a read that failed (a 5xx, a timeout), which a caller may 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 # Uploads: checkpoint files are hundreds of MB. Each file goes up in multipart parts of
 # UPLOAD_PART_BYTES, UPLOAD_PART_CONCURRENCY parts at a time, and `upload_files` sends up to
@@ -293,3 +295,17 @@ def check_writable(uri: str) -> None:
         raise StorageError(f"{uri}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise StorageError(f"{uri}: {existing} is not writable")
+
+
+def read_json(uri: str) -> dict[str, Any] | None:
+    """The JSON object at `uri`; None when absent or not a JSON object (StorageError if it cannot be
+    read): the records a later step rewrites whole (manifests, partial records)."""
+    try:
+        raw = read_bytes(uri)
+    except NotFound:
+        return None
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None

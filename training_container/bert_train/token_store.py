@@ -94,17 +94,7 @@ class ShardWriter:
 # --- JSON records ----------------------------------------------------------------------------------
 
 
-def read_json(uri: str) -> dict[str, Any] | None:
-    """The JSON object at `uri`; None when absent or not a JSON object (StorageError if unreadable)."""
-    try:
-        raw = storage.read_bytes(uri)
-    except storage.NotFound:
-        return None
-    try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
+read_json = storage.read_json  # the store's JSON records (manifest, partials)
 
 
 def write_json(uri: str, value: dict[str, Any]) -> None:
