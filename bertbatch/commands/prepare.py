@@ -105,6 +105,9 @@ def _prepare_on_the_platform(session: Session, input_: str, store_dir: str | Non
             raise BertBatchError(f"--input {input_}: only paths under {mount}/datasets/ mirror the data bucket")
         input_uri = counterpart
     given["model"] = models.resolve(session, str(given.get("model") or store.BY_NAME["model"].default))
+    cap = prepare_batch.capacity(session)
+    # One tokenizer process per vCPU of the child: the container sees all of the host's CPUs.
+    given.setdefault("workers", str(cap.vcpus_per_child))
     files = prepare_batch.list_input(session.client("s3"), input_uri)
     target = store_dir or prepare_batch.default_store(data_bucket, input_uri, given)
     if not target.startswith("s3://"):
@@ -118,7 +121,7 @@ def _prepare_on_the_platform(session: Session, input_: str, store_dir: str | Non
         click.echo(json.dumps({"children": plan.children_request(), "merge": plan.merge_request("<children-job-id>")},
                               indent=2))
         return
-    click.echo(prepare_batch.estimate_line(files, count, prepare_batch.capacity(session)), err=True)
+    click.echo(prepare_batch.estimate_line(files, count, cap), err=True)
     batch = session.client("batch")
     children_job = batch.submit_job(**plan.children_request())["jobId"]
     merge_job = batch.submit_job(**plan.merge_request(children_job))["jobId"]

@@ -99,7 +99,7 @@ def test_the_platform_runs_one_child_per_file_then_the_merge(platform, bb, submi
                            children["containerOverrides"]["command"][2::2], strict=True))
     assert children["containerOverrides"]["command"][0] == store.SUBCOMMAND
     assert child_flags == {"--input": f"{data}/datasets/reviews/", "--output": store_uri, "--model": staged,
-                           "--max-seq-length": "64", "--num-children": "3"}
+                           "--max-seq-length": "64", "--workers": "4", "--num-children": "3"}
     assert merge["containerOverrides"]["command"] == [
         *children["containerOverrides"]["command"][:-2], store.MERGE_FLAG, "--num-children", "3"]
     assert {k: record[k] for k in ("files", "children", "queue")} == {
