@@ -178,6 +178,13 @@ def test_a_store_made_otherwise_or_missing_a_shard_is_refused_before_training(st
                                "store (prepare it again)")
 
 
+def upload(s3, folder, bucket: str, prefix: str) -> None:
+    """Every file of a local store under s3://bucket/prefix, as `prepare` publishes it."""
+    for p in folder.rglob("*"):
+        if p.is_file():
+            s3.put_object(Bucket=bucket, Key=f"{prefix}{p.relative_to(folder)}", Body=p.read_bytes())
+
+
 def test_an_s3_store(store, tmp_path):
     import boto3
     from moto import mock_aws
@@ -186,9 +193,7 @@ def test_an_s3_store(store, tmp_path):
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="stores")
-        for p in train.rglob("*"):
-            if p.is_file():
-                s3.put_object(Bucket="stores", Key=f"x/{p.relative_to(train)}", Body=p.read_bytes())
+        upload(s3, train, "stores", "x/")
         local = run(tiny_config(train, dev, tmp_path / "a", tmp_path / "ca", max_steps=6))
         remote = run(tiny_config("s3://stores/x", dev, tmp_path / "b", tmp_path / "cb", max_steps=6))
         assert local.metrics["train_loss"] == remote.metrics["train_loss"]
@@ -217,9 +222,7 @@ def test_an_s3_store_under_the_data_bucket_is_read_from_fsx_when_the_mount_holds
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="data")
-        for p in train.rglob("*"):
-            if p.is_file():
-                s3.put_object(Bucket="data", Key=f"datasets/prepared/sst2/{p.relative_to(train)}", Body=p.read_bytes())
+        upload(s3, train, "data", "datasets/prepared/sst2/")
         assert open_store(uri, str(tmp_path / "w1")).reader.uri == str(mirror)
 
         (mirror / contract.shard_name(2, 0)).unlink()  # not imported yet
