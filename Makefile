@@ -23,7 +23,7 @@ CDK := $(abspath node_modules/.bin/cdk)
 # instance profile's credentials included.)
 NO_AWS := env $$(env | grep -o '^AWS_[A-Z0-9_]*' | sed 's/^/-u /') AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help install quickstart synth check scan actionlint test lint bootstrap deploy diff destroy bench clean
+.PHONY: help install quickstart synth check scan actionlint test lint bootstrap deploy diff destroy prices bench clean
 
 help:
 	@echo "make synth    synthesize every stack offline, gate on cdk-nag and cfn-lint (PROFILE=$(PROFILE))"
@@ -34,6 +34,7 @@ help:
 	@echo "make lint     make scan plus hadolint on the Dockerfile"
 	@echo "make bootstrap   CDK bootstrap of the target account and region, once before the first deploy (needs AWS credentials)"
 	@echo "make diff | deploy | destroy   CDK CLI against a real account (needs AWS credentials)"
+	@echo "make prices   refresh bertbatch/data/prices.json from the AWS Price List API and Spot price history (needs AWS credentials)"
 	@echo "make bench    run the benchmarks in bench/ and write bench/results/"
 	@echo "make quickstart   train, register and use a tiny model on the sample data, no AWS account"
 
@@ -124,6 +125,10 @@ destroy: $(VENV)/.synth-deps node_modules/.installed
 # under local-runs/ and scores examples/reviews.jsonl.
 quickstart: $(VENV)/.dev-deps
 	$(NO_AWS) bash examples/quickstart.sh
+
+# Keeps the caller's credentials, like deploy; see docs/cli.md, "estimate".
+prices: $(VENV)/.dev-deps
+	$(BIN)/python -m bertbatch.price_refresh --output bertbatch/data/prices.json
 
 bench: install
 	$(BIN)/python -m bench
