@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bertbatch_contract import discovery
+from bertbatch_contract import discovery, teams
 from bertbatch_contract.naming import Naming
 
 from .errors import BertBatchError
@@ -29,6 +29,13 @@ class Deployment:
                 f"in {self.region}: redeploy the Training stack"
             )
         return value
+
+    @property
+    def teams(self) -> teams.Teams:
+        try:
+            return teams.parse_teams(self.get(discovery.TEAMS))
+        except ValueError as exc:
+            raise BertBatchError(f"SSM parameter {self.naming.parameter(discovery.TEAMS)}: {exc}") from None
 
     @property
     def fsx_mount_path(self) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from bertbatch_contract import discovery, layout, runs, tags
+from bertbatch_contract import discovery, layout, runs, tags, teams
 from bertbatch_contract import job as job_env
 
 from .aws import NOT_FOUND_CODES, error_code
@@ -100,6 +100,12 @@ def raise_s3_error(exc: botocore.exceptions.ClientError, flag: str, uri: str) ->
 
 
 # --- submit -----------------------------------------------------------------------------------
+def for_team(request: dict[str, Any], team: str) -> dict[str, Any]:
+    """`request` scheduled under `team`'s fair share and tagged with it (every queue has a
+    fair-share policy, so a SubmitJob without a share identifier is refused)."""
+    return {**request, "shareIdentifier": team, "tags": {**request.get("tags", {}), tags.TAG_TEAM: team}}
+
+
 @dataclass
 class SubmitPlan:
     run_id: str
@@ -112,6 +118,7 @@ class SubmitPlan:
     array_size: int | None = None
     timeout_seconds: int | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
+    team: str = teams.DEFAULT_TEAM
 
     def request(self) -> dict[str, Any]:
         """Keyword arguments of batch.submit_job."""
@@ -139,7 +146,7 @@ class SubmitPlan:
             req["arrayProperties"] = {"size": self.array_size}
         if self.timeout_seconds:
             req["timeout"] = {"attemptDurationSeconds": self.timeout_seconds}
-        return req
+        return for_team(req, self.team)
 
 
 def choose_queue(nodes: int, on_demand: bool) -> tuple[str, str]:

@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 import click
 
 from bertbatch_contract import hyperparameters as hp
-from bertbatch_contract import job
+from bertbatch_contract import job, teams
 from bertbatch_contract.naming import DEFAULT_PROJECT
 
+from .errors import BertBatchError
 from .session import Session
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,6 +58,24 @@ TARGET_OPTIONS: dict[str, TargetOption] = {
     )
 }
 ALL_TARGETS = tuple(TARGET_OPTIONS)
+
+
+def team_option(fn: F) -> F:
+    """--team: whose fair share of the queues a job runs in, and the team its cost counts for."""
+    return click.option(
+        "--team", envvar=teams.ENV_TEAM, metavar="NAME",
+        help="Team the job runs for: its fair share of the queues, and the team tag its cost is counted "
+             f"under [default: the deployment's teams.default; env: {teams.ENV_TEAM}]",
+    )(fn)
+
+
+def resolve_team(session: Session, given: str | None) -> str:
+    """The team of a job: --team (or its environment variable), else the deployment's default;
+    one line naming the teams when it is not one of them."""
+    try:
+        return session.deployment.teams.resolve(given)
+    except ValueError as exc:
+        raise BertBatchError(f"--team: {exc}") from None
 
 
 def root_target_options(fn: F) -> F:

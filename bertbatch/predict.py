@@ -181,6 +181,7 @@ class PredictPlan:
     values: dict[str, Value]  # validated options: model and input resolved, output set, shards set
     queue: str
     job_definition: str
+    team: str
 
     @property
     def shards(self) -> int:
@@ -196,7 +197,7 @@ class PredictPlan:
                                parameters=self.parameters(),
                                environment={job_env.ENV_PREDICTION_ID: self.prediction_id,
                                             job_env.ENV_PREDICT_SHARDS: str(self.shards)},
-                               array_size=self.shards if self.shards > 1 else None)
+                               array_size=self.shards if self.shards > 1 else None, team=self.team)
         req = plan.request()
         if any(self.values.get(row.name) is not None for row in CLI_OPTIONS if not row.parameter):
             # Options without a job parameter (--id-column, --text-pair-column): the whole command.
@@ -204,7 +205,7 @@ class PredictPlan:
         return req
 
 
-def plan(session: Any, store: registry.S3Store, values: dict[str, Value], *, on_demand: bool) -> PredictPlan:
+def plan(session: Any, store: registry.S3Store, values: dict[str, Value], *, on_demand: bool, team: str) -> PredictPlan:
     """Check the model, the input and the output on the profile's deployment, and build the job."""
     model = resolve_model(store, str(values["model"]), session.client("s3"))
     data_bucket = session.get(discovery.DATA_BUCKET)
@@ -232,4 +233,4 @@ def plan(session: Any, store: registry.S3Store, values: dict[str, Value], *, on_
     resolved = {**values, "model": model.uri, "input": source, "output": output,
                 "shards": int(values.get("shards") or 1)}
     return PredictPlan(prediction_id=pid, model=model, values=resolved, queue=session.get(queue_key),
-                       job_definition=definition)
+                       job_definition=definition, team=team)

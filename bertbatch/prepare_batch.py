@@ -130,6 +130,7 @@ class Submission:
     queue: str
     job_definition: str
     name: str
+    team: str
 
     def children_request(self) -> dict[str, Any]:
         request: dict[str, Any] = {
@@ -140,16 +141,16 @@ class Submission:
         }
         if self.children > 1:  # Batch sets AWS_BATCH_JOB_ARRAY_INDEX in each child
             request["arrayProperties"] = {"size": self.children}
-        return request
+        return jobs.for_team(request, self.team)
 
     def merge_request(self, children_job_id: str) -> dict[str, Any]:
-        return {
+        return jobs.for_team({
             "jobName": f"{self.name}-merge", "jobQueue": self.queue, "jobDefinition": self.job_definition,
             "dependsOn": [{"jobId": children_job_id}],  # after every child of the array succeeded
             "containerOverrides": {"command": store.command(self._typed(), merge=True)
                                    + [store.BY_NAME["num_children"].flag, str(self.children)]},
             "propagateTags": True,
-        }
+        }, self.team)
 
     def _typed(self) -> dict[str, Any]:
         return dict(store.validate(self.values))

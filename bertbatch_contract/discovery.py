@@ -27,6 +27,7 @@ FSX_MOUNT_PATH = "fsx/mount-path"  # "none" when FSx is disabled
 METRICS_NAMESPACE = "metrics/namespace"
 INTERNET_EGRESS = "network/internet-egress"  # "true" | "false": can jobs reach the internet
 MLFLOW_TRACKING_URI = "mlflow/tracking-uri"  # "none" when experiment tracking is off
+TEAMS = "teams"  # the teams sharing the queues and the default one, as JSON (bertbatch_contract.teams)
 # The value of an optional key whose feature is off (fsx/mount-path, mlflow/tracking-uri).
 NOT_CONFIGURED = "none"
 # Per queue kind (spot-first, on-demand, multi-node): its compute environments, as JSON
@@ -91,6 +92,7 @@ KEYS: dict[str, str] = {
     METRICS_NAMESPACE: "CloudWatch namespace of the training metrics",
     INTERNET_EGRESS: "Whether the job subnets reach the internet ('true' / 'false'): hub models need staging if not",
     MLFLOW_TRACKING_URI: "MLflow tracking URI the training jobs log to ('none' when tracking is off)",
+    TEAMS: "Teams sharing the queues (fair-share identifiers), their weights and the default team (JSON)",
     **{
         capacity_key(kind): f"Compute environments of queue {kind}: instance types, max vCPUs (JSON)"
         for kind in QUEUE_KINDS

@@ -8,7 +8,8 @@
   `capacity_wait_minutes`; the fallback handler then resubmits it to `on-demand`. Every queue
   cancels a job that can never be placed after `unplaceable_wait_minutes`, and on-demand and
   multi-node cancel one that waited `on_demand_capacity_wait_minutes` for EC2 capacity, each
-  with Batch's reason as the job's status reason.
+  with Batch's reason as the job's status reason. Every queue schedules by the teams' fair
+  shares (platform_constructs/fair_share.py), not first-in-first-out.
 
 All environments: ECS_AL2023_NVIDIA images named explicitly, no "optimal" instance classes,
 0 vCPUs when idle, and the Batch service-linked role (no service role of our own).
@@ -141,6 +142,7 @@ class GpuCompute(Construct):
         security_group: ec2.ISecurityGroup,
         instance_role: iam.IRole,
         lustre: LinkedLustre | None,
+        scheduling_policy: batch.ISchedulingPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         self.placement_group = ec2.PlacementGroup(
@@ -226,6 +228,7 @@ class GpuCompute(Construct):
             cfn_of(self.environments["multi-node"]).add_property_deletion_override("ComputeResources.SecurityGroupIds")
         self.queues = self._queues(
             naming,
+            scheduling_policy=scheduling_policy,
             spot_capacity=Duration.minutes(capacity_wait_minutes),
             unplaceable=Duration.minutes(unplaceable_wait_minutes),
             on_demand_capacity=Duration.minutes(on_demand_capacity_wait_minutes),
@@ -259,6 +262,7 @@ class GpuCompute(Construct):
         self,
         naming: Naming,
         *,
+        scheduling_policy: batch.ISchedulingPolicy,
         spot_capacity: Duration,
         unplaceable: Duration,
         on_demand_capacity: Duration,
@@ -298,6 +302,7 @@ class GpuCompute(Construct):
                 job_queue_name=naming.resource(queue),
                 compute_environments=ordered(queue),
                 job_state_time_limit_actions=[cancel(capacity, capacity_wait[queue]), *unplaceable_actions],
+                scheduling_policy=scheduling_policy,
             )
             for queue in QUEUE_ENVIRONMENTS
         }

@@ -88,6 +88,7 @@ class DataPreparation(Construct):
         environment: Mapping[str, str],
         data_bucket_name: str,
         artifacts_bucket_name: str,
+        scheduling_policy: batch.ISchedulingPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         user_data = ec2.MultipartUserData()  # Batch requires MIME multipart user data
@@ -124,6 +125,7 @@ class DataPreparation(Construct):
             "Queue",
             job_queue_name=naming.resource(QUEUE_PREPARE),
             compute_environments=[batch.OrderedComputeEnvironment(compute_environment=self.environment, order=1)],
+            scheduling_policy=scheduling_policy,
             job_state_time_limit_actions=[
                 batch.JobStateTimeLimitAction(
                     action=batch.JobStateTimeLimitActionsAction.CANCEL,

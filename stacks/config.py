@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from bertbatch_contract import job
+from bertbatch_contract import job, teams
 from bertbatch_contract.naming import Naming
 from platform_constructs.logs import LOG_RETENTION_DAYS
 from platform_constructs.network import INTERFACE_ENDPOINT_SERVICES
@@ -315,6 +315,41 @@ class BudgetConfig(_Model):
         return v
 
 
+class TeamsConfig(_Model):
+    """The teams sharing the queues (fair-share scheduling): team name -> weight, relative; a
+    team of weight 2 gets twice the vCPUs of a team of weight 1 while both have jobs waiting."""
+
+    weights: dict[str, float] = Field(default_factory=lambda: {teams.DEFAULT_TEAM: 1.0}, min_length=1)
+    # The team of a job submitted without --team or BERT_BATCH_TEAM.
+    default: str = teams.DEFAULT_TEAM
+    # Percent of the queues' vCPUs held back for teams with no job running yet (Batch's
+    # computeReservation): a team arriving at a busy platform starts without waiting for others.
+    compute_reservation_percent: int = Field(default=0, ge=0, le=99)
+    # How far back usage counts against a team's share (0: only what runs now).
+    share_decay_seconds: int = Field(default=0, ge=0, le=604_800)
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, weight in v.items():
+            if not teams.is_team_name(name):
+                raise ValueError(f"team {name!r}: a team name is {teams.TEAM_NAME_RULE}")
+            if not teams.MIN_WEIGHT <= weight <= teams.MAX_WEIGHT:
+                raise ValueError(
+                    f"team {name!r}: weight {weight:g} is outside {teams.MIN_WEIGHT:g}..{teams.MAX_WEIGHT:g}")
+        return v
+
+    @model_validator(mode="after")
+    def _default_is_a_team(self) -> TeamsConfig:
+        if self.default not in self.weights:
+            known = ", ".join(sorted(self.weights))
+            raise ValueError(f"teams.default {self.default!r} is not in teams.weights ({known})")
+        return self
+
+    def contract(self) -> teams.Teams:
+        return teams.Teams(weights=dict(self.weights), default=self.default)
+
+
 class MonitoringConfig(_Model):
     failed_jobs_threshold: int = Field(default=1, ge=1)
     spot_interruptions_threshold: int = Field(default=3, ge=1)
@@ -343,6 +378,7 @@ class PlatformConfig(_Model):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    teams: TeamsConfig = Field(default_factory=TeamsConfig)
 
     @field_validator("log_retention_days")
     @classmethod

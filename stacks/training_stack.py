@@ -30,12 +30,13 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from bertbatch_contract import discovery, job, layout, metrics
+from bertbatch_contract import discovery, job, layout, metrics, teams
 from platform_constructs import job_definitions as jobdefs
 from platform_constructs.batch_compute import QUEUE_MULTI_NODE, QUEUE_ON_DEMAND, QUEUE_SPOT_FIRST, GpuCompute
 from platform_constructs.data_preparation import JOB_DEFINITION as JOB_DEFINITION_PREPARE_NAME
 from platform_constructs.data_preparation import QUEUE_PREPARE, DataPreparation
 from platform_constructs.discovery_params import DiscoveryParameters
+from platform_constructs.fair_share import FairShare
 from platform_constructs.fallback import SpotFallback
 from platform_constructs.logs import encrypted_log_group
 from platform_constructs.lustre import MOUNT_PATH, LinkedLustre
@@ -97,6 +98,10 @@ class TrainingStack(Stack):
         removal = config.removal_policy_value
         image, repository_arn = self._image(config)
 
+        self.fair_share = FairShare(self, "FairShare", naming=naming, weights=config.teams.weights,
+                                    compute_reservation_percent=config.teams.compute_reservation_percent,
+                                    share_decay_seconds=config.teams.share_decay_seconds)
+
         # --- logs and roles ----------------------------------------------------------------
         self.job_log_group = encrypted_log_group(
             self,
@@ -140,6 +145,7 @@ class TrainingStack(Stack):
             security_group=compute_security_group,
             instance_role=self.roles.instance_role.without_policy_updates(),
             lustre=lustre,
+            scheduling_policy=self.fair_share.policy,
         )
         self.job_queues = dict(self.compute.queues)
 
@@ -231,6 +237,7 @@ class TrainingStack(Stack):
             discovery.METRICS_NAMESPACE: metrics.DEFAULT_NAMESPACE,
             discovery.INTERNET_EGRESS: "true" if config.internet_egress else "false",
             discovery.MLFLOW_TRACKING_URI: config.tracking.mlflow_tracking_uri or discovery.NOT_CONFIGURED,
+            discovery.TEAMS: teams.teams_value(config.teams.contract()),
             **{
                 discovery.capacity_key(queue): discovery.capacity_value(environments)
                 for queue, environments in self.compute.capacity.items()
@@ -267,6 +274,7 @@ class TrainingStack(Stack):
                          if k in (job.ENV_PROFILE, job.ENV_DATA_URI, job.ENV_ARTIFACTS_URI)},
             data_bucket_name=data_bucket.bucket_name,
             artifacts_bucket_name=artifacts_bucket.bucket_name,
+            scheduling_policy=self.fair_share.policy,
         )
 
     def _image(self, config: PlatformConfig) -> tuple[ecs.ContainerImage, str | None]:

@@ -197,6 +197,7 @@ NAME_PROPERTIES = {
     "AWS::IAM::ManagedPolicy": "ManagedPolicyName",
     "AWS::Batch::ComputeEnvironment": "ComputeEnvironmentName",
     "AWS::Batch::JobQueue": "JobQueueName",
+    "AWS::Batch::SchedulingPolicy": "Name",
     "AWS::Batch::JobDefinition": "JobDefinitionName",
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::SSM::Parameter": "Name",
@@ -229,6 +230,9 @@ def physical_of(rtype: str, name: str, region: str, stack: str, logical: str) ->
     if rtype == "AWS::Batch::JobQueue":
         queue = arn.format("batch", f"job-queue/{name}")
         return Physical(queue, {"JobQueueArn": queue})
+    if rtype == "AWS::Batch::SchedulingPolicy":
+        policy = arn.format("batch", f"scheduling-policy/{name}")
+        return Physical(policy, {"Arn": policy})
     if rtype == "AWS::Batch::JobDefinition":  # the first revision of a new definition
         return Physical(arn.format("batch", f"job-definition/{name}:1"))
     if rtype == "AWS::Logs::LogGroup":
@@ -286,6 +290,7 @@ class Declared:
 
     compute_environments: dict[str, dict] = field(default_factory=dict)
     job_queues: dict[str, dict] = field(default_factory=dict)
+    scheduling_policies: dict[str, dict] = field(default_factory=dict)  # by ARN
     job_definitions: dict[str, dict] = field(default_factory=dict)  # by ARN
     parameters: dict[str, str] = field(default_factory=dict)  # SSM name -> value
     buckets: list[str] = field(default_factory=list)
@@ -313,6 +318,15 @@ class Deployed:
             if arn_or_name in (arn, name_revision, name_revision.split(":")[0]):
                 return definition
         raise KeyError(f"no job definition {arn_or_name} in the templates")
+
+    def share_identifiers(self, queue: str) -> set[str] | None:
+        """The share identifiers a queue (name or ARN) schedules by; None for a FIFO queue."""
+        declared = self.declared.job_queues[queue.rsplit("/", 1)[-1]]
+        policy = declared.get("schedulingPolicyArn")
+        if policy is None:
+            return None
+        shares = self.declared.scheduling_policies[policy]["fairsharePolicy"]["shareDistribution"]
+        return {share["shareIdentifier"] for share in shares}
 
     def resources(self, kind: str, rtype: str) -> Iterator[tuple[str, dict]]:
         stack = stack_name(self.profile, kind)
@@ -459,6 +473,11 @@ class _Builder:
         request.setdefault("serviceRole", service_linked_role_arn(BATCH_SLR))
         name = request["computeEnvironmentName"]
         self.declared.compute_environments[name] = self._batch("CreateComputeEnvironment", request, name)
+
+    def create_batch_schedulingpolicy(self, _stack: str, _logical: str, props: dict, physical: Physical) -> None:
+        request = api_shaped(props)
+        policies = self.declared.scheduling_policies
+        policies[physical.ref] = self._batch("CreateSchedulingPolicy", request, request["name"])
 
     def create_batch_jobqueue(self, _stack: str, _logical: str, props: dict, physical: Physical) -> None:
         request = api_shaped(props)

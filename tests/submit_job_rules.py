@@ -2,7 +2,8 @@
 
 moto's Batch accepts any SubmitJob; AWS does not. These are the rules from the AWS Batch API
 reference (SubmitJob, NodeOverrides, NodePropertyOverride, ContainerOverrides,
-ResourceRequirement, ArrayProperties, JobTimeout, tagging) that the CLI's requests can break.
+ResourceRequirement, ArrayProperties, JobTimeout, tagging, a fair-share queue's shareIdentifier)
+that the CLI's requests can break.
 `violations` returns one line per broken rule; `SubmitJobRules` checks every SubmitJob a boto3
 client makes.
 """
@@ -21,6 +22,7 @@ MIN_ARRAY_SIZE, MAX_ARRAY_SIZE = 2, 10_000
 MIN_TIMEOUT_SECONDS = 60
 MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE = 50, 128, 256
 RESERVED_ENV_PREFIX = "AWS_BATCH"
+SHARE_IDENTIFIER = re.compile(r"[A-Za-z0-9]{1,255}")
 
 
 def node_range(text: str) -> tuple[int, int | None]:
@@ -119,11 +121,25 @@ def violations(request: dict, definition: dict) -> list[str]:
     return found
 
 
+def share_violations(request: dict, shares: set[str] | None) -> list[str]:
+    """A queue with a fair-share policy (`shares`: its share identifiers) needs a shareIdentifier,
+    a FIFO queue (`shares` None) refuses one. An identifier outside the policy is valid (weight 1)."""
+    given = request.get("shareIdentifier")
+    if shares is None:
+        return [] if given is None else ["shareIdentifier: the queue has no scheduling policy, so AWS rejects one"]
+    if given is None:
+        return ["shareIdentifier: missing, and the queue's fair-share scheduling policy requires one"]
+    if not SHARE_IDENTIFIER.fullmatch(given):
+        return [f"shareIdentifier {given!r}: 1-255 letters and digits"]
+    return []
+
+
 @dataclass
 class SubmitJobRules:
     """Checks every SubmitJob of the clients it is attached to; `checked` counts them."""
 
     definition_of: Callable[[str], dict]  # job definition ARN or name -> declared definition
+    shares_of: Callable[[str], set[str] | None]  # job queue name or ARN -> share identifiers (None: FIFO)
     found: list[str] = field(default_factory=list)
     checked: int = 0
 
@@ -135,6 +151,8 @@ class SubmitJobRules:
         self.checked += 1
         try:
             definition = self.definition_of(params["jobDefinition"])
-        except KeyError:  # not a definition of the platform: Batch itself rejects the request
+            shares = self.shares_of(params["jobQueue"])
+        except KeyError:  # not a definition or queue of the platform: Batch itself rejects the request
             return
-        self.found += [f"SubmitJob {params.get('jobName')}: {line}" for line in violations(params, definition)]
+        found = violations(params, definition) + share_violations(params, shares)
+        self.found += [f"SubmitJob {params.get('jobName')}: {line}" for line in found]

@@ -28,7 +28,7 @@ from click.testing import CliRunner
 
 from bertbatch import aws as bertbatch_aws
 from bertbatch.cli import cli
-from bertbatch_contract import discovery, job, layout
+from bertbatch_contract import discovery, job, layout, teams
 from tests.conftest import FIXTURES, REPO, start_moto_server
 from tests.container.conftest import subprocess_env
 from tests.platform_from_templates import Deployed, deploy
@@ -112,7 +112,7 @@ def platform(moto_endpoint, monkeypatch) -> Iterator[Platform]:
     against SubmitJob's rules and recorded."""
     deployed = deploy(PROFILE, REGION)
     found = Platform(deployed=deployed, endpoint=moto_endpoint)
-    rules = SubmitJobRules(definition_of=deployed.job_definition)
+    rules = SubmitJobRules(definition_of=deployed.job_definition, shares_of=deployed.share_identifiers)
     real = bertbatch_aws.make_client
 
     def make_client(service: str, **kwargs: Any) -> Any:
@@ -322,14 +322,15 @@ def test_single_node_job_runs_through_the_entrypoint_and_the_cli_reads_it(platfo
 
 def test_a_plain_submit_job_with_the_definitions_defaults_runs_once_the_default_model_is_staged(
         platform, tiny_model_dir, tmp_path):
-    """`aws batch submit-job --job-name N --job-queue Q --job-definition D`, as AWS documents it:
-    no parameters, so every Ref:: takes the definition's default. The default model is its staged
+    """`aws batch submit-job --job-name N --job-queue Q --job-definition D --share-identifier T`, as
+    AWS documents it for a fair-share queue: no parameters, so every Ref:: takes the definition's
+    default. The default model is its staged
     copy in the artifacts bucket: before `models import` the job fails in one line that says
     what to run; after it, the same request trains."""
     names = platform.deployed.names
     batch = bertbatch_aws.make_client("batch", region=REGION)
     request = {"jobName": "plain", "jobQueue": names[discovery.QUEUE_SPOT_FIRST],
-               "jobDefinition": names[discovery.JOB_DEFINITION_SINGLE]}
+               "jobDefinition": names[discovery.JOB_DEFINITION_SINGLE], "shareIdentifier": teams.DEFAULT_TEAM}
     job_id = batch.submit_job(**request)["jobId"]
     definition = platform.deployed.job_definition(request["jobDefinition"])
     command = [*resolved_command(definition, request), *CONTAINER_ONLY_FLAGS]

@@ -8,7 +8,8 @@ Each ```sh block in the README is preceded by `<!-- commands: KIND -->`:
   runs `make synth` and `make test` for real).
 - `deployment`: needs a deployed platform. Each `bertbatch` command must parse (an unknown
   option or a missing argument is a usage error, exit 2) and reaches for AWS, which the test
-  refuses; `aws batch submit-job` names a queue and a job definition the dev templates declare.
+  refuses; `aws batch submit-job` names a queue, a job definition and a share identifier (team)
+  the dev templates declare.
 The `bertbatch` commands in docs/*.md code blocks get the same parse check.
 """
 
@@ -161,7 +162,12 @@ def test_readme_aws_batch_submit_job_names_what_the_dev_templates_declare():
                        for r in t["Resources"].values() if r["Type"] == kind}
                 for kind, prop in (("AWS::Batch::JobQueue", "JobQueueName"),
                                    ("AWS::Batch::JobDefinition", "JobDefinitionName"))}
+    shares = {share["ShareIdentifier"] for t in synthesized("dev").values() for r in t["Resources"].values()
+              if r["Type"] == "AWS::Batch::SchedulingPolicy"
+              for share in r["Properties"]["FairsharePolicy"]["ShareDistribution"]}
     for line in lines:
         words = shlex.split(line)
         assert words[words.index("--job-queue") + 1] in declared["AWS::Batch::JobQueue"], line
         assert words[words.index("--job-definition") + 1] in declared["AWS::Batch::JobDefinition"], line
+        # every queue has a fair-share policy: a job without a share identifier is refused
+        assert "--share-identifier" in words and words[words.index("--share-identifier") + 1] in shares, line

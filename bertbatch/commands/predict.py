@@ -16,7 +16,7 @@ from bertbatch_contract import discovery, layout, prediction
 from .. import jobs, params, predict_watch, registry
 from .. import predict as predict_mod
 from ..errors import BertBatchError, JobFailed
-from ..options import hyperparameter_options, target_options
+from ..options import hyperparameter_options, resolve_team, target_options, team_option
 from ..output import JSON, TABLE, print_record
 from ..session import Session, pass_session
 from .local import LOCAL_RUNS_DIR
@@ -68,11 +68,12 @@ def run_local(values: dict[str, Any], prediction_id: str) -> int:
 @click.option("--dry-run", is_flag=True, help="Check everything and print the SubmitJob request without submitting")
 @click.option("--format", "-o", "output_format", type=click.Choice((TABLE, JSON)), default=TABLE, show_default=True,
               help="table for people, json for scripts (fields: docs/cli.md); --output is where predictions go")
+@team_option
 @target_options()
 @pass_session
 @click.pass_context
 def predict(ctx: click.Context, session: Session, local: bool, on_demand: bool, wait: bool, poll: float,
-            dry_run: bool, output_format: str, **options: Any) -> None:
+            dry_run: bool, output_format: str, team: str | None, **options: Any) -> None:
     """Score a JSONL/CSV/TSV file with a trained model: one job, or an array job of --shards N.
 
     --model is a run id (its runs/<run-id>/), NAME@ALIAS or NAME@VERSION from the registry
@@ -85,7 +86,7 @@ def predict(ctx: click.Context, session: Session, local: bool, on_demand: bool, 
     \b
     Examples:
       bertbatch predict --model sst2-sentiment@production --input reviews/2026-11.jsonl --shards 8 --wait
-      bertbatch predict --model sst2-run-1 --input s3://my-data/rows.csv --id-column review_id
+      bertbatch predict --model sst2-run-1 --input s3://my-data/rows.csv --id-column review_id --team nlp
       bertbatch predict --local --model sst2-sentiment@production --input rows.tsv
     """
     values = predict_mod.validate(options)
@@ -95,7 +96,7 @@ def predict(ctx: click.Context, session: Session, local: bool, on_demand: bool, 
         _predict_local(ctx, values, dry_run, output_format)
         return
     store = registry.S3Store(session.client("s3"), session.get(discovery.ARTIFACTS_BUCKET))
-    plan = predict_mod.plan(session, store, values, on_demand=on_demand)
+    plan = predict_mod.plan(session, store, values, on_demand=on_demand, team=resolve_team(session, team))
     model = plan.model
     request = plan.request()
     if dry_run:

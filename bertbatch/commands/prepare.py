@@ -14,7 +14,7 @@ from bertbatch_contract import discovery, store
 
 from .. import jobs, local_prepare, models, prepare_batch
 from ..errors import BertBatchError
-from ..options import hyperparameter_options, target_options
+from ..options import hyperparameter_options, resolve_team, target_options, team_option
 from ..output import JSON, output_option, print_record
 from ..session import Session, pass_session
 
@@ -38,12 +38,13 @@ PREPARE_ROWS = tuple(store.BY_NAME[name] for name in (
                    f"{prepare_batch.DEFAULT_MAX_CHILDREN:,}]")
 @hyperparameter_options(PREPARE_ROWS, default_label="default")
 @click.option("--dry-run", is_flag=True, help="Print the command (or the SubmitJob requests) without running it")
+@team_option
 @output_option
 @target_options()
 @pass_session
 @click.pass_context
 def prepare(ctx: click.Context, session: Session, input_: str, store_dir: str | None, local_: bool,
-            children: int | None, dry_run: bool, output: str, **flags: Any) -> None:
+            children: int | None, dry_run: bool, team: str | None, output: str, **flags: Any) -> None:
     """Tokenize a dataset once into a store (Parquet shards and manifest.json).
 
     Training with --train pointing at the store streams it: memory stays flat and the first step
@@ -67,7 +68,8 @@ def prepare(ctx: click.Context, session: Session, input_: str, store_dir: str | 
         if children is not None:
             raise BertBatchError("--children: --local prepares in one process (use --workers)")
         ctx.exit(_prepare_here(input_, store_dir, given, dry_run, output))
-    _prepare_on_the_platform(session, input_, store_dir, given, children, dry_run, output)
+    _prepare_on_the_platform(session, input_, store_dir, given, children, dry_run, output,
+                             team=resolve_team(session, team))
 
 
 def _prepare_here(input_: str, store_dir: str | None, given: dict[str, Any], dry_run: bool, output: str) -> int:
@@ -93,7 +95,7 @@ def _prepare_here(input_: str, store_dir: str | None, given: dict[str, Any], dry
 
 
 def _prepare_on_the_platform(session: Session, input_: str, store_dir: str | None, given: dict[str, Any],
-                             children: int | None, dry_run: bool, output: str) -> None:
+                             children: int | None, dry_run: bool, output: str, *, team: str) -> None:
     if given.get("vocab"):
         raise BertBatchError("--vocab: a file on this machine that no job can read: use --local, or a staged model")
     data_bucket = session.get(discovery.DATA_BUCKET)
@@ -116,7 +118,8 @@ def _prepare_on_the_platform(session: Session, input_: str, store_dir: str | Non
     count = min(children or prepare_batch.DEFAULT_MAX_CHILDREN, len(files))
     plan = prepare_batch.Submission(
         children=count, values=values, queue=session.get(discovery.QUEUE_PREPARE),
-        job_definition=session.get(discovery.JOB_DEFINITION_PREPARE), name=prepare_batch.job_name(input_uri))
+        job_definition=session.get(discovery.JOB_DEFINITION_PREPARE), name=prepare_batch.job_name(input_uri),
+        team=team)
     if dry_run:
         click.echo(json.dumps({"children": plan.children_request(), "merge": plan.merge_request("<children-job-id>")},
                               indent=2))

@@ -25,7 +25,7 @@ from .. import (
 )
 from .. import watch as watch_mod
 from ..errors import BertBatchError
-from ..options import hyperparameter_options, target_options
+from ..options import hyperparameter_options, resolve_team, target_options, team_option
 from ..output import JSON, output_option, print_record
 from ..session import Session, pass_session
 
@@ -193,6 +193,7 @@ def print_submitted(session: Session, job_id: str, request: Request, plan: jobs.
 @click.option("--poll", type=float, default=10.0, show_default=True, metavar="SECONDS", help="Poll interval for --wait")
 @click.option("--fallback-grace", type=float, default=60.0, show_default=True, metavar="SECONDS",
               help="With --wait: how long to wait for an On-Demand resubmission after a failure")
+@team_option
 @output_option
 @target_options()
 @pass_session
@@ -200,7 +201,7 @@ def print_submitted(session: Session, job_id: str, request: Request, plan: jobs.
 def submit(ctx: click.Context, session: Session, train: str | None, eval_: str | None, run_name: str | None,
            gpus: int | None, nodes: int, on_demand: bool, timeout: str | None, array_size: int | None,
            grid: str | None, max_cost: str | None, dry_run: bool, wait: bool, poll: float, fallback_grace: float,
-           output: str, **hyper: Any) -> None:
+           team: str | None, output: str, **hyper: Any) -> None:
     """Submit a fine-tuning job (or a sweep) to the profile's queues.
 
     Hyperparameters are checked by the same table as the trainer's, and the inputs are checked
@@ -219,6 +220,7 @@ def submit(ctx: click.Context, session: Session, train: str | None, eval_: str |
       bertbatch submit --run-name sst2-large --model bert-large-uncased --gpus 4 --on-demand --timeout 6h
       bertbatch submit --nodes 2 --gpus 8 --batch-size 64
       bertbatch submit --grid sweep.json          # {"learning_rate": [2e-5, 3e-5, 5e-5]}
+      bertbatch submit --team nlp --train sst2/train.tsv   # the nlp team's fair share and cost
       bertbatch submit --profile prod --region eu-west-1 --train sst2/train.tsv --dry-run
       bertbatch submit --train sst2/train.tsv -o json | jq -r .job_id
     """
@@ -228,6 +230,7 @@ def submit(ctx: click.Context, session: Session, train: str | None, eval_: str |
     cap = cost_cap.check_cap(max_cost)
     queue_key, jobdef_key = jobs.choose_queue(nodes, on_demand)
     queue, job_definition = session.get(queue_key), session.get(jobdef_key)
+    team = resolve_team(session, team)
     batch = session.client("batch")
     definition = jobs.describe_job_definition(batch, job_definition)
     defaults = dict(definition.get("parameters") or {})
@@ -253,7 +256,7 @@ def submit(ctx: click.Context, session: Session, train: str | None, eval_: str |
         run_id=request.run_id, queue=queue, job_definition=job_definition,
         parameters={**inputs, **request.hyperparameters}, environment=environment, gpus=gpus, nodes=nodes,
         array_size=request.array_size, timeout_seconds=request.timeout_seconds,
-        extra_tags={} if cost is None else {tags.TAG_COST_ESTIMATE: f"{cost:.2f}"},
+        extra_tags={} if cost is None else {tags.TAG_COST_ESTIMATE: f"{cost:.2f}"}, team=team,
     )
     if dry_run:
         click.echo(json.dumps(plan.request(), indent=2))

@@ -30,7 +30,8 @@ from typing import Any
 
 from bertbatch_contract import job as job_contract
 from bertbatch_contract import metrics, prediction, runs
-from bertbatch_contract.tags import TAG_FALLBACK_FROM, TAG_FALLBACK_TO, TAG_RUN_ID
+from bertbatch_contract.tags import TAG_FALLBACK_FROM, TAG_FALLBACK_TO, TAG_RUN_ID, TAG_TEAM
+from bertbatch_contract.teams import DEFAULT_TEAM
 
 # --- what AWS Batch writes ----------------------------------------------------------------
 CAPACITY_REASON = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
@@ -206,6 +207,8 @@ def build_resubmission(job: Mapping[str, Any], settings: Settings) -> Resubmissi
         "containerOverrides": overrides,
         "tags": tags,
         "propagateTags": bool(job.get("propagateTags", True)),
+        # Every queue schedules by fair share: the On-Demand job runs in the same team's share.
+        "shareIdentifier": str(job.get("shareIdentifier") or tags.get(TAG_TEAM) or DEFAULT_TEAM),
     }
     timeout = (job.get("timeout") or {}).get("attemptDurationSeconds")
     if timeout:

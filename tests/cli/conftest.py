@@ -205,7 +205,7 @@ def platform(aws, monkeypatch) -> Iterator[Platform]:
     from tests.submit_job_rules import SubmitJobRules
 
     deployed = deploy(PROFILE, REGION)
-    rules = SubmitJobRules(definition_of=deployed.job_definition)
+    rules = SubmitJobRules(definition_of=deployed.job_definition, shares_of=deployed.share_identifiers)
     real = bertbatch_aws.make_client
     monkeypatch.setattr(bertbatch_aws, "make_client",
                         lambda service, **kwargs: rules.attach(real(service, **kwargs)) if service == "batch"

@@ -43,7 +43,8 @@ def test_submit_spot_first_with_run_name_and_hyperparameters(platform, bb, submi
     assert job["parameters"]["batch_size"] == "16"
     assert env_of(job)[job_env.ENV_RUN_ID] == "sst2-try1"
     assert job["tags"][tags.TAG_RUN_ID] == "sst2-try1"
-    assert set(job["tags"]) == {tags.TAG_RUN_ID, tags.TAG_COST_ESTIMATE}
+    assert set(job["tags"]) == {tags.TAG_RUN_ID, tags.TAG_COST_ESTIMATE, tags.TAG_TEAM}
+    assert job["tags"][tags.TAG_TEAM] == "default"  # the deployment's default team
     assert job["timeout"] == {"attemptDurationSeconds": 7200}
 
     (call,) = submit_spy

@@ -92,7 +92,7 @@ def rules(deployed, monkeypatch) -> SubmitJobRules:
     """Checks the SubmitJob calls of every Batch client the CLI makes."""
     from bertbatch import aws
 
-    checker = SubmitJobRules(definition_of=deployed.job_definition)
+    checker = SubmitJobRules(definition_of=deployed.job_definition, shares_of=deployed.share_identifiers)
     real = aws.make_client
 
     def make_client(service, **kwargs):
@@ -149,4 +149,87 @@ def test_the_checker_sees_what_moto_lets_through(deployed, rules, bb):
                      jobDefinition=deployed.names[discovery.JOB_DEFINITION_SINGLE],
                      containerOverrides={"environment": [{"name": "AWS_BATCH_X", "value": "1"}]},
                      timeout={"attemptDurationSeconds": 10})
-    assert len(rules.found) == 2, rules.found
+    assert len(rules.found) == 3, rules.found  # the environment, the timeout, no shareIdentifier
+
+
+# --- fair share: every queue has a scheduling policy ----------------------------------------
+def test_share_identifier_rules():
+    from tests.submit_job_rules import share_violations
+
+    assert share_violations(request(), None) == []
+    assert share_violations(request(shareIdentifier="nlp"), None) == [
+        "shareIdentifier: the queue has no scheduling policy, so AWS rejects one"]
+    assert share_violations(request(), {"nlp"}) == [
+        "shareIdentifier: missing, and the queue's fair-share scheduling policy requires one"]
+    assert share_violations(request(shareIdentifier="data-science"), {"nlp"}) == [
+        "shareIdentifier 'data-science': 1-255 letters and digits"]
+    assert share_violations(request(shareIdentifier="other"), {"nlp"}) == []  # weight 1 in the policy
+
+
+TWO_TEAMS = {"teams.weights": '{"nlp": 4, "vision": 1}', "teams.default": "vision"}
+
+
+@pytest.fixture
+def two_teams(aws, monkeypatch) -> tuple[Deployed, SubmitJobRules, list[dict]]:
+    """A platform of two teams; every SubmitJob is checked and recorded."""
+    from bertbatch import aws as bertbatch_aws
+
+    deployed = deploy(overrides=TWO_TEAMS)
+    checker = SubmitJobRules(definition_of=deployed.job_definition, shares_of=deployed.share_identifiers)
+    sent: list[dict] = []
+    real = bertbatch_aws.make_client
+
+    def make_client(service, **kwargs):
+        client = real(service, **kwargs)
+        if service == "batch":
+            checker.attach(client)
+            client.meta.events.register("provide-client-params.batch.SubmitJob",
+                                        lambda params, **_: sent.append(dict(params)))
+        return client
+
+    monkeypatch.setattr(bertbatch_aws, "make_client", make_client)
+    monkeypatch.delenv("BERT_BATCH_TEAM", raising=False)
+    return deployed, checker, sent
+
+
+@pytest.mark.parametrize(("args", "env", "team"), [
+    pytest.param([], None, "vision", id="the-deployment-default"),
+    pytest.param(["--team", "nlp"], None, "nlp", id="flag"),
+    pytest.param([], "nlp", "nlp", id="environment"),
+    pytest.param(["--team", "vision"], "nlp", "vision", id="flag-over-environment"),
+])
+def test_submit_runs_in_the_team_share_and_tags_the_job(two_teams, bb, monkeypatch, args, env, team):
+    deployed, checker, sent = two_teams
+    if env:
+        monkeypatch.setenv("BERT_BATCH_TEAM", env)
+    put_inputs(deployed)
+    result = bb("submit", *args)
+    assert result.exit_code == 0, result.output
+    (request_,) = sent
+    assert request_["shareIdentifier"] == team
+    assert request_["tags"]["bert-batch:team"] == team
+    assert checker.found == []
+
+
+def test_an_unknown_team_is_refused_before_anything_is_submitted(two_teams, bb):
+    deployed, checker, sent = two_teams
+    put_inputs(deployed)
+    result = bb("submit", "--team", "robotics")
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: --team: team 'robotics' is not one of this deployment's teams (nlp, vision): "
+        "add it to the teams.weights config and redeploy, or pick another")
+    assert sent == []
+
+
+def test_prepare_children_and_merge_run_in_the_team_share(two_teams, bb):
+    from tests.cli.conftest import client
+
+    deployed, checker, sent = two_teams
+    stage_model(client("s3"), deployed.names[discovery.ARTIFACTS_BUCKET], "bert-base-uncased")
+    client("s3").put_object(Bucket=deployed.names[discovery.DATA_BUCKET], Key="datasets/big/part-0.jsonl",
+                            Body=b'{"text": "good", "label": 1}\n')
+    result = bb("prepare", "--input", "big/", "--model", "bert-base-uncased", "--team", "nlp")
+    assert result.exit_code == 0, result.output
+    assert [(r["shareIdentifier"], r["tags"]["bert-batch:team"]) for r in sent] == [("nlp", "nlp")] * 2
+    assert checker.found == []

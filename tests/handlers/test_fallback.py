@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from bertbatch_contract import hyperparameters, metrics, prediction, runs
+from bertbatch_contract import hyperparameters, metrics, prediction, runs, teams
 from bertbatch_contract import job as job_contract
 from bertbatch_contract import tags as job_tags
 from bertbatch_contract.naming import Naming
@@ -173,6 +173,16 @@ def test_resubmission_keeps_definition_parameters_environment_and_run_id():
     ]
     assert request["timeout"] == {"attemptDurationSeconds": 43200}
     assert "command" not in request["containerOverrides"]  # the definition's Ref:: flags + parameters
+
+
+@pytest.mark.parametrize(("job", "share"), [
+    ({"shareIdentifier": "nlp", "tags": {job_tags.TAG_TEAM: "vision"}}, "nlp"),  # the share it ran in
+    ({"tags": {job_tags.TAG_TEAM: "vision"}}, "vision"),  # no share (a FIFO queue then): its team
+    ({"tags": {}}, teams.DEFAULT_TEAM),
+])
+def test_the_on_demand_job_runs_in_the_same_fair_share(job, share):
+    # every queue has a fair-share policy, which refuses a SubmitJob without a share identifier
+    assert fallback.build_resubmission(failed_job(**job), SETTINGS).request["shareIdentifier"] == share
 
 
 def test_a_job_without_run_id_resumes_under_its_batch_job_id():

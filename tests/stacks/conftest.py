@@ -71,7 +71,7 @@ def prod() -> Synthesized:
 @pytest.fixture(scope="session")
 def dev_variant() -> Synthesized:
     """One extra synth that every stack's tests share for the non-default branches: FSx off,
-    EFA on, a prebuilt ECR image, a NAT gateway, three interface endpoints."""
+    EFA on, a prebuilt ECR image, a NAT gateway, three interface endpoints, two teams."""
     return synthesize(
         config_for(
             "dev",
@@ -81,6 +81,10 @@ def dev_variant() -> Synthesized:
                 "training.image_uri": PREBUILT_IMAGE,
                 "network.nat_gateways": "1",
                 "network.interface_endpoints": '["ecr.api", "ecr.dkr", "logs"]',
+                "teams.weights": '{"nlp": 4, "vision": 1}',
+                "teams.default": "vision",
+                "teams.compute_reservation_percent": "25",
+                "teams.share_decay_seconds": "3600",
             },
         )
     )
