@@ -13,27 +13,31 @@ from constructs import Construct
 
 from platform_constructs.kms import ProjectKey
 
-# Services that publish to the topic; each needs the key to encrypt what it publishes. Their
-# grants are scoped to this account with aws:SourceAccount. EventBridge is not listed: the
-# rule's SnsTopic target grants it the key itself, with no condition (EventBridge's deliveries
-# to an encrypted topic carry no aws:Source* keys, so a condition would drop every job
-# notification silently); it can still only publish to topics whose policy admits it.
-PUBLISHING_SERVICES = ("budgets.amazonaws.com", "cloudwatch.amazonaws.com")
+# Services that publish to the topics, with the sources (aws:SourceArn) they publish for; each
+# needs the key to encrypt what it publishes, for this account's sources only.
+PUBLISHING_SERVICES = {
+    "budgets.amazonaws.com": f"arn:{Aws.PARTITION}:budgets::{Aws.ACCOUNT_ID}:*",
+    "cloudwatch.amazonaws.com": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*",
+}
+EVENTBRIDGE = "events.amazonaws.com"
 KEY_ACTIONS_FOR_PUBLISHERS = ["kms:GenerateDataKey*", "kms:Decrypt"]
 
 
 class AlertsTopic(Construct):
-    """SNS topic encrypted with its own customer-managed key.
+    """Two SNS topics encrypted with their own customer-managed key.
 
-    - key policy: Budgets and CloudWatch (conditioned on this account) may use the key to
-      publish (EventBridge gets its grant from the rule target that publishes); CloudWatch
-      Logs may encrypt log groups under `log_group_prefixes`;
-    - topic policy: TLS-only publishing (`enforce_ssl`), Budgets may publish (conditioned on
-      this account and on budget ARNs of this account), CloudWatch alarms of this account may
-      publish; EventBridge rules add their own statement when they target the topic;
-    - one email subscription per address (each must be confirmed from the email).
+    - `topic` (alerts): CloudWatch alarms of this account, and EventBridge rules that target it
+      (each rule adds a statement naming its own ARN; see `job_events.EncryptedTopicTarget`);
+    - `budget_topic`: AWS Budgets notifications of this account and nothing else. The cost
+      guardrail listens here only, so nobody who may publish alerts can forge a budget alert;
+    - key policy: Budgets and CloudWatch may use the key for this account's budgets and alarms
+      (`aws:SourceAccount`, `aws:SourceArn`); EventBridge only through SNS (`kms:ViaService`:
+      SNS documents the source keys as unsupported for EventBridge-to-encrypted-topic
+      deliveries); CloudWatch Logs may encrypt log groups under `log_group_prefixes`;
+    - both topics: TLS-only publishing (`enforce_ssl`), one email subscription per address
+      (each must be confirmed from the email).
 
-    Attributes: `key`, `topic`.
+    Attributes: `key`, `topic`, `budget_topic`.
     """
 
     def __init__(
@@ -61,52 +65,64 @@ class AlertsTopic(Construct):
                 project_key.allow_log_groups(prefix)
             else:
                 _allow_more_log_groups(self.key, prefix, sid=f"AllowCloudWatchLogs{i + 1}")
-        for service in PUBLISHING_SERVICES:
-            self.key.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid=f"Allow{service.split('.')[0].capitalize()}ToPublishEncrypted",
-                    principals=[iam.ServicePrincipal(service)],
-                    actions=KEY_ACTIONS_FOR_PUBLISHERS,
-                    resources=["*"],  # in a key policy: this key
-                    conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
-                )
-            )
+        _allow_publishers_to_use_key(self.key)
 
-        self.topic = sns.Topic(
-            self,
-            "Topic",
-            display_name=display_name,
-            master_key=self.key,
-            enforce_ssl=True,
-        )
+        self.topic = sns.Topic(self, "Topic", display_name=display_name, master_key=self.key, enforce_ssl=True)
         self.topic.add_to_resource_policy(
+            _service_may_publish("AllowCloudWatchAlarmsToPublish", "cloudwatch.amazonaws.com", self.topic)
+        )
+        self.budget_topic = sns.Topic(
+            self, "BudgetTopic", display_name=f"{display_name} (budget)", master_key=self.key, enforce_ssl=True
+        )
+        self.budget_topic.add_to_resource_policy(
+            _service_may_publish("AllowBudgetsToPublish", "budgets.amazonaws.com", self.budget_topic)
+        )
+        for topic in (self.topic, self.budget_topic):
+            for email in emails:
+                topic.add_subscription(subs.EmailSubscription(email))
+
+
+def _service_may_publish(sid: str, service: str, topic: sns.Topic) -> iam.PolicyStatement:
+    """`service` may publish to `topic` on behalf of this account's sources only."""
+    return iam.PolicyStatement(
+        sid=sid,
+        principals=[iam.ServicePrincipal(service)],
+        actions=["sns:Publish"],
+        resources=[topic.topic_arn],
+        conditions={
+            "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+            "ArnLike": {"aws:SourceArn": PUBLISHING_SERVICES[service]},
+        },
+    )
+
+
+def _allow_publishers_to_use_key(key: kms.Key) -> None:
+    for service, sources in PUBLISHING_SERVICES.items():
+        key.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="AllowBudgetsToPublish",
-                principals=[iam.ServicePrincipal("budgets.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
+                sid=f"Allow{service.split('.')[0].capitalize()}ToPublishEncrypted",
+                principals=[iam.ServicePrincipal(service)],
+                actions=KEY_ACTIONS_FOR_PUBLISHERS,
+                resources=["*"],  # in a key policy: this key
                 conditions={
                     "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                    "ArnLike": {"aws:SourceArn": f"arn:{Aws.PARTITION}:budgets::{Aws.ACCOUNT_ID}:*"},
+                    "ArnLike": {"aws:SourceArn": sources},
                 },
             )
         )
-        self.topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowCloudWatchAlarmsToPublish",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                    "ArnLike": {
-                        "aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
-                    },
-                },
-            )
+    # "Adding the aws:SourceAccount and aws:SourceArn to a AWS KMS policy is not supported for
+    # EventBridge-to-encrypted topics" (Amazon SNS Developer Guide, sns-key-management.html):
+    # EventBridge may use the key only through SNS; which topics it may publish to is decided
+    # by each topic's policy, where the rule's ARN is named.
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="AllowEventsToPublishEncrypted",
+            principals=[iam.ServicePrincipal(EVENTBRIDGE)],
+            actions=KEY_ACTIONS_FOR_PUBLISHERS,
+            resources=["*"],
+            conditions={"StringEquals": {"kms:ViaService": f"sns.{Aws.REGION}.amazonaws.com"}},
         )
-        for email in emails:
-            self.topic.add_subscription(subs.EmailSubscription(email))
+    )
 
 
 def _allow_more_log_groups(key: kms.Key, prefix: str, *, sid: str) -> None:

@@ -35,6 +35,7 @@ from constructs import Construct
 
 from bertbatch_contract import metrics
 from bertbatch_contract.naming import Naming
+from bertbatch_contract.tags import TAG_FALLBACK_FROM, TAG_FALLBACK_TO, TAG_RUN_ID
 from platform_constructs.checkov import skip
 from platform_constructs.functions import (
     RUNTIME,
@@ -153,11 +154,7 @@ class SpotFallback(Construct):
                     actions=["batch:SubmitJob"],
                     resources=[target_queue.job_queue_arn, *job_definitions],
                 ),
-                iam.PolicyStatement(
-                    sid="TagJobs",
-                    actions=["batch:TagResource"],
-                    resources=[f"arn:{partition}:batch:{region}:{account}:job/*"],
-                ),
+                *_tag_statements(f"arn:{partition}:batch:{region}:{account}:job/*"),
                 iam.PolicyStatement(sid="DescribeJobs", actions=["batch:DescribeJobs"], resources=["*"]),
                 iam.PolicyStatement(
                     sid="WriteOwnLogs",
@@ -177,7 +174,9 @@ class SpotFallback(Construct):
             policy,
             "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job/*]",
             "Job ids are assigned at submission: SubmitJob with tags and TagResource on the replaced "
-            "job need the job ARN pattern; submission itself is limited to one queue and definition.",
+            "job need the job ARN pattern; tagging is limited by the request's tags (a resubmission's "
+            "fallback-from and run-id tags, or only the fallback-to tag on the replaced job), and "
+            "submission to one queue and the listed definitions.",
         )
         for job_definition in job_definition_names:
             acknowledge(
@@ -187,3 +186,31 @@ class SpotFallback(Construct):
                 "wildcard covers revisions of that one definition name only.",
             )
         return policy
+
+
+def _tag_statements(jobs_arn: str) -> list[iam.PolicyStatement]:
+    """TagResource on jobs, as narrow as Batch allows: its only condition keys for tagging a job
+    are the request's tags (aws:RequestTag, aws:TagKeys) and the job's own tags
+    (aws:ResourceTag); nothing names the job's queue (Service Authorization Reference, AWS
+    Batch). The resubmission is tagged at submit with the fallback-from and run-id tags (and the
+    failed job's others, copied); the replaced job gets the fallback-to tag and nothing else."""
+    return [
+        iam.PolicyStatement(
+            sid="TagResubmittedJobs",
+            actions=["batch:TagResource"],
+            resources=[jobs_arn],
+            conditions={
+                "Null": {f"aws:RequestTag/{TAG_FALLBACK_FROM}": "false", f"aws:RequestTag/{TAG_RUN_ID}": "false"}
+            },
+        ),
+        iam.PolicyStatement(
+            sid="MarkReplacedJobs",
+            actions=["batch:TagResource"],
+            resources=[jobs_arn],
+            conditions={
+                "ForAllValues:StringEquals": {"aws:TagKeys": [TAG_FALLBACK_TO]},
+                # ForAllValues holds for an empty list too: require tags to be present.
+                "Null": {"aws:TagKeys": "false"},
+            },
+        ),
+    ]

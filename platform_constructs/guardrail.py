@@ -1,4 +1,4 @@
-"""Cost guardrail: a Lambda on the alerts topic that disables the job queues at 100% ACTUAL."""
+"""Cost guardrail: a Lambda on the budget topic that disables the job queues at 100% ACTUAL."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ GUARDRAIL_HANDLER = handler_of(runtime)
 
 
 class CostGuardrail(Construct):
-    """Subscribes `platform_constructs/runtime/guardrail.py` to the alerts topic.
+    """Subscribes `platform_constructs/runtime/guardrail.py` to the budget topic (`topic`: the
+    one only AWS Budgets may publish to; the function also ignores records from other topics).
 
-    The function reads every message on the topic and acts only on this budget's ACTUAL alert
-    at >= 100% of the limit: `batch:UpdateJobQueue` state=DISABLED on each queue (it may
-    update these queues and nothing else). Running jobs finish; no new job starts.
+    The function acts only on this budget's ACTUAL alert at >= 100% of the limit:
+    `batch:UpdateJobQueue` state=DISABLED on each queue (it may update these queues and nothing
+    else). Running jobs finish; no new job starts.
 
     Attributes: `function`.
     """
@@ -51,6 +52,7 @@ class CostGuardrail(Construct):
             environment={
                 runtime.ENV_BUDGET_NAME: budget_name,
                 runtime.ENV_BUDGET_LIMIT_USD: f"{limit_usd:g}",
+                runtime.ENV_BUDGET_TOPIC_ARN: topic.topic_arn,
                 runtime.ENV_JOB_QUEUES: _json_list(self, queue_arns),
                 runtime.ENV_MIN_PERCENT: f"{runtime.DEFAULT_MIN_PERCENT:g}",
             },
@@ -69,7 +71,7 @@ class CostGuardrail(Construct):
             else [],
         )
         topic.add_subscription(subs.LambdaSubscription(self.function))
-        acknowledge_small_function(self.function, "messages on the alerts topic (a handful a day)")
+        acknowledge_small_function(self.function, "budget notifications (a handful a month)")
 
 
 def _json_list(scope: Construct, values: Sequence[str]) -> str:

@@ -15,7 +15,9 @@ from typing import Any
 import jsii
 from aws_cdk import (
     ArnFormat,
+    Aws,
     Duration,
+    Names,
     RemovalPolicy,
     Stack,
 )
@@ -98,6 +100,35 @@ class LogGroupTarget:
         return events.RuleTargetConfig(arn=arn, target_resource=self._log_group)
 
 
+@jsii.implements(events.IRuleTarget)
+class EncryptedTopicTarget:
+    """An SNS topic as a rule target, publishable by this rule only.
+
+    CDK's `SnsTopic` target lets `events.amazonaws.com` publish with no condition (any rule of
+    any account) and grants it the topic's key. Here the topic policy names the rule
+    (`aws:SourceArn`) and this account; the key's grant to EventBridge is the topic owner's
+    (`alerts.AlertsTopic`)."""
+
+    def __init__(self, topic: sns.ITopic, *, message: events.RuleTargetInput) -> None:
+        self._topic = topic
+        self._message = message
+
+    def bind(self, rule: events.IRule, id: str | None = None) -> events.RuleTargetConfig:
+        self._topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid=f"AllowRule{Names.node_unique_id(rule.node)}ToPublish"[:100],
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self._topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnEquals": {"aws:SourceArn": rule.rule_arn},
+                },
+            )
+        )
+        return events.RuleTargetConfig(arn=self._topic.topic_arn, input=self._message, target_resource=self._topic)
+
+
 class JobStateEvents(Construct):
     """Job-state events of the given queues: log group + metric filters, notifications, gauge.
 
@@ -126,6 +157,9 @@ class JobStateEvents(Construct):
         self.log_group = encrypted_log_group(
             self, "Events", name=log_group_name, key=key, days=log_retention_days, removal_policy=removal_policy
         )
+        # The rule must wait for the policy, so the policy names the rule by its ARN (from the
+        # rule's fixed name), not by a reference that would make each depend on the other.
+        to_logs_rule_name = naming.resource("batch-job-states-to-logs")
         may_write = logs.ResourcePolicy(
             self,
             "EventsMayWrite",
@@ -136,12 +170,21 @@ class JobStateEvents(Construct):
                     principals=[iam.ServicePrincipal("events.amazonaws.com")],
                     actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                     resources=[self.log_group.log_group_arn],
+                    conditions={
+                        "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                        "ArnEquals": {
+                            "aws:SourceArn": Stack.of(self).format_arn(
+                                service="events", resource="rule", resource_name=to_logs_rule_name
+                            )
+                        },
+                    },
                 )
             ],
         )
         self.rule = events.Rule(
             self,
             "ToLogs",
+            rule_name=to_logs_rule_name,
             description=f"{owner}: Batch job-state changes of the project's queues -> CloudWatch Logs",
             event_pattern=job_state_pattern(queue_arns),
             targets=[LogGroupTarget(self.log_group)],
@@ -154,7 +197,7 @@ class JobStateEvents(Construct):
             "Notify",
             description=f"{owner}: mail a line to the alerts topic when a job succeeds or fails",
             event_pattern=job_state_pattern(queue_arns, NOTIFY_STATES),
-            targets=[targets.SnsTopic(topic, message=notification_message(naming))],
+            targets=[EncryptedTopicTarget(topic, message=notification_message(naming))],
         )
 
         self.gauge_function: lambda_.Function = handler_function(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aws_cdk import Aws
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -22,13 +24,40 @@ INTERFACE_ENDPOINT_SERVICES: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
 }
 
+# Interface endpoints whose services accept an endpoint policy -> the actions it lets through.
+# Amazon ECS (ecs, ecs-agent, ecs-telemetry) does not support endpoint policies: those keep the
+# default ("Controlling access to Amazon ECS by attaching an endpoint policy to the VPC endpoint
+# isn't currently supported", Amazon ECS Developer Guide, vpc-endpoints.html).
+ENDPOINT_POLICY_ACTIONS: dict[str, str] = {
+    "ecr.api": "ecr:*",
+    "ecr.dkr": "ecr:*",
+    "logs": "logs:*",
+    "sts": "sts:*",
+    "monitoring": "cloudwatch:*",
+}
+
+# AWS-owned buckets the hosts read through the S3 gateway endpoint (not in this account):
+# - ECR image layers: "arn:aws:s3:::prod-region-starport-layer-bucket/*" (Amazon ECR User Guide,
+#   "Minimum Amazon S3 bucket permissions for Amazon ECR",
+#   https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html);
+# - the Amazon Linux 2023 dnf mirrors (`dnf install lustre-client` at boot), served from the
+#   buckets al2023-repos-<region>-<suffix>. Every compute environment runs an AL2023 image, so
+#   the Amazon Linux 2 buckets are not listed. Read-only: nothing can be written outside this
+#   account through the endpoint.
+AWS_PACKAGE_OBJECTS = (
+    f"arn:{Aws.PARTITION}:s3:::prod-{Aws.REGION}-starport-layer-bucket/*",
+    f"arn:{Aws.PARTITION}:s3:::al2023-repos-{Aws.REGION}-*/*",
+)
+
 # Lustre: 988 for the LNet service, 1018-1023 for the clients' reserved ports.
 LUSTRE_PORTS: tuple[ec2.Port, ...] = (ec2.Port.tcp(988), ec2.Port.tcp_range(1018, 1023))
 
 
 class GpuVpc(Construct):
     """A new VPC for GPU compute: private subnets only (public ones just for NAT gateways),
-    an S3 gateway endpoint, interface endpoints and, with a log group, flow logs.
+    an S3 gateway endpoint (this account's buckets and the AWS package buckets only), interface
+    endpoints (this account's principals only, where the service takes an endpoint policy) and,
+    with a log group, flow logs.
 
     Attributes: `vpc`, `compute_subnets` (private subnets, one per AZ), `private_subnets`,
     `endpoint_security_group`.
@@ -79,10 +108,15 @@ class GpuVpc(Construct):
                 "flow-log group; it is never attached anywhere else.",
             )
 
-        # S3 through a gateway endpoint: free, and image layers from ECR come from S3.
-        self.vpc.add_gateway_endpoint(
+        # S3 through a gateway endpoint: free, and image layers from ECR come from S3. It is the
+        # only way out of an isolated VPC, so it reaches this account's buckets and the AWS
+        # package buckets only (account condition, not bucket names: the Data stack that owns
+        # the buckets depends on this stack).
+        s3_endpoint = self.vpc.add_gateway_endpoint(
             "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.compute_subnets]
         )
+        for statement in s3_endpoint_statements():
+            s3_endpoint.add_to_policy(statement)
         self.endpoint_security_group: ec2.SecurityGroup | None = ec2.SecurityGroup(
             self,
             "EndpointSecurityGroup",
@@ -92,7 +126,7 @@ class GpuVpc(Construct):
         )
         self.endpoint_security_group.add_ingress_rule(ec2.Peer.ipv4(vpc_cidr), ec2.Port.tcp(443), "HTTPS from the VPC")
         for name in interface_endpoints:
-            self.vpc.add_interface_endpoint(
+            endpoint = self.vpc.add_interface_endpoint(
                 _endpoint_id(name),
                 service=INTERFACE_ENDPOINT_SERVICES[name],
                 subnets=self.compute_subnets,
@@ -100,10 +134,46 @@ class GpuVpc(Construct):
                 private_dns_enabled=True,
                 open=False,  # the endpoint security group above already admits the VPC
             )
+            if name in ENDPOINT_POLICY_ACTIONS:
+                endpoint.add_to_policy(this_accounts_principals(ENDPOINT_POLICY_ACTIONS[name]))
 
     @property
     def private_subnets(self) -> Sequence[ec2.ISubnet]:
         return _selected(self.vpc, self.compute_subnets)
+
+
+def s3_endpoint_statements() -> list[iam.PolicyStatement]:
+    """The S3 gateway endpoint's policy: anything on this account's buckets (the roles decide
+    what), and reading the AWS-owned package buckets."""
+    return [
+        iam.PolicyStatement(
+            sid="ThisAccountsBuckets",
+            principals=[iam.AnyPrincipal()],
+            actions=["s3:*"],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:ResourceAccount": Aws.ACCOUNT_ID}},
+        ),
+        # ECR's layer downloads are presigned by ECR, and the package mirrors are read
+        # anonymously: neither carries this account, so they are named instead.
+        iam.PolicyStatement(
+            sid="ReadEcrLayersAndAmazonLinuxPackages",
+            principals=[iam.AnyPrincipal()],
+            actions=["s3:GetObject"],
+            resources=list(AWS_PACKAGE_OBJECTS),
+        ),
+    ]
+
+
+def this_accounts_principals(actions: str) -> iam.PolicyStatement:
+    """An interface endpoint policy: only this account's principals get through (no foreign
+    credentials can carry data out through the endpoint)."""
+    return iam.PolicyStatement(
+        sid="ThisAccountsPrincipals",
+        principals=[iam.AnyPrincipal()],
+        actions=[actions],
+        resources=["*"],
+        conditions={"StringEquals": {"aws:PrincipalAccount": Aws.ACCOUNT_ID}},
+    )
 
 
 class ImportedVpc(Construct):

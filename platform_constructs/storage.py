@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -32,8 +33,9 @@ class ProjectBuckets(Construct):
     data: inputs under `datasets/` (linked to FSx); artifacts: `checkpoints/<run-id>/` (expire
     after `checkpoint_expiry_days`), `runs/<run-id>/` and `models/` (kept), `predictions/<id>/`
     (expire after `prediction_expiry_days`; 0 keeps them). Both KMS-encrypted with the
-    project key and logged to the access-log bucket, which uses SSE-S3 because S3 server
-    access log delivery cannot write to SSE-KMS buckets.
+    project key (an upload may not ask for SSE-S3 or another key) and logged to the access-log
+    bucket, which uses SSE-S3 because S3 server access log delivery cannot write to SSE-KMS
+    buckets.
     """
 
     def __init__(
@@ -116,6 +118,8 @@ class ProjectBuckets(Construct):
             **kms_props,
             **_common_bucket_props(removal_policy=removal_policy),
         )
+        for bucket in (self.data, self.artifacts):
+            _deny_uploads_without_the_project_key(bucket, key)
         for bucket, why in (
             (self.access_logs, "access logs are an audit trail of this region's buckets"),
             (self.data, "datasets are copies of data whose source of truth lives outside the platform"),
@@ -127,3 +131,28 @@ class ProjectBuckets(Construct):
                 f"Single-region platform; {why}. Versioning guards against deletion; cross-region "
                 "replication would double storage cost. Add it per bucket if your policy requires.",
             )
+
+
+SSE_HEADER = "s3:x-amz-server-side-encryption"
+SSE_KMS_KEY_HEADER = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+
+
+def _deny_uploads_without_the_project_key(bucket: s3.Bucket, key: kms.IKey) -> None:
+    """Deny a PutObject whose encryption headers name anything but SSE-KMS with `key`. A header
+    that is absent is fine: the bucket's default encryption applies the project key (the
+    Null + StringNotEquals pair of the S3 User Guide's "require SSE-KMS" bucket policy, with
+    the Null test inverted so that only an explicit other choice is refused)."""
+    for sid, header, required in (
+        ("DenyUploadsWithoutTheProjectEncryption", SSE_HEADER, "aws:kms"),
+        ("DenyUploadsWithAnotherKmsKey", SSE_KMS_KEY_HEADER, key.key_arn),
+    ):
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid=sid,
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[bucket.arn_for_objects("*")],
+                conditions={"Null": {header: "false"}, "StringNotEquals": {header: required}},
+            )
+        )

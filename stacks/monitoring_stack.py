@@ -36,7 +36,8 @@ def budget_name(config: PlatformConfig) -> str:
 
 
 class MonitoringStack(Stack):
-    """Exposes `alerts_topic` (sns.ITopic), `dashboard`, `alarms` (dict name -> cloudwatch.Alarm),
+    """Exposes `alerts_topic` (sns.ITopic), `budget_topic` (sns.ITopic: AWS Budgets only),
+    `dashboard`, `alarms` (dict name -> cloudwatch.Alarm),
     `budget` (MonthlyCostBudget), `job_events` (JobStateEvents, None without queues) and
     `guardrail` (CostGuardrail, None when `budget.cost_guardrail` is off)."""
 
@@ -67,6 +68,7 @@ class MonitoringStack(Stack):
             removal_policy=removal,
         )
         self.alerts_topic = alerts.topic
+        self.budget_topic = alerts.budget_topic
 
         self.budget = MonthlyCostBudget(
             self,
@@ -76,7 +78,7 @@ class MonitoringStack(Stack):
             actual_thresholds_percent=config.budget.actual_thresholds_percent,
             forecasted_threshold_percent=config.budget.forecasted_threshold_percent,
             project_tag_value=config.project_name if config.budget.filter_on_project_tag else None,
-            topic=alerts.topic,
+            topic=alerts.budget_topic,
         )
 
         ordered = [k for k in QUEUE_KINDS if k in job_queues] + [k for k in job_queues if k not in QUEUE_KINDS]
@@ -103,7 +105,7 @@ class MonitoringStack(Stack):
             self.guardrail = CostGuardrail(
                 self,
                 "CostGuardrail",
-                topic=alerts.topic,
+                topic=alerts.budget_topic,
                 budget_name=self.budget.budget_name,
                 limit_usd=config.budget.monthly_limit_usd,
                 queue_arns=list(queue_arns.values()),
@@ -154,5 +156,6 @@ class MonitoringStack(Stack):
         ).dashboard
 
         CfnOutput(self, "AlertsTopicArn", value=alerts.topic.topic_arn)
+        CfnOutput(self, "BudgetTopicArn", value=alerts.budget_topic.topic_arn)
         CfnOutput(self, "BudgetName", value=self.budget.budget_name)
         CfnOutput(self, "DashboardName", value=self.dashboard.dashboard_name)

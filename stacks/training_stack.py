@@ -294,6 +294,10 @@ class TrainingStack(Stack):
             platform=ecr_assets.Platform.LINUX_AMD64,
             build_args={IMAGE_VERSION_ARG: image_version()},
         )
+        # The asset lands in the CDK bootstrap's container-assets repository, shared by every CDK
+        # app of the account and region. ECR grants stop at a repository (no per-image resource
+        # or condition), so the pull grant is that whole repository; `training.image_uri` with a
+        # repository of its own narrows it (docs/security.md).
         return ecs.ContainerImage.from_docker_image_asset(self.image_asset), self.image_asset.repository.repository_arn
 
 

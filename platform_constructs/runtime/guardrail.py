@@ -1,15 +1,17 @@
 """Cost guardrail: disable the project's job queues when the budget's 100% ACTUAL alert arrives.
 
-The function is subscribed to the alerts topic, which also carries CloudWatch alarms and job
-notifications. It acts only on an AWS Budgets notification for THIS profile's budget, of alert
-type ACTUAL, whose threshold is at least `MIN_PERCENT` (100) percent of the budget limit.
-Everything else is logged and ignored.
+The function is subscribed to the budget topic, which only AWS Budgets may publish to. It acts
+only on a record that came from that topic (the SNS record's TopicArn: text that merely reads
+like a budget notification proves nothing) carrying an AWS Budgets notification for THIS
+profile's budget, of alert type ACTUAL, whose threshold is at least `MIN_PERCENT` (100) percent
+of the budget limit. Everything else is logged and ignored.
 
 Disabling a queue stops new jobs from starting; jobs already running finish. Re-enable with
 `aws batch update-job-queue --job-queue <name> --state ENABLED` (see docs/runbook.md).
 
 Environment (set by platform_constructs/guardrail.py):
   BUDGET_NAME       the budget whose alert counts
+  BUDGET_TOPIC_ARN  the topic the budget publishes to: records from any other topic are ignored
   BUDGET_LIMIT_USD  the budget's monthly limit, to turn a dollar threshold into a percent
   JOB_QUEUES        JSON list of the queues to disable (names or ARNs)
   MIN_PERCENT       optional, default 100
@@ -28,6 +30,7 @@ from typing import Any
 
 ENV_BUDGET_NAME = "BUDGET_NAME"
 ENV_BUDGET_LIMIT_USD = "BUDGET_LIMIT_USD"
+ENV_BUDGET_TOPIC_ARN = "BUDGET_TOPIC_ARN"
 ENV_JOB_QUEUES = "JOB_QUEUES"
 ENV_MIN_PERCENT = "MIN_PERCENT"
 ACTUAL = "ACTUAL"
@@ -105,6 +108,7 @@ class Settings:
     budget_name: str
     limit_usd: float
     queues: tuple[str, ...]
+    budget_topic_arn: str
     min_percent: float = DEFAULT_MIN_PERCENT
 
     @classmethod
@@ -116,12 +120,15 @@ class Settings:
             budget_name=env[ENV_BUDGET_NAME],
             limit_usd=float(env[ENV_BUDGET_LIMIT_USD]),
             queues=tuple(queues),
+            budget_topic_arn=env[ENV_BUDGET_TOPIC_ARN],
             min_percent=float(env.get(ENV_MIN_PERCENT) or DEFAULT_MIN_PERCENT),
         )
 
 
-def decide(alert: BudgetAlert | None, settings: Settings) -> tuple[bool, str]:
-    """(act?, why) for one parsed message."""
+def decide(alert: BudgetAlert | None, settings: Settings, *, topic_arn: str | None) -> tuple[bool, str]:
+    """(act?, why) for one parsed message that arrived from `topic_arn`."""
+    if topic_arn != settings.budget_topic_arn:
+        return False, f"message from topic {topic_arn!r}, not the budget topic {settings.budget_topic_arn!r}"
     if alert is None:
         return False, "not a budget notification"
     if alert.budget_name != settings.budget_name:
@@ -160,7 +167,7 @@ def handle(event: Mapping[str, Any], *, batch: Any, settings: Settings) -> dict:
         sns = record.get("Sns") or {}
         message = sns.get("Message") or ""
         alert = parse_budget_message(message)
-        act, why = decide(alert, settings)
+        act, why = decide(alert, settings, topic_arn=sns.get("TopicArn"))
         result: dict[str, Any] = {
             "message_id": sns.get("MessageId"),
             "action": "disable-queues" if act else "ignore",

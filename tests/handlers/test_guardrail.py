@@ -17,6 +17,8 @@ BUDGET = "bert-batch-dev"
 LIMIT = 500.0
 QUEUE_KINDS = ("spot-first", "on-demand", "multi-node")
 QUEUES = tuple(Naming(PROFILE).resource(kind) for kind in QUEUE_KINDS)
+BUDGET_TOPIC = f"arn:aws:sns:{REGION}:123456789012:bert-batch-dev-budget"
+ALERTS_TOPIC = f"arn:aws:sns:{REGION}:123456789012:bert-batch-dev-alerts"
 
 
 def budget_message(
@@ -46,7 +48,7 @@ def budget_message(
     )
 
 
-def sns_event(*messages: str) -> dict:
+def sns_event(*messages: str, topic: str = BUDGET_TOPIC) -> dict:
     return {
         "Records": [
             {
@@ -54,7 +56,7 @@ def sns_event(*messages: str) -> dict:
                 "Sns": {
                     "Type": "Notification",
                     "MessageId": f"m-{i}",
-                    "TopicArn": f"arn:aws:sns:{REGION}:123456789012:alerts",
+                    "TopicArn": topic,
                     "Subject": "AWS Budgets: bert-batch-dev has exceeded your alert threshold",
                     "Message": message,
                 },
@@ -109,6 +111,7 @@ def env(monkeypatch):
     monkeypatch.setenv("BUDGET_LIMIT_USD", f"{LIMIT:g}")
     monkeypatch.setenv("JOB_QUEUES", json.dumps(list(QUEUES)))
     monkeypatch.setenv("MIN_PERCENT", "100")
+    monkeypatch.setenv("BUDGET_TOPIC_ARN", BUDGET_TOPIC)
 
 
 def states(batch) -> dict[str, str]:
@@ -144,6 +147,24 @@ def test_forecasted_alert_is_ignored(batch, env):
 
 def test_another_budgets_alert_is_ignored(batch, env):
     guardrail.handler(sns_event(budget_message(name="bert-batch-prod")))
+
+    assert set(states(batch).values()) == {"ENABLED"}
+
+
+def test_a_forged_budget_message_from_another_topic_does_not_disable_queues(batch, env):
+    # Anyone who may publish to the alerts topic can write text that reads like a budget alert.
+    result = guardrail.handler(sns_event(budget_message(), topic=ALERTS_TOPIC))
+
+    assert set(states(batch).values()) == {"ENABLED"}
+    assert result["results"][0]["action"] == "ignore"
+    assert ALERTS_TOPIC in result["results"][0]["reason"]
+
+
+def test_a_record_without_a_topic_is_ignored(batch, env):
+    event = sns_event(budget_message())
+    del event["Records"][0]["Sns"]["TopicArn"]
+
+    guardrail.handler(event)
 
     assert set(states(batch).values()) == {"ENABLED"}
 

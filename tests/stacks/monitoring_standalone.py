@@ -123,8 +123,25 @@ def build(config: PlatformConfig, *, fallback: bool = True, nag: bool = True) ->
 
 # --- helpers on a standalone stack ------------------------------------------------------------
 def topic_ref(mon: Standalone) -> dict:
-    (logical_id,) = mon.of_type("AWS::SNS::Topic")
+    """The alerts topic (alarms, job notifications)."""
+    (logical_id,) = [k for k in mon.of_type("AWS::SNS::Topic") if k.startswith("AlertsTopic")]
     return {"Ref": logical_id}
+
+
+def budget_topic_ref(mon: Standalone) -> dict:
+    """The budget topic (AWS Budgets notifications only)."""
+    (logical_id,) = [k for k in mon.of_type("AWS::SNS::Topic") if k.startswith("AlertsBudgetTopic")]
+    return {"Ref": logical_id}
+
+
+def notification_rule_id(mon: Standalone) -> str:
+    """The rule that sends finished jobs to the alerts topic (its pattern filters on status)."""
+    (logical_id,) = [
+        k
+        for k, r in mon.of_type("AWS::Events::Rule").items()
+        if "status" in r["Properties"].get("EventPattern", {}).get("detail", {})
+    ]
+    return logical_id
 
 
 def alarm(mon: Standalone, name: str) -> dict:

@@ -8,15 +8,19 @@ import pytest
 from aws_cdk.assertions import Match
 
 from tests.stacks.conftest import EMAILS
-from tests.stacks.monitoring_standalone import resolve as resolve_str
 from tests.stacks.monitoring_standalone import (
+    budget_topic_ref,
+    notification_rule_id,
     topic_ref,
 )
+from tests.stacks.monitoring_standalone import resolve as resolve_str
 
 
-def test_topic_is_encrypted_with_the_monitoring_key(dev_mon):
+def test_both_topics_are_encrypted_with_the_monitoring_key(dev_mon):
     (key_id,) = dev_mon.of_type("AWS::KMS::Key")
-    dev_mon.template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": {"Fn::GetAtt": [key_id, "Arn"]}})
+    topics = dev_mon.of_type("AWS::SNS::Topic")
+    assert len(topics) == 2
+    assert all(t["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]} for t in topics.values())
 
 
 def test_monitoring_key_rotates(dev_mon):
@@ -38,16 +42,30 @@ def test_key_policy_lets_publishing_services_use_the_key(dev_mon, service):
     assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
 
 
-@pytest.mark.parametrize("service", ["budgets.amazonaws.com", "cloudwatch.amazonaws.com"])
-def test_key_grants_to_budgets_and_cloudwatch_are_for_this_account_only(dev_mon, service):
+PARTITION = {"Ref": "AWS::Partition"}
+ACCOUNT = {"Ref": "AWS::AccountId"}
+REGION = {"Ref": "AWS::Region"}
+BUDGETS_OF_THIS_ACCOUNT = {"Fn::Join": ["", ["arn:", PARTITION, ":budgets::", ACCOUNT, ":*"]]}
+ALARMS_OF_THIS_ACCOUNT = {"Fn::Join": ["", ["arn:", PARTITION, ":cloudwatch:", REGION, ":", ACCOUNT, ":alarm:*"]]}
+
+
+@pytest.mark.parametrize(
+    "service, source_arn",
+    [("budgets.amazonaws.com", BUDGETS_OF_THIS_ACCOUNT), ("cloudwatch.amazonaws.com", ALARMS_OF_THIS_ACCOUNT)],
+)
+def test_key_grants_to_budgets_and_cloudwatch_are_for_this_accounts_sources_only(dev_mon, service, source_arn):
     assert _key_statement(dev_mon, service)["Condition"] == {
-        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": source_arn},
     }
 
 
-def test_key_grant_to_eventbridge_has_no_source_condition(dev_mon):
-    # EventBridge's KMS requests for an encrypted SNS target carry no aws:Source* keys.
-    assert "Condition" not in _key_statement(dev_mon, "events.amazonaws.com")
+def test_key_grant_to_eventbridge_is_only_through_sns(dev_mon):
+    # SNS documents aws:SourceAccount/aws:SourceArn as unsupported in a key policy for
+    # EventBridge-to-encrypted-topic deliveries; the key is usable by EventBridge via SNS only.
+    assert _key_statement(dev_mon, "events.amazonaws.com")["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Join": ["", ["sns.", REGION, ".amazonaws.com"]]}}
+    }
 
 
 def test_cloudwatch_logs_may_use_the_key_for_the_monitoring_log_groups(dev_mon):
@@ -82,71 +100,93 @@ def test_topic_policy_denies_publishing_without_tls(dev_mon):
     )
 
 
-def test_topic_policy_lets_budgets_of_this_account_publish(dev_mon):
+def _topic_policy(mon, topic: dict) -> list[dict]:
+    (policy,) = [p for p in mon.of_type("AWS::SNS::TopicPolicy").values() if p["Properties"]["Topics"] == [topic]]
+    return policy["Properties"]["PolicyDocument"]["Statement"]
+
+
+def test_only_budgets_of_this_account_may_publish_to_the_budget_topic(dev_mon):
+    allowed = [s for s in _topic_policy(dev_mon, budget_topic_ref(dev_mon)) if s["Effect"] == "Allow"]
+    assert allowed == [
+        {
+            "Sid": "AllowBudgetsToPublish",
+            "Effect": "Allow",
+            "Action": "sns:Publish",
+            "Principal": {"Service": "budgets.amazonaws.com"},
+            "Resource": budget_topic_ref(dev_mon),
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": ACCOUNT},
+                "ArnLike": {"aws:SourceArn": BUDGETS_OF_THIS_ACCOUNT},
+            },
+        }
+    ]
+
+
+def test_budget_topic_policy_denies_publishing_without_tls(dev_mon):
+    denied = [s for s in _topic_policy(dev_mon, budget_topic_ref(dev_mon)) if s["Effect"] == "Deny"]
+    assert [s["Condition"] for s in denied] == [{"Bool": {"aws:SecureTransport": "false"}}]
+
+
+def test_budgets_may_not_publish_to_the_alerts_topic(dev_mon):
+    principals = [s.get("Principal") for s in _topic_policy(dev_mon, topic_ref(dev_mon))]
+    assert {"Service": "budgets.amazonaws.com"} not in principals
+
+
+def test_cloudwatch_alarms_of_this_account_may_publish_to_the_alerts_topic(dev_mon):
     dev_mon.template.has_resource_properties(
         "AWS::SNS::TopicPolicy",
         {
+            "Topics": [topic_ref(dev_mon)],
             "PolicyDocument": {
                 "Statement": Match.array_with(
                     [
-                        {
-                            "Sid": "AllowBudgetsToPublish",
-                            "Effect": "Allow",
-                            "Action": "sns:Publish",
-                            "Principal": {"Service": "budgets.amazonaws.com"},
-                            "Resource": topic_ref(dev_mon),
-                            "Condition": {
-                                "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
-                                "ArnLike": {
-                                    "aws:SourceArn": {
-                                        "Fn::Join": [
-                                            "",
-                                            [
-                                                "arn:",
-                                                {"Ref": "AWS::Partition"},
-                                                ":budgets::",
-                                                {"Ref": "AWS::AccountId"},
-                                                ":*",
-                                            ],
-                                        ]
-                                    }
+                        Match.object_like(
+                            {
+                                "Effect": "Allow",
+                                "Action": "sns:Publish",
+                                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                                "Condition": {
+                                    "StringEquals": {"aws:SourceAccount": ACCOUNT},
+                                    "ArnLike": {"aws:SourceArn": ALARMS_OF_THIS_ACCOUNT},
                                 },
-                            },
-                        }
+                            }
+                        )
                     ]
-                )
-            }
+                ),
+            },
         },
     )
 
 
-def test_topic_policy_lets_eventbridge_and_cloudwatch_publish(dev_mon):
-    for service in ("events.amazonaws.com", "cloudwatch.amazonaws.com"):
-        dev_mon.template.has_resource_properties(
-            "AWS::SNS::TopicPolicy",
+def test_only_the_job_notification_rule_may_publish_to_the_alerts_topic_through_eventbridge(dev_mon):
+    eventbridge = [
+        s
+        for s in _topic_policy(dev_mon, topic_ref(dev_mon))
+        if s.get("Principal") == {"Service": "events.amazonaws.com"}
+    ]
+    assert [(s["Effect"], s["Action"], s["Resource"], s.get("Condition")) for s in eventbridge] == [
+        (
+            "Allow",
+            "sns:Publish",
+            topic_ref(dev_mon),
             {
-                "PolicyDocument": {
-                    "Statement": Match.array_with(
-                        [
-                            Match.object_like(
-                                {"Effect": "Allow", "Action": "sns:Publish", "Principal": {"Service": service}}
-                            )
-                        ]
-                    )
-                }
+                "StringEquals": {"aws:SourceAccount": ACCOUNT},
+                "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [notification_rule_id(dev_mon), "Arn"]}},
             },
         )
+    ]
 
 
-def test_one_email_subscription_per_configured_address(custom_mon):
-    for email in EMAILS:
-        custom_mon.template.has_resource_properties(
-            "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": email, "TopicArn": topic_ref(custom_mon)}
-        )
+def test_every_configured_address_subscribes_to_both_topics(custom_mon):
+    for topic in (topic_ref(custom_mon), budget_topic_ref(custom_mon)):
+        for email in EMAILS:
+            custom_mon.template.has_resource_properties(
+                "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": email, "TopicArn": topic}
+            )
     emails = [
         r for r in custom_mon.of_type("AWS::SNS::Subscription").values() if r["Properties"]["Protocol"] == "email"
     ]
-    assert len(emails) == len(EMAILS)
+    assert len(emails) == 2 * len(EMAILS)
 
 
 def test_no_email_subscription_without_addresses(dev_mon):

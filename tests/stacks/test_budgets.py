@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_cdk.assertions import Match
 
 from tests.stacks.monitoring_standalone import (
-    topic_ref,
+    budget_topic_ref,
 )
 
 
@@ -23,8 +23,8 @@ def test_monthly_cost_budget_with_the_configured_limit(dev_mon):
     )
 
 
-def test_budget_notifies_50_80_100_actual_and_100_forecasted_to_the_topic(dev_mon):
-    subscriber = [{"SubscriptionType": "SNS", "Address": topic_ref(dev_mon)}]
+def test_budget_notifies_50_80_100_actual_and_100_forecasted_to_the_budget_topic(dev_mon):
+    subscriber = [{"SubscriptionType": "SNS", "Address": budget_topic_ref(dev_mon)}]
     expected = [("ACTUAL", 50), ("ACTUAL", 80), ("ACTUAL", 100), ("FORECASTED", 100)]
     dev_mon.template.has_resource_properties(
         "AWS::Budgets::Budget",
@@ -65,7 +65,11 @@ def test_budget_counts_all_spend_by_default(dev_mon):
     dev_mon.template.has_resource_properties("AWS::Budgets::Budget", {"Budget": {"CostFilters": Match.absent()}})
 
 
-def test_budget_waits_for_the_topic_policy(dev_mon):
-    (policy_id,) = dev_mon.of_type("AWS::SNS::TopicPolicy")
+def test_budget_waits_for_the_budget_topic_policy(dev_mon):
+    (policy_id,) = [
+        k
+        for k, p in dev_mon.of_type("AWS::SNS::TopicPolicy").items()
+        if p["Properties"]["Topics"] == [budget_topic_ref(dev_mon)]
+    ]
     (budget,) = dev_mon.of_type("AWS::Budgets::Budget").values()
     assert policy_id in budget.get("DependsOn", [])

@@ -9,6 +9,7 @@ from aws_cdk.assertions import Match
 from platform_constructs.guardrail import GUARDRAIL_HANDLER
 from platform_constructs.lambda_asset import RUNTIME_DIR
 from tests.stacks.monitoring_standalone import (
+    budget_topic_ref,
     function_with_handler,
     topic_ref,
 )
@@ -22,6 +23,7 @@ def test_guardrail_function_knows_the_budget_and_the_queues(dev_mon):
     assert env["BUDGET_LIMIT_USD"] == "500"
     assert env["MIN_PERCENT"] == "100"
     assert json.loads(resolve_str(env["JOB_QUEUES"])) == dev_mon.queue_arns()
+    assert env["BUDGET_TOPIC_ARN"] == budget_topic_ref(dev_mon)
 
 
 def test_guardrail_function_is_python_on_arm64(dev_mon):
@@ -30,12 +32,16 @@ def test_guardrail_function_is_python_on_arm64(dev_mon):
     assert props["Architectures"] == ["arm64"]
 
 
-def test_guardrail_is_subscribed_to_the_topic(dev_mon):
+def test_guardrail_is_subscribed_to_the_budget_topic_only(dev_mon):
     function_id, _ = function_with_handler(dev_mon, GUARDRAIL_HANDLER)
-    dev_mon.template.has_resource_properties(
-        "AWS::SNS::Subscription",
-        {"Protocol": "lambda", "TopicArn": topic_ref(dev_mon), "Endpoint": {"Fn::GetAtt": [function_id, "Arn"]}},
-    )
+    endpoint = {"Fn::GetAtt": [function_id, "Arn"]}
+    topics = [
+        r["Properties"]["TopicArn"]
+        for r in dev_mon.of_type("AWS::SNS::Subscription").values()
+        if r["Properties"]["Endpoint"] == endpoint
+    ]
+    assert topics == [budget_topic_ref(dev_mon)]
+    assert topic_ref(dev_mon) != budget_topic_ref(dev_mon)
 
 
 def test_guardrail_may_update_only_the_project_queues(dev_mon):

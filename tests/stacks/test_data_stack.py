@@ -113,6 +113,56 @@ def test_every_bucket_denies_plain_http(dev_data, name):
     )
 
 
+@pytest.mark.parametrize("name", ["Data", "Artifacts"])
+def test_uploads_may_not_ask_for_another_encryption_or_another_key(dev_data, name):
+    bucket, _ = _bucket(dev_data, name)
+    (key,) = dev_data.find_resources("AWS::KMS::Key")
+    objects = {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]}
+    header = "s3:x-amz-server-side-encryption"
+    key_header = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+    dev_data.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "Bucket": {"Ref": bucket},
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        {
+                            "Sid": "DenyUploadsWithoutTheProjectEncryption",
+                            "Effect": "Deny",
+                            "Principal": {"AWS": "*"},
+                            "Action": "s3:PutObject",
+                            "Resource": objects,
+                            # Only a header that is present and names something else: uploads
+                            # without it get the bucket's default (the project key).
+                            "Condition": {"Null": {header: "false"}, "StringNotEquals": {header: "aws:kms"}},
+                        },
+                        {
+                            "Sid": "DenyUploadsWithAnotherKmsKey",
+                            "Effect": "Deny",
+                            "Principal": {"AWS": "*"},
+                            "Action": "s3:PutObject",
+                            "Resource": objects,
+                            "Condition": {
+                                "Null": {key_header: "false"},
+                                "StringNotEquals": {key_header: {"Fn::GetAtt": [key, "Arn"]}},
+                            },
+                        },
+                    ]
+                )
+            },
+        },
+    )
+
+
+def test_access_log_bucket_keeps_accepting_sse_s3_log_delivery(dev_data):
+    bucket, _ = _bucket(dev_data, "AccessLogs")
+    policies = dev_data.find_resources("AWS::S3::BucketPolicy").values()
+    (policy,) = [p for p in policies if p["Properties"]["Bucket"] == {"Ref": bucket}]
+    denied = [s["Action"] for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    assert denied == ["s3:*"]  # TLS only
+
+
 @pytest.mark.parametrize("name, prefix", [("Data", "data/"), ("Artifacts", "artifacts/")])
 def test_server_access_logs_go_to_the_log_bucket(dev_data, name, prefix):
     logs_key, _ = _bucket(dev_data, "AccessLogs")

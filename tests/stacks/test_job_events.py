@@ -13,6 +13,7 @@ from bertbatch_contract import metrics
 from platform_constructs.job_events import GAUGE_HANDLER
 from tests.stacks.monitoring_standalone import (
     function_with_handler,
+    notification_rule_id,
     topic_ref,
 )
 from tests.stacks.monitoring_standalone import resolve as resolve_str
@@ -51,6 +52,23 @@ def test_eventbridge_may_write_the_job_state_log_group(dev_mon):
         if r["Properties"].get("LogGroupName") == "/aws/events/bert-batch/dev/batch-job-states"
     ]
     assert statement["Resource"] == "${" + log_group_id + ".Arn}"
+
+
+def test_only_the_job_state_rule_may_write_the_log_group(dev_mon):
+    (policy,) = dev_mon.of_type("AWS::Logs::ResourcePolicy").values()
+    (statement,) = json.loads(resolve_str(policy["Properties"]["PolicyDocument"]))["Statement"]
+    (rule,) = [
+        r["Properties"]
+        for r in dev_mon.of_type("AWS::Events::Rule").values()
+        if r["Properties"].get("EventPattern", {}).get("detail", {}).keys() == {"jobQueue"}
+    ]
+    # The rule waits for the policy, so the policy names the rule's ARN, not a reference to it.
+    rule_arn = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/" + rule["Name"]
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": "${AWS::AccountId}"},
+        "ArnEquals": {"aws:SourceArn": rule_arn},
+    }
+    assert rule["Name"] == "bert-batch-dev-batch-job-states-to-logs"
 
 
 def test_job_state_log_group_is_encrypted_with_retention(dev_mon):
@@ -109,6 +127,7 @@ def test_notification_rule_matches_succeeded_and_failed_jobs_of_the_project_queu
             "Targets": [Match.object_like({"Arn": topic_ref(dev_mon)})],
         },
     )
+    assert notification_rule_id(dev_mon).startswith("JobEventsNotify")
 
 
 def test_notification_message_is_a_readable_line(dev_mon):

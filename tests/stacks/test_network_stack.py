@@ -42,6 +42,77 @@ def test_s3_gateway_endpoint(dev_network):
     )
 
 
+ACCOUNT = {"Ref": "AWS::AccountId"}
+PARTITION = {"Ref": "AWS::Partition"}
+REGION = {"Ref": "AWS::Region"}
+
+
+def test_s3_gateway_endpoint_reaches_only_this_accounts_buckets_and_the_aws_package_buckets(dev_network):
+    dev_network.has_resource_properties(
+        "AWS::EC2::VPCEndpoint",
+        {
+            "VpcEndpointType": "Gateway",
+            "PolicyDocument": {
+                "Statement": [
+                    {
+                        "Sid": "ThisAccountsBuckets",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": "*"},
+                        "Action": "s3:*",
+                        "Resource": "*",
+                        "Condition": {"StringEquals": {"aws:ResourceAccount": ACCOUNT}},
+                    },
+                    {
+                        "Sid": "ReadEcrLayersAndAmazonLinuxPackages",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": "*"},
+                        "Action": "s3:GetObject",
+                        "Resource": [
+                            {"Fn::Join": ["", ["arn:", PARTITION, ":s3:::al2023-repos-", REGION, "-*/*"]]},
+                            {"Fn::Join": ["", ["arn:", PARTITION, ":s3:::prod-", REGION, "-starport-layer-bucket/*"]]},
+                        ],
+                    },
+                ],
+                "Version": "2012-10-17",
+            },
+        },
+    )
+
+
+def _interface_endpoints(template: Template) -> dict[str, dict]:
+    """Config name (ecr.api, logs, ...) -> endpoint properties."""
+    found = {}
+    for endpoint in _resources(template, "AWS::EC2::VPCEndpoint").values():
+        props = endpoint["Properties"]
+        if props["VpcEndpointType"] == "Interface":
+            service = props["ServiceName"]["Fn::Join"][1][-1]  # [..., {"Ref": region}, ".ecr.api"]
+            found[service.removeprefix(".")] = props
+    return found
+
+
+@pytest.mark.parametrize(
+    "service, actions",
+    [("ecr.api", "ecr:*"), ("ecr.dkr", "ecr:*"), ("logs", "logs:*"), ("sts", "sts:*"), ("monitoring", "cloudwatch:*")],
+)
+def test_interface_endpoints_admit_only_this_accounts_principals(dev_network, service, actions):
+    assert _interface_endpoints(dev_network)[service]["PolicyDocument"]["Statement"] == [
+        {
+            "Sid": "ThisAccountsPrincipals",
+            "Effect": "Allow",
+            "Principal": {"AWS": "*"},
+            "Action": actions,
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:PrincipalAccount": ACCOUNT}},
+        }
+    ]
+
+
+@pytest.mark.parametrize("service", ["ecs", "ecs-agent", "ecs-telemetry"])
+def test_ecs_endpoints_keep_the_default_policy(dev_network, service):
+    # Amazon ECS does not support endpoint policies on its interface endpoints.
+    assert "PolicyDocument" not in _interface_endpoints(dev_network)[service]
+
+
 @pytest.mark.parametrize("service", INTERFACE_ENDPOINTS)
 def test_interface_endpoint_with_private_dns(dev_network, service):
     endpoints = [
@@ -97,6 +168,13 @@ def test_flow_log_group_is_encrypted_with_retention(dev_network):
             "RetentionInDays": 30,
             "KmsKeyId": {"Fn::GetAtt": [Match.string_like_regexp("LogsKey"), "Arn"]},
         },
+    )
+
+
+def test_prod_keeps_flow_logs_as_long_as_every_other_log(prod_network, prod):
+    assert prod.config.log_retention_days == 365
+    prod_network.has_resource_properties(
+        "AWS::Logs::LogGroup", {"LogGroupName": "/bert-batch/prod/vpc-flow-logs", "RetentionInDays": 365}
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk.assertions import Match
 
 from bertbatch_contract import metrics
+from bertbatch_contract.tags import TAG_FALLBACK_FROM, TAG_FALLBACK_TO, TAG_RUN_ID
 from tests.stacks.conftest import (
     one,
     props,
@@ -59,9 +60,26 @@ def test_fallback_may_submit_only_to_the_on_demand_queue_and_the_single_node_and
     assert len(s["Resource"]) == 3
 
 
-def test_fallback_tags_jobs_and_describes_them(dev_training):
-    tag = statement(dev_training, "FallbackPolicy", "TagJobs")
+def test_fallback_tags_only_its_own_resubmissions_at_submit(dev_training):
+    # Batch has no condition for "a job of this queue" on TagResource: the request's tags are
+    # what can be checked. A resubmission always carries the fallback-from and run-id tags.
+    tag = statement(dev_training, "FallbackPolicy", "TagResubmittedJobs")
     assert tag["Action"] == "batch:TagResource" and text_of(tag["Resource"]).endswith(":job/*")
+    assert tag["Condition"] == {
+        "Null": {f"aws:RequestTag/{TAG_FALLBACK_FROM}": "false", f"aws:RequestTag/{TAG_RUN_ID}": "false"}
+    }
+
+
+def test_fallback_may_only_mark_a_replaced_job_with_the_fallback_to_tag(dev_training):
+    tag = statement(dev_training, "FallbackPolicy", "MarkReplacedJobs")
+    assert tag["Action"] == "batch:TagResource" and text_of(tag["Resource"]).endswith(":job/*")
+    assert tag["Condition"] == {
+        "ForAllValues:StringEquals": {"aws:TagKeys": [TAG_FALLBACK_TO]},
+        "Null": {"aws:TagKeys": "false"},
+    }
+
+
+def test_fallback_describes_jobs(dev_training):
     describe = statement(dev_training, "FallbackPolicy", "DescribeJobs")
     assert describe["Action"] == "batch:DescribeJobs" and describe["Resource"] == "*"
 
