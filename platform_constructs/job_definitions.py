@@ -34,6 +34,7 @@ MULTI_NODE = "bert-finetune-multinode"
 PREDICT = "bert-predict"
 PREDICT_GPUS = 1  # one process per job; an array job spreads shards over several GPUs
 FSX_VOLUME = "fsx"
+INSTANCE_INFO_VOLUME = "instance-info"
 FSX_CACHE_VOLUME = "fsx-cache"
 FSX_CACHE_PATH = f"{MOUNT_PATH}/{job.FSX_CACHE_DIR}"
 NOFILE_LIMIT = 65536
@@ -79,6 +80,13 @@ def predict_parameters_without_default() -> list[str]:
     """The `bert-predict` parameters a submit must always set (the model, the input, and the
     optional output and shard count, whose defaults live in the container, not in Batch)."""
     return [parameter for parameter in prediction.JOB_PARAMETERS if parameter not in predict_parameter_defaults()]
+
+
+def instance_info_volume() -> batch.EcsVolume:
+    """The host's instance file (job.INSTANCE_INFO_FILE, written at boot), read-only: how the cost
+    cap learns the instance type and life cycle now that a container cannot reach IMDS."""
+    return batch.EcsVolume.host(name=INSTANCE_INFO_VOLUME, host_path=job.INSTANCE_INFO_DIR,
+                                container_path=job.INSTANCE_INFO_DIR, readonly=True)
 
 
 def retry_strategies() -> list[batch.RetryStrategy]:
@@ -218,16 +226,14 @@ class TrainingJobDefinitions(Construct):
                 )
             )
             env["FI_PROVIDER"] = "efa"
-        volumes = (
-            [
+        volumes = [instance_info_volume()]
+        if self._fsx:
+            volumes += [
                 batch.EcsVolume.host(name=FSX_VOLUME, host_path=MOUNT_PATH, container_path=MOUNT_PATH, readonly=True),
                 # Inside the read-only mount, the tokenized-dataset cache is writable (fsx.py).
                 batch.EcsVolume.host(name=FSX_CACHE_VOLUME, host_path=FSX_CACHE_PATH, container_path=FSX_CACHE_PATH,
                                      readonly=False),
             ]
-            if self._fsx
-            else None
-        )
         return batch.EcsEc2ContainerDefinition(
             self,
             construct_id,
