@@ -114,6 +114,7 @@ class TrainingJobDefinitions(Construct):
         image: ecs.ContainerImage,
         execution_role: iam.IRole,
         job_role: iam.IRole,
+        predict_role: iam.IRole,
         log_group: logs.ILogGroup,
         environment: Mapping[str, str],
         training_environment: Mapping[str, str],
@@ -131,11 +132,12 @@ class TrainingJobDefinitions(Construct):
     ) -> None:
         """`single_node`: the `bert-finetune` container; `per_node`: each of the `nodes`
         containers of `bert-finetune-multinode` (with an EFA device when `efa`); `bert-predict`
-        asks for one GPU and the vCPUs and memory of `single_node`. `environment` goes to every
+        asks for one GPU and the vCPUs and memory of `single_node`, and runs as `predict_role`
+        (the training ones as `job_role`). `environment` goes to every
         container, `training_environment` (experiment tracking) to the two training ones only."""
         super().__init__(scope, construct_id)
         self._image, self._log_group = image, log_group
-        self._execution_role, self._job_role = execution_role, job_role
+        self._execution_role, self._job_role, self._predict_role = execution_role, job_role, predict_role
         self._environment = dict(environment)
         training_env = {**self._environment, **training_environment}
         self._fsx, self._shared_memory_mib = fsx, shared_memory_mib
@@ -188,6 +190,7 @@ class TrainingJobDefinitions(Construct):
                 stream=PREDICT,
                 command=prediction.job_command(),
                 env=self._environment,
+                job_role=self._predict_role,
             ),
             parameters=predict_parameter_defaults(),
             timeout=Duration.minutes(predict_timeout_minutes),
@@ -208,7 +211,9 @@ class TrainingJobDefinitions(Construct):
         command: list[str],
         env: Mapping[str, str],
         efa: bool = False,
+        job_role: iam.IRole | None = None,
     ) -> batch.EcsEc2ContainerDefinition:
+        """A container of the training image; `job_role` defaults to the training role."""
         linux = batch.LinuxParameters(
             self, f"{construct_id}Linux", shared_memory_size=Size.mebibytes(self._shared_memory_mib)
         )
@@ -244,7 +249,7 @@ class TrainingJobDefinitions(Construct):
             command=command,
             environment=env,
             execution_role=self._execution_role,
-            job_role=self._job_role,
+            job_role=job_role or self._job_role,
             linux_parameters=linux,
             ulimits=[
                 batch.Ulimit(name=batch.UlimitName.MEMLOCK, soft_limit=-1, hard_limit=-1),
