@@ -57,11 +57,19 @@ ENV_PREDICT_SHARDS = "BERT_BATCH_SHARDS"
 ENV_PREDICT_SHARD_INDEX = "BERT_BATCH_SHARD_INDEX"
 
 # Per-run cost cap (`bertbatch submit --max-cost USD`), optional. Set -> the container learns its
-# instance type and purchase option from the instance metadata (IMDSv2), prices them from
-# ENV_PRICES, keeps the run's accumulated cost in its checkpoints and stops with EXIT_COST_CAP
-# before the cost over all attempts would pass the cap. Formats: bertbatch_contract.pricing.
+# instance type and purchase option from INSTANCE_INFO_FILE, prices them from ENV_PRICES, keeps the
+# run's accumulated cost in its checkpoints and stops with EXIT_COST_CAP before the cost over all
+# attempts would pass the cap. Formats: bertbatch_contract.pricing.
 ENV_MAX_COST_USD = "BERT_BATCH_MAX_COST_USD"  # the cap in US dollars (pricing.format_cap)
 ENV_PRICES = "BERT_BATCH_PRICES"  # JSON price table of the queue's instance types (pricing.dumps)
+# The instance metadata a job may see. The launch templates allow one IMDS hop (the host only: a
+# container cannot reach the instance role's credentials), so the host's boot script copies what
+# the cost cap needs into INSTANCE_INFO_FILE, readable by all, and every job definition mounts
+# INSTANCE_INFO_DIR read-only at the same path. JSON: {"instance_type": "g5.xlarge",
+# "life_cycle": "spot"} (the metadata's instance-type and instance-life-cycle).
+INSTANCE_INFO_DIR = "/etc/bert-batch"
+INSTANCE_INFO_FILE = INSTANCE_INFO_DIR + "/instance.json"
+INSTANCE_INFO_KEYS = ("instance_type", "life_cycle")
 
 # --- set by AWS Batch itself -----------------------------------------------------------------
 ENV_BATCH_JOB_ID = "AWS_BATCH_JOB_ID"

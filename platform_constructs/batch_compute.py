@@ -104,12 +104,50 @@ def lustre_mount_script(lustre: LinkedLustre) -> ec2.UserData:
     return script
 
 
-def gpu_user_data(*, stop_timeout_seconds: int, lustre: LinkedLustre | None) -> ec2.MultipartUserData:
-    """MIME multipart user data (Batch requires it): ECS settings, then the Lustre mount."""
+IMDS_URL = "http://169.254.169.254/latest"
+IMDS_CURL = "curl -sSf --retry 3 --max-time 5"
+
+
+def instance_info_script() -> ec2.UserData:
+    """Copy the instance type and life cycle from the instance metadata to job.INSTANCE_INFO_FILE,
+    which the job definitions mount read-only: with a hop limit of 1 the host reaches IMDS and
+    a job's container does not, so the cost cap reads them here. Written to a temporary file in
+    the same directory and renamed (a job never sees half a file), readable by all (the image's
+    user is not root). Without metadata there is no file, the boot goes on, and a job with a cost
+    cap refuses to start (it cannot price the instance); the reason is logged."""
+    directory, target = job.INSTANCE_INFO_DIR, job.INSTANCE_INFO_FILE
+    script = ec2.UserData.for_linux()
+    script.add_commands(
+        "set -uo pipefail",
+        "instance_info_failed() {",
+        f"  echo \"{LOG_TAG}: no {target}, a job with a cost cap will refuse to start: $1\" >&2",
+        f"  logger -t {LOG_TAG} \"no {target}: $1\"",
+        "  rm -f \"${tmp:-}\"",
+        "  exit 0",
+        "}",
+        f"token=$({IMDS_CURL} -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' {IMDS_URL}/api/token) "
+        "|| instance_info_failed 'no IMDSv2 token'",
+        f"metadata() {{ {IMDS_CURL} -H \"X-aws-ec2-metadata-token: $token\" \"{IMDS_URL}/meta-data/$1\"; }}",
+        "instance_type=$(metadata instance-type) || instance_info_failed 'cannot read instance-type'",
+        "life_cycle=$(metadata instance-life-cycle) || instance_info_failed 'cannot read instance-life-cycle'",
+        f"install -d -m 0755 {directory} || instance_info_failed 'cannot create {directory}'",
+        f"tmp=$(mktemp {directory}/.instance.json.XXXXXX) || instance_info_failed 'cannot write in {directory}'",
+        "if ! { printf '{\"instance_type\": \"%s\", \"life_cycle\": \"%s\"}\\n' \"$instance_type\" \"$life_cycle\" "
+        f"> \"$tmp\" && chmod 0644 \"$tmp\" && mv -f \"$tmp\" {target}; }}; then",
+        f"  instance_info_failed 'cannot write {target}'",
+        "fi",
+    )
+    return script
+
+
+def batch_user_data(*, stop_timeout_seconds: int, lustre: LinkedLustre | None) -> ec2.MultipartUserData:
+    """MIME multipart user data (Batch requires it): ECS settings, the Lustre mount (with FSx),
+    then the instance file."""
     user_data = ec2.MultipartUserData()
     user_data.add_user_data_part(ecs_settings_script(stop_timeout_seconds), ec2.MultipartBody.SHELL_SCRIPT, True)
     if lustre is not None:
         user_data.add_user_data_part(lustre_mount_script(lustre), ec2.MultipartBody.SHELL_SCRIPT, False)
+    user_data.add_user_data_part(instance_info_script(), ec2.MultipartBody.SHELL_SCRIPT, False)
     return user_data
 
 
@@ -149,7 +187,7 @@ class GpuCompute(Construct):
             self, "MultiNodePlacementGroup", strategy=ec2.PlacementGroupStrategy.CLUSTER
         )
         def user_data() -> ec2.MultipartUserData:
-            return gpu_user_data(stop_timeout_seconds=container_stop_timeout_seconds, lustre=lustre)
+            return batch_user_data(stop_timeout_seconds=container_stop_timeout_seconds, lustre=lustre)
 
         self.launch_templates = {
             "gpu": encrypted_launch_template(
@@ -327,7 +365,9 @@ def encrypted_launch_template(
         user_data=user_data,
         require_imdsv2=True,
         http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
-        http_put_response_hop_limit=2,
+        # One hop: the host only. A job's container is one hop further and cannot reach the
+        # metadata service, so it cannot take the instance role's credentials.
+        http_put_response_hop_limit=1,
         placement_group=placement_group,
         block_devices=[
             ec2.BlockDevice(

@@ -28,11 +28,11 @@ from bertbatch_contract import hyperparameters, layout, store
 from bertbatch_contract.naming import Naming
 from platform_constructs.batch_compute import (
     UNPLACEABLE_REASONS,
+    batch_user_data,
     cfn_of,
-    ecs_settings_script,
     encrypted_launch_template,
 )
-from platform_constructs.job_definitions import retry_strategies
+from platform_constructs.job_definitions import instance_info_volume, retry_strategies
 from platform_constructs.training_iam import compute_environment_name
 
 QUEUE_PREPARE = "prepare"
@@ -91,9 +91,7 @@ class DataPreparation(Construct):
         scheduling_policy: batch.ISchedulingPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        user_data = ec2.MultipartUserData()  # Batch requires MIME multipart user data
-        user_data.add_user_data_part(ecs_settings_script(CONTAINER_STOP_TIMEOUT_SECONDS),
-                                     ec2.MultipartBody.SHELL_SCRIPT, True)
+        user_data = batch_user_data(stop_timeout_seconds=CONTAINER_STOP_TIMEOUT_SECONDS, lustre=None)
         self.launch_template = encrypted_launch_template(
             self, "LaunchTemplate", user_data=user_data, root_volume_gib=root_volume_gib)
         self.environment = batch.ManagedEc2EcsComputeEnvironment(
@@ -152,6 +150,7 @@ class DataPreparation(Construct):
                 job_role=job_role,
                 linux_parameters=batch.LinuxParameters(
                     self, "Linux", shared_memory_size=Size.mebibytes(SHARED_MEMORY_MIB)),
+                volumes=[instance_info_volume()],
                 logging=ecs.LogDriver.aws_logs(log_group=log_group, stream_prefix=JOB_DEFINITION),
             ),
             parameters=prepare_parameter_defaults(data_bucket_name, artifacts_bucket_name),

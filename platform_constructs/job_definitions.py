@@ -34,6 +34,7 @@ MULTI_NODE = "bert-finetune-multinode"
 PREDICT = "bert-predict"
 PREDICT_GPUS = 1  # one process per job; an array job spreads shards over several GPUs
 FSX_VOLUME = "fsx"
+INSTANCE_INFO_VOLUME = "instance-info"
 FSX_CACHE_VOLUME = "fsx-cache"
 FSX_CACHE_PATH = f"{MOUNT_PATH}/{job.FSX_CACHE_DIR}"
 NOFILE_LIMIT = 65536
@@ -81,6 +82,13 @@ def predict_parameters_without_default() -> list[str]:
     return [parameter for parameter in prediction.JOB_PARAMETERS if parameter not in predict_parameter_defaults()]
 
 
+def instance_info_volume() -> batch.EcsVolume:
+    """The host's instance file (job.INSTANCE_INFO_FILE, written at boot), read-only: how the cost
+    cap learns the instance type and life cycle now that a container cannot reach IMDS."""
+    return batch.EcsVolume.host(name=INSTANCE_INFO_VOLUME, host_path=job.INSTANCE_INFO_DIR,
+                                container_path=job.INSTANCE_INFO_DIR, readonly=True)
+
+
 def retry_strategies() -> list[batch.RetryStrategy]:
     return [
         batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom(on_status_reason="Host EC2*")),
@@ -106,6 +114,7 @@ class TrainingJobDefinitions(Construct):
         image: ecs.ContainerImage,
         execution_role: iam.IRole,
         job_role: iam.IRole,
+        predict_role: iam.IRole,
         log_group: logs.ILogGroup,
         environment: Mapping[str, str],
         training_environment: Mapping[str, str],
@@ -123,11 +132,12 @@ class TrainingJobDefinitions(Construct):
     ) -> None:
         """`single_node`: the `bert-finetune` container; `per_node`: each of the `nodes`
         containers of `bert-finetune-multinode` (with an EFA device when `efa`); `bert-predict`
-        asks for one GPU and the vCPUs and memory of `single_node`. `environment` goes to every
+        asks for one GPU and the vCPUs and memory of `single_node`, and runs as `predict_role`
+        (the training ones as `job_role`). `environment` goes to every
         container, `training_environment` (experiment tracking) to the two training ones only."""
         super().__init__(scope, construct_id)
         self._image, self._log_group = image, log_group
-        self._execution_role, self._job_role = execution_role, job_role
+        self._execution_role, self._job_role, self._predict_role = execution_role, job_role, predict_role
         self._environment = dict(environment)
         training_env = {**self._environment, **training_environment}
         self._fsx, self._shared_memory_mib = fsx, shared_memory_mib
@@ -180,6 +190,7 @@ class TrainingJobDefinitions(Construct):
                 stream=PREDICT,
                 command=prediction.job_command(),
                 env=self._environment,
+                job_role=self._predict_role,
             ),
             parameters=predict_parameter_defaults(),
             timeout=Duration.minutes(predict_timeout_minutes),
@@ -200,7 +211,9 @@ class TrainingJobDefinitions(Construct):
         command: list[str],
         env: Mapping[str, str],
         efa: bool = False,
+        job_role: iam.IRole | None = None,
     ) -> batch.EcsEc2ContainerDefinition:
+        """A container of the training image; `job_role` defaults to the training role."""
         linux = batch.LinuxParameters(
             self, f"{construct_id}Linux", shared_memory_size=Size.mebibytes(self._shared_memory_mib)
         )
@@ -218,16 +231,14 @@ class TrainingJobDefinitions(Construct):
                 )
             )
             env["FI_PROVIDER"] = "efa"
-        volumes = (
-            [
+        volumes = [instance_info_volume()]
+        if self._fsx:
+            volumes += [
                 batch.EcsVolume.host(name=FSX_VOLUME, host_path=MOUNT_PATH, container_path=MOUNT_PATH, readonly=True),
                 # Inside the read-only mount, the tokenized-dataset cache is writable (fsx.py).
                 batch.EcsVolume.host(name=FSX_CACHE_VOLUME, host_path=FSX_CACHE_PATH, container_path=FSX_CACHE_PATH,
                                      readonly=False),
             ]
-            if self._fsx
-            else None
-        )
         return batch.EcsEc2ContainerDefinition(
             self,
             construct_id,
@@ -238,7 +249,7 @@ class TrainingJobDefinitions(Construct):
             command=command,
             environment=env,
             execution_role=self._execution_role,
-            job_role=self._job_role,
+            job_role=job_role or self._job_role,
             linux_parameters=linux,
             ulimits=[
                 batch.Ulimit(name=batch.UlimitName.MEMLOCK, soft_limit=-1, hard_limit=-1),

@@ -158,6 +158,7 @@ class TrainingStack(Stack):
             image=image,
             execution_role=self.roles.execution_role.without_policy_updates(),
             job_role=self.roles.job_role.without_policy_updates(),
+            predict_role=self.roles.predict_role.without_policy_updates(),
             log_group=self.job_log_group,
             environment=job_environment(config, data_bucket, artifacts_bucket, fsx=fsx),
             training_environment=tracking_environment(config),

@@ -1,13 +1,11 @@
-"""The per-run cost cap: the price from a fake IMDSv2 server and the table in the environment, the
-accumulated cost kept in the checkpoint across attempts, the stop before the cap with its own
-exit code, and a cap that cannot be enforced refused before anything is written."""
+"""The per-run cost cap: the price from the instance file the host writes at boot and the table in
+the environment, the accumulated cost kept in the checkpoint across attempts, the stop before the
+cap with its own exit code, and a cap that cannot be enforced refused before anything is written."""
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -15,66 +13,23 @@ import torch
 from bert_train import cost
 from bert_train.__main__ import main
 from bert_train.config import BadInput
-from bert_train.imds import MetadataClient
 from bert_train.state import TrainState
 from bert_train.train import run
 from bertbatch_contract import job, pricing
 
 from .conftest import final_metrics, stored_file, tiny_args, tiny_config
 
-TOKEN = "fake-imds-token"
 PRICES = {"g5.xlarge": {"spot": 3.6, "on_demand": 7.2}, "g5.12xlarge": {"on_demand": 20.0}}
 
 
-class FakeIMDS:
-    """IMDSv2 on 127.0.0.1: PUT latest/api/token, then the two metadata paths with that token."""
-
-    def __init__(self, instance_type: str = "g5.xlarge", life_cycle: str = "spot") -> None:
-        self.values = {"/latest/meta-data/instance-type": instance_type,
-                       "/latest/meta-data/instance-life-cycle": life_cycle}
-        self.requests: list[str] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self, status: int, body: str = "") -> None:
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def do_PUT(self) -> None:
-                fake.requests.append(f"PUT {self.path}")
-                ok = self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
-                self._answer(200, TOKEN) if ok else self._answer(400)
-
-            def do_GET(self) -> None:
-                fake.requests.append(f"GET {self.path}")
-                if self.headers.get("X-aws-ec2-metadata-token") != TOKEN:
-                    self._answer(401)
-                elif self.path in fake.values:
-                    self._answer(200, fake.values[self.path])
-                else:
-                    self._answer(404)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def imds(monkeypatch):
-    fake = FakeIMDS()
-    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fake.endpoint)
-    monkeypatch.delenv("AWS_EC2_METADATA_DISABLED", raising=False)
-    yield fake
-    fake.close()
+def instance_file(tmp_path, monkeypatch):
+    """The host's instance file (job.INSTANCE_INFO_FILE) under tmp_path: a g5.xlarge Spot instance."""
+    path = tmp_path / "etc" / "instance.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"instance_type": "g5.xlarge", "life_cycle": "spot"}))
+    monkeypatch.setattr(cost, "INSTANCE_FILE", path)
+    return path
 
 
 @pytest.fixture
@@ -127,24 +82,25 @@ def test_meter_stops_when_one_more_step_and_a_checkpoint_would_reach_the_cap(fak
     assert not slow.must_stop(TrainState(cost_usd=0.5), checkpoint_seconds=[400.0])
 
 
-def test_no_cap_means_no_meter_and_no_metadata_request(imds):
+def test_no_cap_means_no_meter_even_without_the_instance_file(instance_file):
+    instance_file.unlink()  # a local run: no host wrote it
     meter = cost.meter_from_env({job.ENV_PRICES: json.dumps(PRICES)})
     assert not meter.enabled and not meter.must_stop(TrainState())
     state = TrainState(cost_usd=1.5)
     meter.record(state)
     assert state.cost_usd == 1.5
-    assert imds.requests == []
 
 
-def test_the_price_is_this_instances_from_imdsv2(imds):
-    client = MetadataClient()
-    assert client.instance_type_and_life_cycle() == ("g5.xlarge", "spot")
-    assert imds.requests == ["PUT /latest/api/token", "GET /latest/meta-data/instance-type",
-                             "GET /latest/meta-data/instance-life-cycle"]
-    imds.values["/latest/meta-data/instance-life-cycle"] = "on-demand"
+def test_the_price_is_this_instances_from_the_instance_file(instance_file):
+    instance_file.write_text(json.dumps({"instance_type": "g5.xlarge", "life_cycle": "on-demand"}))
     meter = cost.meter_from_env({job.ENV_MAX_COST_USD: "5", job.ENV_PRICES: json.dumps(PRICES),
-                                 job.ENV_BATCH_NUM_NODES: "2", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint})
+                                 job.ENV_BATCH_NUM_NODES: "2"})
     assert meter.rate == cost.Rate("g5.xlarge", "on-demand", 7.2, nodes=2) and meter.cap_usd == 5.0
+
+
+def test_the_instance_file_is_the_one_the_platform_mounts():
+    assert str(cost.INSTANCE_FILE) == job.INSTANCE_INFO_FILE
+    assert job.INSTANCE_INFO_FILE.startswith(job.INSTANCE_INFO_DIR + "/")
 
 
 # --- the price table contract ---------------------------------------------------------------------
@@ -179,7 +135,8 @@ def test_price_table_round_trip_and_one_line_errors():
 # --- runs -----------------------------------------------------------------------------------------
 
 
-def test_cap_stops_with_a_checkpoint_and_a_higher_cap_resumes(small_data, tmp_path, imds, fake_clock, monkeypatch,
+def test_cap_stops_with_a_checkpoint_and_a_higher_cap_resumes(small_data, tmp_path, instance_file, fake_clock,
+                                                              monkeypatch,
                                                               caplog):
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
 
@@ -197,7 +154,6 @@ def test_cap_stops_with_a_checkpoint_and_a_higher_cap_resumes(small_data, tmp_pa
     saved = torch.load(stored_file(ckpt, 14, "trainer_state.pt"), weights_only=True)
     assert saved["state"]["cost_usd"] == pytest.approx(1.92)
     assert not (out / "metrics.json").exists()
-    assert len(imds.requests) == 3  # one token, two paths
 
     # a new attempt with a higher cap: resumes with the run's cost and adds its own
     fake_clock[0] = 0.0
@@ -215,15 +171,16 @@ def test_cap_stops_with_a_checkpoint_and_a_higher_cap_resumes(small_data, tmp_pa
         assert resumed[key] == uninterrupted[key], key
 
 
-def test_no_cap_never_asks_the_metadata_service(small_data, tmp_path, imds, monkeypatch):
+def test_no_cap_runs_without_the_instance_file(small_data, tmp_path, instance_file, monkeypatch):
+    instance_file.unlink()
     monkeypatch.delenv(job.ENV_MAX_COST_USD, raising=False)
     monkeypatch.setenv(job.ENV_PRICES, json.dumps(PRICES))
     result = run(tiny_config(*small_data, tmp_path / "out", tmp_path / "ckpt", max_steps=3))
     assert result.exit_code == 0 and result.cost_usd == 0.0
-    assert imds.requests == []
 
 
-def test_a_cap_already_reached_stops_before_the_first_step(small_data, tmp_path, imds, monkeypatch, capsys, caplog):
+def test_a_cap_already_reached_stops_before_the_first_step(small_data, tmp_path, instance_file, monkeypatch, capsys,
+                                                           caplog):
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     capped_env(monkeypatch, "1", prices=json.dumps({"g5.xlarge": {"spot": 3_600_000.0}}))  # $1000 a second
     with caplog.at_level(logging.WARNING, "bert_train"):
@@ -241,18 +198,28 @@ def test_a_cap_already_reached_stops_before_the_first_step(small_data, tmp_path,
     ({"prices": "g5.xlarge=0.45"}, "$BERT_BATCH_PRICES: invalid JSON (Expecting value at column 1)"),
     ({"prices": ""}, "$BERT_BATCH_MAX_COST_USD is set but $BERT_BATCH_PRICES is not"),
     ({"cap": "-5"}, "$BERT_BATCH_MAX_COST_USD '-5': must be a number of US dollars > 0"),
-    ({"imds": "closed"}, "cost cap $2.00: cannot learn this instance's type and purchase option from the "
-                         "instance metadata service: cannot read http://127.0.0.1:"),
-    ({"imds": "disabled"}, "$AWS_EC2_METADATA_DISABLED is true"),
+    ({"instance": None}, "cost cap $2.00: cannot learn this instance's type and purchase option from the "
+                         "instance metadata service: cannot read {path} (file not found: the host writes it at boot; "
+                         "a local run has none)"),
+    ({"instance": "{"}, "cannot learn this instance's type and purchase option from the instance metadata service: "
+                        "cannot read {path} (not JSON: Expecting property name enclosed in double quotes at column 2)"),
+    ({"instance": '["g5.xlarge", "spot"]'}, "cannot read {path} (not a JSON object with instance_type and "
+                                             "life_cycle)"),
+    ({"instance": '{"instance_type": "g5.xlarge"}'}, "cannot read {path} (no life_cycle)"),
+    ({"instance": '{"instance_type": "", "life_cycle": "spot"}'}, "cannot read {path} (instance_type '' is not a "
+                                                                  "non-empty string)"),
+    ({"instance": '{"instance_type": "g5.xlarge", "life_cycle": 1}'}, "cannot read {path} (life_cycle 1 is not a "
+                                                                      "non-empty string)"),
 ])
-def test_a_cap_that_cannot_be_enforced_refuses_to_start(small_data, tmp_path, imds, monkeypatch, capsys, setting,
-                                                         message, refused_port):
+def test_a_cap_that_cannot_be_enforced_refuses_to_start(small_data, tmp_path, instance_file, monkeypatch, capsys,
+                                                         setting, message):
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     capped_env(monkeypatch, setting.get("cap", "2.00"), prices=setting.get("prices", json.dumps(PRICES)))
-    if setting.get("imds") == "closed":
-        monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", f"http://127.0.0.1:{refused_port}/")  # nothing listens
-    if setting.get("imds") == "disabled":
-        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    if "instance" in setting:
+        instance_file.unlink()
+        if setting["instance"] is not None:
+            instance_file.write_text(setting["instance"])
+    message = message.format(path=instance_file)
     code = main(tiny_args(*small_data, out, ckpt))
     err = capsys.readouterr().err
     assert code == job.EXIT_BAD_INPUT
@@ -260,8 +227,7 @@ def test_a_cap_that_cannot_be_enforced_refuses_to_start(small_data, tmp_path, im
     assert not out.exists() and not ckpt.exists()
 
 
-def test_bad_node_count_is_bad_input(imds):
+def test_bad_node_count_is_bad_input(instance_file):
     with pytest.raises(BadInput, match=r"\$AWS_BATCH_JOB_NUM_NODES '0': must be an integer >= 1"):
         cost.meter_from_env({job.ENV_MAX_COST_USD: "1", job.ENV_PRICES: json.dumps(PRICES),
                              job.ENV_BATCH_NUM_NODES: "0"})
-    assert imds.requests == []

@@ -313,6 +313,23 @@ def test_s3_output_bucket_is_checked_before_training(moto_s3, tmp_path, capsys):
     assert s3.list_objects_v2(Bucket="artifacts").get("Contents", []) == []
 
 
+def test_the_s3_write_probe_needs_no_delete_and_leaves_no_version(moto_s3):
+    """The artifacts bucket is versioned and the training role may not delete under runs/: the
+    probe is a multipart upload that is started and aborted, so no object, version, delete marker
+    or pending upload is left, and no DeleteObject is needed."""
+    import boto3
+
+    from bert_train import storage
+
+    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
+    s3.create_bucket(Bucket="artifacts")
+    s3.put_bucket_versioning(Bucket="artifacts", VersioningConfiguration={"Status": "Enabled"})
+    storage.check_writable("s3://artifacts/runs/x")
+    versions = s3.list_object_versions(Bucket="artifacts")
+    assert versions.get("Versions", []) == [] and versions.get("DeleteMarkers", []) == []
+    assert s3.list_multipart_uploads(Bucket="artifacts").get("Uploads", []) == []
+
+
 def test_bad_input_leaves_no_scratch_directory(tmp_path, capsys, monkeypatch):
     import tempfile
 

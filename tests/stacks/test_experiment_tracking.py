@@ -8,7 +8,7 @@ import pytest
 
 from bertbatch_contract import discovery, job
 from bertbatch_contract.naming import Naming
-from platform_constructs.training_iam import SAGEMAKER_MLFLOW_ACTIONS
+from platform_constructs.job_roles import SAGEMAKER_MLFLOW_ACTIONS
 from stacks.config import ConfigError
 from stacks.training_stack import tracking_environment
 from tests.stacks.conftest import (

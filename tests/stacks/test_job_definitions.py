@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from aws_cdk.assertions import Match
+from aws_cdk.assertions import Match, Matcher
 
 from bertbatch_contract import hyperparameters, job, layout, metrics
 from tests.stacks.conftest import (
@@ -118,13 +118,47 @@ def test_fsx_is_mounted_read_only_from_the_host_except_the_token_cache(dev_train
     c = container(dev_training)
     cache = f"/fsx/{job.FSX_CACHE_DIR}"
     assert c["Volumes"] == [
+        INSTANCE_INFO_VOLUME,
         {"Name": "fsx", "Host": {"SourcePath": "/fsx"}},
         {"Name": "fsx-cache", "Host": {"SourcePath": cache}},
     ]
     assert c["MountPoints"] == [
+        INSTANCE_INFO_MOUNT,
         {"SourceVolume": "fsx", "ContainerPath": "/fsx", "ReadOnly": True},
         {"SourceVolume": "fsx-cache", "ContainerPath": cache, "ReadOnly": False},
     ]
+
+
+INSTANCE_INFO_VOLUME = {"Name": "instance-info", "Host": {"SourcePath": job.INSTANCE_INFO_DIR}}
+INSTANCE_INFO_MOUNT = {"SourceVolume": "instance-info", "ContainerPath": job.INSTANCE_INFO_DIR, "ReadOnly": True}
+
+
+def _mounts_instance_info() -> Matcher:
+    return Match.object_like({
+        "Volumes": Match.array_with([INSTANCE_INFO_VOLUME]),
+        "MountPoints": Match.array_with([INSTANCE_INFO_MOUNT]),
+    })
+
+
+@pytest.mark.parametrize("synth_template", ["dev_training", "variant_training"])
+@pytest.mark.parametrize("name", ["bert-finetune", "bert-predict", "bert-prepare"])
+def test_container_job_definitions_mount_the_instance_file_read_only(request, synth_template, name):
+    """The cost cap's instance type and life cycle (the host writes them at boot; no IMDS hop left
+    for the container), with and without FSx."""
+    request.getfixturevalue(synth_template).has_resource_properties("AWS::Batch::JobDefinition", {
+        "JobDefinitionName": f"bert-batch-dev-{name}",
+        "ContainerProperties": _mounts_instance_info(),
+    })
+
+
+@pytest.mark.parametrize("synth_template", ["dev_training", "variant_training"])
+def test_the_multi_node_job_definition_mounts_the_instance_file_read_only(request, synth_template):
+    request.getfixturevalue(synth_template).has_resource_properties("AWS::Batch::JobDefinition", {
+        "JobDefinitionName": "bert-batch-dev-bert-finetune-multinode",
+        "NodeProperties": Match.object_like({
+            "NodeRangeProperties": [Match.object_like({"Container": _mounts_instance_info()})],
+        }),
+    })
 
 
 @pytest.mark.parametrize("container", [single_container, multi_node_container])
@@ -200,9 +234,9 @@ def test_job_log_group_is_encrypted_with_retention(dev_training, prod_training):
 
 
 @pytest.mark.parametrize("container", [single_container, multi_node_container])
-def test_without_fsx_no_volume_and_data_from_s3(variant_training, container):
+def test_without_fsx_only_the_instance_file_volume_and_data_from_s3(variant_training, container):
     c = container(variant_training)
-    assert "Volumes" not in c and "MountPoints" not in c
+    assert c["Volumes"] == [INSTANCE_INFO_VOLUME] and c["MountPoints"] == [INSTANCE_INFO_MOUNT]
     env = env_of(c)
     assert text_of(env[job.ENV_DATA_URI]) == "s3://<ref>/datasets"
     assert job.ENV_FSX_MOUNT not in env

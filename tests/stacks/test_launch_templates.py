@@ -1,15 +1,20 @@
-"""GpuCompute's launch templates: IMDSv2, the root volume, user data (ECS agent, Lustre), EFA."""
+"""GpuCompute's launch templates: IMDSv2, the root volume, user data (ECS agent, Lustre, the
+instance file), EFA; and the instance file on the data preparation launch template too."""
 
 from __future__ import annotations
 
 import email
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from aws_cdk.assertions import Match
 
+from bert_train import cost
 from bertbatch_contract import job
 from tests.stacks.conftest import (
     environment,
@@ -18,11 +23,21 @@ from tests.stacks.conftest import (
     user_data,
 )
 
+ALL_LAUNCH_TEMPLATES = ["ComputeGpuLaunchTemplate", "ComputeMultiNodeLaunchTemplate", "DataPreparationLaunchTemplate"]
 
-@pytest.mark.parametrize("lt", ["ComputeGpuLaunchTemplate", "ComputeMultiNodeLaunchTemplate"])
-def test_launch_templates_require_imdsv2_with_hop_limit_2(dev_training, lt):
-    data = props(dev_training, "AWS::EC2::LaunchTemplate", lt)["LaunchTemplateData"]
-    assert data["MetadataOptions"] == {"HttpTokens": "required", "HttpPutResponseHopLimit": 2}
+
+@pytest.mark.parametrize("synth_template", ["dev_training", "prod_training", "variant_training"])
+def test_every_launch_template_requires_imdsv2_with_hop_limit_1(request, synth_template):
+    """One hop: the host reaches the metadata service, a job's container (one more hop) does not,
+    so no job can take the instance role's credentials."""
+    template = request.getfixturevalue(synth_template)
+    template.resource_count_is("AWS::EC2::LaunchTemplate", len(ALL_LAUNCH_TEMPLATES))
+    template.resource_properties_count_is(
+        "AWS::EC2::LaunchTemplate",
+        {"LaunchTemplateData": Match.object_like(
+            {"MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1}})},
+        len(ALL_LAUNCH_TEMPLATES),
+    )
 
 
 @pytest.mark.parametrize("lt", ["ComputeGpuLaunchTemplate", "ComputeMultiNodeLaunchTemplate"])
@@ -58,7 +73,7 @@ def test_single_node_launch_template_has_no_placement_group(dev_training):
 def test_user_data_is_mime_multipart(dev_training, lt):
     text = user_data(dev_training, lt)
     assert text.startswith("Content-Type: multipart/mixed; boundary=")
-    assert text.count("Content-Type: text/x-shellscript") == 2  # ECS settings, Lustre mount
+    assert text.count("Content-Type: text/x-shellscript") == 3  # ECS settings, Lustre mount, instance file
 
 
 @pytest.mark.parametrize("lt", ["ComputeGpuLaunchTemplate", "ComputeMultiNodeLaunchTemplate"])
@@ -110,8 +125,60 @@ def _shellcheck() -> str:
     return found
 
 
+def _instance_file_part(template, lt: str) -> str:
+    [part] = [p for p in _parts(user_data(template, lt)) if job.INSTANCE_INFO_FILE in p]
+    return part
+
+
+FAKE_CURL = """#!/bin/bash
+# The instance metadata service as the host sees it: a token, then the two paths with it.
+url="${*: -1}"
+case "$url" in
+  */latest/api/token) [[ "$*" == *"X-aws-ec2-metadata-token-ttl-seconds"* ]] && echo token ;;
+  */latest/meta-data/instance-type) [[ "$*" == *"X-aws-ec2-metadata-token: token"* ]] && echo g5.xlarge ;;
+  */latest/meta-data/instance-life-cycle) [[ "$*" == *"X-aws-ec2-metadata-token: token"* ]] && echo spot ;;
+  *) exit 22 ;;
+esac
+"""
+
+
+def _run_instance_file_part(part: str, tmp_path: Path, curl: str) -> tuple[Path, subprocess.CompletedProcess]:
+    """The boot script with the instance directory moved under tmp_path and `curl` stubbed."""
+    bin_dir, directory = tmp_path / "bin", tmp_path / "etc-bert-batch"
+    bin_dir.mkdir()
+    (bin_dir / "curl").write_text(curl)
+    (bin_dir / "curl").chmod(0o755)
+    script = part.replace(job.INSTANCE_INFO_DIR, str(directory))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
+    return directory / Path(job.INSTANCE_INFO_FILE).name, result
+
+
+@pytest.mark.parametrize("lt", ALL_LAUNCH_TEMPLATES)
+def test_user_data_writes_the_instance_file_the_cost_cap_reads(dev_training, tmp_path, lt):
+    written, result = _run_instance_file_part(_instance_file_part(dev_training, lt), tmp_path, FAKE_CURL)
+    assert result.returncode == 0, result.stderr
+    assert cost.instance_type_and_life_cycle(written) == ("g5.xlarge", "spot")
+    assert stat.S_IMODE(written.stat().st_mode) == 0o644  # the job's unprivileged user reads it
+    assert stat.S_IMODE(written.parent.stat().st_mode) == 0o755
+    assert [p.name for p in written.parent.iterdir()] == [written.name]  # no temporary left
+
+
+def test_without_metadata_no_instance_file_and_the_boot_goes_on(dev_training, tmp_path):
+    """No half-written file: the cost cap then refuses to start instead of guessing a price."""
+    part = _instance_file_part(dev_training, "ComputeGpuLaunchTemplate")
+    written, result = _run_instance_file_part(part, tmp_path, "#!/bin/bash\nexit 22\n")
+    assert result.returncode == 0
+    assert not written.exists() and not (written.parent.exists() and list(written.parent.iterdir()))
+
+
+def test_the_instance_file_is_written_atomically(dev_training):
+    part = _instance_file_part(dev_training, "ComputeGpuLaunchTemplate")
+    assert f"mv -f \"$tmp\" {job.INSTANCE_INFO_FILE}" in part  # a rename in the same directory
+
+
 @pytest.mark.parametrize("synth_template", ["dev_training", "variant_training"])
-@pytest.mark.parametrize("lt", ["ComputeGpuLaunchTemplate", "ComputeMultiNodeLaunchTemplate"])
+@pytest.mark.parametrize("lt", ALL_LAUNCH_TEMPLATES)
 def test_user_data_scripts_pass_shellcheck(request, synth_template, lt):
     for script in _parts(user_data(request.getfixturevalue(synth_template), lt)):
         result = subprocess.run(
@@ -128,7 +195,7 @@ def test_stop_timeout_gives_the_container_time_to_checkpoint(dev):
 def test_without_fsx_no_lustre_part_in_user_data(variant_training, lt):
     text = user_data(variant_training, lt)
     assert "lustre" not in text and "/fsx" not in text
-    assert text.count("Content-Type: text/x-shellscript") == 1
+    assert text.count("Content-Type: text/x-shellscript") == 2  # ECS settings, instance file
 
 
 def test_efa_interface_on_the_multi_node_launch_template(variant_training):

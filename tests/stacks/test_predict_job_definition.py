@@ -64,10 +64,9 @@ def test_one_gpu_and_the_single_node_vcpus_and_memory(dev_training, dev):
     ]
 
 
-@pytest.mark.parametrize(
-    "key", ["Image", "JobRoleArn", "ExecutionRoleArn", "Volumes", "MountPoints", "Ulimits", "LinuxParameters"]
-)
-def test_same_image_roles_volumes_and_limits_as_training(dev_training, variant_training, key):
+@pytest.mark.parametrize("key", ["Image", "ExecutionRoleArn", "Volumes", "MountPoints", "Ulimits", "LinuxParameters"])
+def test_same_image_execution_role_volumes_and_limits_as_training(dev_training, variant_training, key):
+    """The job role differs: prediction runs as its own role (tests/stacks/test_training_iam.py)."""
     for template in (dev_training, variant_training):  # with and without FSx, asset and prebuilt image
         assert predict_container(template).get(key) == single_container(template).get(key)
 

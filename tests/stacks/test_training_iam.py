@@ -1,11 +1,12 @@
-"""TrainingRoles (platform_constructs/training_iam.py): instance, execution and job roles."""
+"""TrainingRoles (platform_constructs/training_iam.py): instance, execution, training job,
+prediction job and data preparation roles."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from aws_cdk.assertions import Template
+from aws_cdk.assertions import Capture, Match, Template
 
 from platform_constructs.training_iam import NO_RESOURCE_LEVEL_ACTIONS
 from tests.stacks.conftest import (
@@ -132,11 +133,25 @@ def test_job_role_reads_datasets_only(dev_training):
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["datasets/", "datasets/*"]}}
 
 
+WRITE_ACTIONS = {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
+
+
+def _prefixes_granted(template: Template, policy: str, actions: set[str]) -> dict[str, set[str]]:
+    """{object prefix (e.g. "runs"): the actions of `actions` the policy grants on <bucket>/<prefix>/*}."""
+    granted: dict[str, set[str]] = {}
+    for s in statements(template, policy):
+        for resource in as_list(s["Resource"]):
+            text = text_of(resource)
+            if text.endswith("/*") and ":s3:::" in text:
+                prefix = text.split("/", 1)[1].removesuffix("/*")
+                granted.setdefault(prefix, set()).update(set(as_list(s["Action"])) & actions)
+    return granted
+
+
 def test_job_role_reads_and_writes_checkpoints_and_runs_only(dev_training):
     s = statement(dev_training, "RolesJobPolicy", "ReadWriteCheckpointsAndRuns")
     assert sorted(s["Action"]) == [
         "s3:AbortMultipartUpload",
-        "s3:DeleteObject",
         "s3:GetObject",
         "s3:ListMultipartUploadParts",
         "s3:PutObject",
@@ -144,24 +159,97 @@ def test_job_role_reads_and_writes_checkpoints_and_runs_only(dev_training):
     assert sorted(text_of(r).rsplit("/", 2)[-2] for r in s["Resource"]) == ["checkpoints", "runs"]
     listing = statement(dev_training, "RolesJobPolicy", "ListArtifacts")
     assert listing["Condition"]["StringLike"]["s3:prefix"] == [
-        "checkpoints/", "checkpoints/*", "runs/", "runs/*", "models/", "models/*", "predictions/", "predictions/*",
+        "checkpoints/", "checkpoints/*", "runs/", "runs/*", "models/", "models/*",
     ]
 
 
-def test_job_role_reads_models_and_writes_predictions_for_batch_scoring(dev_training):
+def test_job_role_deletes_only_old_checkpoints_never_under_runs(dev_training):
+    """The checkpoint store prunes old checkpoints; nothing in the trainer deletes a run's outputs."""
+    granted = _prefixes_granted(dev_training, "RolesJobPolicy", WRITE_ACTIONS)
+    assert {prefix: actions for prefix, actions in granted.items() if actions} == {
+        "checkpoints": {"s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"},
+        "runs": {"s3:PutObject", "s3:AbortMultipartUpload"},
+    }
+    checkpoints = Capture()
+    dev_training.has_resource_properties("AWS::IAM::ManagedPolicy", {
+        "PolicyDocument": Match.object_like({"Statement": Match.array_with([
+            {"Sid": "PruneOldCheckpoints", "Effect": "Allow", "Action": "s3:DeleteObject", "Resource": checkpoints},
+        ])}),
+    })
+    assert text_of(checkpoints.as_object()).endswith("/checkpoints/*")
+
+
+def test_job_roles_delete_only_pruned_checkpoints_and_a_prediction_s_own_segments(dev_training):
+    """No job can delete a run's outputs, a dataset or a tokenized store (the write probe before
+    any work is an aborted multipart upload, not a put and a delete)."""
+    deletes = {
+        policy: {prefix for prefix, actions in _prefixes_granted(dev_training, policy, {"s3:DeleteObject"}).items()
+                 if actions}
+        for policy in ("RolesJobPolicy", "RolesPredictPolicy", "RolesPreparePolicy")
+    }
+    assert deletes == {"RolesJobPolicy": {"checkpoints"}, "RolesPredictPolicy": {"predictions"},
+                       "RolesPreparePolicy": set()}
+
+
+def test_job_role_reads_staged_models(dev_training):
     models = statement(dev_training, "RolesJobPolicy", "ReadModels")
     assert models["Action"] == "s3:GetObject"
     assert text_of(models["Resource"]).endswith("/models/*")
-    predictions = statement(dev_training, "RolesJobPolicy", "ReadWritePredictions")
-    # Overwrite (a rerun shard), never delete.
-    assert sorted(predictions["Action"]) == [
-        "s3:AbortMultipartUpload",
-        "s3:GetObject",
-        "s3:ListMultipartUploadParts",
-        "s3:PutObject",
-    ]
-    assert text_of(predictions["Resource"]).endswith("/predictions/*")
+
+
+def test_prediction_jobs_run_as_their_own_role(dev_training):
+    role = Capture()
+    dev_training.has_resource_properties("AWS::Batch::JobDefinition", {
+        "JobDefinitionName": "bert-batch-dev-bert-predict",
+        "ContainerProperties": Match.object_like({"JobRoleArn": {"Fn::GetAtt": [role, "Arn"]}}),
+    })
+    assert role.as_string().startswith("RolesPredictRole")
+
+
+def test_prediction_role_writes_only_predictions(dev_training):
+    """No write of any kind to checkpoints/ or runs/: a scoring job cannot overwrite or delete a run."""
+    granted = _prefixes_granted(dev_training, "RolesPredictPolicy", WRITE_ACTIONS)
+    assert {prefix: actions for prefix, actions in granted.items() if actions} == {
+        # Delete: its own segments and progress record once a shard's part is written.
+        "predictions": {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"},
+    }
+    assert set(granted) == {"datasets", "models", "runs", "predictions"}  # what it reads
+
+
+def test_prediction_role_reads_the_model_the_data_and_its_own_output(dev_training):
+    reads = _prefixes_granted(dev_training, "RolesPredictPolicy", {"s3:GetObject"})
+    assert {prefix for prefix, actions in reads.items() if actions} == {"datasets", "models", "runs", "predictions"}
+    predictions = statement(dev_training, "RolesPredictPolicy", "ReadWritePredictions")
     assert "Fn::GetStackOutput" in json.dumps(predictions["Resource"])  # the artifacts bucket, not any bucket
+    listing = statement(dev_training, "RolesPredictPolicy", "ListArtifacts")
+    assert listing["Condition"]["StringLike"]["s3:prefix"] == [
+        "runs/", "runs/*", "models/", "models/*", "predictions/", "predictions/*",
+    ]
+    key = statement(dev_training, "RolesPredictPolicy", "ProjectKeyThroughS3")
+    assert text_of(key["Condition"]["StringEquals"]["kms:ViaService"]) == "s3.<ref>.amazonaws.com"
+
+
+def _acknowledged(construct) -> dict[str, str]:
+    """{cdk-nag rule id: reason} acknowledged on a construct."""
+    found: dict[str, str] = {}
+    for entry in construct.node.metadata:
+        if entry.type == "aws:cdk:acknowledged-rules":
+            found.update(entry.data)
+    return found
+
+
+@pytest.mark.parametrize("policy", ["job", "predict", "prepare"])
+def test_object_wildcard_reasons_claim_no_narrower_prefix_than_the_grant(dev, policy):
+    """A grant on <prefix>* must not be explained as if it stopped at <prefix><run-id>/: Batch cannot
+    put a run id into a role, so the reason says any run's objects are reachable."""
+    reasons = _acknowledged(dev.platform.training.roles.policies[policy])
+    object_grants = {rule: why for rule, why in reasons.items() if ":s3:::" in rule}
+    assert object_grants
+    for rule, why in object_grants.items():
+        prefix = rule.rsplit("/", 1)[0].split("}/", 1)[-1] + "/"  # e.g. "checkpoints/"
+        assert f"{prefix}<" not in why, (rule, why)
+        if prefix in ("checkpoints/", "runs/"):
+            assert "any run" in why and "Batch" in why, (rule, why)
 
 
 def test_job_role_uses_the_project_key_only_through_s3(dev_training):
@@ -181,9 +269,20 @@ def test_job_policy_has_only_the_expected_statements(dev_training):
         "ListArtifacts",
         "ListDatasets",
         "ProjectKeyThroughS3",
+        "PruneOldCheckpoints",
         "ReadDatasets",
         "ReadModels",
         "ReadWriteCheckpointsAndRuns",
+    ]
+
+
+def test_predict_policy_has_only_the_expected_statements(dev_training):
+    assert sorted(s["Sid"] for s in statements(dev_training, "RolesPredictPolicy")) == [
+        "ListArtifacts",
+        "ListDatasets",
+        "ProjectKeyThroughS3",
+        "ReadDatasets",
+        "ReadModelsAndRuns",
         "ReadWritePredictions",
     ]
 
@@ -198,7 +297,7 @@ def test_job_definitions_use_the_execution_and_job_roles(dev_training, container
 
 
 def test_task_roles_trust_ecs_tasks_of_this_account_only(dev_training):
-    for prefix in ("RolesExecutionRole", "RolesJobRole"):
+    for prefix in ("RolesExecutionRole", "RolesJobRole", "RolesPredictRole", "RolesPrepareRole"):
         trust = props(dev_training, "AWS::IAM::Role", prefix)["AssumeRolePolicyDocument"]["Statement"]
         assert trust == [
             {

@@ -5,11 +5,12 @@ over all its attempts, and whether it must stop now so as not to pass the cap.
 
 With `job.ENV_MAX_COST_USD` set, `meter_from_env()` reads the price table (`job.ENV_PRICES`,
 format in `bertbatch_contract.pricing`), learns this instance's type and purchase option from
-the instance metadata (`imds`) and prices them; the node count is `AWS_BATCH_JOB_NUM_NODES` (the
-nodes of a multi-node job are of one instance type). A cap that cannot be enforced (a bad value
-or price table, no price for this instance, no metadata service) is BadInput: exit 2 before
-anything is written, never a cap silently ignored. Without a cap the meter is off and the
-metadata service is never asked.
+the instance file (`job.INSTANCE_INFO_FILE`: the host copies them from the instance metadata at
+boot, since a container cannot reach the metadata service) and prices them; the node count is
+`AWS_BATCH_JOB_NUM_NODES` (the nodes of a multi-node job are of one instance type). A cap that
+cannot be enforced (a bad value or price table, no price for this instance, no instance file or
+a malformed one) is BadInput: exit 2 before anything is written, never a cap silently ignored.
+Without a cap the meter is off and the instance file is never read.
 
 Time is measured on the monotonic clock from the start of this process, taken from
 /proc/self/stat (else from when the meter is made), so the imports, reading the data and
@@ -30,15 +31,16 @@ run stops with room left for its final checkpoint.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from bertbatch_contract import job, pricing
 
 from .config import BadInput
-from .imds import MetadataClient, MetadataUnavailable
 from .state import TrainState
 
 # The meter's clock (tests replace it to make time exact).
@@ -46,6 +48,8 @@ clock = time.monotonic
 # A checkpoint's write and upload before this attempt has timed one: the benchmark's BERT-base
 # stop checkpoint to S3 takes 12-14 s on 2 CPU cores; rounded up generously.
 DEFAULT_CHECKPOINT_SECONDS = 30.0
+# Written by the host at boot, mounted read-only into every job (tests point it elsewhere).
+INSTANCE_FILE = Path(job.INSTANCE_INFO_FILE)
 
 
 def cost_usd(usd_per_instance_hour: float, seconds: float, nodes: int = 1) -> float:
@@ -131,9 +135,44 @@ def _nodes(env: Mapping[str, str]) -> int:
     return nodes
 
 
-def meter_from_env(env: Mapping[str, str] | None = None, metadata: MetadataClient | None = None) -> CostMeter:
+class InstanceInfoUnavailable(Exception):
+    """str() is one line: which file could not be read and why."""
+
+
+def _instance_info_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise InstanceInfoUnavailable(f"cannot read {path} (file not found: the host writes it at boot; "
+                                      "a local run has none)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InstanceInfoUnavailable(f"cannot read {path} ({exc})") from None
+
+
+def instance_type_and_life_cycle(path: Path) -> tuple[str, str]:
+    """("g5.xlarge", "spot"), say: what this instance is and how it is billed, from the instance
+    file (job.INSTANCE_INFO_FILE); InstanceInfoUnavailable when it is missing or malformed."""
+    try:
+        info = json.loads(_instance_info_text(path))
+    except json.JSONDecodeError as exc:
+        raise InstanceInfoUnavailable(f"cannot read {path} (not JSON: {exc.msg} at column {exc.colno})") from None
+    if not isinstance(info, dict):
+        keys = " and ".join(job.INSTANCE_INFO_KEYS)
+        raise InstanceInfoUnavailable(f"cannot read {path} (not a JSON object with {keys})")
+    values = []
+    for key in job.INSTANCE_INFO_KEYS:
+        if key not in info:
+            raise InstanceInfoUnavailable(f"cannot read {path} (no {key})")
+        if not isinstance(info[key], str) or not info[key].strip():
+            raise InstanceInfoUnavailable(f"cannot read {path} ({key} {info[key]!r} is not a non-empty string)")
+        values.append(info[key].strip())
+    instance_type, life_cycle = values
+    return instance_type, life_cycle
+
+
+def meter_from_env(env: Mapping[str, str] | None = None, instance_file: Path | None = None) -> CostMeter:
     """The meter for this attempt: off without `job.ENV_MAX_COST_USD`; else priced from the table
-    and the instance metadata, or BadInput naming why the cap cannot be enforced."""
+    and the instance file (default INSTANCE_FILE), or BadInput naming why the cap cannot be enforced."""
     env = os.environ if env is None else env
     raw_cap = env.get(job.ENV_MAX_COST_USD, "").strip()
     if not raw_cap:
@@ -150,8 +189,8 @@ def meter_from_env(env: Mapping[str, str] | None = None, metadata: MetadataClien
         raise BadInput(str(exc)) from None
     nodes = _nodes(env)
     try:
-        instance_type, life_cycle = (metadata or MetadataClient(env=env)).instance_type_and_life_cycle()
-    except MetadataUnavailable as exc:
+        instance_type, life_cycle = instance_type_and_life_cycle(instance_file or INSTANCE_FILE)
+    except InstanceInfoUnavailable as exc:
         raise BadInput(f"cost cap ${cap:.2f}: cannot learn this instance's type and purchase option from the "
                        f"instance metadata service: {exc}") from None
     price = pricing.hourly_price(table, instance_type, life_cycle)

@@ -279,13 +279,11 @@ def delete_tree(prefix_uri: str, first: str | None = None) -> None:
 
 
 def check_writable(uri: str) -> None:
-    """Raise StorageError unless `uri` can take files: for s3://, a small probe object is put
-    under it and deleted again (the bucket exists and this role may write there); a local path
-    must be a directory, or not exist yet under a writable directory. Creates nothing locally."""
+    """Raise StorageError unless `uri` can take files: for s3://, a multipart upload is started
+    under it and aborted (the bucket exists and this role may write there); a local path must be
+    a directory, or not exist yet under a writable directory. Creates nothing locally."""
     if is_s3(uri):
-        probe = join(uri, f".write-probe-{uuid.uuid4().hex[:12]}")
-        write_bytes(probe, b"")
-        delete(probe)
+        _probe_s3_write(join(uri, f".write-probe-{uuid.uuid4().hex[:12]}"))
         return
     path = Path(uri)
     if path.exists() and not path.is_dir():
@@ -295,6 +293,22 @@ def check_writable(uri: str) -> None:
         raise StorageError(f"{uri}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise StorageError(f"{uri}: {existing} is not writable")
+
+
+def _probe_s3_write(probe: str) -> None:
+    """Start a multipart upload at `probe` and abort it: it needs the same s3:PutObject (and KMS
+    data key) as a real write, but no s3:DeleteObject, and leaves no object, version or delete
+    marker in a versioned bucket (the job roles may not delete under runs/)."""
+    bucket, key = split_s3(probe)
+    client = make_s3_client()
+    try:
+        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    except Exception as exc:
+        raise StorageError(f"{probe}: cannot write ({_describe(exc)})") from None
+    try:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except Exception as exc:
+        raise StorageError(f"{probe}: cannot abort the write probe's upload ({_describe(exc)})") from None
 
 
 def read_json(uri: str) -> dict[str, Any] | None:

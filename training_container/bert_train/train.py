@@ -166,7 +166,7 @@ def run(config: TrainConfig, *, on_step: Callable[[int], None] | None = None) ->
     the inputs are unusable. `on_step(step)` is called after every optimizer step (benchmarks, tests)."""
     wall_start = time.monotonic()
     validate(config)
-    meter = cost.meter_from_env()  # with a cost cap: asks the instance metadata; BadInput if unenforceable
+    meter = cost.meter_from_env()  # with a cost cap: reads the instance file; BadInput if unenforceable
     loc = resolve_locations(config)
     cadence = resolve_cadence(config)
     outputs.check_destinations(loc)
