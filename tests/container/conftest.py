@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bertbatch_contract import job
 from tests.conftest import start_moto_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -212,3 +213,31 @@ def s3_faults(moto_s3, monkeypatch) -> S3Faults:
     faults = S3Faults()
     storage.make_s3_client().meta.events.register("before-send.s3", faults._hook)
     return faults
+
+
+@pytest.fixture
+def s3_stub(monkeypatch):
+    """A botocore Stubber on the container's one S3 client: queue the answers S3 gives
+    (`add_client_error("put_object", "SlowDown", http_status_code=503)`); no request leaves."""
+    from botocore.stub import Stubber
+
+    from bert_train import storage
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    storage.make_s3_client.cache_clear()
+    with Stubber(storage.make_s3_client()) as stubber:
+        yield stubber
+    storage.make_s3_client.cache_clear()
+
+
+# What S3 answers on the start-up write probe, and the exit code that follows: only the user's
+# location being wrong (no such bucket, no permission there) is bad input; the rest is retried.
+WRITE_PROBE_ANSWERS = [
+    ("SlowDown", 503, job.EXIT_STORAGE_UNAVAILABLE),
+    ("InternalError", 500, job.EXIT_STORAGE_UNAVAILABLE),
+    ("ServiceUnavailable", 503, job.EXIT_STORAGE_UNAVAILABLE),
+    ("AccessDenied", 403, job.EXIT_BAD_INPUT),
+    ("NoSuchBucket", 404, job.EXIT_BAD_INPUT),
+]

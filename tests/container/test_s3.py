@@ -15,7 +15,7 @@ from bert_train.__main__ import main
 from bert_train.train import run
 from bertbatch_contract import job
 
-from .conftest import VOCAB, tiny_args, tiny_config
+from .conftest import VOCAB, WRITE_PROBE_ANSWERS, tiny_args, tiny_config
 
 
 def _client(endpoint):
@@ -96,6 +96,20 @@ def test_unreadable_s3_uri_is_bad_input(moto_s3, small_data, tmp_path, capsys):
         assert code == job.EXIT_BAD_INPUT
         assert err.startswith(f"bert_train: error: {train_uri}: cannot read ({reason}") and "\n" not in err
     assert _keys(s3, "artifacts") == []
+
+
+@pytest.mark.parametrize(("code", "status", "exit_code"), WRITE_PROBE_ANSWERS)
+def test_the_start_up_write_check_tells_a_wrong_location_from_an_unavailable_s3(s3_stub, small_data, tmp_path,
+                                                                                capsys, code, status, exit_code):
+    s3_stub.add_client_error("put_object", service_error_code=code, service_message="injected",
+                             http_status_code=status)
+    out = "s3://artifacts/runs/x"
+    assert main(tiny_args(*small_data, out, tmp_path / "ckpt")) == exit_code
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"bert_train: error: output location {out}: cannot write ({code}: injected)"), err
+    assert "\n" not in err
+    s3_stub.assert_no_pending_responses()
+    assert not (tmp_path / "ckpt").exists()
 
 
 @pytest.mark.parametrize("uploaded", [[], ["config.json", "vocab.txt"]])
