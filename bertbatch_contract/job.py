@@ -89,3 +89,8 @@ EXIT_COST_CAP = 76
 
 # Default seconds between SIGTERM and SIGKILL that the launch template asks ECS for.
 CONTAINER_STOP_TIMEOUT_SECONDS = 120
+# After SIGTERM the last checkpoint is stored, or given up (exit EXIT_STORAGE_UNAVAILABLE), within
+# this many seconds of the signal, retries included. A Spot interruption notice gives 120 s before
+# the instance goes, whatever the stop timeout; the rest is for finishing the step in progress
+# before the signal is seen, and for the exit itself.
+SIGTERM_CHECKPOINT_BUDGET_SECONDS = 90.0

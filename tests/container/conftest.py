@@ -241,3 +241,30 @@ WRITE_PROBE_ANSWERS = [
     ("AccessDenied", 403, job.EXIT_BAD_INPUT),
     ("NoSuchBucket", 404, job.EXIT_BAD_INPUT),
 ]
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told: `sleep(s)` records the wait and moves it on,
+    `advance(s)` stands for time spent elsewhere (an S3 request that takes s seconds to fail)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def slow_s3_failures(clock: FakeClock, seconds: float) -> None:
+    """Every PutObject on the one S3 client takes `seconds` of `clock` (before s3_faults answers it)."""
+    from bert_train import storage
+
+    storage.make_s3_client().meta.events.register_first("before-send.s3.PutObject",
+                                                        lambda **_: clock.advance(seconds))

@@ -29,8 +29,15 @@ from typing import Any
 UPLOAD_PART_BYTES = 16 * 1024 * 1024
 UPLOAD_PART_CONCURRENCY = 10
 UPLOAD_FILES_AT_ONCE = 3
-# botocore's own retries (standard mode: throttling, 5xx, connection errors) for every request.
-S3_MAX_ATTEMPTS = 8
+# botocore's own retries (standard mode: throttling, 5xx, connection errors) for every request:
+# S3_MAX_ATTEMPTS tries in all, each bounded by the timeouts. One request with all its tries
+# (3 x (5 + 20) s, plus at most 1 + 2 s of backoff) fits within the seconds the checkpoint after
+# SIGTERM has (job.SIGTERM_CHECKPOINT_BUDGET_SECONDS); the checkpoint store's retries between
+# whole tries stop at that deadline (retries.RetryLadder). The read timeout is per socket read
+# or send, not per request: a 16 MB part that makes progress is never cut off.
+S3_MAX_ATTEMPTS = 3
+S3_CONNECT_TIMEOUT_SECONDS = 5
+S3_READ_TIMEOUT_SECONDS = 20
 # Error codes that mean "there is no such object", not "S3 could not answer".
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 # Error codes that mean the bucket the caller named is wrong for this role: it does not exist, or
@@ -79,7 +86,8 @@ def make_s3_client():
     # pooled connection for every part that can be in flight at once (see upload_files).
     return boto3.client(
         "s3", endpoint_url=endpoint,
-        config=Config(retries={"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS},
+        config=Config(retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
+                      connect_timeout=S3_CONNECT_TIMEOUT_SECONDS, read_timeout=S3_READ_TIMEOUT_SECONDS,
                       max_pool_connections=max(10, UPLOAD_FILES_AT_ONCE * UPLOAD_PART_CONCURRENCY)),
     )
 
