@@ -62,7 +62,7 @@ from .runtime import (
 )
 from .state import TrainState
 from .telemetry import Telemetry, gpu_metrics
-from .tracking import FAILED, FINAL_WAIT_SECONDS, FINISHED, KILLED, STOP_WAIT_SECONDS, Tracker
+from .tracking import FAILED, FINISHED, KILLED, STOP_WAIT_SECONDS, Tracker
 
 log = logging.getLogger("bert_train")
 
@@ -195,7 +195,7 @@ def run(config: TrainConfig, *, on_step: Callable[[int], None] | None = None,
         if result.interrupted:  # KILLED: a retry continues this MLflow run
             tracker.close(KILLED, wait_seconds=STOP_WAIT_SECONDS)
         else:
-            tracker.close(FINISHED, wait_seconds=FINAL_WAIT_SECONDS)
+            tracker.close(FINISHED)  # bounded: METRICS_WAIT_SECONDS, or MODEL_WAIT_SECONDS for a model upload
     except StoreUnavailable:
         keep_scratch = True  # the checkpoints that could not be uploaded are in it
         raise
@@ -682,7 +682,7 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
         outputs.write_local(local_out, model=t.parts.model, tokenizer=t.inputs.tokenizer, labels=t.inputs.labels,
                             run_id=t.loc.run_id, config=settings(t, checkpoints.cadence), metrics=result.metrics)
         outputs.publish(local_out, t.loc.output_uri)
-        t.tracker.log_model_dir(local_out)  # run() waits for it before the scratch dir goes
+        t.tracker.log_model_dir(local_out)  # if the job asked; run() waits for it before the scratch dir goes
         log.info("done: step %d, eval_accuracy %s, eval_f1 %s; model in %s", state.step,
                  _fmt(result.metrics["eval_accuracy"]), _fmt(result.metrics["eval_f1"]), t.loc.output_uri)
     if d.enabled:
