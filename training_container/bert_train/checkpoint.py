@@ -216,7 +216,8 @@ class CheckpointLocation:
         self._verified: set[int] = set()  # steps this process published or read back and checked
 
     def stop_within(self, seconds: float) -> None:
-        """The stop signal came: every read and upload, retries included, ends within `seconds`."""
+        """The stop signal came: no retry of a read or an upload waits, and no try starts, past
+        `seconds` from now (a try under way is bounded by the S3 client's timeouts)."""
         self.retries.stop_within(seconds)
 
     def _list(self) -> dict[int, set[str]]:
