@@ -47,6 +47,9 @@ ENV_CACHE_DIR = "BERT_TRAIN_CACHE_DIR"
 ENV_MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
 ENV_MLFLOW_EXPERIMENT_NAME = "MLFLOW_EXPERIMENT_NAME"
 DEFAULT_MLFLOW_EXPERIMENT = "bert-batch"  # when ENV_MLFLOW_EXPERIMENT_NAME is unset
+# "true": also upload the finished model directory to the MLflow run, and wait for it at the end
+# (bounded). Unset or anything else: metrics and parameters only, and a short bounded wait.
+ENV_MLFLOW_LOG_MODEL = "BERT_BATCH_MLFLOW_LOG_MODEL"
 
 # Batch inference (`python -m bert_train predict`, `bertbatch predict`): the prediction id names
 # <ARTIFACTS_URI>/predictions/<id>/ when --output is not given; an array job's child scores shard
@@ -97,3 +100,8 @@ EXIT_COST_CAP = 76
 
 # Default seconds between SIGTERM and SIGKILL that the launch template asks ECS for.
 CONTAINER_STOP_TIMEOUT_SECONDS = 120
+# After SIGTERM the last checkpoint is stored, or given up (exit EXIT_STORAGE_UNAVAILABLE), within
+# this many seconds of the signal, retries included. A Spot interruption notice gives 120 s before
+# the instance goes, whatever the stop timeout; the rest is for finishing the step in progress
+# before the signal is seen, and for the exit itself.
+SIGTERM_CHECKPOINT_BUDGET_SECONDS = 90.0

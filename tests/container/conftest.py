@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bertbatch_contract import job
 from tests.conftest import start_moto_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,7 +38,7 @@ JOB_ENV = ("RUN_ID", "AWS_BATCH_JOB_ID", "ARTIFACTS_URI", "CHECKPOINT_URI", "CHE
            "AWS_BATCH_JOB_ARRAY_INDEX", "BERT_BATCH_GRID", "BERT_TRAIN_IMAGE", "FSX_MOUNT_PATH", "DATA_URI",
            "BERT_BATCH_MAX_COST_USD", "BERT_BATCH_PRICES", "AWS_EC2_METADATA_SERVICE_ENDPOINT",
            "MLFLOW_TRACKING_URI", "AWS_BATCH_JOB_NUM_NODES", "PREDICTION_ID", "BERT_BATCH_SHARDS",
-           "BERT_BATCH_SHARD_INDEX")
+           "BERT_BATCH_SHARD_INDEX", "BERT_BATCH_MLFLOW_LOG_MODEL")
 
 
 @pytest.fixture(autouse=True)
@@ -212,3 +213,58 @@ def s3_faults(moto_s3, monkeypatch) -> S3Faults:
     faults = S3Faults()
     storage.make_s3_client().meta.events.register("before-send.s3", faults._hook)
     return faults
+
+
+@pytest.fixture
+def s3_stub(monkeypatch):
+    """A botocore Stubber on the container's one S3 client: queue the answers S3 gives
+    (`add_client_error("create_multipart_upload", "SlowDown", http_status_code=503)`); no request leaves."""
+    from botocore.stub import Stubber
+
+    from bert_train import storage
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    storage.make_s3_client.cache_clear()
+    with Stubber(storage.make_s3_client()) as stubber:
+        yield stubber
+    storage.make_s3_client.cache_clear()
+
+
+# What S3 answers on the start-up write probe, and the exit code that follows: only the user's
+# location being wrong (no such bucket, no permission there) is bad input; the rest is retried.
+WRITE_PROBE_ANSWERS = [
+    ("SlowDown", 503, job.EXIT_STORAGE_UNAVAILABLE),
+    ("InternalError", 500, job.EXIT_STORAGE_UNAVAILABLE),
+    ("ServiceUnavailable", 503, job.EXIT_STORAGE_UNAVAILABLE),
+    ("AccessDenied", 403, job.EXIT_BAD_INPUT),
+    ("NoSuchBucket", 404, job.EXIT_BAD_INPUT),
+]
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told: `sleep(s)` records the wait and moves it on,
+    `advance(s)` stands for time spent elsewhere (an S3 request that takes s seconds to fail)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def slow_s3_failures(clock: FakeClock, seconds: float) -> None:
+    """Every PutObject on the one S3 client takes `seconds` of `clock` (before s3_faults answers it)."""
+    from bert_train import storage
+
+    storage.make_s3_client().meta.events.register_first("before-send.s3.PutObject",
+                                                        lambda **_: clock.advance(seconds))

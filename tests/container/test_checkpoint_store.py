@@ -12,8 +12,9 @@ import pytest
 from bert_train import storage
 from bert_train.checkpoint import MANIFEST, CheckpointStore, step_dir, write_hashed
 from bert_train.errors import StoreUnavailable
+from bert_train.retries import Waits
 
-from .conftest import stored_file
+from .conftest import FakeClock, slow_s3_failures, stored_file
 
 NO_WAIT = (0.0, 0.0)  # two quick retries: the tests' retry_delays
 
@@ -230,6 +231,46 @@ def test_no_checkpoint_stored_for_too_long_stops_with_the_retryable_error(bucket
     store.close()
     kept = tmp_path / "staging-a" / step_dir(10) / store.attempt / "model.safetensors"
     assert kept.read_bytes() == b"ten" * 50  # the local checkpoint is kept
+
+
+def test_after_sigterm_no_retry_waits_or_starts_past_the_deadline(bucket, tmp_path, caplog):
+    # S3 is down and every request takes 20 s to fail; SIGTERM leaves 50 s
+    clock = FakeClock()
+    slow_s3_failures(clock, 20.0)
+    bucket.fail("PutObject")
+    store = _s3_store(tmp_path, retry_delays=(2.0, 10.0, 30.0), waits=Waits(clock=clock, sleep=clock.sleep))
+    deadline = clock() + 50.0
+    store.stop_within(50.0)
+    with caplog.at_level(logging.WARNING, "bert_train"), pytest.raises(StoreUnavailable, match="could not be stored"):
+        store.save(10, _payload("ten"), wait=True)
+    store.close()
+    # a try at 0 s (fails at 20), a 2 s wait, a try at 22 (fails at 42): a 10 s wait and a 20 s try
+    # would end past 50
+    assert clock.sleeps == [2.0] and len(bucket.hits) == 2
+    assert clock() <= deadline
+    assert "not retrying: 8 s left before the stop deadline" in caplog.text
+
+
+def test_a_deadline_already_past_starts_no_upload(bucket, tmp_path):
+    clock = FakeClock()
+    store = _s3_store(tmp_path, waits=Waits(clock=clock, sleep=clock.sleep))
+    store.stop_within(0.0)
+    with pytest.raises(StoreUnavailable, match="the time left after the stop signal is spent"):
+        store.save(10, _payload("ten"), wait=True)
+    store.close()
+    assert bucket.hits == [] and clock.sleeps == []
+
+
+def test_one_s3_request_with_all_its_retries_fits_in_the_sigterm_budget(moto_s3):
+    from bertbatch_contract import job
+
+    config = storage.make_s3_client().meta.config
+    attempts = config.retries["total_max_attempts"]
+    # botocore's standard mode waits up to 2**i s (throttling) before retry i, at most 20 s
+    backoff = sum(min(2.0 ** i, 20.0) for i in range(attempts - 1))
+    worst = attempts * (config.connect_timeout + config.read_timeout) + backoff
+    assert config.retries["mode"] == "standard"
+    assert worst <= job.SIGTERM_CHECKPOINT_BUDGET_SECONDS
 
 
 def _two_checkpoints(tmp_path) -> CheckpointStore:

@@ -19,7 +19,7 @@ from bert_train.__main__ import main
 from bertbatch_contract import job, layout, prediction
 from bertbatch_contract.hyperparameters import InvalidHyperparameter
 
-from .conftest import VOCAB, read_sst2, write_tsv
+from .conftest import VOCAB, WRITE_PROBE_ANSWERS, read_sst2, write_tsv
 
 LABELS = ["neg", "pos"]
 
@@ -199,6 +199,19 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, run_dir, rows_ts
     assert err.startswith(f"bert_train: error: {message}"), err
     assert "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("code", "status", "exit_code"), WRITE_PROBE_ANSWERS)
+def test_the_start_up_write_check_tells_a_wrong_output_from_an_unavailable_s3(s3_stub, run_dir, rows_tsv, capsys,
+                                                                              code, status, exit_code):
+    s3_stub.add_client_error("create_multipart_upload", service_error_code=code, service_message="injected",
+                             http_status_code=status)
+    out = "s3://artifacts/predictions/p"
+    assert main(_args(run_dir, rows_tsv, out)) == exit_code
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"bert_train: error: output location {out}: cannot write ({code}: injected)"), err
+    assert "\n" not in err
+    s3_stub.assert_no_pending_responses()
 
 
 def test_predict_through_s3(run_dir, rows_tsv, tmp_path, moto_s3, monkeypatch, caplog):

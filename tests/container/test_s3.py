@@ -3,6 +3,7 @@ resumed from S3, outputs written to S3 — all located through the job environme
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -11,11 +12,13 @@ import signal
 import boto3
 import pytest
 
+from bert_train import storage, train
 from bert_train.__main__ import main
+from bert_train.retries import Waits
 from bert_train.train import run
 from bertbatch_contract import job
 
-from .conftest import VOCAB, tiny_args, tiny_config
+from .conftest import VOCAB, WRITE_PROBE_ANSWERS, FakeClock, slow_s3_failures, tiny_args, tiny_config
 
 
 def _client(endpoint):
@@ -96,6 +99,43 @@ def test_unreadable_s3_uri_is_bad_input(moto_s3, small_data, tmp_path, capsys):
         assert code == job.EXIT_BAD_INPUT
         assert err.startswith(f"bert_train: error: {train_uri}: cannot read ({reason}") and "\n" not in err
     assert _keys(s3, "artifacts") == []
+
+
+@pytest.mark.parametrize(("code", "status", "exit_code"), WRITE_PROBE_ANSWERS)
+def test_the_start_up_write_check_tells_a_wrong_location_from_an_unavailable_s3(s3_stub, small_data, tmp_path,
+                                                                                capsys, code, status, exit_code):
+    s3_stub.add_client_error("create_multipart_upload", service_error_code=code, service_message="injected",
+                             http_status_code=status)
+    out = "s3://artifacts/runs/x"
+    assert main(tiny_args(*small_data, out, tmp_path / "ckpt")) == exit_code
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"bert_train: error: output location {out}: cannot write ({code}: injected)"), err
+    assert "\n" not in err
+    s3_stub.assert_no_pending_responses()
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_sigterm_checkpoint_s3_cannot_take_gives_up_by_the_deadline_and_exits_74(s3_faults, moto_s3, small_data,
+                                                                                     tmp_path, monkeypatch, capsys):
+    _client(moto_s3).create_bucket(Bucket="artifacts")
+    clock = FakeClock()
+    slow_s3_failures(clock, 20.0)  # S3 is down: every checkpoint write takes 20 s to fail
+    s3_faults.fail("PutObject", "/step-")
+    monkeypatch.setattr(storage, "UPLOAD_FILES_AT_ONCE", 1)  # the fake clock adds up requests made at once
+    at_sigterm: list[float] = []
+
+    def sigterm_at_3(step: int) -> None:
+        if step == 3:
+            at_sigterm.append(clock())
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(train, "run", functools.partial(train.run, on_step=sigterm_at_3,
+                                                        waits=Waits(clock=clock, sleep=clock.sleep)))
+    code = main(tiny_args(*small_data, "s3://artifacts/runs/x", "s3://artifacts/checkpoints/x", epochs=1))
+    assert code == job.EXIT_STORAGE_UNAVAILABLE
+    assert "could not be stored" in capsys.readouterr().err
+    assert clock.sleeps and sum(clock.sleeps) <= job.SIGTERM_CHECKPOINT_BUDGET_SECONDS
+    assert clock() - at_sigterm[0] <= job.SIGTERM_CHECKPOINT_BUDGET_SECONDS
 
 
 @pytest.mark.parametrize("uploaded", [[], ["config.json", "vocab.txt"]])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,6 +35,7 @@ def _mlflow_env(monkeypatch):
     tracker sets its defaults in os.environ)."""
     monkeypatch.delenv(job.ENV_MLFLOW_TRACKING_URI, raising=False)
     monkeypatch.delenv(job.ENV_MLFLOW_EXPERIMENT_NAME, raising=False)
+    monkeypatch.delenv(job.ENV_MLFLOW_LOG_MODEL, raising=False)
     for name, value in tracking.MLFLOW_DEFAULTS.items():
         monkeypatch.setenv(name, value)
 
@@ -72,6 +74,7 @@ def artifact_names(uri: str, mlflow_run_id: str) -> set[str]:
 def test_a_run_logs_its_parameters_metrics_at_each_logging_step_and_evaluation_and_its_model(
         small_data, tmp_path, file_store, monkeypatch):
     monkeypatch.setenv(job.ENV_MLFLOW_EXPERIMENT_NAME, "sst2-tiny")
+    monkeypatch.setenv(job.ENV_MLFLOW_LOG_MODEL, "true")
     out = tmp_path / "out"
     result = run(tiny_config(*small_data, out, tmp_path / "ckpt", logging_steps=10, run_id="tracked-run"))
     assert result.exit_code == 0 and result.global_step == 60  # 30 steps per epoch, 2 epochs
@@ -95,7 +98,8 @@ def test_a_run_logs_its_parameters_metrics_at_each_logging_step_and_evaluation_a
 
 
 def test_an_interrupted_and_resumed_run_is_one_mlflow_run_with_both_attempts_metrics(
-        small_data, tmp_path, file_store):
+        small_data, tmp_path, file_store, monkeypatch):
+    monkeypatch.setenv(job.ENV_MLFLOW_LOG_MODEL, "true")
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     config = tiny_config(*small_data, out, ckpt, logging_steps=10)
 
@@ -232,3 +236,95 @@ def test_a_training_run_finishes_while_the_tracking_server_is_down(small_data, t
     warnings = [r.getMessage() for r in caplog.records if "MLflow" in r.getMessage()]
     assert len(warnings) == 1 and "training goes on without it" in warnings[0], warnings
     assert "secret" not in caplog.text  # credentials in the URI are not logged
+
+
+def test_without_being_asked_no_model_is_uploaded(small_data, tmp_path, file_store):
+    result = run(tiny_config(*small_data, tmp_path / "out", tmp_path / "ckpt", epochs=1, logging_steps=10))
+    assert result.exit_code == 0
+    (mlflow_run,) = mlflow_runs(file_store)
+    assert mlflow_run.info.status == "FINISHED" and history(file_store, mlflow_run.info.run_id, "train_loss")
+    assert not artifact_names(file_store, mlflow_run.info.run_id)
+
+
+def _held_tracker(server: HeldServer, joined: list[float], *, log_model: bool = False) -> tracking.Tracker:
+    """A tracker whose end-of-run wait returns at once, recording how long it would have waited."""
+    return tracking.Tracker(server.url, run_id="held", log_model=log_model,
+                            join=lambda thread, seconds: joined.append(seconds))
+
+
+def test_a_finished_run_waits_a_bounded_time_for_the_metrics_and_counts_the_dropped_ones(
+        held_server, monkeypatch, caplog):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "600")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    joined: list[float] = []
+    tracker = _held_tracker(held_server, joined)
+    with caplog.at_level(logging.WARNING, "bert_train"):
+        tracker.start({"learning_rate": 1e-3})
+        for step in range(1, 251):
+            tracker.log_metrics(step, {"train_loss": 1.0 / step, "learning_rate": 1e-3})
+        tracker.log_model_dir(Path("unused"))  # not asked for: nothing to wait for
+        assert held_server.first_request.wait(60), "the tracker never reached the server"
+        tracker.close(tracking.FINISHED)
+    assert joined == [tracking.METRICS_WAIT_SECONDS]
+    assert "500 of 500 metric points not sent" in caplog.text
+    held_server.release()
+
+
+def test_the_model_upload_is_waited_for_when_asked(held_server):
+    joined: list[float] = []
+    tracker = _held_tracker(held_server, joined, log_model=True)
+    tracker.start({})
+    tracker.log_model_dir(Path("model"))
+    tracker.close(tracking.FINISHED)
+    assert joined == [tracking.MODEL_WAIT_SECONDS]
+    held_server.release()
+
+
+def test_metrics_go_up_in_batches(tmp_path, file_store, monkeypatch):
+    from mlflow import MlflowClient
+
+    released, batches = threading.Event(), []
+    log_batch = MlflowClient.log_batch
+
+    def held_log_batch(client, run_id, metrics=(), params=(), **kwargs):
+        if params:  # the run's parameters, the first batch: hold the worker until every point is queued
+            released.wait(60)
+        if metrics:
+            batches.append(len(metrics))
+        return log_batch(client, run_id, metrics=metrics, params=params, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", held_log_batch)
+    tracker = tracking.Tracker(file_store, run_id="batched")
+    tracker.start({"learning_rate": 1e-3})
+    for step in range(1, 1251):
+        tracker.log_metrics(step, {"train_loss": 1.0 / step, "learning_rate": 1e-3})
+    released.set()
+    tracker.close(tracking.FINISHED, wait_seconds=60)
+    assert batches == [tracking.METRICS_PER_REQUEST, tracking.METRICS_PER_REQUEST, 500]
+    (mlflow_run,) = mlflow_runs(file_store)
+    assert len(history(file_store, mlflow_run.info.run_id, "train_loss")) == 1250
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("https://user:secret@mlflow.example/ml?token=abc&x=1", "https://***@mlflow.example/ml?token=***&x=***"),
+    ("http://h:5000/?sekrit", "http://h:5000/?***"),
+    ("Max retries exceeded with url: /?token=abc/api/2.0/mlflow/runs/get?run_id=r1 (Caused by ...)",
+     "Max retries exceeded with url: /?token=*** (Caused by ...)"),
+    ("HTTPConnectionPool(host='h', port=5000): url: '/x?token=abc'", "HTTPConnectionPool(host='h', port=5000): "
+     "url: '/x?token=***'"),
+    ("no credentials here? none", "no credentials here? none"),
+    ("https://mlflow.example.internal", "https://mlflow.example.internal"),
+])
+def test_redact_hides_every_credential_of_a_url(text, shown):
+    assert tracking.redact(text) == shown
+
+
+def test_a_token_in_the_tracking_uri_is_never_logged(small_data, tmp_path, monkeypatch, caplog, refused_port):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    tracker = tracking.Tracker(f"http://user:pw1@127.0.0.1:{refused_port}/?token=sekrit&user=alice", run_id="r")
+    with caplog.at_level(logging.INFO, "bert_train"):
+        tracker.start({"learning_rate": 1e-3})
+        tracker.log_metrics(1, {"train_loss": 1.0})
+        tracker.close(tracking.FINISHED, wait_seconds=60)
+    assert tracker.failed and "MLflow tracking at" in caplog.text
+    assert not {"sekrit", "alice", "pw1"} & set(re.split(r"[^A-Za-z0-9]+", caplog.text)), caplog.text

@@ -1,8 +1,9 @@
 """`python -m bert_train ...`: the container's command, and the local mode on a laptop CPU.
 
 Exit codes (bertbatch_contract.job): 0 done; 2 bad input (one line on stderr, nothing written);
-75 stopped by SIGTERM after writing and uploading a checkpoint (safe to resume); 74 the
-checkpoint store could not be read, or written for too long (retry: the next attempt resumes);
+75 stopped by SIGTERM after writing and uploading a checkpoint (safe to resume); 74 S3 could
+not answer: the start-up write check, the checkpoint store read, or written for too long or not
+by the deadline after SIGTERM (retry: the next attempt resumes);
 76 the run's cost cap was reached after a checkpoint (not retried: resubmit with a higher cap);
 1 anything else, a non-finite loss included (one line on stderr, no model published).
 """

@@ -26,7 +26,8 @@ with StoreUnavailable instead of letting it train from scratch over it.
 An upload that fails is retried with backoff, file by file; a checkpoint that still fails is
 logged and kept in the staging directory, and training goes on: the next checkpoint tries again.
 Only when no checkpoint has reached the store for `give_up_after` seconds does `save()` raise
-StoreUnavailable.
+StoreUnavailable. After the stop signal (`stop_within`), no retry waits and no try starts past its
+deadline (retries.RetryLadder): the checkpoint it asks for is stored before SIGKILL, or given up.
 
 Keep-K counts only checkpoints this process verified (published itself, or read back and
 checked), so corrupt or unread ones never push out a good one, and the newest verified one is
@@ -64,6 +65,7 @@ from bertbatch_contract import layout
 
 from . import storage
 from .errors import Diverged, StoreUnavailable
+from .retries import RetryLadder, Waits
 
 log = logging.getLogger("bert_train")
 
@@ -77,7 +79,8 @@ _STEP_DIR = re.compile(r"^step-(\d{9})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # a file or attempt name: no "/", no ".."
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Seconds to wait before each retry of a checkpoint read or upload, on top of botocore's own
-# retries of each request (storage.S3_MAX_ATTEMPTS).
+# retries of each request (storage.S3_MAX_ATTEMPTS); after SIGTERM, only those that end before
+# the deadline (retries.RetryLadder).
 RETRY_DELAYS = (2.0, 10.0, 30.0)
 DEFAULT_GIVE_UP_SECONDS = 30 * 60.0
 
@@ -201,7 +204,87 @@ def verify(directory: Path, manifest: Manifest) -> str | None:
     return None
 
 
-class CheckpointStore:
+class CheckpointLocation:
+    """The checkpoints stored under `uri` (a local directory or an s3:// prefix): listing, fetching
+    and verifying them. A read that fails is retried after each of `retry_delays` (retries.RetryLadder,
+    with the clock and sleep of `waits`)."""
+
+    def __init__(self, uri: str, *, retry_delays: Sequence[float] = RETRY_DELAYS, waits: Waits | None = None) -> None:
+        self.uri = uri
+        self.remote = storage.is_s3(uri)
+        self.retries = RetryLadder(retry_delays, waits)
+        self._verified: set[int] = set()  # steps this process published or read back and checked
+
+    def stop_within(self, seconds: float) -> None:
+        """The stop signal came: no retry of a read or an upload waits, and no try starts, past
+        `seconds` from now (a try under way is bounded by the S3 client's timeouts)."""
+        self.retries.stop_within(seconds)
+
+    def _list(self) -> dict[int, set[str]]:
+        out: dict[int, set[str]] = {}
+        for rel in storage.list_files(self.uri):
+            top, _, name = rel.partition("/")
+            m = _STEP_DIR.match(top)
+            if m and name:
+                out.setdefault(int(m.group(1)), set()).add(name)
+        return out
+
+    def steps(self) -> list[int]:
+        """Steps that have anything stored, newest first; StoreUnavailable if they cannot be listed."""
+        try:
+            listed = self.retries.run(f"listing {self.uri}", self._list)
+        except storage.StorageError as exc:
+            raise StoreUnavailable(f"cannot list the checkpoints ({exc}); stopping rather than starting "
+                                   "from scratch over them") from None
+        return sorted(listed, reverse=True)
+
+    def fetch(self, step: int, scratch: Path) -> Path:
+        """Local, verified copy of the checkpoint at `step`; raises ValueError if it is incomplete or
+        corrupt, StoreUnavailable if it cannot be read."""
+        src = storage.join(self.uri, step_dir(step))
+        manifest_uri = storage.join(src, MANIFEST)
+        try:
+            raw = self.retries.run(f"reading {manifest_uri}", functools.partial(storage.read_bytes, manifest_uri))
+        except storage.NotFound:
+            raise ValueError("incomplete (no manifest)") from None
+        except storage.StorageError as exc:
+            raise self._unreadable(step, exc) from None
+        manifest = parse_manifest(raw, step)
+        if self.remote:
+            local = scratch / step_dir(step)
+            shutil.rmtree(local, ignore_errors=True)
+            for name, entry in manifest.files.items():
+                uri = storage.join(src, entry.key)
+                try:
+                    self.retries.run(f"downloading {uri}", functools.partial(storage.download_file, uri, local / name))
+                except storage.NotFound:
+                    raise ValueError(f"corrupt ({entry.key} is missing)") from None
+                except storage.StorageError as exc:
+                    raise self._unreadable(step, exc) from None
+        else:
+            local = Path(src) / manifest.attempt
+        problem = verify(local, manifest)
+        if problem:
+            raise ValueError(f"corrupt ({problem})")
+        self._verified.add(step)
+        return local
+
+    @staticmethod
+    def _unreadable(step: int, exc: storage.StorageError) -> StoreUnavailable:
+        return StoreUnavailable(f"cannot read checkpoint {step_dir(step)} ({exc}); stopping rather than "
+                                "training from scratch over it")
+
+    def candidates(self, scratch: Path) -> Iterator[tuple[int, Path]]:
+        """Complete, verified checkpoints, newest first; skipped ones are logged. Raises
+        StoreUnavailable when the store cannot be read."""
+        for step in self.steps():
+            try:
+                yield step, self.fetch(step, scratch)
+            except ValueError as exc:
+                log.warning("skipping checkpoint %s: %s", step_dir(step), exc)
+
+
+class CheckpointStore(CheckpointLocation):
     """Saves checkpoints under `uri`; for s3:// it stages them in `staging_dir` first.
 
     `save()` hands the writing, hashing and uploading to one background thread and returns at
@@ -213,24 +296,24 @@ class CheckpointStore:
     StoreUnavailable. The next save (or `wait()`) waits for the previous one, so checkpoints
     complete in step order. `on_complete(step, seconds)` is called when a checkpoint is complete
     at its destination. `attempt` is the key this process writes its files under (default: a new
-    unique one); `retry_delays` the waits before each retry of a read or an upload.
+    unique one); `retry_delays` the waits before each retry of a read or an upload, `waits` the
+    clock and sleep they use (CheckpointLocation). After `stop_within(seconds)` (the stop signal)
+    no retry waits, and no try starts, past that deadline.
     """
 
     def __init__(self, uri: str, staging_dir: str | Path, keep: int, run_id: str,
                  on_complete: Callable[[int, float], None] | None = None, *, attempt: str | None = None,
-                 give_up_after: float = DEFAULT_GIVE_UP_SECONDS, retry_delays: Sequence[float] = RETRY_DELAYS) -> None:
-        self.uri = uri
-        self.remote = storage.is_s3(uri)
+                 give_up_after: float = DEFAULT_GIVE_UP_SECONDS, retry_delays: Sequence[float] = RETRY_DELAYS,
+                 waits: Waits | None = None) -> None:
+        super().__init__(uri, retry_delays=retry_delays, waits=waits)
         self.staging = Path(staging_dir)
         self.keep = keep
         self.run_id = run_id
         self.on_complete = on_complete
         self.attempt = attempt or new_attempt_id()
         self.give_up_after = give_up_after
-        self.retry_delays = tuple(retry_delays)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
         self._pending: Future[None] | None = None
-        self._verified: set[int] = set()  # steps this process published or read back and checked
         self._last_stored = time.monotonic()  # give_up_after counts from here (the start, or the last success)
         self._latest_failure: str | None = None  # why the newest checkpoint did not reach the store
         self._kept_locally: Path | None = None  # the newest checkpoint that could not be uploaded
@@ -290,10 +373,10 @@ class CheckpointStore:
         storage.upload_files([(p, storage.join(dest, self.attempt, p.name)) for p in sorted(local.iterdir())],
                              max_workers=storage.UPLOAD_FILES_AT_ONCE if urgent else 1, upload=self._upload)
         manifest_uri = storage.join(dest, MANIFEST)
-        self._retrying(f"writing {manifest_uri}", functools.partial(storage.write_bytes, manifest_uri, manifest))
+        self.retries.run(f"writing {manifest_uri}", functools.partial(storage.write_bytes, manifest_uri, manifest))
 
     def _upload(self, local: str | Path, uri: str) -> None:
-        self._retrying(f"uploading {uri}", functools.partial(storage.upload_file, local, uri))
+        self.retries.run(f"uploading {uri}", functools.partial(storage.upload_file, local, uri))
 
     def _stored(self, step: int, local: Path) -> None:
         self._verified.add(step)
@@ -320,22 +403,6 @@ class CheckpointStore:
         else:
             log.warning("%s; training goes on and the next checkpoint tries again", self._latest_failure)
 
-    def _retrying(self, what: str, action: Callable[[], T]) -> T:
-        """`action()`, retried after each of `retry_delays` while it raises a StorageError other
-        than NotFound (which is an answer, not a failure)."""
-        delays = list(self.retry_delays)
-        while True:
-            try:
-                return action()
-            except storage.NotFound:
-                raise
-            except storage.StorageError as exc:
-                if not delays:
-                    raise
-                delay = delays.pop(0)
-                log.warning("%s failed (%s); retrying in %.0f s", what, exc, delay)
-                time.sleep(delay)
-
     def wait(self) -> None:
         """Block until the pending checkpoint is done (stored, or kept locally and logged);
         re-raises any error other than a storage one."""
@@ -359,7 +426,7 @@ class CheckpointStore:
         if not kept:
             return
         try:
-            listed = self._retrying(f"listing {self.uri}", self._list)
+            listed = self.retries.run(f"listing {self.uri}", self._list)
         except storage.StorageError as exc:
             log.warning("old checkpoints not deleted this time: %s", exc)
             return
@@ -372,70 +439,6 @@ class CheckpointStore:
                     continue
                 self._verified.discard(s)
                 log.info("deleted old checkpoint %s", step_dir(s))
-
-    # --- finding ------------------------------------------------------------------------------
-    def _list(self) -> dict[int, set[str]]:
-        out: dict[int, set[str]] = {}
-        for rel in storage.list_files(self.uri):
-            top, _, name = rel.partition("/")
-            m = _STEP_DIR.match(top)
-            if m and name:
-                out.setdefault(int(m.group(1)), set()).add(name)
-        return out
-
-    def steps(self) -> list[int]:
-        """Steps that have anything stored, newest first; StoreUnavailable if they cannot be listed."""
-        try:
-            listed = self._retrying(f"listing {self.uri}", self._list)
-        except storage.StorageError as exc:
-            raise StoreUnavailable(f"cannot list the checkpoints ({exc}); stopping rather than starting "
-                                   "from scratch over them") from None
-        return sorted(listed, reverse=True)
-
-    def fetch(self, step: int, scratch: Path) -> Path:
-        """Local, verified copy of the checkpoint at `step`; raises ValueError if it is incomplete or
-        corrupt, StoreUnavailable if it cannot be read."""
-        src = storage.join(self.uri, step_dir(step))
-        manifest_uri = storage.join(src, MANIFEST)
-        try:
-            raw = self._retrying(f"reading {manifest_uri}", functools.partial(storage.read_bytes, manifest_uri))
-        except storage.NotFound:
-            raise ValueError("incomplete (no manifest)") from None
-        except storage.StorageError as exc:
-            raise self._unreadable(step, exc) from None
-        manifest = parse_manifest(raw, step)
-        if self.remote:
-            local = scratch / step_dir(step)
-            shutil.rmtree(local, ignore_errors=True)
-            for name, entry in manifest.files.items():
-                uri = storage.join(src, entry.key)
-                try:
-                    self._retrying(f"downloading {uri}", functools.partial(storage.download_file, uri, local / name))
-                except storage.NotFound:
-                    raise ValueError(f"corrupt ({entry.key} is missing)") from None
-                except storage.StorageError as exc:
-                    raise self._unreadable(step, exc) from None
-        else:
-            local = Path(src) / manifest.attempt
-        problem = verify(local, manifest)
-        if problem:
-            raise ValueError(f"corrupt ({problem})")
-        self._verified.add(step)
-        return local
-
-    @staticmethod
-    def _unreadable(step: int, exc: storage.StorageError) -> StoreUnavailable:
-        return StoreUnavailable(f"cannot read checkpoint {step_dir(step)} ({exc}); stopping rather than "
-                                "training from scratch over it")
-
-    def candidates(self, scratch: Path) -> Iterator[tuple[int, Path]]:
-        """Complete, verified checkpoints, newest first; skipped ones are logged. Raises
-        StoreUnavailable when the store cannot be read."""
-        for step in self.steps():
-            try:
-                yield step, self.fetch(step, scratch)
-            except ValueError as exc:
-                log.warning("skipping checkpoint %s: %s", step_dir(step), exc)
 
 
 def first_nonfinite(model: torch.nn.Module) -> str | None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 
 class StoreUnavailable(Exception):
-    """The checkpoint location could not be read or written for longer than allowed. Exit code
-    EXIT_STORAGE_UNAVAILABLE, which the job definition retries: the next attempt resumes from the
-    newest checkpoint that reached the store."""
+    """S3 could not answer: the checkpoint location could not be read, or written for longer than
+    allowed, or a location's start-up write check got no answer (throttling, a 5xx, the network).
+    Exit code EXIT_STORAGE_UNAVAILABLE, which the job definition retries: the next attempt resumes
+    from the newest checkpoint that reached the store."""
 
 
 class Diverged(Exception):

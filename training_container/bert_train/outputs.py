@@ -20,7 +20,7 @@ from bertbatch_contract import job, layout
 from . import storage
 from .checkpoint import first_nonfinite
 from .config import BadInput, Locations
-from .errors import Diverged
+from .errors import Diverged, StoreUnavailable
 from .state import TrainState
 
 LABEL_MAP_FILE = layout.LABEL_MAP_FILE
@@ -29,15 +29,18 @@ MODEL_CARD_FILE = "README.md"
 
 
 def check_destinations(loc: Locations) -> None:
-    """BadInput unless the output and checkpoint locations can take files, checked before any
-    training rather than after an hour of it (storage.check_writable)."""
+    """Check that the output and checkpoint locations can take files, before any training rather
+    than after an hour of it (storage.check_writable): BadInput when a location is wrong (no such
+    bucket, no permission there), StoreUnavailable (retried) when S3 cannot answer."""
     for what, uri in (("output", loc.output_uri), ("checkpoint", loc.checkpoint_uri)):
         if not uri:
             continue
         try:
             storage.check_writable(uri)
-        except storage.StorageError as exc:
+        except storage.Refused as exc:
             raise BadInput(f"{what} location {exc}") from None
+        except storage.StorageError as exc:
+            raise StoreUnavailable(f"{what} location {exc}") from None
 
 
 def metrics_record(state: TrainState, *, run_id: str, total_steps: int, steps_per_epoch: int,

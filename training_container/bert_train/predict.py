@@ -282,8 +282,10 @@ def run(config: PredictConfig, *, env: Mapping[str, str] | None = None,
     predictor = load_predictor(config.model, target.cache_dir, config.precision, config.max_seq_length)
     try:
         storage.check_writable(target.output)
-    except storage.StorageError as exc:
+    except storage.Refused as exc:
         raise BadInput(f"output location {exc}") from None
+    except storage.StorageError as exc:  # S3 could not answer: exit 74, retried
+        raise StoreUnavailable(f"output location {exc}") from None
     run_job = Job(output=target.output, model=config.model, input=config.input, shards=target.shards,
                   total_rows=total)
     name = f"shard {target.shard_index + 1}/{target.shards} (rows {shard_range.start}-{shard_range.stop - 1})"

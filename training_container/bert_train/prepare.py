@@ -119,7 +119,7 @@ def build_job(values: Mapping[str, Any], env: Mapping[str, str]) -> Job:
     fp = tokenize_pool.fingerprint(tokenizer)
     try:
         storage.check_writable(values["output"])
-    except storage.StorageError as exc:
+    except storage.Refused as exc:  # S3 failing to answer stays a StorageError: exit 74, retried
         raise BadInput(f"store location {exc}") from None
     return Job(input=values["input"], output=values["output"], settings=settings, sources=srcs, fingerprint=fp,
                child=child, children=count, workers=values.get("workers"),

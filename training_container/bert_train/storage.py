@@ -2,8 +2,11 @@
 
 All S3 access goes through `make_s3_client()`, which honours AWS_ENDPOINT_URL_S3 /
 AWS_ENDPOINT_URL (a moto server in tests, a VPC endpoint or MinIO elsewhere). Errors become
-`StorageError` with one line that names the URI; `NotFound`, its subclass, says the object is
-absent, as opposed to a read that failed (a 5xx, a timeout), which a caller may retry.
+`StorageError` with one line that names the URI. Its subclasses are S3's definite answers about
+what the caller named: `NotFound` (no such object) and `Refused` (no such bucket, or no
+permission there), which retrying does not change. A plain StorageError is S3 failing to answer
+(throttling, a 5xx, a timeout, a lost connection): worth retrying. `s3_error` is the one place
+that sorts botocore's errors into the three.
 """
 
 from __future__ import annotations
@@ -26,10 +29,20 @@ from typing import Any
 UPLOAD_PART_BYTES = 16 * 1024 * 1024
 UPLOAD_PART_CONCURRENCY = 10
 UPLOAD_FILES_AT_ONCE = 3
-# botocore's own retries (standard mode: throttling, 5xx, connection errors) for every request.
-S3_MAX_ATTEMPTS = 8
+# botocore's own retries (standard mode: throttling, 5xx, connection errors) for every request:
+# S3_MAX_ATTEMPTS tries in all, each bounded by the timeouts. One request with all its tries
+# (3 x (5 + 20) s, plus at most 1 + 2 s of backoff) fits within the seconds the checkpoint after
+# SIGTERM has (job.SIGTERM_CHECKPOINT_BUDGET_SECONDS); the checkpoint store's retries between
+# whole tries stop at that deadline (retries.RetryLadder). The read timeout is per socket read
+# or send, not per request: a 16 MB part that makes progress is never cut off.
+S3_MAX_ATTEMPTS = 3
+S3_CONNECT_TIMEOUT_SECONDS = 5
+S3_READ_TIMEOUT_SECONDS = 20
 # Error codes that mean "there is no such object", not "S3 could not answer".
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
+# Error codes that mean the bucket the caller named is wrong for this role: it does not exist, or
+# the role may not use it. Throttling (SlowDown), 5xx and network errors are not among them.
+_REFUSED_CODES = frozenset({"AccessDenied", "NoSuchBucket", "AllAccessDisabled", "InvalidBucketName", "403"})
 
 
 class StorageError(Exception):
@@ -38,6 +51,11 @@ class StorageError(Exception):
 
 class NotFound(StorageError):
     """The object or file does not exist (S3 answered: no such key)."""
+
+
+class Refused(StorageError):
+    """S3 answered that the location cannot be used (no such bucket, access denied), or a local
+    path is not a writable directory: the caller's location is wrong, and a retry will not help."""
 
 
 def is_s3(uri: str) -> bool:
@@ -68,7 +86,8 @@ def make_s3_client():
     # pooled connection for every part that can be in flight at once (see upload_files).
     return boto3.client(
         "s3", endpoint_url=endpoint,
-        config=Config(retries={"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS},
+        config=Config(retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
+                      connect_timeout=S3_CONNECT_TIMEOUT_SECONDS, read_timeout=S3_READ_TIMEOUT_SECONDS,
                       max_pool_connections=max(10, UPLOAD_FILES_AT_ONCE * UPLOAD_PART_CONCURRENCY)),
     )
 
@@ -94,12 +113,17 @@ def _describe(exc: BaseException) -> str:
 
 
 def s3_error(uri: str, doing: str, exc: BaseException) -> StorageError:
-    """The one-line error for a failed S3 call: NotFound when S3 said the key does not exist."""
-    from botocore.exceptions import ClientError
+    """The one-line error for a failed S3 call: NotFound when S3 said the key does not exist,
+    Refused when it said the bucket does not exist or may not be used (or botocore rejected the
+    bucket name itself), a plain StorageError (retryable) for anything else."""
+    from botocore.exceptions import ClientError, ParamValidationError
 
     message = f"{uri}: cannot {doing} ({_describe(exc)})"
-    if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _NOT_FOUND_CODES:
+    code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+    if code in _NOT_FOUND_CODES:
         return NotFound(message)
+    if code in _REFUSED_CODES or isinstance(exc, ParamValidationError):
+        return Refused(message)
     return StorageError(message)
 
 
@@ -124,7 +148,7 @@ def write_bytes(uri: str, data: bytes) -> None:
         try:
             make_s3_client().put_object(Bucket=bucket, Key=key, Body=data)
         except Exception as exc:
-            raise StorageError(f"{uri}: cannot write ({_describe(exc)})") from None
+            raise s3_error(uri, "write", exc) from None
         return
     path = Path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -260,7 +284,7 @@ def delete(uri: str) -> None:
         try:
             make_s3_client().delete_object(Bucket=bucket, Key=key)
         except Exception as exc:
-            raise StorageError(f"{uri}: cannot delete ({_describe(exc)})") from None
+            raise s3_error(uri, "delete", exc) from None
         return
     Path(uri).unlink(missing_ok=True)
 
@@ -279,36 +303,38 @@ def delete_tree(prefix_uri: str, first: str | None = None) -> None:
 
 
 def check_writable(uri: str) -> None:
-    """Raise StorageError unless `uri` can take files: for s3://, a multipart upload is started
-    under it and aborted (the bucket exists and this role may write there); a local path must be
-    a directory, or not exist yet under a writable directory. Creates nothing locally."""
+    """Raise Refused unless `uri` can take files, StorageError when S3 cannot say (throttling, a
+    5xx, the network): for s3://, a multipart upload is started under it and aborted (the bucket
+    exists and this role may write there); a local path must be a directory, or not exist yet
+    under a writable directory. Creates nothing locally. The error names `uri`."""
     if is_s3(uri):
-        _probe_s3_write(join(uri, f".write-probe-{uuid.uuid4().hex[:12]}"))
+        _probe_s3_write(uri, join(uri, f".write-probe-{uuid.uuid4().hex[:12]}"))
         return
     path = Path(uri)
     if path.exists() and not path.is_dir():
-        raise StorageError(f"{uri}: not a directory")
+        raise Refused(f"{uri}: not a directory")
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
-        raise StorageError(f"{uri}: {existing} is not a directory")
+        raise Refused(f"{uri}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise StorageError(f"{uri}: {existing} is not writable")
+        raise Refused(f"{uri}: {existing} is not writable")
 
 
-def _probe_s3_write(probe: str) -> None:
+def _probe_s3_write(uri: str, probe: str) -> None:
     """Start a multipart upload at `probe` and abort it: it needs the same s3:PutObject (and KMS
     data key) as a real write, but no s3:DeleteObject, and leaves no object, version or delete
-    marker in a versioned bucket (the job roles may not delete under runs/)."""
+    marker in a versioned bucket (the job roles may not delete under runs/). Errors name `uri`,
+    the location the user gave, sorted by `s3_error`."""
     bucket, key = split_s3(probe)
     client = make_s3_client()
     try:
         upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
     except Exception as exc:
-        raise StorageError(f"{probe}: cannot write ({_describe(exc)})") from None
+        raise s3_error(uri, "write", exc) from None
     try:
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
     except Exception as exc:
-        raise StorageError(f"{probe}: cannot abort the write probe's upload ({_describe(exc)})") from None
+        raise s3_error(uri, "abort the write probe's upload", exc) from None
 
 
 def read_json(uri: str) -> dict[str, Any] | None:

@@ -46,6 +46,7 @@ from .batches import MemoryBatches, StepBatch, StoreBatches
 from .config import BadInput, Cadence, Locations, TrainConfig, resolve_cadence, resolve_locations, validate
 from .errors import Diverged, StoreUnavailable
 from .evaluation import evaluate, record_evaluation
+from .retries import Waits
 from .runtime import (
     Autocast,
     Dist,
@@ -61,7 +62,7 @@ from .runtime import (
 )
 from .state import TrainState
 from .telemetry import Telemetry, gpu_metrics
-from .tracking import FAILED, FINAL_WAIT_SECONDS, FINISHED, KILLED, STOP_WAIT_SECONDS, Tracker
+from .tracking import FAILED, FINISHED, KILLED, STOP_WAIT_SECONDS, Tracker
 
 log = logging.getLogger("bert_train")
 
@@ -160,10 +161,12 @@ class Window:
 # --- the run -----------------------------------------------------------------------------------
 
 
-def run(config: TrainConfig, *, on_step: Callable[[int], None] | None = None) -> TrainResult:
+def run(config: TrainConfig, *, on_step: Callable[[int], None] | None = None,
+        waits: Waits | None = None) -> TrainResult:
     """Train according to `config`; returns the result (exit_code 0, EXIT_INTERRUPTED after a
     SIGTERM, or EXIT_COST_CAP at the cost cap). Raises BadInput, before anything is written, when
-    the inputs are unusable. `on_step(step)` is called after every optimizer step (benchmarks, tests)."""
+    the inputs are unusable. `on_step(step)` is called after every optimizer step (benchmarks, tests);
+    `waits` is the clock and sleep of the checkpoint store's retries (tests: fakes)."""
     wall_start = time.monotonic()
     validate(config)
     meter = cost.meter_from_env()  # with a cost cap: reads the instance file; BadInput if unenforceable
@@ -183,7 +186,7 @@ def run(config: TrainConfig, *, on_step: Callable[[int], None] | None = None) ->
         t = dataclasses.replace(prepare(config, loc, d), tracker=tracker, cost=meter)
         tracker.start(settings(t, cadence))  # after every input check: bad input leaves no MLflow run
         keep_scratch = loc.checkpoints_are_local_only
-        checkpoints = Checkpointer(t, cadence)
+        checkpoints = Checkpointer(t, cadence, waits)
         state = TrainState()
         resumed_from = resume(t, checkpoints.store, state)
         result = train_loop(t, state, checkpoints, stop, on_step, resumed_from)
@@ -192,7 +195,7 @@ def run(config: TrainConfig, *, on_step: Callable[[int], None] | None = None) ->
         if result.interrupted:  # KILLED: a retry continues this MLflow run
             tracker.close(KILLED, wait_seconds=STOP_WAIT_SECONDS)
         else:
-            tracker.close(FINISHED, wait_seconds=FINAL_WAIT_SECONDS)
+            tracker.close(FINISHED)  # bounded: METRICS_WAIT_SECONDS, or MODEL_WAIT_SECONDS for a model upload
     except StoreUnavailable:
         keep_scratch = True  # the checkpoints that could not be uploaded are in it
         raise
@@ -346,7 +349,7 @@ class Checkpointer:
     only), then write and upload on the store's background thread. Keeps what the result
     reports: seconds per completed checkpoint and the time training was blocked."""
 
-    def __init__(self, t: Training, cadence: Cadence) -> None:
+    def __init__(self, t: Training, cadence: Cadence, waits: Waits | None = None) -> None:
         self.t = t
         self.cadence = cadence
         self.seconds: list[float] = []  # appended by the store's thread as checkpoints complete
@@ -355,7 +358,7 @@ class Checkpointer:
         self.last_time = time.monotonic()
         self.store = ckpt.CheckpointStore(t.checkpoint_uri, t.work_dir / "staging" / f"rank{t.d.rank}",
                                           t.config.keep_checkpoints, t.loc.run_id, on_complete=self._completed,
-                                          give_up_after=cadence.give_up_minutes * 60)
+                                          give_up_after=cadence.give_up_minutes * 60, waits=waits)
 
     def _completed(self, step: int, seconds: float) -> None:
         self.seconds.append(seconds)
@@ -388,6 +391,12 @@ class Checkpointer:
             dist.barrier()
         self.blocked += time.monotonic() - t0
         self.last_step, self.last_time = state.step, time.monotonic()
+
+    def stop_by_deadline(self, stop: StopRequest) -> None:
+        """After SIGTERM: the checkpoint in flight and the last one are stored, retries included,
+        within job.SIGTERM_CHECKPOINT_BUDGET_SECONDS of the signal, or given up (exit 74)."""
+        since = time.monotonic() - stop.at if stop.at is not None else 0.0  # another rank got the signal
+        self.store.stop_within(job.SIGTERM_CHECKPOINT_BUDGET_SECONDS - since)
 
     def close(self, *, require_stored: bool = False) -> None:
         """Wait for the last upload: a retry of this job resumes instead of restarting. With
@@ -454,7 +463,7 @@ def train_loop(t: Training, state: TrainState, checkpoints: Checkpointer, stop: 
     if state.step > state.last_eval_step and t.is_eval_step(state.step):
         run_evaluation(t, state, stop)  # the checkpoint was written by a SIGTERM that cut this evaluation short
     if any_rank(stop.requested, d):
-        return stopped(t, state, checkpoints, resumed_from)
+        return stopped(t, state, checkpoints, resumed_from, stop)
     if any_rank(d.is_main and t.cost.must_stop(state, checkpoints.seconds), d):  # e.g. resumed with the same cap
         return cost_capped(t, state, checkpoints, resumed_from)
 
@@ -502,7 +511,7 @@ def train_loop(t: Training, state: TrainState, checkpoints: Checkpointer, stop: 
             # Ranks must agree: under DDP only the all-reduced flag counts (a signal that lands
             # after it is seen at the next step); one process may stop at once.
             if stop_now or (not d.enabled and stop.requested):
-                return stopped(t, state, checkpoints, resumed_from)
+                return stopped(t, state, checkpoints, resumed_from, stop)
             if over_cap:
                 return cost_capped(t, state, checkpoints, resumed_from)
             if state.step < plan.total_steps and not state.early_stopped and (
@@ -600,8 +609,11 @@ def run_evaluation(t: Training, state: TrainState, stop: StopRequest) -> None:
 # --- the end: stopped by a signal, or 5. outputs ---------------------------------------------------
 
 
-def stopped(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_from: int | None) -> TrainResult:
-    """Stop at this step boundary: a last checkpoint (unless this step has one), then EXIT_INTERRUPTED."""
+def stopped(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_from: int | None,
+            stop: StopRequest) -> TrainResult:
+    """Stop at this step boundary: a last checkpoint (unless this step has one), then EXIT_INTERRUPTED;
+    StoreUnavailable if it cannot be stored before the deadline the signal set."""
+    checkpoints.stop_by_deadline(stop)
     if state.step > checkpoints.last_step:
         checkpoints.save(state, wait=True)
     checkpoints.close(require_stored=True)
@@ -670,7 +682,7 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
         outputs.write_local(local_out, model=t.parts.model, tokenizer=t.inputs.tokenizer, labels=t.inputs.labels,
                             run_id=t.loc.run_id, config=settings(t, checkpoints.cadence), metrics=result.metrics)
         outputs.publish(local_out, t.loc.output_uri)
-        t.tracker.log_model_dir(local_out)  # run() waits for it before the scratch dir goes
+        t.tracker.log_model_dir(local_out)  # if the job asked; run() waits for it before the scratch dir goes
         log.info("done: step %d, eval_accuracy %s, eval_f1 %s; model in %s", state.step,
                  _fmt(result.metrics["eval_accuracy"]), _fmt(result.metrics["eval_f1"]), t.loc.output_uri)
     if d.enabled:
