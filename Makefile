@@ -23,7 +23,7 @@ CDK := $(abspath node_modules/.bin/cdk)
 # instance profile's credentials included.)
 NO_AWS := env $$(env | grep -o '^AWS_[A-Z0-9_]*' | sed 's/^/-u /') AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help install quickstart synth check scan actionlint test lint bootstrap deploy diff destroy bench clean
+.PHONY: help install quickstart synth check scan actionlint test lint image-lock base-image-digest bootstrap deploy diff destroy bench clean
 
 help:
 	@echo "make synth    synthesize every stack offline, gate on cdk-nag and cfn-lint (PROFILE=$(PROFILE))"
@@ -32,6 +32,8 @@ help:
 	@echo "make scan     make synth, then checkov over the templates (CDK_OUT=$(CDK_OUT))"
 	@echo "make actionlint   lint the GitHub Actions workflows (with shellcheck on their run: steps)"
 	@echo "make lint     make scan plus hadolint on the Dockerfile"
+	@echo "make image-lock   regenerate training_container/requirements.lock (hashes) from requirements.txt (needs PyPI)"
+	@echo "make base-image-digest   resolve the training image's base tag to its digest (needs docker buildx and Docker Hub)"
 	@echo "make bootstrap   CDK bootstrap of the target account and region, once before the first deploy (needs AWS credentials)"
 	@echo "make diff | deploy | destroy   CDK CLI against a real account (needs AWS credentials)"
 	@echo "make bench    run the benchmarks in bench/ and write bench/results/"
@@ -101,6 +103,26 @@ test: install
 # --- the rest ----------------------------------------------------------------------------
 lint: scan $(VENV)/.dev-deps
 	$(BIN)/hadolint training_container/Dockerfile
+
+# The training image installs its Python packages with `pip install --require-hashes` from this
+# lock: every pin of training_container/requirements.txt with the sha256 of each of its files on
+# PyPI. pip-tools runs in a throwaway venv (it is not a dependency of the project). torch is not
+# in it: the CUDA build comes with the digest-pinned base image.
+PIP_TOOLS := pip-tools==7.7.0
+image-lock:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp" && "$$tmp/bin/pip" install --quiet --disable-pip-version-check "$(PIP_TOOLS)" && \
+	CUSTOM_COMPILE_COMMAND="make image-lock" "$$tmp/bin/pip-compile" --quiet --generate-hashes --allow-unsafe \
+	  --strip-extras --no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple \
+	  --output-file training_container/requirements.lock training_container/requirements.txt
+
+# The digest the base image's tag points to now, written where the Training stack reads it (the
+# Dockerfile's BASE_IMAGE_DIGEST build arg). Review the change like any other pin.
+BASE_IMAGE_TAG := pytorch/pytorch:2.13.0-cuda12.6-cudnn9-runtime
+base-image-digest:
+	@digest=$$(docker buildx imagetools inspect "$(BASE_IMAGE_TAG)" --format '{{json .Manifest.Digest}}' | tr -d '"') && \
+	case "$$digest" in sha256:*) ;; *) echo "no digest for $(BASE_IMAGE_TAG): $$digest" >&2; exit 1;; esac && \
+	echo "$$digest" > training_container/base-image.digest && echo "$(BASE_IMAGE_TAG)@$$digest"
 
 # CDK bootstrap, once per account and region before the first deploy: the CDKToolkit stack
 # (asset bucket, image repository, deploy roles) with the pinned CLI and the venv's Python and
