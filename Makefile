@@ -23,7 +23,7 @@ CDK := $(abspath node_modules/.bin/cdk)
 # instance profile's credentials included.)
 NO_AWS := env $$(env | grep -o '^AWS_[A-Z0-9_]*' | sed 's/^/-u /') AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help install quickstart synth check scan actionlint test lint image-lock base-image-digest bootstrap deploy diff destroy bench clean
+.PHONY: help install quickstart synth check scan actionlint test lint image-lock base-image-digest deploy-tools bootstrap deploy diff destroy bench clean
 
 help:
 	@echo "make synth    synthesize every stack offline, gate on cdk-nag and cfn-lint (PROFILE=$(PROFILE))"
@@ -69,6 +69,10 @@ node_modules/.installed: package.json package-lock.json $(VENV)/.synth-deps
 	@touch $@
 
 install: $(VENV)/.dev-deps node_modules/.installed $(CHECKOV_VENV)/.installed
+
+# What bootstrap, diff, deploy and destroy run with. CI installs it before it assumes the deploy
+# role, so that no package is fetched while AWS credentials are in the environment.
+deploy-tools: $(VENV)/.synth-deps node_modules/.installed
 
 # --- the two main commands -------------------------------------------------------------
 synth: $(VENV)/.synth-deps node_modules/.installed
@@ -130,8 +134,20 @@ base-image-digest:
 # environment argument the CLI bootstraps the environments of the profile's stacks, taking the
 # account (and, for dev, the region) from the credentials; name one explicitly with
 # CDK_ARGS="aws://123456789012/us-east-1".
+# The CloudFormation execution role gets the managed policy created from
+# deploy/cfn-execution-policy.json (docs/deploy.md), not the CLI's default AdministratorAccess:
+# CFN_EXECUTION_POLICY in the credentials' account, or the full CFN_EXECUTION_POLICY_ARN.
+CFN_EXECUTION_POLICY ?= bert-batch-cfn-execution
+CFN_EXECUTION_POLICY_ARN ?=
+ACCOUNT_OF_CREDENTIALS := import boto3; print(boto3.client("sts").get_caller_identity()["Account"])
 bootstrap: $(VENV)/.synth-deps node_modules/.installed
-	$(CDK) bootstrap -c profile=$(PROFILE) $(CDK_ARGS)
+	@policy="$(CFN_EXECUTION_POLICY_ARN)"; \
+	if [ -z "$$policy" ]; then \
+	  account=$$($(BIN)/python -c '$(ACCOUNT_OF_CREDENTIALS)' 2>/dev/null) || { echo "make bootstrap: no AWS account from the credentials to name the execution policy in: set AWS_PROFILE or CFN_EXECUTION_POLICY_ARN" >&2; exit 1; }; \
+	  policy="arn:aws:iam::$$account:policy/$(CFN_EXECUTION_POLICY)"; \
+	fi; \
+	echo "$(CDK) bootstrap -c profile=$(PROFILE) --cloudformation-execution-policies $$policy $(CDK_ARGS)"; \
+	$(CDK) bootstrap -c profile=$(PROFILE) --cloudformation-execution-policies "$$policy" $(CDK_ARGS)
 
 diff: $(VENV)/.synth-deps node_modules/.installed
 	$(CDK) diff --all -c profile=$(PROFILE) $(CDK_ARGS)
