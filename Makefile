@@ -23,7 +23,7 @@ CDK := $(abspath node_modules/.bin/cdk)
 # instance profile's credentials included.)
 NO_AWS := env $$(env | grep -o '^AWS_[A-Z0-9_]*' | sed 's/^/-u /') AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help install quickstart synth check scan actionlint test lint bootstrap deploy diff destroy prices bench clean
+.PHONY: help install quickstart synth check scan actionlint test lint image-lock base-image-digest deploy-tools bootstrap deploy diff destroy prices bench clean
 
 help:
 	@echo "make synth    synthesize every stack offline, gate on cdk-nag and cfn-lint (PROFILE=$(PROFILE))"
@@ -32,6 +32,8 @@ help:
 	@echo "make scan     make synth, then checkov over the templates (CDK_OUT=$(CDK_OUT))"
 	@echo "make actionlint   lint the GitHub Actions workflows (with shellcheck on their run: steps)"
 	@echo "make lint     make scan plus hadolint on the Dockerfile"
+	@echo "make image-lock   regenerate training_container/requirements.lock (hashes) from requirements.txt (needs PyPI)"
+	@echo "make base-image-digest   resolve the training image's base tag to its digest (needs docker buildx and Docker Hub)"
 	@echo "make bootstrap   CDK bootstrap of the target account and region, once before the first deploy (needs AWS credentials)"
 	@echo "make diff | deploy | destroy   CDK CLI against a real account (needs AWS credentials)"
 	@echo "make prices   refresh bertbatch/data/prices.json from the AWS Price List API and Spot price history (needs AWS credentials)"
@@ -69,6 +71,10 @@ node_modules/.installed: package.json package-lock.json $(VENV)/.synth-deps
 
 install: $(VENV)/.dev-deps node_modules/.installed $(CHECKOV_VENV)/.installed
 
+# What bootstrap, diff, deploy and destroy run with. CI installs it before it assumes the deploy
+# role, so that no package is fetched while AWS credentials are in the environment.
+deploy-tools: $(VENV)/.synth-deps node_modules/.installed
+
 # --- the two main commands -------------------------------------------------------------
 synth: $(VENV)/.synth-deps node_modules/.installed
 	@test -n "$(strip $(CDK_OUT))" || { echo "CDK_OUT is empty: name the output directory" >&2; exit 2; }
@@ -103,14 +109,46 @@ test: install
 lint: scan $(VENV)/.dev-deps
 	$(BIN)/hadolint training_container/Dockerfile
 
+# The training image installs its Python packages with `pip install --require-hashes` from this
+# lock: every pin of training_container/requirements.txt with the sha256 of each of its files on
+# PyPI. pip-tools runs in a throwaway venv (it is not a dependency of the project). torch is not
+# in it: the CUDA build comes with the digest-pinned base image.
+PIP_TOOLS := pip-tools==7.7.0
+image-lock:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp" && "$$tmp/bin/pip" install --quiet --disable-pip-version-check "$(PIP_TOOLS)" && \
+	CUSTOM_COMPILE_COMMAND="make image-lock" "$$tmp/bin/pip-compile" --quiet --generate-hashes --allow-unsafe \
+	  --strip-extras --no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple \
+	  --output-file training_container/requirements.lock training_container/requirements.txt
+
+# The digest the base image's tag points to now, written where the Training stack reads it (the
+# Dockerfile's BASE_IMAGE_DIGEST build arg). Review the change like any other pin.
+BASE_IMAGE_TAG := pytorch/pytorch:2.13.0-cuda12.6-cudnn9-runtime
+base-image-digest:
+	@digest=$$(docker buildx imagetools inspect "$(BASE_IMAGE_TAG)" --format '{{json .Manifest.Digest}}' | tr -d '"') && \
+	case "$$digest" in sha256:*) ;; *) echo "no digest for $(BASE_IMAGE_TAG): $$digest" >&2; exit 1;; esac && \
+	echo "$$digest" > training_container/base-image.digest && echo "$(BASE_IMAGE_TAG)@$$digest"
+
 # CDK bootstrap, once per account and region before the first deploy: the CDKToolkit stack
 # (asset bucket, image repository, deploy roles) with the pinned CLI and the venv's Python and
 # Node 24 from PATH. It needs credentials, so the AWS_* variables are kept. Without an
 # environment argument the CLI bootstraps the environments of the profile's stacks, taking the
 # account (and, for dev, the region) from the credentials; name one explicitly with
 # CDK_ARGS="aws://123456789012/us-east-1".
+# The CloudFormation execution role gets the managed policy created from
+# deploy/cfn-execution-policy.json (docs/deploy.md), not the CLI's default AdministratorAccess:
+# CFN_EXECUTION_POLICY in the credentials' account, or the full CFN_EXECUTION_POLICY_ARN.
+CFN_EXECUTION_POLICY ?= bert-batch-cfn-execution
+CFN_EXECUTION_POLICY_ARN ?=
+ACCOUNT_OF_CREDENTIALS := import boto3; print(boto3.client("sts").get_caller_identity()["Account"])
 bootstrap: $(VENV)/.synth-deps node_modules/.installed
-	$(CDK) bootstrap -c profile=$(PROFILE) $(CDK_ARGS)
+	@policy="$(CFN_EXECUTION_POLICY_ARN)"; \
+	if [ -z "$$policy" ]; then \
+	  account=$$($(BIN)/python -c '$(ACCOUNT_OF_CREDENTIALS)' 2>/dev/null) || { echo "make bootstrap: no AWS account from the credentials to name the execution policy in: set AWS_PROFILE or CFN_EXECUTION_POLICY_ARN" >&2; exit 1; }; \
+	  policy="arn:aws:iam::$$account:policy/$(CFN_EXECUTION_POLICY)"; \
+	fi; \
+	echo "$(CDK) bootstrap -c profile=$(PROFILE) --cloudformation-execution-policies $$policy $(CDK_ARGS)"; \
+	$(CDK) bootstrap -c profile=$(PROFILE) --cloudformation-execution-policies "$$policy" $(CDK_ARGS)
 
 diff: $(VENV)/.synth-deps node_modules/.installed
 	$(CDK) diff --all -c profile=$(PROFILE) $(CDK_ARGS)

@@ -16,13 +16,13 @@ def main() -> None:
     app = cdk.App()
     try:
         config = load_config(app.node.get_all_context())
+        for key, value in offline_az_context(config).items():
+            app.node.set_context(key, value)
+        build_platform(app, config)  # reads the image's recorded base digest
     except ConfigError as exc:
-        # One line, no jsii stack trace: the key, the bad value and what is allowed.
+        # One line, no jsii stack trace: the key (or file), the bad value and what is allowed.
         print(exc, file=sys.stderr)
         sys.exit(1)
-    for key, value in offline_az_context(config).items():
-        app.node.set_context(key, value)
-    build_platform(app, config)
     add_compliance_checks(app, config)
     app.synth()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from platform_constructs.fallback import SpotFallback
 from platform_constructs.logs import encrypted_log_group
 from platform_constructs.lustre import MOUNT_PATH, LinkedLustre
 from platform_constructs.training_iam import TrainingRoles, ecr_repository_arn_of
-from stacks.config import PlatformConfig
+from stacks.config import ConfigError, PlatformConfig
 
 FSX_DISABLED = discovery.NOT_CONFIGURED  # discovery value of the FSx mount path when FSx is off
 # The image's build context is the repository root (the image copies bertbatch_contract beside
@@ -50,6 +51,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "training_container/Dockerfile"
 PACKAGE = "bert-batch"
 IMAGE_VERSION_ARG = "IMAGE_VERSION"  # the Dockerfile's build arg, recorded in every model card
+BASE_IMAGE_DIGEST_ARG = "BASE_IMAGE_DIGEST"  # the Dockerfile's FROM pins the base image to it
+BASE_IMAGE_DIGEST_FILE = "training_container/base-image.digest"  # `make base-image-digest` writes it
 
 
 def image_version(build_context: Path = REPO_ROOT) -> str:
@@ -64,6 +67,17 @@ def image_version(build_context: Path = REPO_ROOT) -> str:
     ]
     fingerprint = FileSystem.fingerprint(str(build_context), exclude=patterns, ignore_mode=IgnoreMode.DOCKER)
     return f"{importlib.metadata.version(PACKAGE)}-{fingerprint[:12]}"
+
+
+def base_image_digest(repo: Path = REPO_ROOT) -> str:
+    """The base image's digest recorded beside the Dockerfile ('#' lines are comments). Empty
+    until it is resolved: synth goes on, and building the image stops at its FROM."""
+    lines = (repo / BASE_IMAGE_DIGEST_FILE).read_text().splitlines()
+    digest = " ".join(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+    if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        raise ConfigError(f"{BASE_IMAGE_DIGEST_FILE}: {digest!r} is not a sha256:<64 hex> digest "
+                         "(make base-image-digest writes it)")
+    return digest
 
 
 class TrainingStack(Stack):
@@ -293,7 +307,7 @@ class TrainingStack(Stack):
             directory=str(REPO_ROOT),
             file=DOCKERFILE,
             platform=ecr_assets.Platform.LINUX_AMD64,
-            build_args={IMAGE_VERSION_ARG: image_version()},
+            build_args={IMAGE_VERSION_ARG: image_version(), BASE_IMAGE_DIGEST_ARG: base_image_digest()},
         )
         # The asset lands in the CDK bootstrap's container-assets repository, shared by every CDK
         # app of the account and region. ECR grants stop at a repository (no per-image resource

@@ -19,12 +19,12 @@ from ..session import Session, pass_session
 def doctor(ctx: click.Context, session: Session, output: str) -> None:
     """Check that the profile's platform can run jobs: SSM parameters, queues and compute
     environments, the Batch and Spot service-linked roles, the G/P vCPU quotas against the
-    compute environments' caps, FSx, the staged default model, the budget and its alert
-    subscriptions.
+    compute environments' caps, the data and artifacts buckets, the job definitions, the log
+    group, FSx, the staged default model, the budget and its alert subscriptions.
 
     Prints one row per check (ok, warn or fail) and, for each failure, the command that fixes
-    it (-o json: one JSON line per check). Exit code 1 when a check fails. Read-only: it
-    changes nothing.
+    it (-o json: one JSON line per check). Every check runs whatever the others find. Exit code
+    1 when a check fails. Read-only: it changes nothing.
 
     \b
     Examples:

@@ -1,107 +1,79 @@
-"""bertbatch doctor on the template-derived platform. moto has no EC2 quotas in Service Quotas
-and no DescribeSubscribersForNotification in Budgets: small fakes stand in for those two calls,
-answering from the templates."""
+"""bertbatch doctor on the platform built from the synthesized templates (moto). What moto
+lacks is stubbed with botocore's Stubber at the CLI's client factory, answering with what moto
+holds plus the missing part: Service Quotas' EC2 vCPU quotas, Budgets'
+DescribeSubscribersForNotification, the file systems' Lifecycle, and an email subscription still
+waiting for confirmation (moto confirms at once)."""
 
 from __future__ import annotations
 
 import pytest
+from botocore.stub import Stubber
 
 from bertbatch import doctor
 from bertbatch_contract import discovery, layout
-from tests.platform_from_templates import Deployed, deploy
+from tests.platform_from_templates import ACCOUNT, Deployed, deploy
 
-from .conftest import client
+from .conftest import REGION, client
 from .helpers import one_line_error
 
-
-class FakeQuotas:
-    """Service Quotas' GetServiceQuota for the EC2 vCPU quotas."""
-
-    def __init__(self, values: dict[str, float]):
-        self.values = values
-
-    def get_service_quota(self, ServiceCode: str, QuotaCode: str) -> dict:  # noqa: N803 - boto3's names
-        assert ServiceCode == "ec2"
-        return {"Quota": {"QuotaCode": QuotaCode, "Value": self.values[QuotaCode]}}
+# What dev's compute environments draw from (G instances On-Demand and Spot, the Spot CPUs of data
+# preparation), in the order doctor asks for them: by quota code.
+DEV_QUOTAS = ("L-34B43A08", "L-3819A6DF", "L-DB2E81BA")
 
 
-class BudgetsWithSubscribers:
-    """moto's Budgets client plus DescribeSubscribersForNotification, from the template's budget."""
-
-    def __init__(self, real, declared: dict[str, dict]):
-        self.real, self.declared = real, declared
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-    def describe_subscribers_for_notification(self, AccountId, BudgetName, Notification):  # noqa: N803
-        for item in self.declared[BudgetName]["NotificationsWithSubscribers"]:
-            if all(item["Notification"].get(k) == v for k, v in Notification.items() if k in item["Notification"]):
-                return {"Subscribers": item["Subscribers"]}
-        return {"Subscribers": []}
+def answered_by_moto(response: dict) -> dict:
+    return {k: v for k, v in response.items() if k != "ResponseMetadata"}
 
 
-class PendingSns:
-    """moto confirms email subscriptions at once: report some as AWS shows them before confirmation."""
-
-    def __init__(self, real, pending: set[str]):
-        self.real, self.pending = real, pending
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-    def get_paginator(self, operation):
-        real = self.real.get_paginator(operation)
-        pending = self.pending
-
-        class Paginator:
-            def paginate(self, **kwargs):
-                for page in real.paginate(**kwargs):
-                    for sub in page.get("Subscriptions", []):
-                        if sub["Endpoint"] in pending:
-                            sub["SubscriptionArn"] = "PendingConfirmation"
-                    yield page
-
-        return Paginator()
+def stub_quotas(made, values: dict[str, float]):
+    stubber = Stubber(made)
+    for code in DEV_QUOTAS:
+        stubber.add_response("get_service_quota", {"Quota": {"QuotaCode": code, "Value": values[code]}},
+                             {"ServiceCode": "ec2", "QuotaCode": code})
+    stubber.activate()
+    return made
 
 
-class FsxWithLifecycle:
-    """moto's FSx describes file systems without their Lifecycle."""
-
-    def __init__(self, real, state: dict):
-        self.real, self.state = real, state
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-    def get_paginator(self, operation):
-        real, state = self.real.get_paginator(operation), self.state
-
-        class Paginator:
-            def paginate(self, **kwargs):
-                for page in real.paginate(**kwargs):
-                    for fs in page.get("FileSystems", []):
-                        fs["Lifecycle"] = state["fsx"]
-                    yield page
-
-        return Paginator()
+def stub_budgets(made, deployed: Deployed):
+    """The budget and its notifications as moto has them, with the subscribers the template declares."""
+    moto = client("budgets")
+    [(name, declared)] = deployed.declared.budgets.items()
+    who = {"AccountId": ACCOUNT, "BudgetName": name}
+    stubber = Stubber(made)
+    stubber.add_response("describe_budget", answered_by_moto(moto.describe_budget(**who)), who)
+    notifications = answered_by_moto(moto.describe_notifications_for_budget(**who))
+    stubber.add_response("describe_notifications_for_budget", notifications, who)
+    for notification in notifications["Notifications"]:
+        [subscribers] = [item["Subscribers"] for item in declared["NotificationsWithSubscribers"]
+                         if all(item["Notification"].get(k, v) == v for k, v in notification.items())]
+        stubber.add_response("describe_subscribers_for_notification", {"Subscribers": subscribers},
+                             {**who, "Notification": notification})
+    stubber.activate()
+    return made
 
 
-class BatchWithStatus:
-    """moto describes every compute environment as VALID: report the status a test sets."""
+def stub_pending(made, pending: set[str]):
+    """moto's subscriptions, those in `pending` as AWS lists them before the email is confirmed."""
+    (topic,) = {sub["TopicArn"] for sub in client("sns").list_subscriptions()["Subscriptions"]}
+    listed = answered_by_moto(client("sns").list_subscriptions_by_topic(TopicArn=topic))
+    for sub in listed["Subscriptions"]:
+        if sub["Endpoint"] in pending:
+            sub["SubscriptionArn"] = "PendingConfirmation"
+    stubber = Stubber(made)
+    stubber.add_response("list_subscriptions_by_topic", listed, {"TopicArn": topic})
+    stubber.activate()
+    return made
 
-    def __init__(self, real, statuses: dict[str, tuple[str, str]]):
-        self.real, self.statuses = real, statuses
 
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-    def describe_compute_environments(self, **kwargs):
-        response = self.real.describe_compute_environments(**kwargs)
-        for ce in response["computeEnvironments"]:
-            if ce["computeEnvironmentName"] in self.statuses:
-                ce["status"], ce["statusReason"] = self.statuses[ce["computeEnvironmentName"]]
-        return response
+def stub_fsx_lifecycle(made, lifecycle: str):
+    """moto's file systems, with the Lifecycle moto leaves out."""
+    listed = answered_by_moto(client("fsx").describe_file_systems())
+    for fs in listed["FileSystems"]:
+        fs["Lifecycle"] = lifecycle
+    stubber = Stubber(made)
+    stubber.add_response("describe_file_systems", listed, {})
+    stubber.activate()
+    return made
 
 
 def needed_vcpus(deployed: Deployed, *, cpu: bool = False) -> dict[bool, int]:
@@ -121,28 +93,26 @@ def deployed(aws) -> Deployed:
 
 @pytest.fixture
 def fakes(deployed, monkeypatch):
-    """Quotas that cover the caps, the default model staged, one confirmed alert email."""
+    """Quotas that cover the caps, the file system AVAILABLE, the default model staged, one
+    confirmed alert email. Tests change `quotas`, `fsx` and `pending` before they run doctor."""
     from bertbatch import aws
 
     needed = needed_vcpus(deployed)
     state = {"quotas": {"L-3819A6DF": float(needed[True]), "L-DB2E81BA": float(needed[False]),
-                        "L-34B43A08": float(needed_vcpus(deployed, cpu=True)[True]),
-                        "L-7212CCBC": 0.0, "L-417A185B": 0.0}, "pending": set(), "fsx": "AVAILABLE",
-             "compute_environments": {}}
+                        "L-34B43A08": float(needed_vcpus(deployed, cpu=True)[True])}, "pending": set(),
+             "fsx": "AVAILABLE"}
     real = aws.make_client
 
     def make_client(service, **kwargs):
-        if service == "service-quotas":
-            return FakeQuotas(state["quotas"])
         made = real(service, **kwargs)
+        if service == "service-quotas":
+            return stub_quotas(made, state["quotas"])
         if service == "budgets":
-            return BudgetsWithSubscribers(made, deployed.declared.budgets)
-        if service == "sns":
-            return PendingSns(made, state["pending"])
+            return stub_budgets(made, deployed)
         if service == "fsx":
-            return FsxWithLifecycle(made, state)
-        if service == "batch":
-            return BatchWithStatus(made, state["compute_environments"])
+            return stub_fsx_lifecycle(made, state["fsx"])
+        if service == "sns" and state["pending"]:
+            return stub_pending(made, state["pending"])
         return made
 
     monkeypatch.setattr(aws, "make_client", make_client)
@@ -226,13 +196,15 @@ def test_json_lines_carry_each_check_and_its_fix(deployed, fakes, bb):
     assert by_check["role AWSServiceRoleForBatch"]["fix"] is None
 
 
-def test_invalid_compute_environment_shows_its_reason(deployed, fakes, bb):
+def test_invalid_compute_environment_shows_its_reason(deployed):
+    """moto reports every compute environment VALID: the check itself gets one as AWS reports an
+    invalid one."""
     name = next(iter(deployed.declared.compute_environments))
-    fakes["compute_environments"][name] = ("INVALID", "CLIENT_ERROR - not authorized to perform ec2:RunInstances")
-    result = bb("doctor")
-    assert result.exit_code == 1
-    status, detail = rows(result.output)[f"compute environment {name}"]
-    assert status == doctor.FAIL and "not authorized to perform ec2:RunInstances" in detail
+    [ce] = client("batch").describe_compute_environments(computeEnvironments=[name])["computeEnvironments"]
+    ce.update(status="INVALID", statusReason="CLIENT_ERROR - not authorized to perform ec2:RunInstances")
+    row = doctor.compute_environment_state(ce, "make deploy PROFILE=dev")
+    assert row.name == f"compute environment {name}" and row.status == doctor.FAIL
+    assert "not authorized to perform ec2:RunInstances" in row.detail
 
 
 def test_fsx_not_available_and_model_not_staged(deployed, fakes, bb):
@@ -303,3 +275,115 @@ def test_the_table_fits_80_columns(deployed, fakes, bb):
     for whole in ("quota L-DB2E81BA", deployed.names[discovery.QUEUE_SPOT_FIRST], "us-east-1a", "144 vCPUs,",
                   "ml-oncall@example.com"):
         assert whole in result.output, whole
+
+
+# --- one problem never hides the others -------------------------------------------------------
+JOB_DEFINITION_KEYS = (discovery.JOB_DEFINITION_SINGLE, discovery.JOB_DEFINITION_MULTI_NODE,
+                       discovery.JOB_DEFINITION_PREDICT, discovery.JOB_DEFINITION_PREPARE)
+
+
+def job_definition_row(deployed: Deployed, key: str) -> str:
+    return f"job definition {deployed.names[key].rsplit('/', 1)[1].split(':')[0]}"
+
+
+def every_row(deployed: Deployed) -> set[str]:
+    """The rows of a ready dev platform: one per queue, compute environment, role, quota, bucket,
+    job definition, and the single ones."""
+    names = deployed.names
+    return {
+        "discovery", "data bucket", "artifacts bucket", "log group", "fsx", "default model", "budget", "alerts",
+        "role AWSServiceRoleForBatch", "role AWSServiceRoleForEC2Spot", *(f"quota {code}" for code in DEV_QUOTAS),
+        *(f"queue {names[key]}" for key in (discovery.QUEUE_SPOT_FIRST, discovery.QUEUE_ON_DEMAND,
+                                            discovery.QUEUE_MULTI_NODE, discovery.QUEUE_PREPARE)),
+        *(f"compute environment {name}" for name in deployed.declared.compute_environments),
+        *(job_definition_row(deployed, key) for key in JOB_DEFINITION_KEYS),
+    }
+
+
+def delete_bucket(bucket: str) -> None:
+    s3 = client("s3")
+    for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    s3.delete_bucket(Bucket=bucket)
+
+
+def test_a_ready_platform_has_a_row_for_every_resource_a_job_needs(deployed, fakes, bb):
+    result = bb("doctor")
+    assert result.exit_code == 0, result.output
+    assert set(rows(result.output)) == every_row(deployed)
+
+
+@pytest.mark.parametrize("bucket_key, row", [(discovery.DATA_BUCKET, "data bucket"),
+                                             (discovery.ARTIFACTS_BUCKET, "artifacts bucket")])
+def test_a_deleted_bucket_fails_its_row_and_every_other_row_is_there(deployed, fakes, bb, bucket_key, row):
+    bucket = deployed.names[bucket_key]
+    delete_bucket(bucket)
+    result = bb("doctor")
+    assert result.exit_code == 1, result.output
+    table = rows(result.output)
+    assert table[row] == (doctor.FAIL, f"{bucket} does not exist")
+    assert f"{row}: aws s3 mb s3://{bucket}" in result.output.split("To fix:", 1)[1]
+    assert set(table) == every_row(deployed)
+
+
+@pytest.mark.parametrize("key", JOB_DEFINITION_KEYS)
+def test_a_deregistered_job_definition_fails_its_row(deployed, fakes, bb, key):
+    arn = deployed.names[key]
+    client("batch").deregister_job_definition(jobDefinition=arn)
+    result = bb("doctor")
+    assert result.exit_code == 1, result.output
+    table = rows(result.output)
+    status, detail = table[job_definition_row(deployed, key)]
+    assert status == doctor.FAIL and "deregistered" in detail, detail
+    assert f"{job_definition_row(deployed, key)}: CloudFormation registers a job definition again" in result.output
+    assert set(table) == every_row(deployed)
+
+
+def test_a_deleted_log_group_fails_its_row(deployed, fakes, bb):
+    group = deployed.names[discovery.LOG_GROUP]
+    client("logs").delete_log_group(logGroupName=group)
+    result = bb("doctor")
+    assert result.exit_code == 1, result.output
+    table = rows(result.output)
+    assert table["log group"][0] == doctor.FAIL and group in table["log group"][1]
+    assert f"log group: aws logs create-log-group --log-group-name {group}" in result.output
+    assert set(table) == every_row(deployed)
+
+
+def test_a_missing_ssm_parameter_is_the_discovery_row_not_the_whole_report(deployed, fakes, bb):
+    parameter = f"/bert-batch/dev/{discovery.JOB_DEFINITION_SINGLE}"
+    client("ssm").delete_parameter(Name=parameter)
+    result = bb("doctor")
+    assert result.exit_code == 1, result.output
+    assert "Error:" not in result.output
+    table = rows(result.output)
+    assert table["discovery"] == (doctor.FAIL, f"SSM parameters missing: {parameter}")
+    assert "discovery: make deploy PROFILE=dev" in result.output
+    # the default model is read from that job definition: it cannot be checked, and says why
+    assert table["default model"] == (doctor.WARN, f"cannot check: SSM parameter {parameter} is missing "
+                                                   "(see discovery)")
+    assert set(table) == every_row(deployed) - {job_definition_row(deployed, discovery.JOB_DEFINITION_SINGLE)}
+
+
+def test_a_check_that_cannot_run_warns_and_the_others_still_run(deployed, fakes, bb, monkeypatch):
+    """Access denied to FSx: its row warns with the reason, every other row is still checked."""
+    from bertbatch import aws
+
+    made = aws.make_client
+
+    def make_client(service, **kwargs):
+        if service != "fsx":
+            return made(service, **kwargs)
+        denied = aws.boto_session(region=REGION).client("fsx")
+        stubber = Stubber(denied)
+        stubber.add_client_error("describe_file_systems", "AccessDenied", "not authorized", 403)
+        stubber.activate()
+        return denied
+
+    monkeypatch.setattr(aws, "make_client", make_client)
+    result = bb("doctor")
+    assert result.exit_code == 0, result.output  # a warning is not a failure
+    table = rows(result.output)
+    assert table["fsx"] == (doctor.WARN, "cannot check: AccessDenied: not authorized")
+    assert set(table) == every_row(deployed)
+    assert {status for name, (status, _) in table.items() if name != "fsx"} == {doctor.OK}

@@ -40,8 +40,7 @@ def test_dockerfile_passes_hadolint():
 def test_dockerfile_is_pinned_small_and_non_root():
     text = DOCKERFILE.read_text()
     froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
-    assert froms and all(re.match(r"pytorch/pytorch:2\.13\.0-cuda[\d.]+-cudnn\d+-runtime(@sha256:[0-9a-f]{64})?$", f)
-                         for f in froms), froms
+    assert froms and all(re.match(r"pytorch/pytorch:2\.13\.0-cuda[\d.]+-cudnn\d+-runtime@", f) for f in froms), froms
     assert "--no-cache-dir" in text and "apt-get" not in text  # nothing to clean up
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
@@ -120,18 +119,61 @@ def test_the_image_carries_what_the_entrypoint_runs_and_what_it_imports():
         assert f"{python_path}/{package}" in copied, f"{package} is not copied to {python_path}"
 
 
-def test_requirements_are_pinned_and_match_the_test_environment():
-    def pins(path: Path, strict: bool = True) -> dict[str, str]:
-        out = {}
-        for line in path.read_text().splitlines():
-            line = line.split("#")[0].strip()
-            if line and not line.startswith("-r"):
-                m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[\w,]+\])?==([A-Za-z0-9_.\-]+)", line)
-                assert m or not strict, f"{path.name}: not pinned: {line!r}"
-                if m:
-                    out[m.group(1).lower()] = m.group(3)
-        return out
+def _pins(path: Path, strict: bool = True) -> dict[str, str]:
+    """name (lower case, `_` as `-`) -> pinned version, one `name==version` per line."""
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line and not line.startswith("-r"):
+            m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[\w,]+\])?==([A-Za-z0-9_.\-]+)", line)
+            assert m or not strict, f"{path.name}: not pinned: {line!r}"
+            if m:
+                out[m.group(1).lower().replace("_", "-")] = m.group(3)
+    return out
 
+
+def _locked(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, sha256 hashes) of a `pip-compile --generate-hashes` lock."""
+    out: dict[str, tuple[str, list[str]]] = {}
+    for entry in re.split(r"\n(?=\S)", path.read_text()):
+        if entry.startswith("#") or not entry.strip():
+            continue
+        m = re.match(r"([A-Za-z0-9_.\-]+)==([A-Za-z0-9_.+\-]+)", entry)
+        assert m, f"{path.name}: not a pinned entry: {entry.splitlines()[0]!r}"
+        out[m.group(1).lower().replace("_", "-")] = (m.group(2), re.findall(r"--hash=sha256:([0-9a-f]{64})", entry))
+    return out
+
+
+def test_base_image_is_pinned_by_digest():
+    """The tag is readable, the digest is what is pulled: written out, or the BASE_IMAGE_DIGEST
+    build arg without a default, so an image built without it stops at FROM instead of taking
+    whatever the tag points to today."""
+    text = DOCKERFILE.read_text()
+    (base,) = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    tag, _, digest = base.partition("@")
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}|\$\{BASE_IMAGE_DIGEST\}", digest), base
+    if digest.startswith("$"):
+        assert re.search(r"^ARG BASE_IMAGE_DIGEST$", text.split("\nFROM ")[0], re.M), "ARG before FROM, no default"
+    # `make base-image-digest` resolves the same tag
+    assert re.search(rf"^BASE_IMAGE_TAG := {re.escape(tag)}$", (REPO / "Makefile").read_text(), re.M)
+
+
+def test_python_packages_are_installed_from_a_hashed_lock_of_the_pins():
+    text = DOCKERFILE.read_text()
+    installs = re.findall(r"pip install ([^\n]*)", text)
+    assert installs == ["--no-cache-dir --require-hashes --only-binary=:all: -r /tmp/requirements.lock \\"], installs
+    assert ("training_container/requirements.lock", "/tmp/requirements.lock") in _copies()
+    locked = _locked(CONTAINER_DIR / "requirements.lock")
+    # every pin of requirements.txt, at the same version, and nothing else (`make image-lock`)
+    assert {name: version for name, (version, _) in locked.items()} == _pins(CONTAINER_DIR / "requirements.txt")
+    assert all(hashes for _, hashes in locked.values()), [n for n, (_, h) in locked.items() if not h]
+    assert "torch" not in locked  # the CUDA build comes with the base image: no CUDA wheel index to lock
+    lock_text = (CONTAINER_DIR / "requirements.lock").read_text()
+    assert not re.search(r"^--(extra-)?index-url|^--find-links", lock_text, re.M)  # no machine's index in it
+
+
+def test_requirements_are_pinned_and_match_the_test_environment():
+    pins = _pins
     image = pins(CONTAINER_DIR / "requirements.txt")
     assert "torch" not in image  # the CUDA build comes from the base image
     assert image["transformers"] == "5.23.0"

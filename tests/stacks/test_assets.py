@@ -10,14 +10,23 @@ import re
 from pathlib import Path
 
 import aws_cdk as cdk
+import pytest
 
 from platform_constructs import lambda_asset
-from stacks.training_stack import DOCKERFILE, IMAGE_VERSION_ARG, PACKAGE, REPO_ROOT, image_version
+from stacks.training_stack import (
+    BASE_IMAGE_DIGEST_ARG,
+    DOCKERFILE,
+    IMAGE_VERSION_ARG,
+    PACKAGE,
+    REPO_ROOT,
+    base_image_digest,
+    image_version,
+)
 from tests.stacks.conftest import resources
 
 # Everything the training image may be built from (CDK adds the .dockerignore itself).
 IMAGE_CONTEXT_TOPS = {".dockerignore", "bertbatch_contract", "training_container"}
-IMAGE_CONTAINER_FILES = {"Dockerfile", "entrypoint.sh", "requirements.txt", "bert_train"}
+IMAGE_CONTAINER_FILES = {"Dockerfile", "entrypoint.sh", "requirements.lock", "base-image.digest", "bert_train"}
 # Big folders of a working copy that must never be walked for the image's fingerprint.
 HEAVY_DIRS = (".venv", "node_modules", "cdk.out", "tests", ".git", "bench", "docs")
 
@@ -57,11 +66,28 @@ def test_training_image_is_built_from_the_repository_root(dev):
     assert source == {"directory": f"asset.{asset.asset_hash}", "dockerFile": DOCKERFILE, "platform": "linux/amd64"}
     # <package version>-<context hash> (the hash itself: see the test below; the tree may change
     # between the session synth and this line, so it is not recomputed here).
-    assert list(build_args) == [IMAGE_VERSION_ARG]
+    assert sorted(build_args) == [BASE_IMAGE_DIGEST_ARG, IMAGE_VERSION_ARG]
     version = re.escape(importlib.metadata.version(PACKAGE))
     assert re.fullmatch(rf"{version}-[0-9a-f]{{12}}", build_args[IMAGE_VERSION_ARG])
+    # the Dockerfile's FROM pins the base image to it
+    assert build_args[BASE_IMAGE_DIGEST_ARG] == base_image_digest()
     assert (REPO_ROOT / DOCKERFILE).is_file()
-    assert f"ARG {IMAGE_VERSION_ARG}" in (REPO_ROOT / DOCKERFILE).read_text()
+    dockerfile = (REPO_ROOT / DOCKERFILE).read_text()
+    assert f"ARG {IMAGE_VERSION_ARG}" in dockerfile and f"@${{{BASE_IMAGE_DIGEST_ARG}}}" in dockerfile
+
+
+def test_base_image_digest_is_read_from_beside_the_dockerfile(tmp_path):
+    recorded = tmp_path / "training_container" / "base-image.digest"
+    recorded.parent.mkdir()
+    recorded.write_text("# not resolved yet\n")
+    assert base_image_digest(tmp_path) == ""  # the image build then stops at FROM
+    digest = "sha256:" + "0123456789abcdef" * 4
+    recorded.write_text(f"# resolved\n{digest}\n")
+    assert base_image_digest(tmp_path) == digest
+    recorded.write_text("latest\n")
+    with pytest.raises(ValueError, match=r"^training_container/base-image.digest: 'latest' is not a sha256:<64 hex> "
+                                         r"digest \(make base-image-digest writes it\)$"):
+        base_image_digest(tmp_path)
 
 
 def test_image_version_is_the_package_version_and_a_hash_of_the_build_context(tmp_path):
