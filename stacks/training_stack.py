@@ -301,13 +301,17 @@ class TrainingStack(Stack):
                 ecs.ContainerImage.from_registry(config.training.image_uri),
                 ecr_repository_arn_of(config.training.image_uri),
             )
+        digest = base_image_digest()
+        if not digest:  # the build would stop at FROM mid-deploy: say so at synth instead
+            raise ConfigError(f"{BASE_IMAGE_DIGEST_FILE} holds no digest: run make base-image-digest "
+                              "(or set training.image_uri to a prebuilt image)")
         self.image_asset = ecr_assets.DockerImageAsset(
             self,
             "TrainingImage",
             directory=str(REPO_ROOT),
             file=DOCKERFILE,
             platform=ecr_assets.Platform.LINUX_AMD64,
-            build_args={IMAGE_VERSION_ARG: image_version(), BASE_IMAGE_DIGEST_ARG: base_image_digest()},
+            build_args={IMAGE_VERSION_ARG: image_version(), BASE_IMAGE_DIGEST_ARG: digest},
         )
         # The asset lands in the CDK bootstrap's container-assets repository, shared by every CDK
         # app of the account and region. ECR grants stop at a repository (no per-image resource

@@ -76,6 +76,11 @@ def test_training_image_is_built_from_the_repository_root(dev):
     assert f"ARG {IMAGE_VERSION_ARG}" in dockerfile and f"@${{{BASE_IMAGE_DIGEST_ARG}}}" in dockerfile
 
 
+def test_the_repository_records_the_base_image_digest():
+    # without it the first deploy that builds the image would stop at FROM
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", base_image_digest())
+
+
 def test_base_image_digest_is_read_from_beside_the_dockerfile(tmp_path):
     recorded = tmp_path / "training_container" / "base-image.digest"
     recorded.parent.mkdir()
