@@ -52,6 +52,13 @@ def stub_budgets(made, deployed: Deployed):
     return made
 
 
+def budget_topic(deployed: Deployed) -> str:
+    """The topic the budget notifications publish to (the guardrail's; the alerts topic is another)."""
+    (topic,) = {s["Address"] for item in next(iter(deployed.declared.budgets.values()))["NotificationsWithSubscribers"]
+                for s in item["Subscribers"] if s["SubscriptionType"] == "SNS"}
+    return topic
+
+
 def stub_pending(made, pending: set[str]):
     """moto's subscriptions, those in `pending` as AWS lists them before the email is confirmed."""
     (topic,) = {sub["TopicArn"] for sub in client("sns").list_subscriptions()["Subscriptions"]}
@@ -119,8 +126,7 @@ def fakes(deployed, monkeypatch):
     model = deployed.job_definition(deployed.names[discovery.JOB_DEFINITION_SINGLE])["parameters"]["model"]
     client("s3").put_object(Bucket=deployed.names[discovery.ARTIFACTS_BUCKET],
                             Key=layout.model_manifest_key(layout.staged_model_name_of(model)), Body=b"{}")
-    (topic,) = deployed.declared.topics
-    client("sns").subscribe(TopicArn=topic, Protocol="email", Endpoint="ml-oncall@example.com")
+    client("sns").subscribe(TopicArn=budget_topic(deployed), Protocol="email", Endpoint="ml-oncall@example.com")
     return state
 
 
@@ -224,7 +230,7 @@ def test_fsx_not_available_and_model_not_staged(deployed, fakes, bb):
 
 
 def test_dev_without_alert_emails_warns(deployed, fakes, bb):
-    (topic,) = deployed.declared.topics
+    topic = budget_topic(deployed)
     sns = client("sns")
     for sub in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]:
         if sub["Protocol"] == "email":
