@@ -28,9 +28,9 @@ from .progress_view import TransferView
 from .session import Session
 
 # A staged name: one S3 path segment. A hub id "org/name" is staged as "org--name".
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 NAME_RULE = "letters, digits, '.', '_' and '-', at most 96, starting with a letter or digit"
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 PASS_THROUGH = ("s3://",)  # models a job loads without staging
 # random:* models need --vocab PATH, a file on this machine that no job parameter carries.
 RANDOM_REFUSAL = ("random:* models are built on this machine for tests and benchmarks: use bertbatch local, "
@@ -46,7 +46,7 @@ HUB_WEIGHTS = (("*.safetensors",), ("*.bin",))  # safetensors when the repositor
 
 
 def check_name(name: str, *, what: str = "--name") -> str:
-    if ".." in name or not NAME.match(name):
+    if ".." in name or not NAME.fullmatch(name):
         raise BertBatchError(f"{what} {name!r}: a model name is {NAME_RULE}")
     return name
 
@@ -272,12 +272,12 @@ def resolve(session: Session, model: str) -> str:
         return model
     bucket = session.get(discovery.ARTIFACTS_BUCKET)
     name = staged_name(model)
-    if NAME.match(name) and ".." not in name:
+    if NAME.fullmatch(name) and ".." not in name:
         manifest = read_manifest(session.client("s3"), bucket, name)
         if manifest is not None:
             return layout.s3_uri(bucket, layout.model_prefix(name))
     if session.deployment.values.get(discovery.INTERNET_EGRESS) == "false":
-        hint = (f"run bertbatch models import {model}" if HUB_ID.match(model)
+        hint = (f"run bertbatch models import {model}" if HUB_ID.fullmatch(model)
                 else "stage it with bertbatch models import")
         raise BertBatchError(f"model {model!r} is not staged and jobs cannot reach the internet: {hint}")
     return model

@@ -33,12 +33,12 @@ def run_id(run_name: str | None, model: str | None, *, flag: str = "--run-name")
 
 
 # --- timeouts -------------------------------------------------------------------------------
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
 
 
 def parse_timeout(value: str) -> int:
     """'90m', '6h', '1d' or plain seconds -> seconds (Batch needs at least 60)."""
-    m = _DURATION.match(value)
+    m = _DURATION.fullmatch(value)
     if not m:
         raise BertBatchError(f"--timeout {value or repr(value)}: use seconds or a duration like 90m, 6h, 1d")
     seconds = int(float(m[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]])

@@ -61,7 +61,7 @@ def import_(session: Session, source: str, name: str | None, replace: bool, outp
     """
     directory = Path(source)
     is_directory = directory.is_dir()
-    if not is_directory and (source.startswith((".", "/", "~")) or not models_mod.HUB_ID.match(source)):
+    if not is_directory and (source.startswith((".", "/", "~")) or not models_mod.HUB_ID.fullmatch(source)):
         raise BertBatchError(f"{source}: no such directory, and not a Hugging Face hub id (like org/name)")
     staged = models_mod.check_name(
         name if name is not None else directory.resolve().name if is_directory else models_mod.staged_name(source),

@@ -78,6 +78,62 @@ def test_only_a_finished_run_with_labels_can_be_promoted(platform, bb):
     one_line_error(bb("promote", "run-a", "--name", "base"), "staged base model")
 
 
+def registry_keys(platform, name: str = "m") -> list[str]:
+    found = platform.s3.list_objects_v2(Bucket=platform.artifacts_bucket, Prefix=layout.model_prefix(name))
+    return sorted(o["Key"] for o in found.get("Contents", []))
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["run-a", "--name", "m", "--alias", "production\n"], "--alias 'production\\n'"),
+    (["run-a", "--name", "m\n", "--alias", "production"], "--name 'm\\n'"),
+    (["run-a\n", "--name", "m", "--alias", "production"], "RUN_ID 'run-a\\n'"),
+])
+def test_a_name_with_a_trailing_newline_is_refused_before_any_write(platform, bb, args, fragment):
+    put_finished_run(platform, "run-a")
+    one_line_error(bb("promote", *args), fragment)
+    assert registry_keys(platform) == []
+
+
+def fail_alias_writes(monkeypatch) -> None:
+    """PutObject of an alias record is denied (a policy that allows versions/ only, say)."""
+    import botocore.exceptions
+
+    from bertbatch import aws
+
+    real = aws.make_client
+
+    def deny_aliases(params, **_):
+        if f"/{layout.MODEL_ALIASES_DIR}" in params["url_path"]:
+            raise botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}},
+                                                  "PutObject")
+
+    def make_client(service, **kwargs):
+        client = real(service, **kwargs)
+        if service == "s3":
+            client.meta.events.register("before-call.s3.PutObject", deny_aliases)
+        return client
+
+    monkeypatch.setattr(aws, "make_client", make_client)
+
+
+def test_a_failed_alias_write_removes_the_version_it_recorded(platform, bb, monkeypatch):
+    put_finished_run(platform, "run-a")
+    fail_alias_writes(monkeypatch)
+    alias_uri = f"s3://{platform.artifacts_bucket}/{layout.model_alias_key('m', 'production')}"
+    one_line_error(bb("promote", "run-a", "--name", "m", "--alias", "production"),
+                   f"--alias production: cannot write {alias_uri} (AccessDenied)", "nothing was promoted")
+    assert registry_keys(platform) == []
+
+
+def test_a_failed_alias_write_keeps_a_version_registered_before(platform, bb, monkeypatch):
+    put_finished_run(platform, "run-a")
+    promote(bb, "run-a", "--name", "m")
+    fail_alias_writes(monkeypatch)
+    one_line_error(bb("promote", "run-a", "--name", "m", "--alias", "production"),
+                   "(AccessDenied); version 1 was already registered and is unchanged")
+    assert registry_keys(platform) == [layout.model_version_key("m", 1)]
+
+
 def test_a_lost_conditional_write_takes_the_next_version(platform):
     """Another promote writes version 1 between this one's listing and its write."""
     put_finished_run(platform, "run-a")
