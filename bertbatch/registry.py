@@ -153,26 +153,54 @@ def check_alias(alias: str) -> str:
     return alias
 
 
-def versions(store: Store, name: str) -> list[dict[str, Any]]:
-    """Every version record of `name`, oldest first."""
-    prefix = layout.model_prefix(name) + layout.MODEL_VERSIONS_DIR
-    out = []
+def _read_records(store: Store, prefix: str) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """(key, record) of every readable record under `prefix`, and '<uri>: <reason>' of every
+    one that is not: a corrupt record is reported, never in the way of the others."""
+    records: list[tuple[str, dict[str, Any]]] = []
+    corrupt: list[str] = []
     for key in store.keys(prefix):
-        record = _json(store, key) if key.endswith(".json") else None
-        if record is not None and isinstance(record.get("version"), int):
-            out.append(record)
-    return sorted(out, key=lambda r: int(r["version"]))
+        if not key.endswith(".json"):
+            continue
+        record = _readable(store, key, corrupt)
+        if record is None:
+            continue
+        if not isinstance(record.get("version"), int):
+            corrupt.append(f"{store.uri(key)}: no version number")
+            continue
+        records.append((key, record))
+    return records, corrupt
+
+
+def _readable(store: Store, key: str, corrupt: list[str] | None = None) -> dict[str, Any] | None:
+    """The record at `key`, or None when there is none or it is not a JSON object (then its
+    '<uri>: <reason>' is added to `corrupt`)."""
+    try:
+        return _json(store, key)
+    except BertBatchError as exc:
+        if corrupt is not None:
+            corrupt.append(exc.message)
+        return None
+
+
+def versions(store: Store, name: str) -> list[dict[str, Any]]:
+    """Every readable version record of `name`, oldest first (`corrupt_records`: the others)."""
+    found, _ = _read_records(store, layout.model_prefix(name) + layout.MODEL_VERSIONS_DIR)
+    return sorted((record for _, record in found), key=lambda r: int(r["version"]))
 
 
 def aliases(store: Store, name: str) -> dict[str, int]:
-    """alias -> version of `name`."""
-    prefix = layout.model_prefix(name) + layout.MODEL_ALIASES_DIR
-    out: dict[str, int] = {}
-    for key in store.keys(prefix):
-        record = _json(store, key) if key.endswith(".json") else None
-        if record is not None and isinstance(record.get("version"), int):
-            out[str(record.get("alias") or key.rsplit("/", 1)[-1].removesuffix(".json"))] = int(record["version"])
-    return out
+    """alias -> version of `name`, from its readable alias records."""
+    found, _ = _read_records(store, layout.model_prefix(name) + layout.MODEL_ALIASES_DIR)
+    return {str(record.get("alias") or key.rsplit("/", 1)[-1].removesuffix(".json")): int(record["version"])
+            for key, record in found}
+
+
+def corrupt_records(store: Store, name: str) -> list[str]:
+    """'<uri>: <reason>' of each version or alias record of `name` that cannot be read."""
+    problems: list[str] = []
+    for directory in (layout.MODEL_ALIASES_DIR, layout.MODEL_VERSIONS_DIR):
+        problems += _read_records(store, layout.model_prefix(name) + directory)[1]
+    return problems
 
 
 def registered_names(store: Store) -> list[str]:
@@ -249,8 +277,9 @@ def _create_version(store: Store, name: str, run_id: str, record: dict[str, Any]
         record["version"] = number
         if store.create(layout.model_version_key(name, number), _dump(record)):
             return record, True
-        # Another promote took this number: it may have been this same run.
-        raced = _json(store, layout.model_version_key(name, number))
+        # Another promote took this number: it may have been this same run (a corrupt record
+        # at this number is skipped: it stays for `models list` to report).
+        raced = _readable(store, layout.model_version_key(name, number))
         if raced is not None and raced.get("run_id") == run_id:
             return raced, False
         number += 1

@@ -183,6 +183,48 @@ def test_models_list_and_show(platform, bb):
     one_line_error(bb("models", "show", "nothing"), "model 'nothing' has no registered versions")
 
 
+def put_corrupt(platform, key: str) -> str:
+    """A record cut short (an interrupted upload by hand, a bad edit): not valid JSON."""
+    platform.s3.put_object(Bucket=platform.artifacts_bucket, Key=key, Body=b'{"version": 2, "run_')
+    return f"s3://{platform.artifacts_bucket}/{key}"
+
+
+def test_one_corrupt_record_is_flagged_and_the_others_listed(platform, bb):
+    put_finished_run(platform, "run-a")
+    promote(bb, "run-a", "--name", "good", "--alias", "production")
+    promote(bb, "run-a", "--name", "bad", "--alias", "production")
+    corrupt_version = put_corrupt(platform, layout.model_version_key("bad", 2))
+    corrupt_alias = put_corrupt(platform, layout.model_alias_key("bad", "staging"))
+    r = bb("models", "list", "-o", "json")
+    assert r.exit_code == 0, r.output
+    listed = {m["name"]: m for m in map(json.loads, r.stdout.splitlines())}
+    assert (listed["good"]["state"], listed["good"]["corrupt"]) == ("registered", [])
+    bad = listed["bad"]
+    assert (bad["state"], bad["versions"], bad["aliases"]) == ("corrupt", 1, {"production": 1})
+    assert bad["corrupt"] == [f"{corrupt_alias}: not valid JSON", f"{corrupt_version}: not valid JSON"]
+    table = bb("models", "list")
+    assert table.exit_code == 0 and "corrupt" in table.stdout
+    assert f"Warning: corrupt record {corrupt_version}: not valid JSON" in table.stderr
+    shown = bb("models", "show", "bad", "-o", "json")
+    assert [json.loads(line)["version"] for line in shown.stdout.splitlines()] == [1]
+    assert corrupt_version in shown.stderr
+
+
+def test_promote_repairs_a_corrupt_alias_by_overwriting_it(platform, bb):
+    put_finished_run(platform, "run-a")
+    promote(bb, "run-a", "--name", "m")
+    put_corrupt(platform, layout.model_alias_key("m", "production"))
+    result = promote(bb, "run-a", "--name", "m", "--alias", "production")
+    assert (result["version"], result["previous_version"]) == (1, None)
+    assert stored(platform, layout.model_alias_key("m", "production"))["version"] == 1
+
+
+def test_promote_skips_a_corrupt_version_number(platform, bb):
+    put_finished_run(platform, "run-a")
+    put_corrupt(platform, layout.model_version_key("m", 1))
+    assert promote(bb, "run-a", "--name", "m")["version"] == 2
+
+
 def test_models_import_refuses_a_registered_name(platform, bb, tmp_path):
     put_finished_run(platform, "run-a")
     promote(bb, "run-a", "--name", "taken")
