@@ -37,6 +37,10 @@ class SignalForwarder:
     _group: int | None = None
     _previous: dict[int, Any] = field(default_factory=dict)
 
+    @property
+    def active(self) -> bool:
+        return bool(self._previous)
+
     def __enter__(self) -> SignalForwarder:
         if threading.current_thread() is threading.main_thread():
             for sig in FORWARDED:
@@ -49,6 +53,8 @@ class SignalForwarder:
         self._previous.clear()
 
     def attach(self, child: subprocess.Popen[str]) -> None:
+        if not self.active:
+            return  # the child shares this process's group: a terminal's signals reach it directly
         self._group = child.pid  # process_group=0: the child leads its own group
         for sig in self.received:
             self._send(sig)
@@ -81,7 +87,9 @@ def run(argv: list[str], *, env: Mapping[str, str], on_stdout_line: Callable[[st
     with SignalForwarder() as forwarder:
         try:
             child = subprocess.Popen(argv, env=dict(env), stdout=subprocess.PIPE if on_stdout_line else None,
-                                     stderr=stderr, text=True, encoding="utf-8", errors="replace", process_group=0)
+                                     stderr=stderr, text=True, encoding="utf-8", errors="replace",
+                                     # its own group only when signals reach it through this process
+                                     process_group=0 if forwarder.active else None)
         except OSError as exc:
             raise BertBatchError(f"cannot start {argv[0]}: {exc.strerror}") from None
         with child:

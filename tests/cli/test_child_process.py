@@ -163,3 +163,21 @@ def test_handlers_are_restored_afterwards():
     assert child_process.run([sys.executable, "-c", "pass"], env=os.environ).status == 0
     assert {sig: signal.getsignal(sig) for sig in child_process.FORWARDED} == before
 
+
+
+def test_off_the_main_thread_the_child_keeps_the_callers_group():
+    """Signals are handled on the main thread only: there the child must still get a terminal's."""
+    import threading
+
+    from bertbatch import child_process
+
+    found: list[int] = []
+
+    def run() -> None:
+        script = "import os, sys; sys.exit(0 if os.getpgrp() == int(sys.argv[1]) else 1)"
+        found.append(child_process.run([sys.executable, "-c", script, str(os.getpgrp())], env=os.environ).status)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(timeout=HANG_GUARD_SECONDS)
+    assert found == [0]
