@@ -114,7 +114,8 @@ FIELDS: dict[str, dict[str, str]] = {
     },
     "models list": {
         "name": "the staged name (what submit --model takes)",
-        "state": "staged (manifest written) or incomplete (an import that did not finish)",
+        "state": "staged (manifest written), incomplete (an import that did not finish), registered, or corrupt "
+                 "(a record that cannot be read: see corrupt)",
         "uri": "s3:// prefix of the model (with --local: its directory under local-runs/)",
         "files": "number of files, or null",
         "size": "bytes in all, or null",
@@ -123,6 +124,8 @@ FIELDS: dict[str, dict[str, str]] = {
         "kind": "staged (a base model, models import) or registered (fine-tuned, promote)",
         "versions": "registered: number of versions, else null",
         "aliases": "registered: alias -> version, else null",
+        "corrupt": "'<uri>: <reason>' of each of its records (manifest, version, alias) that cannot be read; "
+                   "[] when none",
     },
     "models show": {
         "name": "the registered name",

@@ -15,6 +15,7 @@ from pathlib import Path
 from bertbatch_contract import hyperparameters as hp
 from bertbatch_contract import job
 
+from . import child_process
 from .errors import BertBatchError
 from .progress_view import TrainingView
 from .trainer_output import TrainerOutput
@@ -79,28 +80,19 @@ def command(
 
 
 def run(argv: list[str], *, run_id: str, emf_path: Path, profile: str = "local") -> int:
-    """Run the trainer and route its stdout (`trainer_output`); returns its exit code.
+    """Run the trainer and route its stdout (`trainer_output`); returns its exit status.
 
     On a terminal the trainer's stderr (its log) is read too, so that it prints above the
-    progress bar instead of through it; elsewhere stderr passes straight through."""
+    progress bar instead of through it; elsewhere stderr passes straight through. SIGTERM and
+    SIGINT are forwarded to it and waited for (`child_process`)."""
     env = dict(os.environ)
     env[job.ENV_RUN_ID] = run_id
     env.setdefault(job.ENV_PROFILE, profile)
     env["PYTHONUNBUFFERED"] = "1"  # line by line through the pipe, not in 8 KiB blocks
     view = TrainingView()
-    try:
-        child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT if view.live else None,
-                                 text=True, encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise BertBatchError(f"cannot start the trainer {argv[0]}: {exc.strerror}") from None
     router = TrainerOutput(emf_path, view)
     try:
-        assert child.stdout is not None  # stdout=PIPE
-        for line in child.stdout:
-            router.feed(line)
-        return child.wait()
-    except KeyboardInterrupt:  # the trainer got the SIGINT too: let it stop, then report 130
-        child.wait()
-        return 130
+        return child_process.run(argv, env=env, on_stdout_line=router.feed,
+                                 stderr=subprocess.STDOUT if view.live else None).status
     finally:
         router.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from bertbatch_contract import store, tables
 from bertbatch_contract.hyperparameters import InvalidHyperparameter
 
+from . import child_process
 from .errors import BertBatchError
 
 STORES_DIR = Path("local-runs") / "stores"
@@ -103,9 +103,6 @@ def check(values: Mapping[str, object]) -> dict[str, str]:
 
 
 def run(argv: list[str]) -> int:
-    """Run prepare; its log (stderr) passes through. Returns its exit code."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    try:
-        return subprocess.run(argv, env=env, check=False).returncode
-    except OSError as exc:
-        raise BertBatchError(f"cannot start {argv[0]}: {exc.strerror}") from None
+    """Run prepare; its log (stderr) passes through. Returns its exit status (SIGTERM and SIGINT
+    are forwarded to it and waited for: `child_process`)."""
+    return child_process.run(argv, env=dict(os.environ, PYTHONUNBUFFERED="1")).status

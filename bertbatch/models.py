@@ -17,25 +17,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3.exceptions
 import botocore.exceptions
 
 from bertbatch_contract import discovery, layout
 
-from .artifacts import human_size
-from .aws import is_not_found
+from .artifacts import human_size, read_json_object
+from .aws import error_code, is_not_found, one_line
 from .errors import BertBatchError
 from .progress_view import TransferView
 from .session import Session
 
 # A staged name: one S3 path segment. A hub id "org/name" is staged as "org--name".
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 NAME_RULE = "letters, digits, '.', '_' and '-', at most 96, starting with a letter or digit"
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 PASS_THROUGH = ("s3://",)  # models a job loads without staging
 # random:* models need --vocab PATH, a file on this machine that no job parameter carries.
 RANDOM_REFUSAL = ("random:* models are built on this machine for tests and benchmarks: use bertbatch local, "
                   "or stage a model with bertbatch models import DIR")
 SHA256_METADATA = "sha256"
+CORRUPT = "corrupt"  # read_manifest's key for a manifest it could not read
 
 CONFIG_FILE = "config.json"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model", "vocab.json")
@@ -46,7 +48,7 @@ HUB_WEIGHTS = (("*.safetensors",), ("*.bin",))  # safetensors when the repositor
 
 
 def check_name(name: str, *, what: str = "--name") -> str:
-    if ".." in name or not NAME.match(name):
+    if ".." in name or not NAME.fullmatch(name):
         raise BertBatchError(f"{what} {name!r}: a model name is {NAME_RULE}")
     return name
 
@@ -117,17 +119,32 @@ def download_from_hub(model: str) -> Path:
 
 # --- S3 ---------------------------------------------------------------------------------------
 def read_manifest(s3: Any, bucket: str, name: str) -> dict[str, Any] | None:
+    """The staged model's manifest, None when there is none. One that is not a JSON object is
+    {CORRUPT: '<uri>: <reason>'} (`manifest_problem`): listed as corrupt, refused by submit,
+    replaced by `models import --replace`."""
+    key = layout.model_manifest_key(name)
     try:
-        body = s3.get_object(Bucket=bucket, Key=layout.model_manifest_key(name))["Body"].read()
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except botocore.exceptions.ClientError as exc:
         if is_not_found(exc):
             return None
         raise
     try:
-        manifest = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {"error": "unreadable manifest"}
-    return manifest if isinstance(manifest, dict) else {"error": "unexpected manifest"}
+        return read_json_object(body, layout.s3_uri(bucket, key))
+    except BertBatchError as exc:
+        return {CORRUPT: exc.message}
+
+
+def manifest_problem(manifest: dict[str, Any] | None) -> str | None:
+    """'<uri>: <reason>' of a manifest `read_manifest` could not read, else None."""
+    return str(manifest[CORRUPT]) if manifest and CORRUPT in manifest else None
+
+
+def refuse_corrupt(model: str, name: str, manifest: dict[str, Any] | None) -> None:
+    problem = manifest_problem(manifest)
+    if problem is not None:
+        raise BertBatchError(f"--model {model}: staged model {name!r} has a corrupt manifest, {problem}: "
+                             f"import it again (bertbatch models import SOURCE --name {name} --replace)")
 
 
 def _stored_sha256(s3: Any, bucket: str, key: str) -> str | None:
@@ -187,8 +204,7 @@ def stage(s3: Any, bucket: str, name: str, source: str, files: list[ModelFile], 
             skipped += 1
             continue
         callback = view.callback(f.path) if view is not None else None
-        s3.upload_file(str(f.local), bucket, key, ExtraArgs={"Metadata": {SHA256_METADATA: f.sha256}},
-                       Callback=callback)
+        _upload(s3, bucket, key, f, callback, name)
         if view is not None:
             view.done(str(f.local), layout.s3_uri(bucket, key), human_size(f.size))
         uploaded += 1
@@ -199,6 +215,19 @@ def stage(s3: Any, bucket: str, name: str, source: str, files: list[ModelFile], 
     s3.put_object(Bucket=bucket, Key=layout.model_manifest_key(name), ContentType="application/json",
                   Body=json.dumps(manifest_of(name, source, files), indent=2).encode())
     return Imported(name, uri, uploaded, skipped, total, unchanged=False)
+
+
+def _upload(s3: Any, bucket: str, key: str, f: ModelFile, callback: Callable[[int], None] | None, name: str) -> None:
+    """One file, its sha256 as metadata; a failure is one line (the manifest is not written, so
+    the model is not staged, and importing again uploads only what is missing)."""
+    try:
+        s3.upload_file(str(f.local), bucket, key, ExtraArgs={"Metadata": {SHA256_METADATA: f.sha256}},
+                       Callback=callback)
+    except boto3.exceptions.S3UploadFailedError as exc:
+        cause = exc.__context__  # boto3 raises it while handling the ClientError
+        reason = error_code(cause) if isinstance(cause, botocore.exceptions.ClientError) else one_line(str(exc))
+        raise BertBatchError(f"cannot upload {f.local} to {layout.s3_uri(bucket, key)} ({reason}): model {name!r} "
+                             "is not staged; run the import again to finish it") from None
 
 
 def _objects(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
@@ -216,13 +245,17 @@ class StagedModel:
 
     @property
     def state(self) -> str:
-        return "staged" if self.manifest is not None else "incomplete"
+        if self.manifest is None:
+            return "incomplete"
+        return "corrupt" if manifest_problem(self.manifest) else "staged"
 
     def record(self) -> dict[str, Any]:
         m = self.manifest or {}
+        problem = manifest_problem(self.manifest)
         return {"name": self.name, "state": self.state, "uri": self.uri,
                 "files": len(m["files"]) if isinstance(m.get("files"), list) else None,
-                "size": m.get("total_bytes"), "source": m.get("source"), "imported": m.get("created")}
+                "size": m.get("total_bytes"), "source": m.get("source"), "imported": m.get("created"),
+                "corrupt": [problem] if problem else []}
 
 
 def list_models(s3: Any, bucket: str) -> list[StagedModel]:
@@ -248,7 +281,9 @@ def _check_staged_uri(session: Session, uri: str) -> None:
     bucket = session.get(discovery.ARTIFACTS_BUCKET)
     if name is None or not uri.startswith(layout.s3_uri(bucket)):
         return
-    if read_manifest(session.client("s3"), bucket, name) is None:
+    manifest = read_manifest(session.client("s3"), bucket, name)
+    refuse_corrupt(uri, name, manifest)
+    if manifest is None:
         hub_id = name.replace("--", "/")
         raise BertBatchError(f"model {hub_id!r} is not staged and jobs cannot reach the internet: "
                              f"run bertbatch models import {hub_id}")
@@ -272,12 +307,13 @@ def resolve(session: Session, model: str) -> str:
         return model
     bucket = session.get(discovery.ARTIFACTS_BUCKET)
     name = staged_name(model)
-    if NAME.match(name) and ".." not in name:
+    if NAME.fullmatch(name) and ".." not in name:
         manifest = read_manifest(session.client("s3"), bucket, name)
+        refuse_corrupt(model, name, manifest)
         if manifest is not None:
             return layout.s3_uri(bucket, layout.model_prefix(name))
     if session.deployment.values.get(discovery.INTERNET_EGRESS) == "false":
-        hint = (f"run bertbatch models import {model}" if HUB_ID.match(model)
+        hint = (f"run bertbatch models import {model}" if HUB_ID.fullmatch(model)
                 else "stage it with bertbatch models import")
         raise BertBatchError(f"model {model!r} is not staged and jobs cannot reach the internet: {hint}")
     return model

@@ -33,12 +33,12 @@ def run_id(run_name: str | None, model: str | None, *, flag: str = "--run-name")
 
 
 # --- timeouts -------------------------------------------------------------------------------
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
 
 
 def parse_timeout(value: str) -> int:
     """'90m', '6h', '1d' or plain seconds -> seconds (Batch needs at least 60)."""
-    m = _DURATION.match(value)
+    m = _DURATION.fullmatch(value)
     if not m:
         raise BertBatchError(f"--timeout {value or repr(value)}: use seconds or a duration like 90m, 6h, 1d")
     seconds = int(float(m[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]])
@@ -102,13 +102,36 @@ def _combinations(path: str, data: dict[str, object]) -> list[dict[str, object]]
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*lists)]
 
 
+def _csv_row(path: str, line: int, header: list[str], fields: list[str]) -> dict[str, object]:
+    """One CSV row by column: every column given and not empty, else one line naming the file,
+    the line and the column (a missing or empty cell would otherwise train with the default)."""
+    if len(fields) < len(header):
+        raise BertBatchError(f"--grid {path}:{line}: column {header[len(fields)]!r} is missing "
+                             f"({len(fields)} fields, the header has {len(header)})")
+    if len(fields) > len(header):
+        raise BertBatchError(f"--grid {path}:{line}: {len(fields)} fields, the header has {len(header)} "
+                             f"(after column {header[-1]!r})")
+    for column, value in zip(header, fields, strict=True):
+        if not value.strip():
+            raise BertBatchError(f"--grid {path}:{line}: column {column!r} is empty: give every cell a value "
+                                 "(an empty cell does not mean the default)")
+    return dict(zip(header, fields, strict=True))
+
+
+def _read_csv(path: str, text: str) -> list[dict[str, object]]:
+    """The rows of a CSV grid under its header; blank lines are skipped."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    rows = [_csv_row(path, reader.line_num, header, fields) for fields in reader if fields]
+    _check_size(path, len(rows))
+    return rows
+
+
 def _read_rows(path: str) -> list[dict[str, object]]:
     text = _read_text(path)
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":
-        rows: list[dict[str, object]] = [dict(r) for r in csv.DictReader(io.StringIO(text))]
-        _check_size(path, len(rows))
-        return rows
+        return _read_csv(path, text)
     if suffix != ".json":
         raise BertBatchError(f"--grid {path}: use a .json or .csv file")
     try:

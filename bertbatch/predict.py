@@ -70,7 +70,7 @@ def resolve_model(store: registry.Store, model: str, s3: Any = None) -> Resolved
                                  "or a directory")
         check_model_files(s3, model, f"--model {model}")
         return ResolvedModel(uri=model, described=model)
-    if not runs.PATTERN.match(model):
+    if not runs.PATTERN.fullmatch(model):
         raise BertBatchError(f"--model {model}: expected a run id, NAME@ALIAS, NAME@VERSION or an s3:// prefix")
     prefix = layout.run_prefix(model)
     if store.read(prefix + layout.METRICS_FILE) is None:

@@ -32,10 +32,10 @@ from . import artifacts
 from .aws import error_code, is_not_found
 from .errors import BertBatchError
 
-ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
 ALIAS_RULE = "an alias is 1-63 letters, digits, '-' or '_', starting with a letter"
 # NAME@ALIAS or NAME@3 (a version number).
-REFERENCE = re.compile(r"^(?P<name>[^@]+)@(?P<target>[^@]+)$")
+REFERENCE = re.compile(r"(?P<name>[^@]+)@(?P<target>[^@]+)")
 MAX_PROMOTE_RACES = 20  # a conditional write lost this often in a row means something else is wrong
 
 
@@ -48,6 +48,7 @@ class Store(Protocol):
         """Write `key` only if it does not exist; False when it does."""
         ...
     def keys(self, prefix: str) -> list[str]: ...
+    def delete(self, key: str) -> None: ...
     def uri(self, key: str) -> str: ...
 
 
@@ -83,6 +84,9 @@ class S3Store:
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             out.extend(obj["Key"] for obj in page.get("Contents", []))
         return out
+
+    def delete(self, key: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=key)
 
     def uri(self, key: str) -> str:
         return layout.s3_uri(self.bucket, key)
@@ -122,6 +126,9 @@ class DirectoryStore:
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
                       if p.is_file() and not p.name.startswith("."))
 
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
+
     def uri(self, key: str) -> str:
         return str(self.root / key)
 
@@ -141,31 +148,59 @@ def _dump(record: dict[str, Any]) -> bytes:
 
 
 def check_alias(alias: str) -> str:
-    if not ALIAS.match(alias) or alias.isdigit():
+    if not ALIAS.fullmatch(alias) or alias.isdigit():
         raise BertBatchError(f"--alias {alias!r}: {ALIAS_RULE}")
     return alias
 
 
-def versions(store: Store, name: str) -> list[dict[str, Any]]:
-    """Every version record of `name`, oldest first."""
-    prefix = layout.model_prefix(name) + layout.MODEL_VERSIONS_DIR
-    out = []
+def _read_records(store: Store, prefix: str) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """(key, record) of every readable record under `prefix`, and '<uri>: <reason>' of every
+    one that is not: a corrupt record is reported, never in the way of the others."""
+    records: list[tuple[str, dict[str, Any]]] = []
+    corrupt: list[str] = []
     for key in store.keys(prefix):
-        record = _json(store, key) if key.endswith(".json") else None
-        if record is not None and isinstance(record.get("version"), int):
-            out.append(record)
-    return sorted(out, key=lambda r: int(r["version"]))
+        if not key.endswith(".json"):
+            continue
+        record = _readable(store, key, corrupt)
+        if record is None:
+            continue
+        if not isinstance(record.get("version"), int):
+            corrupt.append(f"{store.uri(key)}: no version number")
+            continue
+        records.append((key, record))
+    return records, corrupt
+
+
+def _readable(store: Store, key: str, corrupt: list[str] | None = None) -> dict[str, Any] | None:
+    """The record at `key`, or None when there is none or it is not a JSON object (then its
+    '<uri>: <reason>' is added to `corrupt`)."""
+    try:
+        return _json(store, key)
+    except BertBatchError as exc:
+        if corrupt is not None:
+            corrupt.append(exc.message)
+        return None
+
+
+def versions(store: Store, name: str) -> list[dict[str, Any]]:
+    """Every readable version record of `name`, oldest first (`corrupt_records`: the others)."""
+    found, _ = _read_records(store, layout.model_prefix(name) + layout.MODEL_VERSIONS_DIR)
+    return sorted((record for _, record in found), key=lambda r: int(r["version"]))
 
 
 def aliases(store: Store, name: str) -> dict[str, int]:
-    """alias -> version of `name`."""
-    prefix = layout.model_prefix(name) + layout.MODEL_ALIASES_DIR
-    out: dict[str, int] = {}
-    for key in store.keys(prefix):
-        record = _json(store, key) if key.endswith(".json") else None
-        if record is not None and isinstance(record.get("version"), int):
-            out[str(record.get("alias") or key.rsplit("/", 1)[-1].removesuffix(".json"))] = int(record["version"])
-    return out
+    """alias -> version of `name`, from its readable alias records."""
+    found, _ = _read_records(store, layout.model_prefix(name) + layout.MODEL_ALIASES_DIR)
+    return {str(record.get("alias") or key.rsplit("/", 1)[-1].removesuffix(".json")): int(record["version"])
+            for key, record in found}
+
+
+def corrupt_records(store: Store, name: str) -> list[str]:
+    """'<uri>: <reason>' of each version or alias record of `name` that cannot be read."""
+    problems: list[str] = []
+    for directory in (layout.MODEL_ALIASES_DIR, layout.MODEL_VERSIONS_DIR):
+        problems += _read_records(store, layout.model_prefix(name) + directory)[1]
+    return problems
 
 
 def registered_names(store: Store) -> list[str]:
@@ -210,12 +245,14 @@ def run_outputs(store: Store, run_id: str) -> tuple[dict[str, Any], dict[str, An
 
 def promote(store: Store, run_id: str, name: str, alias: str | None, who: str) -> Promoted:
     """Record a version of `name` for the finished run `run_id` (or reuse its version), then
-    point `alias` at it."""
+    point `alias` at it. Everything is read first; if the alias cannot be written, a version
+    recorded by this call is removed again, so a failed promote leaves the registry as it was."""
     metrics, args = run_outputs(store, run_id)
     uri = store.uri(layout.run_prefix(run_id))
     existing = versions(store, name)
+    previous = aliases(store, name).get(alias) if alias is not None else None
     mine = next((r for r in existing if r.get("run_id") == run_id), None)
-    created = False
+    created = mine is None
     if mine is None:
         record = {
             "format": layout.REGISTRY_FORMAT, "name": name, "version": 0, "run_id": run_id, "uri": uri,
@@ -223,42 +260,59 @@ def promote(store: Store, run_id: str, name: str, alias: str | None, who: str) -
             "data": {key: args.get(key) for key in ("train", "eval", "text_column", "label_column") if key in args},
             "model": args.get("model"), "created": _now(), "created_by": who,
         }
-        number = max((int(r["version"]) for r in existing), default=0) + 1
-        for _ in range(MAX_PROMOTE_RACES):
-            record["version"] = number
-            if store.create(layout.model_version_key(name, number), _dump(record)):
-                created, mine = True, record
-                break
-            # Another promote took this number: it may have been this same run.
-            raced = _json(store, layout.model_version_key(name, number))
-            if raced is not None and raced.get("run_id") == run_id:
-                mine = raced
-                break
-            number += 1
-        if mine is None:
-            raise BertBatchError(f"model {name!r}: could not record a version after {MAX_PROMOTE_RACES} concurrent "
-                                 "promotes; try again")
+        mine, created = _create_version(store, name, run_id, record, existing)
     version = int(mine["version"])
-    previous = None
-    if alias is not None:
-        previous = aliases(store, name).get(alias)
-        if previous != version:
-            store.write(layout.model_alias_key(name, alias), _dump({
-                "format": layout.REGISTRY_FORMAT, "name": name, "alias": alias, "version": version,
-                "updated": _now(), "updated_by": who,
-            }))
+    if alias is not None and previous != version:
+        _move_alias(store, name, alias, version, who, created=created)
     return Promoted(name=name, version=version, alias=alias, run_id=run_id, uri=str(mine.get("uri") or uri),
                     created=created, previous=previous)
 
 
+def _create_version(store: Store, name: str, run_id: str, record: dict[str, Any],
+                    existing: list[dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """(the version record of `run_id`, whether this call created it): the next free number,
+    taken with a conditional create."""
+    number = max((int(r["version"]) for r in existing), default=0) + 1
+    for _ in range(MAX_PROMOTE_RACES):
+        record["version"] = number
+        if store.create(layout.model_version_key(name, number), _dump(record)):
+            return record, True
+        # Another promote took this number: it may have been this same run (a corrupt record
+        # at this number is skipped: it stays for `models list` to report).
+        raced = _readable(store, layout.model_version_key(name, number))
+        if raced is not None and raced.get("run_id") == run_id:
+            return raced, False
+        number += 1
+    raise BertBatchError(f"model {name!r}: could not record a version after {MAX_PROMOTE_RACES} concurrent "
+                         "promotes; try again")
+
+
+def _move_alias(store: Store, name: str, alias: str, version: int, who: str, *, created: bool) -> None:
+    """Point `alias` at `version`; when that fails, remove the version record if this promote
+    created it, and say in one line what state the registry is in."""
+    key = layout.model_alias_key(name, alias)
+    try:
+        store.write(key, _dump({"format": layout.REGISTRY_FORMAT, "name": name, "alias": alias, "version": version,
+                                "updated": _now(), "updated_by": who}))
+    except (botocore.exceptions.ClientError, OSError) as exc:
+        reason = error_code(exc) if isinstance(exc, botocore.exceptions.ClientError) else exc.strerror
+        version_key = layout.model_version_key(name, version)
+        if created:
+            store.delete(version_key)
+            state = f"version {version} was removed again: nothing was promoted"
+        else:
+            state = f"version {version} was already registered and is unchanged"
+        raise BertBatchError(f"--alias {alias}: cannot write {store.uri(key)} ({reason}); {state}") from None
+
+
 # --- NAME@ALIAS -----------------------------------------------------------------------------------
 def is_reference(model: str) -> bool:
-    return "://" not in model and REFERENCE.match(model) is not None
+    return "://" not in model and REFERENCE.fullmatch(model) is not None
 
 
 def resolve(store: Store, reference: str) -> dict[str, Any]:
     """The version record NAME@ALIAS or NAME@N points at; BertBatchError naming what is missing."""
-    m = REFERENCE.match(reference)
+    m = REFERENCE.fullmatch(reference)
     if m is None:
         raise BertBatchError(f"--model {reference}: expected NAME@ALIAS or NAME@VERSION")
     name, target = m["name"], m["target"]

@@ -35,7 +35,7 @@ class InvalidHyperparameter(ValueError):
 
 
 def _check_run_id(value: str) -> str | None:
-    return None if runs.PATTERN.match(value) else runs.RULE
+    return None if runs.PATTERN.fullmatch(value) else runs.RULE
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ MAX_SHARDS = 10_000  # AWS Batch's largest array job
 
 
 def _check_prediction_id(value: str) -> str | None:
-    return None if runs.PATTERN.match(value) else runs.RULE
+    return None if runs.PATTERN.fullmatch(value) else runs.RULE
 
 
 _H = Hyperparameter

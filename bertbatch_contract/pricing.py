@@ -28,7 +28,7 @@ PURCHASE_OPTIONS = (SPOT, ON_DEMAND)
 LIFE_CYCLES = {"spot": SPOT, "on-demand": ON_DEMAND}
 
 # An EC2 instance type: family (letters, digits, dashes: "g5", "p4d", "u-6tb1"), ".", size.
-_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+_INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
 
 PriceTable = dict[str, dict[str, float]]  # instance type -> purchase option -> USD per instance-hour
 
@@ -73,7 +73,7 @@ def parse(text: str, *, source: str = f"${job.ENV_PRICES}") -> PriceTable:
         raise PricingError(f"{source}: must be a non-empty JSON object of instance type -> prices")
     table: PriceTable = {}
     for instance_type, prices in doc.items():
-        if not _INSTANCE_TYPE.match(instance_type):
+        if not _INSTANCE_TYPE.fullmatch(instance_type):
             raise PricingError(f"{source}: {instance_type!r} is not an EC2 instance type (e.g. 'g5.xlarge')")
         if not isinstance(prices, dict) or not prices:
             raise PricingError(f"{source}: {instance_type}: must be an object with 'spot' and/or 'on_demand'")

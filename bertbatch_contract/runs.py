@@ -12,7 +12,7 @@ import re
 import secrets
 
 MAX_LENGTH = 100
-PATTERN = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_LENGTH - 1}}}$")
+PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_LENGTH - 1}}}")
 RULE = f"use 1-{MAX_LENGTH} letters, digits, '-' or '_', starting with a letter or digit"
 # Children of an array job (a sweep) are <run-id>-<index>; Batch allows 10,000 children.
 MAX_ARRAY_SUFFIX = len("-9999")
@@ -24,7 +24,7 @@ class InvalidRunId(ValueError):
 
 def check_run_id(run_id: str, *, what: str = "run id") -> str:
     """`run_id` unchanged if it is valid, else InvalidRunId naming `what` (a flag, a variable)."""
-    if not isinstance(run_id, str) or not PATTERN.match(run_id):
+    if not isinstance(run_id, str) or not PATTERN.fullmatch(run_id):
         raise InvalidRunId(f"{what} {run_id!r}: {RULE}")
     return run_id
 

@@ -111,7 +111,7 @@ def job_or_run(session: Session, job_id: str) -> dict[str, Any]:
     try:
         return jobs.describe(batch, job_id)
     except BertBatchError:
-        if not runs.PATTERN.match(job_id):
+        if not runs.PATTERN.fullmatch(job_id):
             raise
         found = ledger.run_jobs(batch, queue_names(session, ()), job_id)
         if not found:

@@ -61,7 +61,7 @@ def import_(session: Session, source: str, name: str | None, replace: bool, outp
     """
     directory = Path(source)
     is_directory = directory.is_dir()
-    if not is_directory and (source.startswith((".", "/", "~")) or not models_mod.HUB_ID.match(source)):
+    if not is_directory and (source.startswith((".", "/", "~")) or not models_mod.HUB_ID.fullmatch(source)):
         raise BertBatchError(f"{source}: no such directory, and not a Hugging Face hub id (like org/name)")
     staged = models_mod.check_name(
         name if name is not None else directory.resolve().name if is_directory else models_mod.staged_name(source),
@@ -92,11 +92,19 @@ def registered_records(store: registry.Store) -> list[dict[str, Any]]:
     records = []
     for name in registry.registered_names(store):
         found = registry.versions(store, name)
-        records.append({"name": name, "kind": "registered", "state": "registered",
+        corrupt = registry.corrupt_records(store, name)
+        latest = found[-1] if found else {}
+        records.append({"name": name, "kind": "registered", "state": "corrupt" if corrupt else "registered",
                         "uri": store.uri(layout.model_prefix(name)), "files": None, "size": None,
-                        "source": found[-1].get("run_id"), "imported": found[-1].get("created"),
-                        "versions": len(found), "aliases": registry.aliases(store, name)})
+                        "source": latest.get("run_id"), "imported": latest.get("created"),
+                        "versions": len(found), "aliases": registry.aliases(store, name), "corrupt": corrupt})
     return records
+
+
+def warn_corrupt(problems: list[str]) -> None:
+    """One stderr line per record that could not be read (the listing goes on without it)."""
+    for problem in problems:
+        click.echo(f"Warning: corrupt record {problem}", err=True)
 
 
 def model_records(session: Session, local: bool) -> tuple[list[dict[str, Any]], str]:
@@ -119,7 +127,9 @@ def model_records(session: Session, local: bool) -> tuple[list[dict[str, Any]], 
 @pass_session
 def list_(session: Session, local: bool, output: str) -> None:
     """The models staged in the artifacts bucket (incomplete: an import that did not finish) and
-    the models registered by promote, with their versions and aliases.
+    the models registered by promote, with their versions and aliases. A record that cannot be
+    read is skipped: its model shows as corrupt, with the record's URI (a warning; `corrupt` in
+    JSON), and the others are listed as usual.
 
     --local lists the models registered by `promote --local` (local-runs/models/), with no AWS call.
 
@@ -134,6 +144,7 @@ def list_(session: Session, local: bool, output: str) -> None:
     if output == JSON:
         print_lines("models list", records)
         return
+    warn_corrupt([problem for r in records for problem in r["corrupt"]])
     if not records:
         what = "registered" if local else "staged or registered"
         terminal.echo_wrapped(f"No models {what} under {where} (see: "
@@ -167,6 +178,7 @@ def show(session: Session, name: str, local: bool, output: str) -> None:
     store: registry.Store = (registry.DirectoryStore(local_runs_root()) if local
                              else registry.S3Store(session.client("s3"), session.get(discovery.ARTIFACTS_BUCKET)))
     found = registry.versions(store, name)
+    warn_corrupt(registry.corrupt_records(store, name))
     if not found:
         raise BertBatchError(f"model {name!r} has no registered versions (see: bertbatch models list"
                              f"{' --local' if local else ''})")

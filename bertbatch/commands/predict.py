@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,9 @@ from typing import Any
 import click
 
 from bertbatch_contract import discovery, layout, prediction
+from bertbatch_contract import job as job_env
 
-from .. import jobs, params, predict_watch, registry
+from .. import child_process, jobs, params, predict_watch, registry
 from .. import predict as predict_mod
 from ..errors import BertBatchError, JobFailed
 from ..options import hyperparameter_options, resolve_team, target_options, team_option
@@ -42,19 +42,24 @@ def _manifest_rows(store: registry.Store, key: str) -> int | None:
         return None
 
 
+def predict_argv(values: dict[str, Any], shard: int, prediction_id: str) -> list[str]:
+    """`python -m bert_train predict` for one shard."""
+    return [sys.executable, "-m", PREDICT_MODULE,
+            *prediction.command({**values, "shard_index": shard, "prediction_id": prediction_id})]
+
+
 def run_local(values: dict[str, Any], prediction_id: str) -> int:
     """Every shard in turn through `python -m bert_train predict` (a shard already done is skipped
-    by the container, so a rerun resumes); the first non-zero exit code, or 0."""
+    by the container, so a rerun resumes); the first non-zero exit status, or 0. A SIGTERM or
+    SIGINT is forwarded to the running shard, and no shard starts after it (a shard that then
+    finishes cleanly gives EXIT_INTERRUPTED: the rest is for a rerun to resume)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for shard in range(int(values["shards"])):
-        argv = [sys.executable, "-m", PREDICT_MODULE,
-                *prediction.command({**values, "shard_index": shard, "prediction_id": prediction_id})]
-        try:
-            rc = subprocess.call(argv, env=env)
-        except OSError as exc:
-            raise BertBatchError(f"cannot start {argv[0]}: {exc.strerror}") from None
-        if rc != 0:
-            return rc
+        finished = child_process.run(predict_argv(values, shard, prediction_id), env=env)
+        if finished.status != 0:
+            return finished.status
+        if finished.interrupted:
+            return job_env.EXIT_INTERRUPTED
     return 0
 
 

@@ -235,6 +235,39 @@ def test_models_list_table_and_json(platform, bb, tmp_path):
     assert record["uri"] == f"s3://{platform.artifacts_bucket}/models/m1/"
 
 
+def test_an_upload_failure_is_one_line_and_nothing_is_staged(platform, bb, tmp_path, monkeypatch):
+    import botocore.exceptions
+
+    from bertbatch import aws
+
+    real = aws.make_client
+
+    def deny_weights(params, **_):
+        if params["url_path"].endswith("/model.safetensors"):
+            raise botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}},
+                                                  "PutObject")
+
+    def make_client(service, **kwargs):
+        client = real(service, **kwargs)
+        if service == "s3":
+            client.meta.events.register("before-call.s3.PutObject", deny_weights)
+        return client
+
+    monkeypatch.setattr(aws, "make_client", make_client)
+    src = model_dir(tmp_path / "m")
+    key = layout.model_prefix("denied") + "model.safetensors"
+    r = bb("models", "import", src, "--name", "denied")
+    # the files uploaded before it are listed (stderr), then one error line and no traceback
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    error = r.output.splitlines()[-1]
+    assert error.startswith(f"Error: cannot upload {src / 'model.safetensors'} to "
+                            f"s3://{platform.artifacts_bucket}/{key} (AccessDenied)"), error
+    assert "not staged" in error
+    assert "manifest.json" not in objects(platform, layout.model_prefix("denied"))
+    listed = [json.loads(line) for line in bb("models", "list", "-o", "json").output.splitlines()]
+    assert [(m["name"], m["state"]) for m in listed] == [("denied", "incomplete")]
+
+
 # --- submit --model ------------------------------------------------------------------------------
 def put_inputs(platform) -> str:
     platform.put_dataset("datasets/dev.tsv")
@@ -272,6 +305,18 @@ def test_submit_sends_the_staged_default_model(platform, bb, submit_spy):
     r = bb("submit", "--train", put_inputs(platform))
     assert r.exit_code == 0, r.output
     assert submit_spy[0]["parameters"]["model"] == uri
+
+
+def test_a_corrupt_manifest_is_listed_as_corrupt_and_refused_by_submit(platform, bb, submit_spy):
+    stage_model(platform.s3, platform.artifacts_bucket, "cut")
+    key = layout.model_manifest_key("cut")
+    platform.s3.put_object(Bucket=platform.artifacts_bucket, Key=key, Body=b'{"format": 1, "files": [')
+    uri = f"s3://{platform.artifacts_bucket}/{key}"
+    (record,) = [json.loads(line) for line in bb("models", "list", "-o", "json").output.splitlines()]
+    assert (record["name"], record["state"], record["corrupt"]) == ("cut", "corrupt", [f"{uri}: not valid JSON"])
+    one_line_error(bb("submit", "--train", put_inputs(platform), "--model", "cut"),
+                   f"--model cut: staged model 'cut' has a corrupt manifest, {uri}: not valid JSON")
+    assert submit_spy == []
 
 
 @pytest.mark.parametrize("model", ["s3://somewhere/models/x/", "s3://elsewhere/runs/r-1/"])

@@ -79,3 +79,30 @@ def test_grid_errors(tmp_path):
     p.write_text(json.dumps([{"train_uri": "s3://b/k.tsv"}]))  # inputs are --train/--eval, checked to exist
     with pytest.raises(BertBatchError, match="row 0: unknown hyperparameter 'train_uri'"):
         params.load_grid(str(p))
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    # a row with fewer fields: its missing column would silently be the default
+    ("learning_rate,epochs,batch_size\n3e-5,2,16\n5e-5,3\n",
+     "--grid {path}:3: column 'batch_size' is missing (2 fields, the header has 3)"),
+    # a row with more fields than the header
+    ("learning_rate,epochs\n3e-5,2\n5e-5,3,16\n",
+     "--grid {path}:3: 3 fields, the header has 2 (after column 'epochs')"),
+    # an empty cell is not "the default": refused
+    ("learning_rate,epochs\n3e-5,\n", "--grid {path}:2: column 'epochs' is empty"),
+    ("learning_rate,epochs\n3e-5,2\n , 3\n", "--grid {path}:3: column 'learning_rate' is empty"),
+])
+def test_a_csv_grid_row_must_fill_every_column(tmp_path, body, error):
+    p = tmp_path / "grid.csv"
+    p.write_text(body)
+    with pytest.raises(BertBatchError) as err:
+        params.load_grid(str(p))
+    assert err.value.message.startswith(error.format(path=p)), err.value.message
+    assert "\n" not in err.value.message
+
+
+def test_a_csv_grid_reads_every_row_with_blank_lines_skipped(tmp_path):
+    p = tmp_path / "grid.csv"
+    p.write_text("learning-rate,epochs\n3e-5,2\n\n5e-5,3\n")
+    assert params.load_grid(str(p)) == [{"learning_rate": "3e-5", "epochs": "2"},
+                                        {"learning_rate": "5e-5", "epochs": "3"}]

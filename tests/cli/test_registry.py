@@ -78,6 +78,62 @@ def test_only_a_finished_run_with_labels_can_be_promoted(platform, bb):
     one_line_error(bb("promote", "run-a", "--name", "base"), "staged base model")
 
 
+def registry_keys(platform, name: str = "m") -> list[str]:
+    found = platform.s3.list_objects_v2(Bucket=platform.artifacts_bucket, Prefix=layout.model_prefix(name))
+    return sorted(o["Key"] for o in found.get("Contents", []))
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["run-a", "--name", "m", "--alias", "production\n"], "--alias 'production\\n'"),
+    (["run-a", "--name", "m\n", "--alias", "production"], "--name 'm\\n'"),
+    (["run-a\n", "--name", "m", "--alias", "production"], "RUN_ID 'run-a\\n'"),
+])
+def test_a_name_with_a_trailing_newline_is_refused_before_any_write(platform, bb, args, fragment):
+    put_finished_run(platform, "run-a")
+    one_line_error(bb("promote", *args), fragment)
+    assert registry_keys(platform) == []
+
+
+def fail_alias_writes(monkeypatch) -> None:
+    """PutObject of an alias record is denied (a policy that allows versions/ only, say)."""
+    import botocore.exceptions
+
+    from bertbatch import aws
+
+    real = aws.make_client
+
+    def deny_aliases(params, **_):
+        if f"/{layout.MODEL_ALIASES_DIR}" in params["url_path"]:
+            raise botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}},
+                                                  "PutObject")
+
+    def make_client(service, **kwargs):
+        client = real(service, **kwargs)
+        if service == "s3":
+            client.meta.events.register("before-call.s3.PutObject", deny_aliases)
+        return client
+
+    monkeypatch.setattr(aws, "make_client", make_client)
+
+
+def test_a_failed_alias_write_removes_the_version_it_recorded(platform, bb, monkeypatch):
+    put_finished_run(platform, "run-a")
+    fail_alias_writes(monkeypatch)
+    alias_uri = f"s3://{platform.artifacts_bucket}/{layout.model_alias_key('m', 'production')}"
+    one_line_error(bb("promote", "run-a", "--name", "m", "--alias", "production"),
+                   f"--alias production: cannot write {alias_uri} (AccessDenied)", "nothing was promoted")
+    assert registry_keys(platform) == []
+
+
+def test_a_failed_alias_write_keeps_a_version_registered_before(platform, bb, monkeypatch):
+    put_finished_run(platform, "run-a")
+    promote(bb, "run-a", "--name", "m")
+    fail_alias_writes(monkeypatch)
+    one_line_error(bb("promote", "run-a", "--name", "m", "--alias", "production"),
+                   "(AccessDenied); version 1 was already registered and is unchanged")
+    assert registry_keys(platform) == [layout.model_version_key("m", 1)]
+
+
 def test_a_lost_conditional_write_takes_the_next_version(platform):
     """Another promote writes version 1 between this one's listing and its write."""
     put_finished_run(platform, "run-a")
@@ -125,6 +181,48 @@ def test_models_list_and_show(platform, bb):
     assert shown[0]["metrics"] == METRICS
     assert "0.9100" in bb("models", "show", "sst2-sentiment").output
     one_line_error(bb("models", "show", "nothing"), "model 'nothing' has no registered versions")
+
+
+def put_corrupt(platform, key: str) -> str:
+    """A record cut short (an interrupted upload by hand, a bad edit): not valid JSON."""
+    platform.s3.put_object(Bucket=platform.artifacts_bucket, Key=key, Body=b'{"version": 2, "run_')
+    return f"s3://{platform.artifacts_bucket}/{key}"
+
+
+def test_one_corrupt_record_is_flagged_and_the_others_listed(platform, bb):
+    put_finished_run(platform, "run-a")
+    promote(bb, "run-a", "--name", "good", "--alias", "production")
+    promote(bb, "run-a", "--name", "bad", "--alias", "production")
+    corrupt_version = put_corrupt(platform, layout.model_version_key("bad", 2))
+    corrupt_alias = put_corrupt(platform, layout.model_alias_key("bad", "staging"))
+    r = bb("models", "list", "-o", "json")
+    assert r.exit_code == 0, r.output
+    listed = {m["name"]: m for m in map(json.loads, r.stdout.splitlines())}
+    assert (listed["good"]["state"], listed["good"]["corrupt"]) == ("registered", [])
+    bad = listed["bad"]
+    assert (bad["state"], bad["versions"], bad["aliases"]) == ("corrupt", 1, {"production": 1})
+    assert bad["corrupt"] == [f"{corrupt_alias}: not valid JSON", f"{corrupt_version}: not valid JSON"]
+    table = bb("models", "list")
+    assert table.exit_code == 0 and "corrupt" in table.stdout
+    assert f"Warning: corrupt record {corrupt_version}: not valid JSON" in table.stderr
+    shown = bb("models", "show", "bad", "-o", "json")
+    assert [json.loads(line)["version"] for line in shown.stdout.splitlines()] == [1]
+    assert corrupt_version in shown.stderr
+
+
+def test_promote_repairs_a_corrupt_alias_by_overwriting_it(platform, bb):
+    put_finished_run(platform, "run-a")
+    promote(bb, "run-a", "--name", "m")
+    put_corrupt(platform, layout.model_alias_key("m", "production"))
+    result = promote(bb, "run-a", "--name", "m", "--alias", "production")
+    assert (result["version"], result["previous_version"]) == (1, None)
+    assert stored(platform, layout.model_alias_key("m", "production"))["version"] == 1
+
+
+def test_promote_skips_a_corrupt_version_number(platform, bb):
+    put_finished_run(platform, "run-a")
+    put_corrupt(platform, layout.model_version_key("m", 1))
+    assert promote(bb, "run-a", "--name", "m")["version"] == 2
 
 
 def test_models_import_refuses_a_registered_name(platform, bb, tmp_path):

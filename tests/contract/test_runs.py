@@ -20,7 +20,7 @@ def test_generated_run_ids_are_readable_unique_and_valid() -> None:
     assert runs.generate_run_id("", now=now).startswith("run-")
 
 
-@pytest.mark.parametrize("bad", ["", "-leading-dash", "a/b", "a b", "x" * 101, "..", "ünï"])
+@pytest.mark.parametrize("bad", ["", "-leading-dash", "a/b", "a b", "x" * 101, "..", "ünï", "run-1\n"])
 def test_invalid_run_ids_are_refused_with_the_rule(bad: str) -> None:
     with pytest.raises(runs.InvalidRunId) as exc:
         runs.check_run_id(bad, what="--run-name")

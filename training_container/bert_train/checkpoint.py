@@ -75,9 +75,9 @@ OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "trainer_state.pt"
 FORMAT_VERSION = 2  # 2: files under an attempt key named by the manifest; 1: files beside it
 _READABLE_FORMATS = (1, FORMAT_VERSION)
-_STEP_DIR = re.compile(r"^step-(\d{9})$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # a file or attempt name: no "/", no ".."
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_STEP_DIR = re.compile(r"step-(\d{9})")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a file or attempt name: no "/", no ".."
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 # Seconds to wait before each retry of a checkpoint read or upload, on top of botocore's own
 # retries of each request (storage.S3_MAX_ATTEMPTS); after SIGTERM, only those that end before
 # the deadline (retries.RetryLadder).
@@ -168,21 +168,21 @@ def parse_manifest(raw: bytes, step: int) -> Manifest:
     if doc.get("step") != step or isinstance(doc.get("step"), bool):
         raise ValueError(f"corrupt manifest (step {doc.get('step')!r} in the directory of step {step})")
     attempt = doc.get("attempt") if fmt >= 2 else ""
-    if not isinstance(attempt, str) or (fmt >= 2 and not _NAME.match(attempt)):
+    if not isinstance(attempt, str) or (fmt >= 2 and not _NAME.fullmatch(attempt)):
         raise ValueError(f"corrupt manifest (attempt {attempt!r})")
     files = doc.get("files")
     if not isinstance(files, dict) or not files:
         raise ValueError("corrupt manifest ('files' is not a non-empty object)")
     entries: dict[str, FileEntry] = {}
     for name, meta in files.items():
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise ValueError(f"corrupt manifest (file name {name!r})")
         if not isinstance(meta, dict):
             raise ValueError(f"corrupt manifest (the entry of {name} is not an object)")
         size, digest = meta.get("bytes"), meta.get("sha256")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ValueError(f"corrupt manifest (the entry of {name} has no valid 'bytes')")
-        if not isinstance(digest, str) or not _SHA256.match(digest):
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
             raise ValueError(f"corrupt manifest (the entry of {name} has no valid 'sha256')")
         key = f"{attempt}/{name}" if fmt >= 2 else name
         if fmt >= 2 and meta.get("key") != key:
@@ -224,7 +224,7 @@ class CheckpointLocation:
         out: dict[int, set[str]] = {}
         for rel in storage.list_files(self.uri):
             top, _, name = rel.partition("/")
-            m = _STEP_DIR.match(top)
+            m = _STEP_DIR.fullmatch(top)
             if m and name:
                 out.setdefault(int(m.group(1)), set()).add(name)
         return out
