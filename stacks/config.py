@@ -105,7 +105,7 @@ class ExistingVpc(_Model):
     @classmethod
     def _subnet_ids(cls, v: list[str]) -> list[str]:
         for s in v:
-            if not re.match(r"^subnet-[0-9a-f]{8,17}$", s):
+            if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", s):
                 raise ValueError(f"{s!r} is not a subnet id (subnet-...)")
         return v
 
@@ -130,7 +130,7 @@ class NetworkConfig(_Model):
     @classmethod
     def _azs(cls, v: list[str]) -> list[str]:
         for az in v:
-            if not _AZ.match(az):
+            if not _AZ.fullmatch(az):
                 raise ValueError(f"{az!r} is not an availability zone name (e.g. us-east-1a)")
         if len(set(v)) != len(v):
             raise ValueError("availability zones must be unique")
@@ -234,7 +234,7 @@ class TrainingConfig(_Model):
     @classmethod
     def _types(cls, v: list[str]) -> list[str]:
         for t in v:
-            if not _INSTANCE_TYPE.match(t):
+            if not _INSTANCE_TYPE.fullmatch(t):
                 raise ValueError(f"{t!r} is not an EC2 instance type (e.g. g5.xlarge)")
         return v
 
@@ -260,7 +260,7 @@ class PrepareConfig(_Model):
     @classmethod
     def _types(cls, v: list[str]) -> list[str]:
         for t in v:
-            if not _INSTANCE_TYPE.match(t):
+            if not _INSTANCE_TYPE.fullmatch(t):
                 raise ValueError(f"{t!r} is not an EC2 instance type (e.g. c7i.xlarge)")
         return v
 
@@ -272,7 +272,7 @@ class TrackingConfig(_Model):
     @field_validator("mlflow_tracking_uri")
     @classmethod
     def _tracking_uri(cls, v: str) -> str:
-        if not v or _SAGEMAKER_MLFLOW_ARN.match(v):
+        if not v or _SAGEMAKER_MLFLOW_ARN.fullmatch(v):
             return v
         if v.startswith("arn:"):
             raise ValueError(TRACKING_URI_RULE)
@@ -291,7 +291,7 @@ class TrackingConfig(_Model):
     @property
     def sagemaker_tracking_server_arn(self) -> str | None:
         """The tracking server ARN when the URI is SageMaker managed MLflow, else None."""
-        return self.mlflow_tracking_uri if _SAGEMAKER_MLFLOW_ARN.match(self.mlflow_tracking_uri) else None
+        return self.mlflow_tracking_uri if _SAGEMAKER_MLFLOW_ARN.fullmatch(self.mlflow_tracking_uri) else None
 
 
 class BudgetConfig(_Model):
@@ -389,11 +389,11 @@ class PlatformConfig(_Model):
     @classmethod
     def _tags(cls, v: dict[str, str]) -> dict[str, str]:
         for key, value in v.items():
-            if not 1 <= len(key) <= MAX_TAG_KEY or not _TAG_CHARS.match(key):
+            if not 1 <= len(key) <= MAX_TAG_KEY or not _TAG_CHARS.fullmatch(key):
                 raise ValueError(f"tag key {key!r}: 1-{MAX_TAG_KEY} letters, digits, spaces or + - = . _ : / @")
             if key.lower().startswith("aws:"):
                 raise ValueError(f"tag key {key!r}: the aws: prefix is reserved for AWS")
-            if len(value) > MAX_TAG_VALUE or not _TAG_CHARS.match(value):
+            if len(value) > MAX_TAG_VALUE or not _TAG_CHARS.fullmatch(value):
                 raise ValueError(
                     f"tag {key!r}: value must be at most {MAX_TAG_VALUE} letters, digits, spaces or + - = . _ : / @"
                 )
@@ -402,7 +402,7 @@ class PlatformConfig(_Model):
     @field_validator("cost_center")
     @classmethod
     def _cost_center(cls, v: str) -> str:
-        if not _TAG_CHARS.match(v):
+        if not _TAG_CHARS.fullmatch(v):
             raise ValueError("is a tag value: letters, digits, spaces or + - = . _ : / @")
         return v
 
@@ -410,7 +410,7 @@ class PlatformConfig(_Model):
     @classmethod
     def _emails(cls, v: list[str]) -> list[str]:
         for e in v:
-            if not _EMAIL.match(e):
+            if not _EMAIL.fullmatch(e):
                 raise ValueError(f"{e!r} is not an email address")
         return v
 

@@ -87,6 +87,11 @@ def test_string_override_that_looks_like_a_number_stays_a_string():
             {"training.gpu_instance_types": '["g5 xlarge"]'},
             "config error: training.gpu_instance_types = [\"g5 xlarge\"]: 'g5 xlarge' is not an EC2 instance type",
         ),
+        (  # a trailing newline is not part of a valid name (fullmatch, not match with $)
+            {"training.gpu_instance_types": '["g5.xlarge\\n"]'},
+            "config error: training.gpu_instance_types = [\"g5.xlarge\\n\"]: "
+            "'g5.xlarge\\n' is not an EC2 instance type",
+        ),
         (
             {"training.gpu_instance_types": "[]"},
             "config error: training.gpu_instance_types = []: list should have at least 1 item",
