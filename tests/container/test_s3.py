@@ -102,6 +102,33 @@ def test_unreadable_s3_uri_is_bad_input(moto_s3, small_data, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("code", "status", "exit_code"), WRITE_PROBE_ANSWERS)
+def test_reading_the_training_data_tells_a_wrong_input_from_an_unavailable_s3(moto_s3, small_data, tmp_path, capsys,
+                                                                               code, status, exit_code):
+    """Only what the user gave can be bad input: S3 failing to answer for the data (throttling, a
+    5xx) exits 74, which Batch retries; a refused bucket is bad input (exit 2)."""
+    from botocore.exceptions import ClientError
+
+    s3 = _client(moto_s3)
+    for bucket in ("data", "artifacts"):
+        s3.create_bucket(Bucket=bucket)
+    train_file, dev = small_data
+    s3.upload_file(str(train_file), "data", "train.tsv")
+
+    def answer(params, **_):
+        if params.get("Bucket") == "data":
+            raise ClientError({"Error": {"Code": code, "Message": "injected"},
+                               "ResponseMetadata": {"HTTPStatusCode": status}}, "ListObjectsV2")
+
+    storage.make_s3_client().meta.events.register("provide-client-params.s3.*", answer)
+    out = "s3://artifacts/runs/x"
+    assert main(tiny_args("s3://data/train.tsv", dev, out, tmp_path / "ckpt")) == exit_code
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bert_train: error: s3://data/train.tsv: cannot ") and f"({code}: injected)" in err, err
+    assert "\n" not in err
+    assert _keys(s3, "artifacts") == []
+
+
+@pytest.mark.parametrize(("code", "status", "exit_code"), WRITE_PROBE_ANSWERS)
 def test_the_start_up_write_check_tells_a_wrong_location_from_an_unavailable_s3(s3_stub, small_data, tmp_path,
                                                                                 capsys, code, status, exit_code):
     s3_stub.add_client_error("create_multipart_upload", service_error_code=code, service_message="injected",

@@ -22,6 +22,7 @@ from bertbatch_contract import tables
 
 from . import readers, sources, storage
 from .config import BadInput
+from .errors import unreadable_input
 
 
 @dataclass
@@ -91,7 +92,7 @@ def file_rows(uri: str, wanted: Sequence[str]) -> Iterator[tuple[str, int, dict[
     except tables.TableError as exc:
         raise BadInput(exc.at(uri)) from None
     except storage.StorageError as exc:
-        raise BadInput(str(exc)) from None
+        raise unreadable_input(uri, exc) from None
 
 
 def example(row: dict[str, Any], file: str, line: int, text_column: str, label_column: str,

@@ -23,6 +23,7 @@ from bertbatch_contract import layout
 from . import storage
 from .config import BadInput
 from .dropout import attention as dropout_attention
+from .errors import unreadable_input
 
 log = logging.getLogger("bert_train")
 
@@ -63,7 +64,7 @@ def _fetch_s3_model(uri: str, cache_dir: str) -> str:
     try:
         files = storage.list_files(uri)
     except storage.StorageError as exc:
-        raise BadInput(str(exc)) from None
+        raise unreadable_input(uri, exc) from None
     staged = layout.staged_model_name_of(uri)
     if staged is not None and layout.MODEL_MANIFEST not in files:
         # models/<name>/ is complete only with its manifest (written last by `models import`).
@@ -76,7 +77,7 @@ def _fetch_s3_model(uri: str, cache_dir: str) -> str:
         try:
             storage.download_file(storage.join(uri, rel), target / rel)
         except storage.StorageError as exc:
-            raise BadInput(str(exc)) from None
+            raise unreadable_input(uri, exc) from None
     done.write_text(uri + "\n")  # written last: a half download is fetched again
     return str(target)
 

@@ -25,6 +25,7 @@ from bertbatch_contract import layout, tables
 
 from . import data, readers, sources, storage
 from .config import BadInput
+from .errors import unreadable_input
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def count_rows(uri: str, text_column: str, pair_column: str | None = None, id_co
         except tables.TableError as exc:
             raise BadInput(exc.at(source.uri)) from None
         except storage.StorageError as exc:
-            raise BadInput(str(exc)) from None
+            raise unreadable_input(source.uri, exc) from None
     if not total:
         for _ in iter_rows(uri, text_column, pair_column, id_column):
             pass

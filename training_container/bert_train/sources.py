@@ -16,6 +16,7 @@ from bertbatch_contract import tables
 
 from . import storage
 from .config import BadInput
+from .errors import unreadable_input
 
 log = logging.getLogger("bert_train")
 
@@ -44,7 +45,7 @@ def list_sources(uri: str) -> list[Source]:
             raise BadInput(f"{uri}: file not found")
         entries = storage.list_objects(uri)
     except storage.StorageError as exc:
-        raise BadInput(str(exc)) from None
+        raise unreadable_input(uri, exc) from None
     found, skipped = [], []
     for rel, size, version in entries:
         name = rel.rsplit("/", 1)[-1]
