@@ -71,3 +71,26 @@ def put_local_run(run_id: str, accuracy: float | None, learning_rate: float, *,
                                        "train_seconds": 12.5, "history": history}))
         os.utime(metrics, (finished_at, finished_at))
     return directory
+
+
+def deny_s3_puts(monkeypatch, where) -> None:
+    """Every PutObject the CLI's S3 clients make to a URL path for which `where(path)` holds is
+    denied (AccessDenied), as a bucket policy or a narrower role would."""
+    import botocore.exceptions
+
+    from bertbatch import aws
+
+    real = aws.make_client
+
+    def deny(params, **_):
+        if where(params["url_path"]):
+            raise botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}},
+                                                  "PutObject")
+
+    def make_client(service, **kwargs):
+        client = real(service, **kwargs)
+        if service == "s3":
+            client.meta.events.register("before-call.s3.PutObject", deny)
+        return client
+
+    monkeypatch.setattr(aws, "make_client", make_client)

@@ -12,7 +12,7 @@ import pytest
 from bertbatch_contract import discovery, hyperparameters, layout
 from bertbatch_contract.naming import Naming
 
-from .helpers import one_line_error, stage_model, submitted_id
+from .helpers import deny_s3_puts, one_line_error, stage_model, submitted_id
 
 HUB_ERROR = ("Error: model 'bert-base-uncased' is not staged and jobs cannot reach the internet: "
              "run bertbatch models import bert-base-uncased")
@@ -236,24 +236,7 @@ def test_models_list_table_and_json(platform, bb, tmp_path):
 
 
 def test_an_upload_failure_is_one_line_and_nothing_is_staged(platform, bb, tmp_path, monkeypatch):
-    import botocore.exceptions
-
-    from bertbatch import aws
-
-    real = aws.make_client
-
-    def deny_weights(params, **_):
-        if params["url_path"].endswith("/model.safetensors"):
-            raise botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}},
-                                                  "PutObject")
-
-    def make_client(service, **kwargs):
-        client = real(service, **kwargs)
-        if service == "s3":
-            client.meta.events.register("before-call.s3.PutObject", deny_weights)
-        return client
-
-    monkeypatch.setattr(aws, "make_client", make_client)
+    deny_s3_puts(monkeypatch, lambda path: path.endswith("/model.safetensors"))
     src = model_dir(tmp_path / "m")
     key = layout.model_prefix("denied") + "model.safetensors"
     r = bb("models", "import", src, "--name", "denied")

@@ -10,7 +10,7 @@ import pytest
 from bertbatch import registry
 from bertbatch_contract import layout
 
-from .helpers import one_line_error, stage_model
+from .helpers import deny_s3_puts, one_line_error, stage_model
 
 pytestmark = pytest.mark.usefixtures("default_model_staged")
 
@@ -96,24 +96,7 @@ def test_a_name_with_a_trailing_newline_is_refused_before_any_write(platform, bb
 
 def fail_alias_writes(monkeypatch) -> None:
     """PutObject of an alias record is denied (a policy that allows versions/ only, say)."""
-    import botocore.exceptions
-
-    from bertbatch import aws
-
-    real = aws.make_client
-
-    def deny_aliases(params, **_):
-        if f"/{layout.MODEL_ALIASES_DIR}" in params["url_path"]:
-            raise botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}},
-                                                  "PutObject")
-
-    def make_client(service, **kwargs):
-        client = real(service, **kwargs)
-        if service == "s3":
-            client.meta.events.register("before-call.s3.PutObject", deny_aliases)
-        return client
-
-    monkeypatch.setattr(aws, "make_client", make_client)
+    deny_s3_puts(monkeypatch, lambda path: f"/{layout.MODEL_ALIASES_DIR}" in path)
 
 
 def test_a_failed_alias_write_removes_the_version_it_recorded(platform, bb, monkeypatch):
