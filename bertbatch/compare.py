@@ -172,6 +172,7 @@ def records(runs: list[Run], metric: str) -> list[dict[str, Any]]:
             "attempts": r.attempts,
             "cost": None if r.cost is None else round(r.cost, 4),
             "cost_estimate": r.ledger.estimate if r.ledger is not None else None,
+            "team": r.ledger.team if r.ledger is not None else None,
         })
     return out
 
@@ -194,27 +195,28 @@ def hyperparameter_text(value: object) -> str:
 def table(recs: list[dict[str, Any]], metric: str) -> tuple[tuple[str, ...], list[tuple[str, ...]], tuple[int, ...]]:
     """(headers, rows, right-aligned columns) for people."""
     diff = list(recs[0]["hyperparameters"]) if recs else []
-    headers = ("", "RUN ID", *(d.upper() for d in diff), *(k.upper() for k in FINAL_KEYS),
+    headers = ("", "RUN ID", "TEAM", *(d.upper() for d in diff), *(k.upper() for k in FINAL_KEYS),
                f"BEST {metric.upper()}", "AT STEP", "STEPS", "DURATION", "ATTEMPTS", "COST")
     rows = []
     for rec in recs:
         best = rec["best_metric"]
         rows.append((
             BEST_MARK if rec["best"] else "", rec["run_id"] + ("" if rec["state"] == "finished" else " (running)"),
+            rec["team"] or "-",
             *(hyperparameter_text(rec["hyperparameters"][d]) for d in diff),
             *(artifacts.format_value(rec["final"][k]) for k in FINAL_KEYS),
             artifacts.format_value(best["value"]), artifacts.format_value(best["step"]),
             artifacts.format_value(rec["steps"]), duration_text(rec["duration_seconds"]),
             artifacts.format_value(rec["attempts"]), format_cost(rec["cost"]),
         ))
-    first_number = 2 + len(diff)
+    first_number = 3 + len(diff)
     return headers, rows, tuple(range(first_number, len(headers)))
 
 
 def drop_order(headers: tuple[str, ...]) -> list[str]:
     """The columns a narrow terminal leaves out first: the details, then the final metrics, then the
     differing hyperparameters from the last; the run id, the best mark and the best value stay."""
-    details = ["ATTEMPTS", "AT STEP", "STEPS", "EVAL_LOSS", "TRAIN_LOSS", "EVAL_F1", "DURATION", "COST",
+    details = ["ATTEMPTS", "AT STEP", "STEPS", "EVAL_LOSS", "TRAIN_LOSS", "EVAL_F1", "TEAM", "DURATION", "COST",
                "EVAL_ACCURACY"]
     fixed = {"", "RUN ID", *details, *(k.upper() for k in FINAL_KEYS)}
     hyperparameters = [h for h in headers if h not in fixed and not h.startswith("BEST ")]

@@ -252,6 +252,13 @@ def run_id_of(job: dict[str, Any]) -> str | None:
     return run_id
 
 
+def team_of(job: dict[str, Any], job_tags: dict[str, str] | None = None) -> str | None:
+    """The team a job ran for: its bert-batch:team tag, else its fair-share identifier; None for a
+    job from before fair share (the CLI shows "-": which team it was is not recorded)."""
+    found = (job_tags if job_tags is not None else job.get("tags") or {}).get(tags.TAG_TEAM)
+    return found or job.get("shareIdentifier") or None
+
+
 def queue_name(job: dict[str, Any]) -> str:
     return str(job.get("jobQueue") or "").rsplit("/", 1)[-1]
 

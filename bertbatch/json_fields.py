@@ -26,6 +26,8 @@ FIELDS: dict[str, dict[str, str]] = {
         "status": "SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED or FAILED",
         "status_reason": "why the job is in that state, or null",
         "queue": "job queue name",
+        "team": "the team the job runs for (its bert-batch:team tag, else its share identifier), or null for a "
+                "job submitted before fair share",
         "job_definition": "job definition name:revision",
         "created": "ISO 8601 UTC, or null",
         "started": "ISO 8601 UTC, or null",
@@ -64,6 +66,8 @@ FIELDS: dict[str, dict[str, str]] = {
         "metrics": "the run's metrics.json object, or null",
         "cost": "USD of every attempt of the run's jobs still listed by Batch (the cost ledger), or null (always "
                 "with --local)",
+        "team": "the team of the run's newest job still listed by Batch, or null (no such job, a job from before "
+                "fair share, or --local)",
     },
     "compare": {
         "run_id": "run id",
@@ -78,6 +82,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "attempts": "attempts of the run's jobs, or null (local)",
         "cost": "USD from the cost ledger, or null",
         "cost_estimate": "USD the submit estimated, or null",
+        "team": "the team of the run's newest job, or null (no job listed, a job from before fair share, or local)",
     },
     "artifacts": {
         "uri": "s3:// URI of the object",

@@ -80,6 +80,7 @@ class Ledger:
     attempts: list[Attempt] = field(default_factory=list)
     estimate: float | None = None  # the submit-time estimate (job tag), USD
     prices_as_of: str | None = None
+    team: str | None = None  # the team of the run's newest job; None: no job, or none has a team
 
     @property
     def cost(self) -> float | None:
@@ -284,6 +285,11 @@ def estimate_of(run_jobs_: Iterable[dict[str, Any]]) -> float | None:
     return None
 
 
+def team_of_run(run_jobs_: Sequence[dict[str, Any]]) -> str | None:
+    """The newest job's team (a resubmission may run for another team than the first try)."""
+    return next((team for job in reversed(run_jobs_) if (team := jobs.team_of(job)) is not None), None)
+
+
 def ledger(batch: Any, queues: Iterable[str], run_id: str, *, pricer: Pricer | None = None,
            environments: Environments | None = None) -> Ledger:
     """The ledger of `run_id` from the jobs on `queues`."""
@@ -296,7 +302,7 @@ def ledger(batch: Any, queues: Iterable[str], run_id: str, *, pricer: Pricer | N
                          and (j.get("tags") or {}).get(tags.TAG_RUN_ID) != run_id for j in found)
     estimate = None if child_of_sweep else estimate_of(found)
     return Ledger(run_id=run_id, attempts=attempts, estimate=estimate,
-                  prices_as_of=str(pricer.prices.get("as_of") or "") or None)
+                  prices_as_of=str(pricer.prices.get("as_of") or "") or None, team=team_of_run(found))
 
 
 def sweep_ledgers(batch: Any, queues: Iterable[str], sweep_id: str, *, pricer: Pricer | None = None,
@@ -312,4 +318,5 @@ def sweep_ledgers(batch: Any, queues: Iterable[str], sweep_id: str, *, pricer: P
             continue
         entry = out.setdefault(child, Ledger(run_id=child, prices_as_of=as_of))
         entry.attempts.extend(price_job(job, environments, pricer))
+        entry.team = jobs.team_of(job) or entry.team
     return out

@@ -1,4 +1,5 @@
-"""The monthly cost budget with ACTUAL and FORECASTED notifications to the alerts topic."""
+"""Monthly cost budgets with ACTUAL and FORECASTED notifications to the budget topic: the
+project's (the one the cost guardrail acts on) and one per team with a budget."""
 
 from __future__ import annotations
 
@@ -27,14 +28,20 @@ def notifications_for(
     ]
 
 
+def tag_filter(key: str, value: str) -> dict[str, list[str]]:
+    """Cost filter on a user-defined cost-allocation tag (it must be activated in Billing):
+    Budgets spells it user:<key>$<value>."""
+    return {"TagKeyValue": [f"user:{key}${value}"]}
+
+
 def project_tag_filter(project_name: str) -> dict[str, list[str]]:
-    """Cost filter on the Project cost-allocation tag (it must be activated in Billing)."""
-    return {"TagKeyValue": [f"user:{PROJECT_TAG_KEY}${project_name}"]}
+    """Cost filter on the Project cost-allocation tag."""
+    return tag_filter(PROJECT_TAG_KEY, project_name)
 
 
 class MonthlyCostBudget(Construct):
-    """A monthly COST budget in USD. Every notification has one subscriber: the alerts topic
-    (people get it through the topic's email subscriptions, so nobody is emailed twice).
+    """A monthly COST budget in USD. Every notification goes to `topic` (people get it through
+    the topic's email subscriptions, so nobody is emailed twice) and to `emails` directly.
 
     Attributes: `budget` (CfnBudget), `budget_name`, `limit_usd`.
     """
@@ -48,14 +55,17 @@ class MonthlyCostBudget(Construct):
         limit_usd: float,
         actual_thresholds_percent: Sequence[float],
         forecasted_threshold_percent: float,
-        project_tag_value: str | None,
+        cost_filter: dict[str, list[str]] | None,
         topic: sns.ITopic,
+        emails: Sequence[str] = (),
     ) -> None:
-        """`project_tag_value`: count only spend tagged Project=<value> (None: the whole account)."""
+        """`cost_filter`: count only that spend (`tag_filter`; None: the whole account)."""
         super().__init__(scope, construct_id)
         self.budget_name = budget_name
         self.limit_usd = limit_usd
-        subscribers = [budgets.CfnBudget.SubscriberProperty(subscription_type="SNS", address=topic.topic_arn)]
+        subscribers = [budgets.CfnBudget.SubscriberProperty(subscription_type="SNS", address=topic.topic_arn)] + [
+            budgets.CfnBudget.SubscriberProperty(subscription_type="EMAIL", address=email) for email in emails
+        ]
         self.budget = budgets.CfnBudget(
             self,
             "Budget",
@@ -64,7 +74,7 @@ class MonthlyCostBudget(Construct):
                 budget_type="COST",
                 time_unit="MONTHLY",
                 budget_limit=budgets.CfnBudget.SpendProperty(amount=limit_usd, unit="USD"),
-                cost_filters=project_tag_filter(project_tag_value) if project_tag_value is not None else None,
+                cost_filters=cost_filter,
             ),
             notifications_with_subscribers=[
                 budgets.CfnBudget.NotificationWithSubscribersProperty(

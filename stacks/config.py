@@ -49,6 +49,8 @@ MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
 # Ceilings that catch a typo (an extra zero or three) before it reaches AWS.
 MAX_VCPUS = 100_000
 MAX_TIMEOUT_MINUTES = 14 * 24 * 60  # two weeks
+MAX_BUDGET_USD = 100_000_000
+MAX_BUDGET_EMAILS = 10  # AWS Budgets: 10 email subscribers (and one SNS topic) per notification
 # SageMaker managed MLflow: the tracking server's ARN is the tracking URI (with the sagemaker-mlflow
 # plugin in the image); the name follows CreateMlflowTrackingServer's TrackingServerName pattern.
 _SAGEMAKER_MLFLOW_ARN = re.compile(
@@ -295,12 +297,14 @@ class TrackingConfig(_Model):
 
 
 class BudgetConfig(_Model):
-    monthly_limit_usd: float = Field(default=500.0, gt=0, le=100_000_000)
+    monthly_limit_usd: float = Field(default=500.0, gt=0, le=MAX_BUDGET_USD)
     # Percent of the budget; each becomes an ACTUAL-spend notification.
     actual_thresholds_percent: list[float] = Field(default_factory=lambda: [50.0, 80.0, 100.0], min_length=1)
     forecasted_threshold_percent: float = Field(default=100.0, gt=0, le=1000)
-    # Only count spend carrying the Project cost-allocation tag (activate it in Billing first).
-    filter_on_project_tag: bool = False
+    # Only count spend tagged Project=<project_name>, so another project's bill cannot trip the
+    # guardrail. The tag must be activated as a cost-allocation tag in Billing: until then the
+    # budget sees $0 and no alert fires.
+    filter_on_project_tag: bool = True
     # Disable the job queues when 100% of actual spend is reached.
     cost_guardrail: bool = True
 
@@ -327,6 +331,10 @@ class TeamsConfig(_Model):
     compute_reservation_percent: int = Field(default=0, ge=0, le=99)
     # How far back usage counts against a team's share (0: only what runs now).
     share_decay_seconds: int = Field(default=0, ge=0, le=604_800)
+    # Team -> monthly USD: a budget on the bert-batch:team cost-allocation tag (never the guardrail's).
+    budgets_usd: dict[str, float] = Field(default_factory=dict)
+    # Team -> who gets its budget's alerts by email (AWS Budgets: at most 10 per notification).
+    alert_emails: dict[str, list[str]] = Field(default_factory=dict)
 
     @field_validator("weights")
     @classmethod
@@ -339,11 +347,39 @@ class TeamsConfig(_Model):
                     f"team {name!r}: weight {weight:g} is outside {teams.MIN_WEIGHT:g}..{teams.MAX_WEIGHT:g}")
         return v
 
+    @field_validator("budgets_usd")
+    @classmethod
+    def _budgets(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, limit in v.items():
+            if not 0 < limit <= MAX_BUDGET_USD:
+                raise ValueError(f"team {name!r}: {limit:g} USD is outside 0 < limit <= {MAX_BUDGET_USD:g}")
+        return v
+
+    @field_validator("alert_emails")
+    @classmethod
+    def _team_emails(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, emails in v.items():
+            if len(emails) > MAX_BUDGET_EMAILS:
+                raise ValueError(f"team {name!r}: {len(emails)} addresses, AWS Budgets takes at most "
+                                 f"{MAX_BUDGET_EMAILS}")
+            bad = next((e for e in emails if not _EMAIL.fullmatch(e)), None)
+            if bad is not None:
+                raise ValueError(f"team {name!r}: {bad!r} is not an email address")
+        return v
+
     @model_validator(mode="after")
     def _default_is_a_team(self) -> TeamsConfig:
+        known = ", ".join(sorted(self.weights))
         if self.default not in self.weights:
-            known = ", ".join(sorted(self.weights))
             raise ValueError(f"teams.default {self.default!r} is not in teams.weights ({known})")
+        for key in ("budgets_usd", "alert_emails"):
+            stranger = next((t for t in getattr(self, key) if t not in self.weights), None)
+            if stranger is not None:
+                raise ValueError(f"teams.{key}: team {stranger!r} is not in teams.weights ({known})")
+        without_budget = next((t for t in self.alert_emails if t not in self.budgets_usd), None)
+        if without_budget is not None:
+            raise ValueError(f"teams.alert_emails: team {without_budget!r} has no teams.budgets_usd entry, "
+                             f"so nothing would be sent")
         return self
 
     def contract(self) -> teams.Teams:

@@ -12,6 +12,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from bertbatch_contract import tags
 from platform_constructs.alarms import (
     FALLBACK_ERRORS,
     GUARDRAIL_ERRORS,
@@ -20,7 +21,7 @@ from platform_constructs.alarms import (
     build_alarms,
 )
 from platform_constructs.alerts import AlertsTopic
-from platform_constructs.budgets import MonthlyCostBudget
+from platform_constructs.budgets import MonthlyCostBudget, project_tag_filter, tag_filter
 from platform_constructs.dashboard import TrainingDashboard
 from platform_constructs.guardrail import CostGuardrail
 from platform_constructs.job_events import JobStateEvents
@@ -35,10 +36,15 @@ def budget_name(config: PlatformConfig) -> str:
     return config.naming.prefix
 
 
+def team_budget_name(config: PlatformConfig, team: str) -> str:
+    """Never the project budget's name: the cost guardrail acts on that name only."""
+    return f"{config.naming.prefix}-team-{team}"
+
+
 class MonitoringStack(Stack):
     """Exposes `alerts_topic` (sns.ITopic), `budget_topic` (sns.ITopic: AWS Budgets only),
-    `dashboard`, `alarms` (dict name -> cloudwatch.Alarm),
-    `budget` (MonthlyCostBudget), `job_events` (JobStateEvents, None without queues) and
+    `dashboard`, `alarms` (dict name -> cloudwatch.Alarm), `budget` (MonthlyCostBudget),
+    `team_budgets` (team -> MonthlyCostBudget), `job_events` (JobStateEvents, None without queues) and
     `guardrail` (CostGuardrail, None when `budget.cost_guardrail` is off)."""
 
     def __init__(
@@ -77,9 +83,10 @@ class MonitoringStack(Stack):
             limit_usd=config.budget.monthly_limit_usd,
             actual_thresholds_percent=config.budget.actual_thresholds_percent,
             forecasted_threshold_percent=config.budget.forecasted_threshold_percent,
-            project_tag_value=config.project_name if config.budget.filter_on_project_tag else None,
+            cost_filter=project_tag_filter(config.project_name) if config.budget.filter_on_project_tag else None,
             topic=alerts.budget_topic,
         )
+        self.team_budgets = self._team_budgets(config, alerts)
 
         ordered = [k for k in QUEUE_KINDS if k in job_queues] + [k for k in job_queues if k not in QUEUE_KINDS]
         queues = {k: (job_queues[k].job_queue_name, job_queues[k].job_queue_arn) for k in ordered}
@@ -159,3 +166,22 @@ class MonitoringStack(Stack):
         CfnOutput(self, "BudgetTopicArn", value=alerts.budget_topic.topic_arn)
         CfnOutput(self, "BudgetName", value=self.budget.budget_name)
         CfnOutput(self, "DashboardName", value=self.dashboard.dashboard_name)
+
+    def _team_budgets(self, config: PlatformConfig, alerts: AlertsTopic) -> dict[str, MonthlyCostBudget]:
+        """One budget per team of `teams.budgets_usd`, on the team's cost-allocation tag, with the
+        project budget's thresholds. Its alerts reach the budget topic (the guardrail ignores any
+        budget but the project's) and the team's emails."""
+        return {
+            team: MonthlyCostBudget(
+                self,
+                f"TeamBudget{team}",
+                budget_name=team_budget_name(config, team),
+                limit_usd=limit,
+                actual_thresholds_percent=config.budget.actual_thresholds_percent,
+                forecasted_threshold_percent=config.budget.forecasted_threshold_percent,
+                cost_filter=tag_filter(tags.TAG_TEAM, team),
+                topic=alerts.budget_topic,
+                emails=config.teams.alert_emails.get(team, ()),
+            )
+            for team, limit in sorted(config.teams.budgets_usd.items())
+        }

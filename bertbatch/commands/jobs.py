@@ -31,6 +31,7 @@ def status_record(batch: Any, job: dict[str, Any]) -> dict[str, Any]:
         "status": job["status"],
         "status_reason": job.get("statusReason") or None,
         "queue": jobs.queue_name(job),
+        "team": jobs.team_of(job, job_tags),
         "job_definition": (job.get("jobDefinition") or "").rsplit("/", 1)[-1] or None,
         "created": times.iso_millis(job.get("createdAt")),
         "started": times.iso_millis(job.get("startedAt")),
@@ -53,6 +54,7 @@ def status_rows(job: dict[str, Any], record: dict[str, Any]) -> list[tuple[str, 
         ("run id", record["run_id"] or "-"),
         ("status", record["status"] + (f" ({record['status_reason']})" if record["status_reason"] else "")),
         ("queue", record["queue"]),
+        ("team", record["team"] or "- (submitted before fair share)"),
         ("job definition", record["job_definition"] or "-"),
         ("created", times.timestamp(job.get("createdAt"))),
         ("started", times.timestamp(job.get("startedAt"))),
@@ -80,7 +82,7 @@ def status_rows(job: dict[str, Any], record: dict[str, Any]) -> list[tuple[str, 
 @target_options()
 @pass_session
 def status(session: Session, job_id: str, output: str) -> None:
-    """Show a job's state, run id, queue, times, attempts, fallback links and the run's cost.
+    """Show a job's state, run id, queue, team, times, attempts, fallback links and the run's cost.
 
     JOB may also be a run id: its newest job is shown. The cost is the run's ledger: every
     attempt of every job of the run, priced from the price table, next to the submit's estimate.

@@ -80,6 +80,7 @@ def artifacts_(session: Session, run_id: str, download_dir: str | None, checkpoi
 
 @click.command()
 @click.option("--limit", type=int, default=50, show_default=True, help="At most this many runs, newest first")
+@click.option("--team", metavar="NAME", help="Only the runs of team NAME, with their total cost")
 @click.option("--sweep", "sweep_id", metavar="SWEEP_ID",
               help="Compare the children of one sweep side by side (as `bertbatch compare` does)")
 @metric_option
@@ -87,48 +88,74 @@ def artifacts_(session: Session, run_id: str, download_dir: str | None, checkpoi
 @comparison_output_option
 @target_options()
 @pass_session
-def runs(session: Session, limit: int, sweep_id: str | None, metric: str, local: bool, output: str) -> None:
-    """Table of runs in the artifacts bucket with their final metrics (metrics.json) and cost.
+def runs(session: Session, limit: int, team: str | None, sweep_id: str | None, metric: str, local: bool,
+         output: str) -> None:
+    """Table of runs in the artifacts bucket with their team, final metrics (metrics.json) and cost.
 
     Runs still training (no metrics.json yet) show as 'running'. COST is the run's cost ledger:
-    every attempt of its jobs that Batch still lists. --sweep SWEEP_ID compares the children of
-    a sweep (<sweep-id>-<i>) like `bertbatch compare`, best marked; --output csv is for that.
-    --local lists the runs of `bertbatch local` (local-runs/runs/) instead, with no AWS call.
+    every attempt of its jobs that Batch still lists; TEAM is the team of its newest job ("-"
+    when Batch no longer lists its jobs or they were submitted before fair share). --team NAME
+    keeps the newest --limit runs of that team and ends with their total cost: what the team
+    spent on the runs Batch still lists (docs/configuration.md, teams). --sweep SWEEP_ID
+    compares the children of a sweep (<sweep-id>-<i>) like `bertbatch compare`, best marked;
+    --output csv is for that. --local lists the runs of `bertbatch local` (local-runs/runs/)
+    instead, with no AWS call.
 
     \b
     Examples:
       bertbatch runs
       bertbatch runs --profile prod --limit 10
+      bertbatch runs --team nlp
+      bertbatch runs -o json | jq -s 'group_by(.team) | map({team: .[0].team, cost: (map(.cost // 0) | add)})'
       bertbatch runs -o json | jq 'select(.metrics.eval_accuracy > 0.9)'
       bertbatch runs --sweep sst2-lr-sweep --format csv
       bertbatch runs --local
     """
     params.check_int("--limit", limit, 1)
-    if sweep_id is not None and local:
-        raise BertBatchError("--sweep with --local: a sweep is an array job on Batch; compare local runs with "
-                             "bertbatch compare RUN_ID... --local")
+    check_combination(team, sweep_id, local, output)
     if sweep_id is not None:
         show_sweep(session, sweep_id, metric, output)
         return
-    if output == CSV:
-        raise BertBatchError("--output csv: only with --sweep (use -o json for the list of runs)")
     if local:
         root = local_runs_root()
         found, where = artifacts.local_runs(root), f"{root / layout.RUNS_PREFIX}{os.sep}"
     else:
         bucket = session.get(discovery.ARTIFACTS_BUCKET)
         found, where = artifacts.s3_runs(session.client("s3"), bucket), layout.s3_uri(bucket, layout.RUNS_PREFIX)
-    found = artifacts.newest_first(found)[:limit]
-    costs = {} if local else run_costs(session, [r.run_id for r in found])
-    print_runs(found, costs, output, where)
+    found = artifacts.newest_first(found)
+    ledgers = {} if local else run_ledgers(session, found, limit, team)
+    found = [r for r in found if r.run_id in ledgers][:limit] if team is not None else found[:limit]
+    print_runs(found, ledgers, output, where)
+    if team is not None and output != JSON:
+        click.echo(team_total(team, [ledgers[r.run_id] for r in found]))
 
 
-def print_runs(found: list[artifacts.RunSummary], costs: dict[str, float | None], output: str, where: str) -> None:
-    """The runs as JSON lines or a table; `costs`: run id -> its ledger's cost (missing: null)."""
+def check_combination(team: str | None, sweep_id: str | None, local: bool, output: str) -> None:
+    """Options that do not go together, refused before anything is read."""
+    if sweep_id is not None and local:
+        raise BertBatchError("--sweep with --local: a sweep is an array job on Batch; compare local runs with "
+                             "bertbatch compare RUN_ID... --local")
+    if team is not None and (local or sweep_id is not None):
+        raise BertBatchError(f"--team with {'--local' if local else '--sweep'}: "
+                             f"{'local runs have no team' if local else 'a sweep runs for one team'}")
+    if output == CSV and sweep_id is None:
+        raise BertBatchError("--output csv: only with --sweep (use -o json for the list of runs)")
+
+
+def print_runs(found: list[artifacts.RunSummary], ledgers: dict[str, ledger.Ledger], output: str,
+               where: str) -> None:
+    """The runs as JSON lines or a table; `ledgers`: run id -> its cost ledger (missing: null)."""
+    def cost(run_id: str) -> float | None:
+        return ledgers[run_id].cost if run_id in ledgers else None
+
+    def team(run_id: str) -> str | None:
+        return ledgers[run_id].team if run_id in ledgers else None
+
     if output == JSON:
         print_lines("runs", ({"run_id": r.run_id, "state": "finished" if r.metrics is not None else "running",
                               "finished": times.iso(r.finished), "metrics": r.metrics,
-                              "cost": None if costs.get(r.run_id) is None else round(costs[r.run_id] or 0, 4)}
+                              "cost": None if cost(r.run_id) is None else round(cost(r.run_id) or 0, 4),
+                              "team": team(r.run_id)}
                              for r in found))
         return
     if not found:
@@ -138,20 +165,39 @@ def print_runs(found: list[artifacts.RunSummary], costs: dict[str, float | None]
     for r in found:
         values = [artifacts.format_value(artifacts.metric_value(r.metrics or {}, k)) for k in artifacts.RUN_COLUMNS]
         state = "finished" if r.metrics is not None else "running"
-        rows.append((r.run_id, state, *values, ledger.format_cost(costs.get(r.run_id)),
+        rows.append((r.run_id, state, team(r.run_id) or "-", *values, ledger.format_cost(cost(r.run_id)),
                      r.finished.strftime("%Y-%m-%d %H:%M") if r.finished else "-"))
-    headers = ("RUN ID", "STATE", *(k.upper() for k in artifacts.RUN_COLUMNS), "COST", "FINISHED (UTC)")
-    terminal.print_table(headers, rows, right=tuple(range(2, 3 + len(artifacts.RUN_COLUMNS))),
-                         drop=("EPOCHS", "EVAL_LOSS", "TRAIN_LOSS", "STEPS", "EVAL_F1", "FINISHED (UTC)", "COST"))
+    headers = ("RUN ID", "STATE", "TEAM", *(k.upper() for k in artifacts.RUN_COLUMNS), "COST", "FINISHED (UTC)")
+    terminal.print_table(headers, rows, right=tuple(range(3, 4 + len(artifacts.RUN_COLUMNS))),
+                         drop=("EPOCHS", "EVAL_LOSS", "TRAIN_LOSS", "STEPS", "EVAL_F1", "FINISHED (UTC)", "TEAM",
+                               "COST"))
 
 
-def run_costs(session: Session, run_ids: list[str]) -> dict[str, float | None]:
-    """Run id -> its ledger's cost (None: no priced attempt)."""
-    if not run_ids:
+def run_ledgers(session: Session, found: list[artifacts.RunSummary], limit: int,
+                team: str | None) -> dict[str, ledger.Ledger]:
+    """Run id -> its cost ledger, newest first: for the first `limit` runs, or with `team` until
+    `limit` runs of that team are found (only those are kept)."""
+    if not found:
         return {}
     batch = session.client("batch")
     queues, pricer, environments = queue_names(session, ()), ledger.Pricer(), ledger.Environments(batch)
-    return {r: ledger.ledger(batch, queues, r, pricer=pricer, environments=environments).cost for r in run_ids}
+    out: dict[str, ledger.Ledger] = {}
+    for run in found if team is not None else found[:limit]:
+        run_ledger = ledger.ledger(batch, queues, run.run_id, pricer=pricer, environments=environments)
+        if team is None or run_ledger.team == team:
+            out[run.run_id] = run_ledger
+        if len(out) == limit:
+            break
+    return out
+
+
+def team_total(team: str, ledgers: list[ledger.Ledger]) -> str:
+    """'total for team nlp: $1.23 over 2 runs (1 with an attempt not priced)'."""
+    priced = [c for c in (entry.cost for entry in ledgers) if c is not None]
+    unpriced = sum(1 for entry in ledgers if entry.unpriced)
+    note = f" ({unpriced} with an attempt not priced)" if unpriced else ""
+    return (f"total for team {team}: {ledger.format_cost(sum(priced) if priced else 0.0)} over "
+            f"{len(ledgers)} run(s){note}")
 
 
 def show_sweep(session: Session, sweep_id: str, metric: str, output: str) -> None:

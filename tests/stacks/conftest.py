@@ -27,6 +27,7 @@ PROFILES = ("dev", "prod")
 STACKS = ("network", "data", "training", "monitoring")
 PREBUILT_IMAGE = "111122223333.dkr.ecr.eu-west-1.amazonaws.com/team/bert-train:1.4"
 EMAILS = ["ml-oncall@example.com", "platform@example.com"]
+TEAM_EMAILS = ["nlp-lead@example.com", "nlp-finance@example.com"]
 
 
 def config_for(profile: str, **overrides: str) -> PlatformConfig:
@@ -148,7 +149,8 @@ def prod_mon() -> Any:
 
 @pytest.fixture(scope="session")
 def custom_mon() -> Any:
-    """Emails, tag filter, other thresholds, no FSx, no fallback function."""
+    """Emails, no project tag filter, other thresholds, no FSx, no fallback function, two teams
+    of which one has a budget."""
     from tests.stacks.monitoring_standalone import build
 
     return build(
@@ -156,7 +158,11 @@ def custom_mon() -> Any:
             "dev",
             alert_emails=json.dumps(EMAILS),
             **{
-                "budget.filter_on_project_tag": "true",
+                "budget.filter_on_project_tag": "false",
+                "teams.weights": '{"nlp": 4, "vision": 1}',
+                "teams.default": "vision",
+                "teams.budgets_usd": '{"nlp": 300}',
+                "teams.alert_emails": json.dumps({"nlp": TEAM_EMAILS}),
                 "budget.actual_thresholds_percent": "[25, 50, 100, 150]",
                 "budget.forecasted_threshold_percent": "90",
                 "budget.monthly_limit_usd": "1234",

@@ -1,12 +1,24 @@
-"""MonthlyCostBudget (platform_constructs/budgets.py): limit, notifications, tag filter."""
+"""MonthlyCostBudget (platform_constructs/budgets.py): limit, notifications, tag filters; the
+per-team budgets of `teams.budgets_usd` (stacks/monitoring_stack.py)."""
 
 from __future__ import annotations
 
-from aws_cdk.assertions import Match
+import json
 
+import pytest
+from aws_cdk.assertions import Capture, Match
+
+from stacks.config import ConfigError
+from tests.stacks.conftest import TEAM_EMAILS, config_for
 from tests.stacks.monitoring_standalone import (
     budget_topic_ref,
 )
+
+PROJECT_BUDGET, NLP_BUDGET = "bert-batch-dev", "bert-batch-dev-team-nlp"
+
+
+def budgets_by_name(mon) -> dict[str, dict]:
+    return {b["Properties"]["Budget"]["BudgetName"]: b for b in mon.of_type("AWS::Budgets::Budget").values()}
 
 
 def test_monthly_cost_budget_with_the_configured_limit(dev_mon):
@@ -46,7 +58,7 @@ def test_budget_notifies_50_80_100_actual_and_100_forecasted_to_the_budget_topic
 
 
 def test_budget_thresholds_come_from_config(custom_mon):
-    (budget,) = custom_mon.of_type("AWS::Budgets::Budget").values()
+    budget = budgets_by_name(custom_mon)[PROJECT_BUDGET]
     notifications = [
         (n["Notification"]["NotificationType"], n["Notification"]["Threshold"])
         for n in budget["Properties"]["NotificationsWithSubscribers"]
@@ -55,14 +67,15 @@ def test_budget_thresholds_come_from_config(custom_mon):
     assert budget["Properties"]["Budget"]["BudgetLimit"] == {"Amount": 1234, "Unit": "USD"}
 
 
-def test_budget_filters_on_the_project_tag_when_asked(custom_mon):
-    custom_mon.template.has_resource_properties(
-        "AWS::Budgets::Budget", {"Budget": {"CostFilters": {"TagKeyValue": ["user:Project$bert-batch"]}}}
-    )
+def test_budget_filters_on_the_project_tag_by_default(dev_mon, prod_mon):
+    for mon in (dev_mon, prod_mon):
+        mon.template.has_resource_properties(
+            "AWS::Budgets::Budget", {"Budget": {"CostFilters": {"TagKeyValue": ["user:Project$bert-batch"]}}}
+        )
 
 
-def test_budget_counts_all_spend_by_default(dev_mon):
-    dev_mon.template.has_resource_properties("AWS::Budgets::Budget", {"Budget": {"CostFilters": Match.absent()}})
+def test_budget_counts_all_spend_when_the_filter_is_off(custom_mon):
+    assert "CostFilters" not in budgets_by_name(custom_mon)[PROJECT_BUDGET]["Properties"]["Budget"]
 
 
 def test_budget_waits_for_the_budget_topic_policy(dev_mon):
@@ -73,3 +86,75 @@ def test_budget_waits_for_the_budget_topic_policy(dev_mon):
     ]
     (budget,) = dev_mon.of_type("AWS::Budgets::Budget").values()
     assert policy_id in budget.get("DependsOn", [])
+
+
+# --- per-team budgets ---------------------------------------------------------------------------
+def test_a_team_with_a_budget_gets_one_on_its_team_tag(custom_mon):
+    custom_mon.template.has_resource_properties(
+        "AWS::Budgets::Budget",
+        {
+            "Budget": {
+                "BudgetName": NLP_BUDGET,
+                "BudgetType": "COST",
+                "TimeUnit": "MONTHLY",
+                "BudgetLimit": {"Amount": 300, "Unit": "USD"},
+                "CostFilters": {"TagKeyValue": ["user:bert-batch:team$nlp"]},
+            }
+        },
+    )
+
+
+def test_only_teams_with_a_budget_get_one(custom_mon, dev_mon):
+    assert sorted(budgets_by_name(custom_mon)) == [PROJECT_BUDGET, NLP_BUDGET]
+    assert list(budgets_by_name(dev_mon)) == [PROJECT_BUDGET]
+
+
+def test_a_team_budget_alerts_at_the_project_thresholds_to_the_budget_topic_and_the_team(custom_mon):
+    notifications = Capture()
+    custom_mon.template.has_resource_properties(
+        "AWS::Budgets::Budget",
+        {"Budget": {"BudgetName": NLP_BUDGET}, "NotificationsWithSubscribers": notifications},
+    )
+    subscribers = [{"SubscriptionType": "SNS", "Address": budget_topic_ref(custom_mon)}] + [
+        {"SubscriptionType": "EMAIL", "Address": email} for email in TEAM_EMAILS
+    ]
+    assert [(n["Notification"]["NotificationType"], n["Notification"]["Threshold"], n["Subscribers"])
+            for n in notifications.as_array()] == [
+        ("ACTUAL", 25, subscribers), ("ACTUAL", 50, subscribers), ("ACTUAL", 100, subscribers),
+        ("ACTUAL", 150, subscribers), ("FORECASTED", 90, subscribers)]
+
+
+def test_the_cost_guardrail_acts_on_the_project_budget_only(custom_mon):
+    custom_mon.template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Environment": {"Variables": Match.object_like({"BUDGET_NAME": PROJECT_BUDGET})}},
+    )
+    names = [f["Properties"].get("Environment", {}).get("Variables", {}).get("BUDGET_NAME")
+             for f in custom_mon.of_type("AWS::Lambda::Function").values()]
+    assert NLP_BUDGET not in names
+
+
+TWO_TEAMS = {"teams.weights": '{"nlp": 4, "vision": 1}', "teams.default": "vision"}
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"teams.budgets_usd": '{"robotics": 100}'}, "teams.budgets_usd: team 'robotics' is not in teams.weights "
+                                                 "(nlp, vision)"),
+    ({"teams.budgets_usd": '{"nlp": 0}'}, "team 'nlp': 0 USD is outside 0 < limit <= 1e+08"),
+    ({"teams.budgets_usd": '{"nlp": 100}', "teams.alert_emails": '{"nlp": ["not-an-address"]}'},
+     "team 'nlp': 'not-an-address' is not an email address"),
+    ({"teams.budgets_usd": '{"nlp": 100}',
+      "teams.alert_emails": json.dumps({"nlp": [f"a{i}@example.com" for i in range(11)]})},
+     "team 'nlp': 11 addresses, AWS Budgets takes at most 10"),
+    ({"teams.budgets_usd": '{"nlp": 100}', "teams.alert_emails": '{"vision": ["v@example.com"]}'},
+     "teams.alert_emails: team 'vision' has no teams.budgets_usd entry"),
+])
+def test_bad_team_budgets_stop_synth_with_one_line(overrides, message):
+    with pytest.raises(ConfigError) as raised:
+        config_for("dev", **TWO_TEAMS, **overrides)
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_team_budgets_are_optional():
+    config = config_for("dev", **TWO_TEAMS)
+    assert (config.teams.budgets_usd, config.teams.alert_emails) == ({}, {})
