@@ -18,7 +18,7 @@ from bertbatch_contract.discovery import ComputeCapacity
 
 from .errors import BertBatchError
 from .estimate import Option, load_table
-from .jobs import QUEUE_KEYS
+from .jobs import queue_kind_of
 from .session import Session
 
 MULTI_NODE = "multi-node"
@@ -85,10 +85,14 @@ def expand(instance_types: Sequence[str], table: dict[str, InstanceType]) -> tup
 
 # --- the config keys a user changes --------------------------------------------------------------
 def types_key(queue_kind: str) -> str:
+    if discovery.is_reserved_kind(queue_kind):
+        return f"training.reservations.{queue_kind.removeprefix(discovery.RESERVED_PREFIX)}.instance_type"
     return "training.multinode_instance_types" if queue_kind == MULTI_NODE else "training.gpu_instance_types"
 
 
 def vcpus_key(queue_kind: str, environment: ComputeCapacity) -> str:
+    if discovery.is_reserved_kind(queue_kind):
+        return f"training.reservations.{queue_kind.removeprefix(discovery.RESERVED_PREFIX)}.max_vcpus"
     if queue_kind == MULTI_NODE:
         return "training.multinode_max_vcpus"
     return "training.spot_max_vcpus" if environment.spot else "training.on_demand_max_vcpus"
@@ -213,4 +217,4 @@ def with_placement(session: Session, options: list[Option]) -> list[Option]:
 
 def _queue_kind(queue_key: str) -> str:
     """spot-first for the discovery key of the spot-first queue."""
-    return next(kind for kind, key in QUEUE_KEYS.items() if key == queue_key)
+    return queue_kind_of(queue_key)

@@ -38,6 +38,14 @@ class Deployment:
             raise BertBatchError(f"SSM parameter {self.naming.parameter(discovery.TEAMS)}: {exc}") from None
 
     @property
+    def reservations(self) -> dict[str, discovery.Reservation]:
+        """The reserved-capacity queues by name (none on a deployment from before them)."""
+        try:
+            return discovery.parse_reservations(self.values.get(discovery.RESERVATIONS) or "{}")
+        except ValueError as exc:
+            raise BertBatchError(f"SSM parameter {self.naming.parameter(discovery.RESERVATIONS)}: {exc}") from None
+
+    @property
     def fsx_mount_path(self) -> str | None:
         value = self.values.get(discovery.FSX_MOUNT_PATH, "none")
         return None if value in ("", "none") else value

@@ -124,7 +124,16 @@ class Platform:
     @functools.cached_property
     def queue_names(self) -> list[str]:
         # A deployment from before a queue existed misses its key: the discovery check says so.
-        return [self.values[key] for key in jobs.QUEUE_KEYS.values() if self.values.get(key)]
+        keys = [*jobs.QUEUE_KEYS.values(), *(discovery.reserved_queue_key(name) for name in self.reservation_names)]
+        return [self.values[key] for key in keys if self.values.get(key)]
+
+    @functools.cached_property
+    def reservation_names(self) -> list[str]:
+        """The reserved queues' names; none when the published list cannot be read (its own check says so)."""
+        try:
+            return sorted(self.session.deployment.reservations)
+        except BertBatchError:
+            return []
 
     @functools.cached_property
     def queues(self) -> dict[str, dict[str, Any]]:
@@ -399,6 +408,75 @@ def alert_subscriptions(platform: Platform, topics: list[str]) -> Check:
     return Check("alerts", OK, f"confirmed: {', '.join(emails)}")
 
 
+RESERVATION_FIX = ("buy or create a new reservation, put its id in training.reservations of cdk.json's {profile} "
+                   "profile, then {deploy} (docs/deploy.md, Reserved capacity)")
+# Capacity Reservation states in which launches into it succeed now (or will, for a block's window).
+RESERVATION_USABLE = ("active", "scheduled")
+
+
+def reservation_state(name: str, want: discovery.Reservation, found: dict[str, Any] | None, fix: str) -> Check:
+    """One reservation's row: active with instances left (ok), none left or not started yet
+    (warn), or gone, expired or of another instance type (fail)."""
+    check = f"reservation {name}"
+    if found is None:
+        return Check(check, FAIL, f"{want.reservation_id} does not exist in this account and region", fix)
+    state, instance_type = found.get("State", "unknown"), found.get("InstanceType", "")
+    window = reservation_window(found)
+    if state not in RESERVATION_USABLE:
+        return Check(check, FAIL, f"{want.reservation_id} is {state}{window}: jobs on its queue wait for ever", fix)
+    if instance_type and instance_type != want.instance_type:
+        return Check(check, FAIL, f"{want.reservation_id} reserves {instance_type}, the queue launches "
+                     f"{want.instance_type}", fix)
+    left, total = found.get("AvailableInstanceCount", 0), found.get("TotalInstanceCount", 0)
+    detail = f"{want.reservation_id} {state}{window}: {left} of {total} {instance_type} free"
+    if state == "scheduled":
+        return Check(check, WARN, detail + " (not started: jobs wait for its start)")
+    if not left:
+        return Check(check, WARN, detail + ": none left, jobs wait until one of its instances is free")
+    return Check(check, OK, detail)
+
+
+def reservation_window(found: dict[str, Any]) -> str:
+    """`, <start> to <end>` for a Capacity Block; `, ends <end>` or `, no end date` for an ODCR."""
+    def day(value: Any) -> str:
+        return value.strftime("%Y-%m-%d %H:%M UTC") if hasattr(value, "strftime") else str(value)
+
+    end = found.get("EndDate")
+    if found.get("ReservationType") == "capacity-block" and found.get("StartDate") and end:
+        return f", {day(found['StartDate'])} to {day(end)}"
+    return f", ends {day(end)}" if end else ", no end date"
+
+
+def reservation_checks(platform: Platform) -> list[Check]:
+    """Each reserved queue's reservation (DescribeCapacityReservations): active, and how much is left."""
+    reservations = platform.session.deployment.reservations
+    if not reservations:
+        return [Check("reservations", OK, "none in this profile")]
+    ec2 = platform.client("ec2")
+    fix = RESERVATION_FIX.format(profile=platform.session.profile, deploy=platform.deploy)
+    rows = []
+    for name, want in sorted(reservations.items()):
+        if not want.reservation_id:  # an ODCR resource group: its members change without a deploy
+            rows.append(Check(f"reservation {name}", WARN, f"targets the group {want.resource_group_arn}: doctor "
+                              "checks reservations by id; see the group's reservations in the EC2 console"))
+            continue
+        rows.append(reservation_state(name, want, described_reservation(ec2, want.reservation_id), fix))
+    return rows
+
+
+def described_reservation(ec2: Any, reservation_id: str) -> dict[str, Any] | None:
+    """One Capacity Reservation, or None when the account has no such id (one id per call: an
+    unknown id fails the whole request)."""
+    try:
+        found = ec2.describe_capacity_reservations(CapacityReservationIds=[reservation_id])
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) == "InvalidCapacityReservationId.NotFound":
+            return None
+        raise
+    reservations: list[dict[str, Any]] = found.get("CapacityReservations", [])
+    return reservations[0] if reservations else None
+
+
 # In report order. The name labels the row of a check that could not run at all.
 CHECKS: tuple[tuple[str, Callable[[Platform], list[Check]]], ...] = (
     ("discovery", discovery_check),
@@ -412,6 +490,7 @@ CHECKS: tuple[tuple[str, Callable[[Platform], list[Check]]], ...] = (
     ("fsx", file_system_checks),
     ("default model", default_model_checks),
     ("budget", budget_checks),
+    ("reservations", reservation_checks),
 )
 
 

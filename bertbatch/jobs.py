@@ -149,8 +149,20 @@ class SubmitPlan:
         return for_team(req, self.team)
 
 
-def choose_queue(nodes: int, on_demand: bool) -> tuple[str, str]:
-    """(queue key, job definition key) for the requested shape."""
+def queue_kind_of(queue_key: str) -> str:
+    """The queue kind of a queue's discovery key: spot-first for `queue/spot-first`,
+    reserved/p5 for `queue/reserved/p5`."""
+    if queue_key.startswith("queue/" + discovery.RESERVED_PREFIX):
+        return queue_key.removeprefix("queue/")
+    return next(kind for kind, key in QUEUE_KEYS.items() if key == queue_key)
+
+
+def choose_queue(nodes: int, on_demand: bool, reservation: str | None = None) -> tuple[str, str]:
+    """(queue key, job definition key) for the requested shape; on a reservation's queue when
+    one is named (its environment holds any shape its instance type does)."""
+    if reservation is not None:
+        definition = discovery.JOB_DEFINITION_MULTI_NODE if nodes > 1 else discovery.JOB_DEFINITION_SINGLE
+        return discovery.reserved_queue_key(reservation), definition
     if nodes > 1:
         return discovery.QUEUE_MULTI_NODE, discovery.JOB_DEFINITION_MULTI_NODE
     if on_demand:

@@ -48,6 +48,6 @@ class Naming:
 
     def parameter(self, key: str) -> str:
         """SSM parameter name of discovery `key`, e.g. /bert-batch/dev/queue/spot-first."""
-        if key not in discovery.KEYS:
+        if not discovery.is_key(key):
             raise KeyError(f"unknown discovery key {key!r}")
         return self.path + key

@@ -286,15 +286,7 @@ class GpuCompute(Construct):
     def _pin_launch_templates_and_service_role(self) -> None:
         launch_template_of = {"gpu-spot": "gpu", "gpu-on-demand": "gpu", "multi-node": "multi-node"}
         for kind, environment in self.environments.items():
-            cfn = cfn_of(environment)
-            # Pin the launch template version, so a change to it updates the environment.
-            cfn.add_property_override(
-                "ComputeResources.LaunchTemplate.Version",
-                self.launch_templates[launch_template_of[kind]].latest_version_number,
-            )
-            # The Batch service-linked role (AWSServiceRoleForBatch) instead of a role of our own.
-            cfn.add_property_deletion_override("ServiceRole")
-            environment.node.try_remove_child("BatchServiceRole")
+            pin_launch_template_and_service_role(environment, self.launch_templates[launch_template_of[kind]])
 
     def _queues(
         self,
@@ -344,6 +336,29 @@ class GpuCompute(Construct):
             )
             for queue in QUEUE_ENVIRONMENTS
         }
+
+
+def pin_launch_template_and_service_role(environment: batch.ManagedEc2EcsComputeEnvironment,
+                                         launch_template: ec2.LaunchTemplate) -> None:
+    cfn = cfn_of(environment)
+    # Pin the launch template version, so a change to it updates the environment.
+    cfn.add_property_override("ComputeResources.LaunchTemplate.Version", launch_template.latest_version_number)
+    # The Batch service-linked role (AWSServiceRoleForBatch) instead of a role of our own.
+    cfn.add_property_deletion_override("ServiceRole")
+    environment.node.try_remove_child("BatchServiceRole")
+
+
+def unplaceable_actions(after: Duration) -> list[batch.JobStateTimeLimitAction]:
+    """Cancel, with Batch's reason, a job no environment of the queue can ever hold."""
+    return [
+        batch.JobStateTimeLimitAction(
+            action=batch.JobStateTimeLimitActionsAction.CANCEL,
+            reason=reason,
+            state=batch.JobStateTimeLimitActionsState.RUNNABLE,
+            max_time=after,
+        )
+        for reason in UNPLACEABLE_REASONS
+    ]
 
 
 def cfn_of(construct: Construct) -> Any:

@@ -7,7 +7,7 @@ The keys come from `bertbatch_contract.discovery` and the parameter names from
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import CfnOutput
 from aws_cdk import aws_ssm as ssm
@@ -31,14 +31,18 @@ class DiscoveryParameters(Construct):
         *,
         naming: Naming,
         values: Mapping[str, str],
+        reservation_names: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
-        missing = sorted(set(discovery.KEYS) - set(values))
-        unknown = sorted(set(values) - set(discovery.KEYS))
+        keys = dict(discovery.KEYS)
+        for name in reservation_names:  # each reserved queue publishes keys of its own
+            keys.update(discovery.reserved_keys(name))
+        missing = sorted(set(keys) - set(values))
+        unknown = sorted(set(values) - set(keys))
         if missing or unknown:
             raise ValueError(f"discovery values: missing {missing}, unknown {unknown}")
         self.parameters: dict[str, ssm.StringParameter] = {}
-        for key, description in discovery.KEYS.items():
+        for key, description in keys.items():
             cid = _construct_id(key)
             self.parameters[key] = ssm.StringParameter(
                 self,

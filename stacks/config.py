@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from bertbatch_contract import job, teams
+from bertbatch_contract import discovery, job, teams
 from bertbatch_contract.naming import Naming
 from platform_constructs.logs import LOG_RETENTION_DAYS
 from platform_constructs.network import INTERFACE_ENDPOINT_SERVICES
@@ -182,6 +182,63 @@ class DataConfig(_Model):
     fsx: FsxConfig = Field(default_factory=FsxConfig)
 
 
+_RESOURCE_GROUP_ARN = re.compile(r"^arn:aws[a-z-]*:resource-groups:[a-z]{2}(-[a-z]+)+-\d:\d{12}:group/[\w.-]{1,128}$")
+
+
+class ReservationConfig(_Model):
+    """A dedicated compute environment and queue (`<project>-<profile>-reserved-<name>`) that
+    launches into one On-Demand Capacity Reservation (odcr) or EC2 Capacity Block for ML."""
+
+    name: str
+    kind: Literal["odcr", "capacity-block"]
+    # cr-<17 hex>: the reservation (or Capacity Block) to target; or, for an ODCR, a resource
+    # group of reservations by ARN instead.
+    reservation_id: str = Field(default="", pattern=r"^(cr-[0-9a-f]{17})?$")
+    resource_group_arn: str = ""
+    instance_type: str
+    max_vcpus: int = Field(ge=1, le=MAX_VCPUS)
+    # The private subnet (index, as training.multinode_subnet_index) in the reservation's AZ.
+    subnet_index: int = Field(default=0, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not discovery.RESERVATION_NAME.fullmatch(v):
+            raise ValueError(f"{v!r}: a reservation name is {discovery.RESERVATION_NAME_RULE}")
+        return v
+
+    @field_validator("instance_type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if not _INSTANCE_TYPE.fullmatch(v):
+            raise ValueError(f"{v!r} is not an EC2 instance type (e.g. p5.48xlarge)")
+        return v
+
+    @field_validator("resource_group_arn")
+    @classmethod
+    def _group(cls, v: str) -> str:
+        if v and not _RESOURCE_GROUP_ARN.fullmatch(v):
+            raise ValueError(f"{v!r} is not a resource group ARN "
+                             "(arn:aws:resource-groups:<region>:<account>:group/<name>)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ReservationConfig:
+        key = f"training.reservations.{self.name}"
+        if bool(self.reservation_id) == bool(self.resource_group_arn):
+            raise _KeyedError(f"{key}.reservation_id", self.reservation_id,
+                              "set exactly one of reservation_id (cr-...) and resource_group_arn")
+        if self.kind == "capacity-block" and not self.reservation_id:
+            # EC2 launches into a Capacity Block by its reservation id.
+            raise _KeyedError(f"{key}.resource_group_arn", self.resource_group_arn,
+                              "a capacity-block is targeted by its reservation_id (cr-...), not a group")
+        return self
+
+    def contract(self) -> discovery.Reservation:
+        return discovery.Reservation(name=self.name, kind=self.kind, instance_type=self.instance_type,
+                                     reservation_id=self.reservation_id, resource_group_arn=self.resource_group_arn)
+
+
 class TrainingConfig(_Model):
     # Prebuilt image URI; empty -> build training_container/ as a CDK image asset at deploy.
     image_uri: str = ""
@@ -231,6 +288,18 @@ class TrainingConfig(_Model):
     container_stop_timeout_seconds: int = Field(default=120, ge=30, le=600)
     checkpoint_every_steps: int = Field(default=job.DEFAULT_CHECKPOINT_EVERY_STEPS, ge=1, le=10_000_000)
     checkpoint_every_minutes: int = Field(default=10, ge=1, le=MAX_TIMEOUT_MINUTES)
+    # Reserved capacity: one compute environment and queue per reservation (docs/deploy.md).
+    reservations: list[ReservationConfig] = Field(default_factory=list, max_length=10)
+
+    @field_validator("reservations")
+    @classmethod
+    def _unique_reservations(cls, v: list[ReservationConfig]) -> list[ReservationConfig]:
+        names = [r.name for r in v]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise _KeyedError(f"training.reservations.{duplicates[0]}.name", duplicates[0],
+                              "is used by two reservations: each needs a name of its own")
+        return v
 
     @field_validator("gpu_instance_types", "multinode_instance_types")
     @classmethod
@@ -480,6 +549,10 @@ class PlatformConfig(_Model):
                 "training.vcpus_per_job", t.vcpus_per_job,
                 "must fit in spot_max_vcpus and on_demand_max_vcpus",
             )
+        for r in t.reservations:
+            if r.subnet_index >= self.az_count:
+                raise _KeyedError(f"training.reservations.{r.name}.subnet_index", r.subnet_index,
+                                  f"must be < the number of AZs ({self.az_count})")
         if t.multinode_vcpus_per_node * t.multinode_nodes > t.multinode_max_vcpus:
             raise _KeyedError(
                 "training.multinode_vcpus_per_node", t.multinode_vcpus_per_node,

@@ -33,6 +33,7 @@ from constructs import Construct
 
 from bertbatch_contract import discovery, job, layout, metrics, teams
 from platform_constructs import job_definitions as jobdefs
+from platform_constructs import reserved_capacity
 from platform_constructs.batch_compute import QUEUE_MULTI_NODE, QUEUE_ON_DEMAND, QUEUE_SPOT_FIRST, GpuCompute
 from platform_constructs.data_preparation import JOB_DEFINITION as JOB_DEFINITION_PREPARE_NAME
 from platform_constructs.data_preparation import QUEUE_PREPARE, DataPreparation
@@ -162,6 +163,8 @@ class TrainingStack(Stack):
             scheduling_policy=self.fair_share.policy,
         )
         self.job_queues = dict(self.compute.queues)
+        self.reserved = self._reserved_capacity(config, vpc, private_subnets, compute_security_group, lustre)
+        self.job_queues.update({reserved_capacity.queue_kind(name): q for name, q in self.reserved.queues.items()})
 
         # --- job definitions -----------------------------------------------------------------
         fsx = lustre is not None
@@ -230,6 +233,30 @@ class TrainingStack(Stack):
             "Discovery",
             naming=naming,
             values=self._discovery_values(config, data_bucket, artifacts_bucket, fsx=fsx),
+            reservation_names=[r.name for r in t.reservations],
+        )
+
+    def _reserved_capacity(self, config: PlatformConfig, vpc: ec2.IVpc, private_subnets: Sequence[ec2.ISubnet],
+                           security_group: ec2.ISecurityGroup,
+                           lustre: LinkedLustre | None) -> reserved_capacity.ReservedCapacity:
+        """A compute environment and queue per `training.reservations` entry (none by default)."""
+        t = config.training
+        return reserved_capacity.ReservedCapacity(
+            self,
+            "ReservedCapacity",
+            naming=config.naming,
+            reservations=[
+                reserved_capacity.ReservedEnvironment(r.contract(), r.max_vcpus, private_subnets[r.subnet_index])
+                for r in t.reservations
+            ],
+            container_stop_timeout_seconds=t.container_stop_timeout_seconds,
+            lustre=lustre,
+            root_volume_gib=t.root_volume_gib,
+            unplaceable_wait_minutes=t.unplaceable_wait_minutes,
+            vpc=vpc,
+            security_group=security_group,
+            instance_role=self.roles.instance_role.without_policy_updates(),
+            scheduling_policy=self.fair_share.policy,
         )
 
     def _discovery_values(self, config: PlatformConfig, data_bucket: s3.IBucket, artifacts_bucket: s3.IBucket, *,
@@ -257,6 +284,8 @@ class TrainingStack(Stack):
                 discovery.capacity_key(queue): discovery.capacity_value(environments)
                 for queue, environments in self.compute.capacity.items()
             },
+            **reserved_capacity.discovery_values(self.reserved, [r.contract() for r in config.training.reservations],
+                                                 naming),
         }
 
     def _data_preparation(self, config: PlatformConfig, image: ecs.ContainerImage, vpc: ec2.IVpc,

@@ -7,7 +7,7 @@ from typing import Any
 import botocore.exceptions
 import click
 
-from bertbatch_contract import runs, tags
+from bertbatch_contract import discovery, runs, tags
 
 from .. import completion, cost_cap, cost_view, jobs, ledger, params, terminal, times
 from ..aws import error_code
@@ -125,7 +125,7 @@ def job_or_run(session: Session, job_id: str) -> dict[str, Any]:
 
 def queue_names(session: Session, queues: tuple[str, ...]) -> list[str]:
     """--queue values (spot-first, on-demand, multi-node, prepare or a queue name) as queue names; none
-    given: every queue the deployment has."""
+    given: every queue the deployment has, reserved ones included."""
     names = []
     for q in queues or QUEUE_CHOICES:
         if q in jobs.QUEUE_KEYS:
@@ -134,6 +134,8 @@ def queue_names(session: Session, queues: tuple[str, ...]) -> list[str]:
             names.append(session.get(jobs.QUEUE_KEYS[q]))
         else:
             names.append(q)
+    if not queues:  # and the reserved-capacity queues (training.reservations)
+        names += [session.get(discovery.reserved_queue_key(name)) for name in sorted(session.deployment.reservations)]
     return names
 
 

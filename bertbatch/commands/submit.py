@@ -123,7 +123,7 @@ def resolve_models(session: Session, request: Request, defaults: dict[str, str])
 def check_capacity(session: Session, queue_key: str, queue: str, definition: dict[str, Any], gpus: int | None,
                    nodes: int) -> None:
     """Refuse a job no instance type of the queue's compute environments can ever hold."""
-    kind = next(k for k, v in jobs.QUEUE_KEYS.items() if v == queue_key)
+    kind = jobs.queue_kind_of(queue_key)
     environments = capacity.read(session, kind, queue)
     if not environments:
         return
@@ -131,6 +131,18 @@ def check_capacity(session: Session, queue_key: str, queue: str, definition: dic
     need = capacity.Need(gpus=gpus if gpus is not None else resources.get("GPU", 1), vcpus=resources.get("VCPU"),
                          memory_mib=resources.get("MEMORY"))
     capacity.check(queue_kind=kind, queue=queue, environments=environments, need=need, nodes=nodes)
+
+
+def check_reservation(session: Session, name: str | None, on_demand: bool) -> None:
+    """--reservation names one of the deployment's reserved queues (refused before any submit)."""
+    if name is None:
+        return
+    if on_demand:
+        raise BertBatchError("--reservation and --on-demand: pick one (a reserved queue is On-Demand already)")
+    known = session.deployment.reservations
+    if name not in known:
+        have = ", ".join(sorted(known)) or "none: add one to training.reservations in cdk.json and redeploy"
+        raise BertBatchError(f"--reservation {name}: not one of this deployment's reservations ({have})")
 
 
 def check_reused_run(session: Session, run_id: str, array_size: int | None) -> None:
@@ -180,6 +192,8 @@ def print_submitted(session: Session, job_id: str, request: Request, plan: jobs.
 @click.option("--nodes", type=int, default=1, show_default=True, metavar="N",
               help="Nodes; N > 1 uses the multi-node (On-Demand) queue")
 @click.option("--on-demand", is_flag=True, help="Skip Spot: use the On-Demand queue")
+@click.option("--reservation", metavar="NAME",
+              help="Run on the queue of reserved capacity NAME (training.reservations: an ODCR or Capacity Block)")
 @click.option("--timeout", metavar="DURATION", help="Attempt timeout, e.g. 90m, 6h, 1d or seconds")
 @click.option("--array", "array_size", type=int, metavar="N",
               help="Submit an array job of N children (AWS_BATCH_JOB_ARRAY_INDEX 0..N-1)")
@@ -199,9 +213,9 @@ def print_submitted(session: Session, job_id: str, request: Request, plan: jobs.
 @pass_session
 @click.pass_context
 def submit(ctx: click.Context, session: Session, train: str | None, eval_: str | None, run_name: str | None,
-           gpus: int | None, nodes: int, on_demand: bool, timeout: str | None, array_size: int | None,
-           grid: str | None, max_cost: str | None, dry_run: bool, wait: bool, poll: float, fallback_grace: float,
-           team: str | None, output: str, **hyper: Any) -> None:
+           gpus: int | None, nodes: int, on_demand: bool, reservation: str | None, timeout: str | None,
+           array_size: int | None, grid: str | None, max_cost: str | None, dry_run: bool, wait: bool, poll: float,
+           fallback_grace: float, team: str | None, output: str, **hyper: Any) -> None:
     """Submit a fine-tuning job (or a sweep) to the profile's queues.
 
     Hyperparameters are checked by the same table as the trainer's, and the inputs are checked
@@ -221,6 +235,7 @@ def submit(ctx: click.Context, session: Session, train: str | None, eval_: str |
       bertbatch submit --nodes 2 --gpus 8 --batch-size 64
       bertbatch submit --grid sweep.json          # {"learning_rate": [2e-5, 3e-5, 5e-5]}
       bertbatch submit --team nlp --train sst2/train.tsv   # the nlp team's fair share and cost
+      bertbatch submit --reservation p5 --gpus 8 --train sst2/train.tsv   # on reserved capacity
       bertbatch submit --profile prod --region eu-west-1 --train sst2/train.tsv --dry-run
       bertbatch submit --train sst2/train.tsv -o json | jq -r .job_id
     """
@@ -228,7 +243,8 @@ def submit(ctx: click.Context, session: Session, train: str | None, eval_: str |
                             timeout=timeout, grid=grid)
     watch_mod.check_poll(poll, fallback_grace)
     cap = cost_cap.check_cap(max_cost)
-    queue_key, jobdef_key = jobs.choose_queue(nodes, on_demand)
+    check_reservation(session, reservation, on_demand)
+    queue_key, jobdef_key = jobs.choose_queue(nodes, on_demand, reservation)
     queue, job_definition = session.get(queue_key), session.get(jobdef_key)
     team = resolve_team(session, team)
     batch = session.client("batch")
@@ -244,7 +260,7 @@ def submit(ctx: click.Context, session: Session, train: str | None, eval_: str |
     if request.grid_rows is not None:
         environment[job_env.ENV_GRID] = json.dumps(request.grid_rows, separators=(",", ":"))
     if cap is not None:
-        kind = next(k for k, v in jobs.QUEUE_KEYS.items() if v == queue_key)
+        kind = jobs.queue_kind_of(queue_key)
         environment.update(cost_cap.environment(session, cap, kind, queue))
     parameters = {**defaults, **inputs, **request.hyperparameters}
     cost = submit_estimate.job_estimate(

@@ -6,6 +6,8 @@ waiting for confirmation (moto confirms at once)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from botocore.stub import Stubber
 
@@ -294,11 +296,12 @@ def job_definition_row(deployed: Deployed, key: str) -> str:
 
 def every_row(deployed: Deployed) -> set[str]:
     """The rows of a ready dev platform: one per queue, compute environment, role, quota, bucket,
-    job definition, and the single ones."""
+    job definition, and the single ones (reservations: none in dev)."""
     names = deployed.names
     return {
         "discovery", "data bucket", "artifacts bucket", "log group", "fsx", "default model", "budget", "alerts",
-        "role AWSServiceRoleForBatch", "role AWSServiceRoleForEC2Spot", *(f"quota {code}" for code in DEV_QUOTAS),
+        "reservations", "role AWSServiceRoleForBatch", "role AWSServiceRoleForEC2Spot",
+        *(f"quota {code}" for code in DEV_QUOTAS),
         *(f"queue {names[key]}" for key in (discovery.QUEUE_SPOT_FIRST, discovery.QUEUE_ON_DEMAND,
                                             discovery.QUEUE_MULTI_NODE, discovery.QUEUE_PREPARE)),
         *(f"compute environment {name}" for name in deployed.declared.compute_environments),
@@ -393,3 +396,91 @@ def test_a_check_that_cannot_run_warns_and_the_others_still_run(deployed, fakes,
     assert table["fsx"] == (doctor.WARN, "cannot check: AccessDenied: not authorized")
     assert set(table) == every_row(deployed)
     assert {status for name, (status, _) in table.items() if name != "fsx"} == {doctor.OK}
+
+
+# --- reserved capacity: DescribeCapacityReservations, stubbed (moto has no reservations) --------
+RESERVED = {"training.reservations": (
+    '[{"name": "p5", "kind": "capacity-block", "reservation_id": "cr-0123456789abcdef0", '
+    '"instance_type": "p5.48xlarge", "max_vcpus": 192},'
+    ' {"name": "g6", "kind": "odcr", "reservation_id": "cr-0fedcba9876543210", "instance_type": "g6.12xlarge", '
+    '"max_vcpus": 96}]')}
+
+
+ORDER = ("cr-0fedcba9876543210", "cr-0123456789abcdef0")
+
+
+def capacity_reservation(reservation_id: str, instance_type: str, **fields) -> dict:
+    return {"CapacityReservationId": reservation_id, "InstanceType": instance_type, "State": "active",
+            "TotalInstanceCount": 2, "AvailableInstanceCount": 1,
+            "EndDate": datetime(2026, 12, 20, 11, 30, tzinfo=UTC), **fields}
+
+
+def reservation_rows(monkeypatch, answers: dict[str, dict | None]) -> dict[str, tuple[str, str]]:
+    """doctor's reservation rows on a platform with the RESERVED queues; EC2 answers `answers`
+    (reservation id -> the reservation, or None: no such id)."""
+    from bertbatch import aws
+    from bertbatch.session import Session
+
+    deploy(overrides=RESERVED)
+    real = aws.make_client
+
+    def make_client(service, **kwargs):
+        made = real(service, **kwargs)
+        if service == "ec2":
+            stubber = Stubber(made)
+            for reservation_id in ORDER:  # doctor asks by reservation name: g6, then p5
+                answer = answers[reservation_id]
+                expected = {"CapacityReservationIds": [reservation_id]}
+                if answer is None:
+                    stubber.add_client_error("describe_capacity_reservations", "InvalidCapacityReservationId.NotFound",
+                                             expected_params=expected)
+                else:
+                    stubber.add_response("describe_capacity_reservations", {"CapacityReservations": [answer]},
+                                         expected)
+            stubber.activate()
+        return made
+
+    monkeypatch.setattr(aws, "make_client", make_client)
+    session = Session(region=REGION)
+    platform = doctor.Platform(session, session.deployment.values)
+    return {row.name: (row.status, row.detail) for row in doctor.isolated("reservations", doctor.reservation_checks,
+                                                                          platform)}
+
+
+def test_active_reservations_report_what_is_left(aws, monkeypatch):
+    block = capacity_reservation("cr-0123456789abcdef0", "p5.48xlarge", ReservationType="capacity-block",
+                                 StartDate=datetime(2026, 12, 6, 11, 30, tzinfo=UTC))
+    odcr = capacity_reservation("cr-0fedcba9876543210", "g6.12xlarge", AvailableInstanceCount=2)
+    del odcr["EndDate"]  # an ODCR without an end date
+    table = reservation_rows(monkeypatch, {"cr-0123456789abcdef0": block, "cr-0fedcba9876543210": odcr})
+    assert table["reservation p5"] == (doctor.OK, "cr-0123456789abcdef0 active, 2026-12-06 11:30 UTC to "
+                                                  "2026-12-20 11:30 UTC: 1 of 2 p5.48xlarge free")
+    assert table["reservation g6"] == (doctor.OK, "cr-0fedcba9876543210 active, no end date: 2 of 2 g6.12xlarge free")
+
+
+def test_an_expired_or_missing_reservation_fails_with_the_fix(aws, monkeypatch):
+    expired = capacity_reservation("cr-0123456789abcdef0", "p5.48xlarge", State="expired", AvailableInstanceCount=0)
+    table = reservation_rows(monkeypatch, {"cr-0123456789abcdef0": expired, "cr-0fedcba9876543210": None})
+    assert table["reservation p5"][0] == doctor.FAIL
+    assert table["reservation p5"][1].startswith("cr-0123456789abcdef0 is expired, ends 2026-12-20 11:30 UTC")
+    assert table["reservation g6"] == (doctor.FAIL, "cr-0fedcba9876543210 does not exist in this account and region")
+
+
+def test_a_reservation_with_none_left_warns(aws, monkeypatch):
+    full = capacity_reservation("cr-0fedcba9876543210", "g6.12xlarge", AvailableInstanceCount=0)
+    scheduled = capacity_reservation("cr-0123456789abcdef0", "p5.48xlarge", State="scheduled",
+                                     AvailableInstanceCount=0)
+    table = reservation_rows(monkeypatch, {"cr-0123456789abcdef0": scheduled, "cr-0fedcba9876543210": full})
+    assert table["reservation g6"][0] == doctor.WARN
+    assert table["reservation g6"][1].endswith("0 of 2 g6.12xlarge free: none left, jobs wait until one of its "
+                                               "instances is free")
+    assert table["reservation p5"][0] == doctor.WARN
+    assert table["reservation p5"][1].endswith("(not started: jobs wait for its start)")
+
+
+def test_a_reservation_of_another_instance_type_fails(aws, monkeypatch):
+    other = capacity_reservation("cr-0fedcba9876543210", "g5.12xlarge")
+    block = capacity_reservation("cr-0123456789abcdef0", "p5.48xlarge")
+    table = reservation_rows(monkeypatch, {"cr-0123456789abcdef0": block, "cr-0fedcba9876543210": other})
+    assert table["reservation g6"] == (doctor.FAIL, "cr-0fedcba9876543210 reserves g5.12xlarge, the queue launches "
+                                                    "g6.12xlarge")

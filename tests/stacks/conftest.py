@@ -69,10 +69,22 @@ def prod() -> Synthesized:
     return synthesize(config_for("prod"))
 
 
+# A Capacity Block by id in the second AZ, and an ODCR group (dev_variant).
+CAPACITY_BLOCK_ID = "cr-0123456789abcdef0"
+ODCR_GROUP_ARN = "arn:aws:resource-groups:us-east-1:111122223333:group/gpu-odcrs"
+RESERVATIONS = [
+    {"name": "p5", "kind": "capacity-block", "reservation_id": CAPACITY_BLOCK_ID, "instance_type": "p5.48xlarge",
+     "max_vcpus": 192, "subnet_index": 1},
+    {"name": "g6-odcr", "kind": "odcr", "resource_group_arn": ODCR_GROUP_ARN, "instance_type": "g6.12xlarge",
+     "max_vcpus": 96},
+]
+
+
 @pytest.fixture(scope="session")
 def dev_variant() -> Synthesized:
     """One extra synth that every stack's tests share for the non-default branches: FSx off,
-    EFA on, a prebuilt ECR image, a NAT gateway, three interface endpoints, two teams."""
+    EFA on, a prebuilt ECR image, a NAT gateway, three interface endpoints, two teams, two
+    reservations (RESERVATIONS)."""
     return synthesize(
         config_for(
             "dev",
@@ -86,6 +98,7 @@ def dev_variant() -> Synthesized:
                 "teams.default": "vision",
                 "teams.compute_reservation_percent": "25",
                 "teams.share_decay_seconds": "3600",
+                "training.reservations": json.dumps(RESERVATIONS),
             },
         )
     )

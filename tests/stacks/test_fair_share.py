@@ -12,14 +12,18 @@ from stacks.config import ConfigError
 from tests.stacks.conftest import config_for
 
 
-@pytest.mark.parametrize("profile", ["dev", "prod"])
-def test_every_queue_schedules_by_the_policy(profile, request):
-    template = request.getfixturevalue(f"{profile}_training")
+@pytest.mark.parametrize(("training", "queue_count"), [
+    ("dev_training", 4),  # spot-first, on-demand, multi-node, prepare
+    ("prod_training", 4),
+    ("variant_training", 6),  # and the two reserved-capacity queues
+])
+def test_every_queue_schedules_by_the_policy(training, queue_count, request):
+    template = request.getfixturevalue(training)
     policies = template.find_resources("AWS::Batch::SchedulingPolicy")
     assert len(policies) == 1
     (policy_id,) = policies
     queues = template.find_resources("AWS::Batch::JobQueue")
-    assert len(queues) == 4  # spot-first, on-demand, multi-node, prepare
+    assert len(queues) == queue_count
     for queue in queues.values():
         assert queue["Properties"]["SchedulingPolicyArn"] == {"Fn::GetAtt": [policy_id, "Arn"]}
 
