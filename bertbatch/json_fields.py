@@ -110,6 +110,14 @@ FIELDS: dict[str, dict[str, str]] = {
                   "row), tokenizer (the file used), mean_tokens_per_row (truncated, [CLS]/[SEP] included), "
                   "padding_share, padding_source, fallback (why the rows were not tokenized; null when they were)",
     },
+    "estimate --idle": {
+        "templates": "the directory of synthesized templates read",
+        "prices_as_of": "date of the idle list prices (the idle section of prices.json)",
+        "region": "the region of those prices",
+        "items": "one per kind of idle charge, most expensive first: kind, unit, count (units in the templates), "
+                 "unit_price ($ a unit a month), monthly ($ a month)",
+        "total": "$ a month with no job running",
+    },
     "models import": {
         "name": "the staged name",
         "uri": "s3:// prefix the model was staged at",

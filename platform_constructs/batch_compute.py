@@ -51,13 +51,17 @@ UNPLACEABLE_REASONS = (
 
 def ecs_settings_script(stop_timeout_seconds: int) -> ec2.UserData:
     """ECS agent settings: Spot notices become SIGTERM (draining), a stop timeout long enough to
-    write a checkpoint, and awslogs through the execution role."""
+    write a checkpoint, and awslogs through the execution role. Task metrics and Docker health
+    checks are off: Batch jobs use neither, and with both off the agent opens no telemetry
+    session, so an isolated VPC needs no ecs-telemetry endpoint (network.JOB_HOST_ENDPOINTS)."""
     script = ec2.UserData.for_linux()
     script.add_commands(
         f"cat >> {ECS_CONFIG_FILE} <<'EOF'",
         "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true",
         f"ECS_CONTAINER_STOP_TIMEOUT={stop_timeout_seconds}s",
         "ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE=true",
+        "ECS_DISABLE_METRICS=true",
+        "ECS_DISABLE_DOCKER_HEALTH_CHECK=true",
         "EOF",
     )
     return script

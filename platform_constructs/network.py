@@ -24,6 +24,15 @@ INTERFACE_ENDPOINT_SERVICES: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
 }
 
+# What a job host in an isolated subnet (no NAT) needs, and so the default list:
+# - ecr.api, ecr.dkr: pull the training image (its layers come through the S3 gateway endpoint);
+# - logs: the awslogs driver ships the job's output (the container's EMF metrics ride on it);
+# - ecs, ecs-agent: the ECS agent registers the instance with the cluster and receives its jobs.
+# Not by default: ecs-telemetry (the agent opens no telemetry session: batch_compute.py turns
+# task metrics and Docker health checks off), sts (task credentials come from the ECS agent,
+# nothing in the VPC assumes a role), monitoring (nothing in the VPC calls PutMetricData).
+JOB_HOST_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "ecs", "ecs-agent")
+
 # Interface endpoints whose services accept an endpoint policy -> the actions it lets through.
 # Amazon ECS (ecs, ecs-agent, ecs-telemetry) does not support endpoint policies: those keep the
 # default ("Controlling access to Amazon ECS by attaching an endpoint policy to the VPC endpoint
@@ -73,9 +82,12 @@ class GpuVpc(Construct):
         az_count: int,
         nat_gateways: int,
         interface_endpoints: Sequence[str],
+        interface_endpoint_az_count: int | None = None,
         flow_log_group: logs.ILogGroup | None,
     ) -> None:
-        """`availability_zones` when explicit, else `az_count` AZs that CDK picks offline."""
+        """`availability_zones` when explicit, else `az_count` AZs that CDK picks offline. The
+        interface endpoints sit in the first `interface_endpoint_az_count` AZs (None: every AZ);
+        jobs in the other AZs reach them across AZs."""
         super().__init__(scope, construct_id)
         with_nat = nat_gateways > 0
         private_type = ec2.SubnetType.PRIVATE_WITH_EGRESS if with_nat else ec2.SubnetType.PRIVATE_ISOLATED
@@ -125,11 +137,13 @@ class GpuVpc(Construct):
             allow_all_outbound=False,
         )
         self.endpoint_security_group.add_ingress_rule(ec2.Peer.ipv4(vpc_cidr), ec2.Port.tcp(443), "HTTPS from the VPC")
+        # Each endpoint bills per AZ-hour: fewer AZs cost less, at the price of AZ resilience.
+        endpoint_subnets = ec2.SubnetSelection(subnets=list(self.private_subnets)[:interface_endpoint_az_count])
         for name in interface_endpoints:
             endpoint = self.vpc.add_interface_endpoint(
                 _endpoint_id(name),
                 service=INTERFACE_ENDPOINT_SERVICES[name],
-                subnets=self.compute_subnets,
+                subnets=endpoint_subnets,
                 security_groups=[self.endpoint_security_group],
                 private_dns_enabled=True,
                 open=False,  # the endpoint security group above already admits the VPC

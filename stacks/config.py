@@ -30,7 +30,7 @@ from pydantic import (
 from bertbatch_contract import discovery, job, teams
 from bertbatch_contract.naming import Naming
 from platform_constructs.logs import LOG_RETENTION_DAYS
-from platform_constructs.network import INTERFACE_ENDPOINT_SERVICES
+from platform_constructs.network import INTERFACE_ENDPOINT_SERVICES, JOB_HOST_ENDPOINTS
 
 # The interface endpoints a profile may ask for (the names the network construct knows).
 INTERFACE_ENDPOINTS = tuple(INTERFACE_ENDPOINT_SERVICES)
@@ -124,7 +124,9 @@ class NetworkConfig(_Model):
     availability_zones: list[str] = Field(default_factory=list)
     vpc_cidr: str = "10.42.0.0/16"
     nat_gateways: int = Field(default=0, ge=0, le=6)
-    interface_endpoints: list[str] = Field(default_factory=lambda: list(INTERFACE_ENDPOINTS))
+    interface_endpoints: list[str] = Field(default_factory=lambda: list(JOB_HOST_ENDPOINTS))
+    # AZs whose subnets hold the interface endpoints (None: every AZ of the VPC).
+    interface_endpoint_az_count: int | None = Field(default=None, ge=1, le=6)
     flow_log_retention_days: int = 30
     existing_vpc: ExistingVpc | None = None
 
@@ -538,6 +540,11 @@ class PlatformConfig(_Model):
             )
         if azs and self.region and not all(az.startswith(self.region) for az in azs):
             raise _KeyedError("network.availability_zones", azs, f"must all be in region {self.region}")
+        endpoint_azs = self.network.interface_endpoint_az_count
+        if endpoint_azs is not None and endpoint_azs > self.az_count:
+            raise _KeyedError(
+                "network.interface_endpoint_az_count", endpoint_azs, f"must be <= the number of AZs ({self.az_count})"
+            )
         t = self.training
         if t.multinode_subnet_index >= self.az_count:
             raise _KeyedError(

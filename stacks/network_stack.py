@@ -59,6 +59,7 @@ class NetworkStack(Stack):
                 az_count=network_config.az_count,
                 nat_gateways=network_config.nat_gateways,
                 interface_endpoints=network_config.interface_endpoints,
+                interface_endpoint_az_count=network_config.interface_endpoint_az_count,
                 flow_log_group=flow_log_group,
             )
         groups = ComputeSecurityGroups(self, "SecurityGroups", vpc=network.vpc, fsx=config.data.fsx.enabled)

@@ -11,7 +11,7 @@ import click
 
 from bertbatch_contract import hyperparameters as hp
 
-from .. import capacity, job_parameters, jobs, params, terminal, token_sample
+from .. import capacity, idle_cost, job_parameters, jobs, params, terminal, token_sample
 from .. import estimate as estimate_mod
 from ..errors import BertBatchError
 from ..options import hyperparameter_help, target_options
@@ -112,7 +112,32 @@ def token_count(session: Session, *, data: str | None, rows: int, tokenizer: str
                               total_rows=rows)
 
 
+def print_idle_cost(templates_dir: str, prices_file: str | None, output: str) -> None:
+    """`estimate --idle`: the deployment's monthly cost with no job running, from its templates."""
+    prices = estimate_mod.load_table("prices.json", prices_file)
+    table = idle_cost.idle_table(prices)
+    items = idle_cost.idle_cost(idle_cost.read_templates(Path(templates_dir)), prices)
+    if output == JSON:
+        print_record("estimate --idle", {
+            "templates": templates_dir, "prices_as_of": table.get("as_of"), "region": table.get("region"),
+            "items": [i.as_dict() for i in items], "total": idle_cost.total(items),
+        })
+        return
+    rows = [(i.kind, f"{i.count:,}", i.unit, f"{i.unit_price:,.2f}", f"{i.monthly:,.2f}") for i in items]
+    rows.append(("total", "", "", "", f"{idle_cost.total(items):,.2f}"))
+    terminal.print_table(("KIND", "COUNT", "UNIT", "$/UNIT-MONTH", "$/MONTH"), rows, right=(1, 3, 4))
+    terminal.echo_wrapped(
+        f"Idle: no job running (compute environments at 0 vCPUs), templates in {templates_dir}, list prices "
+        f"{table.get('region', '')} as of {table.get('as_of', '?')}. Not counted: what use costs (S3 storage, "
+        "log ingestion, function invocations)."
+    )
+
+
 @click.command()
+@click.option("--idle", is_flag=True,
+              help="Instead: the deployment's monthly cost with no job running, from its synthesized templates")
+@click.option("--templates", "templates_dir", metavar="DIR",
+              help="With --idle: the directory of *.template.json files [default: cdk.out, where make synth writes]")
 @click.option("--rows", type=int, metavar="N", help="Training rows (examples)")
 @click.option("--data", metavar="PATH|URI",
               help="Count the rows of this TSV/CSV (header line not counted) or JSONL file, and tokenize a sample of "
@@ -146,7 +171,8 @@ def token_count(session: Session, *, data: str | None, rows: int, tokenizer: str
 @output_option
 @target_options()
 @pass_session
-def estimate(session: Session, rows: int | None, data: str | None, text_column: str, pair_column: str | None,
+def estimate(session: Session, idle: bool, templates_dir: str | None, rows: int | None, data: str | None,
+             text_column: str, pair_column: str | None,
              model: str | None, tokenizer: str | None, epochs: int, seq_len: int,
              instance_types: tuple[str, ...], nodes: int, max_hours: float | None, spot_overhead: float | None,
              prices_file: str | None, throughput_file: str | None, offline: bool, output: str) -> None:
@@ -173,7 +199,19 @@ def estimate(session: Session, rows: int | None, data: str | None, text_column: 
       bertbatch estimate --rows 2000000 --epochs 2 --max-hours 4
       bertbatch estimate --rows 500000 --instance-type g5.xlarge --instance-type g6e.xlarge -o json
       bertbatch estimate --rows 67349 --offline
+      bertbatch estimate --idle --templates cdk.out
+
+    --idle prints what the deployment synthesized in --templates costs a month with no job
+    running (interface endpoints, FSx, NAT gateways, keys, dashboard, alarms), from the dated
+    idle list prices in prices.json; no AWS call.
     """
+    if idle:
+        if rows is not None or data is not None:
+            raise BertBatchError("--idle estimates the deployment with no job: it takes no --rows or --data")
+        print_idle_cost(templates_dir or "cdk.out", prices_file, output)
+        return
+    if templates_dir is not None:
+        raise BertBatchError("--templates DIR goes with --idle")
     if (rows is None) == (data is None):
         raise BertBatchError("give exactly one of --rows N or --data PATH|URI")
     params.check_int("--rows", rows, 1)

@@ -20,6 +20,9 @@ from bertbatch_contract.naming import Naming
 
 PROFILE = "dev"
 REGION = "us-east-1"
+# dev with FSx on (off by default to keep its idle cost down): the CLI's /fsx paths are tested on it,
+# and the tests that need no FSx publish fsx-mount-path "none" themselves.
+PLATFORM_OVERRIDES = {"data.fsx.enabled": "true"}
 ACCOUNT = "123456789012"  # moto's default account
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MOTO_CONFIG = {"batch": {"use_docker": False}}  # no Docker engine: jobs are marked SUCCEEDED at once
@@ -204,7 +207,7 @@ def platform(aws, monkeypatch) -> Iterator[Platform]:
     from tests.platform_from_templates import deploy
     from tests.submit_job_rules import SubmitJobRules
 
-    deployed = deploy(PROFILE, REGION)
+    deployed = deploy(PROFILE, REGION, PLATFORM_OVERRIDES)
     rules = SubmitJobRules(definition_of=deployed.job_definition, shares_of=deployed.share_identifiers)
     real = bertbatch_aws.make_client
     monkeypatch.setattr(bertbatch_aws, "make_client",

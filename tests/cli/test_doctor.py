@@ -97,7 +97,9 @@ def needed_vcpus(deployed: Deployed, *, cpu: bool = False) -> dict[bool, int]:
 
 @pytest.fixture
 def deployed(aws) -> Deployed:
-    return deploy()
+    from .conftest import PLATFORM_OVERRIDES, PROFILE, REGION
+
+    return deploy(PROFILE, REGION, PLATFORM_OVERRIDES)  # with FSx: doctor's file-system check is tested
 
 
 @pytest.fixture

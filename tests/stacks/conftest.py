@@ -82,18 +82,18 @@ RESERVATIONS = [
 
 @pytest.fixture(scope="session")
 def dev_variant() -> Synthesized:
-    """One extra synth that every stack's tests share for the non-default branches: FSx off,
-    EFA on, a prebuilt ECR image, a NAT gateway, three interface endpoints, two teams, two
-    reservations (RESERVATIONS)."""
+    """One extra synth that every stack's tests share for the non-default branches: FSx on,
+    EFA on, a prebuilt ECR image, a NAT gateway, six interface endpoints (with the three the
+    default leaves out), two teams, two reservations (RESERVATIONS)."""
     return synthesize(
         config_for(
             "dev",
             **{
-                "data.fsx.enabled": "false",
+                "data.fsx.enabled": "true",
                 "training.efa": "true",
                 "training.image_uri": PREBUILT_IMAGE,
                 "network.nat_gateways": "1",
-                "network.interface_endpoints": '["ecr.api", "ecr.dkr", "logs"]',
+                "network.interface_endpoints": '["ecr.api", "ecr.dkr", "logs", "ecs-telemetry", "sts", "monitoring"]',
                 "teams.weights": '{"nlp": 4, "vision": 1}',
                 "teams.default": "vision",
                 "teams.compute_reservation_percent": "25",
@@ -150,7 +150,8 @@ tracked_training = _stack_template("dev_tracked", "training")
 def dev_mon() -> Any:
     from tests.stacks.monitoring_standalone import build
 
-    return build(config_for("dev"))
+    # With FSx, as dev had before FSx became off by default: its alarm and widgets are checked here.
+    return build(config_for("dev", **{"data.fsx.enabled": "true"}))
 
 
 @pytest.fixture(scope="session")

@@ -118,6 +118,10 @@ def test_string_override_that_looks_like_a_number_stays_a_string():
             "config error: training.multinode_subnet_index = 2: must be < the number of AZs (2)",
         ),
         (
+            {"network.interface_endpoint_az_count": "3"},
+            "config error: network.interface_endpoint_az_count = 3: must be <= the number of AZs (2)",
+        ),
+        (
             {"network.az_count": "3"},
             "config error: network.az_count = 3: more than 2 AZs needs network.availability_zones",
         ),

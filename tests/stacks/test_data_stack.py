@@ -17,8 +17,8 @@ def test_project_key_rotates_and_has_an_alias(dev_data):
     dev_data.has_resource_properties("AWS::KMS::Alias", {"AliasName": "alias/bert-batch-dev"})
 
 
-def test_key_policy_lets_fsx_s3_service_linked_role_use_the_key(dev_data):
-    dev_data.has_resource_properties(
+def test_key_policy_lets_fsx_s3_service_linked_role_use_the_key(variant_data):
+    variant_data.has_resource_properties(
         "AWS::KMS::Key",
         {
             "KeyPolicy": {
@@ -200,8 +200,8 @@ def test_checkpoints_expire_after_configured_days(request, fixture, days):
     assert not any(r.get("Prefix") == "checkpoints/" for r in data["Properties"]["LifecycleConfiguration"]["Rules"])
 
 
-def test_dev_fsx_is_scratch_2_with_lz4(dev_data):
-    dev_data.has_resource_properties(
+def test_dev_fsx_is_scratch_2_with_lz4(variant_data):
+    variant_data.has_resource_properties(
         "AWS::FSx::FileSystem",
         {
             "FileSystemType": "LUSTRE",
@@ -225,14 +225,14 @@ def test_prod_fsx_is_persistent_2_with_kms_and_throughput(prod_data):
     )
 
 
-def test_fsx_sits_in_one_private_subnet(dev_data):
-    fs = next(iter(dev_data.find_resources("AWS::FSx::FileSystem").values()))
+def test_fsx_sits_in_one_private_subnet(variant_data):
+    fs = next(iter(variant_data.find_resources("AWS::FSx::FileSystem").values()))
     assert len(fs["Properties"]["SubnetIds"]) == 1
 
 
-def test_fsx_is_linked_to_datasets_prefix_with_auto_import(dev_data):
-    data_key, _ = _bucket(dev_data, "Data")
-    dev_data.has_resource_properties(
+def test_fsx_is_linked_to_datasets_prefix_with_auto_import(variant_data):
+    data_key, _ = _bucket(variant_data, "Data")
+    variant_data.has_resource_properties(
         "AWS::FSx::DataRepositoryAssociation",
         {
             "FileSystemPath": "/datasets",
@@ -243,8 +243,8 @@ def test_fsx_is_linked_to_datasets_prefix_with_auto_import(dev_data):
     )
 
 
-def test_fsx_names_are_exported(dev_data):
-    outputs = dev_data.find_outputs("*")
+def test_fsx_names_are_exported(variant_data):
+    outputs = variant_data.find_outputs("*")
     assert {"FsxDnsName", "FsxMountName", "DataBucketName", "ArtifactsBucketName"} <= set(outputs)
 
 
@@ -277,25 +277,25 @@ def test_every_resource_is_tagged(dev_data):
     )
 
 
-def test_fsx_can_be_disabled(dev_variant):
-    synth = dev_variant
+def test_dev_has_no_fsx_by_default(dev):
+    synth = dev
     template = Template.from_stack(synth.platform.data)
     template.resource_count_is("AWS::FSx::FileSystem", 0)
     template.resource_count_is("AWS::FSx::DataRepositoryAssociation", 0)
     assert synth.platform.data.lustre is None
 
 
-def test_without_fsx_no_file_system_and_no_key_grant_for_it(variant_data, dev_data):
-    assert not variant_data.find_resources("AWS::FSx::FileSystem")
-    assert not variant_data.find_resources("AWS::FSx::DataRepositoryAssociation")
-    assert not {"FsxDnsName", "FsxMountName"} & set(variant_data.to_json().get("Outputs", {}))
+def test_without_fsx_no_file_system_and_no_key_grant_for_it(dev_data, variant_data):
+    assert not dev_data.find_resources("AWS::FSx::FileSystem")
+    assert not dev_data.find_resources("AWS::FSx::DataRepositoryAssociation")
+    assert not {"FsxDnsName", "FsxMountName"} & set(dev_data.to_json().get("Outputs", {}))
 
     def key_sids(template):
         [key] = template.find_resources("AWS::KMS::Key").values()
         return {s.get("Sid") for s in key["Properties"]["KeyPolicy"]["Statement"]}
 
-    assert "AllowFsxS3AccessServiceLinkedRole" in key_sids(dev_data)
-    assert "AllowFsxS3AccessServiceLinkedRole" not in key_sids(variant_data)
+    assert "AllowFsxS3AccessServiceLinkedRole" in key_sids(variant_data)
+    assert "AllowFsxS3AccessServiceLinkedRole" not in key_sids(dev_data)
 
 
 def test_predictions_are_kept_unless_configured_to_expire(dev_data, tracked_data):

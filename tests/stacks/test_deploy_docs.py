@@ -1,23 +1,24 @@
 """docs/deploy.md against the synthesized dev and prod templates: the vCPU each quota must cover,
-the Lambda concurrency the functions reserve, the idle items (interface endpoints per AZ, the
-file system, KMS keys) and the log groups `prod` retains."""
+the Lambda concurrency the functions reserve, the idle cost table (the computation of
+`estimate --idle`) and the log groups `prod` retains."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bertbatch import idle_cost
 from bertbatch.doctor import QUOTAS, instance_class
+from bertbatch.estimate import load_table
 from tests.conftest import REPO
 from tests.stacks.conftest import Synthesized
 
 PAGE = (REPO / "docs" / "deploy.md").read_text()
 LAMBDA_UNRESERVED_MINIMUM = 100  # Lambda keeps this much of an account's concurrency unreserved
-ENDPOINT_MONTH_PER_AZ = 7.30  # design notes: an interface endpoint, per AZ, per month
-FSX_SCRATCH_2_GB_MONTH = 0.14  # design notes
 
 
 def resources(synth: Synthesized, kind: str) -> list[dict[str, Any]]:
@@ -68,30 +69,29 @@ def test_the_lambda_row_asks_for_what_the_functions_reserve_plus_the_unreserved_
         assert cell == f"at least {LAMBDA_UNRESERVED_MINIMUM + reserved}"
 
 
-def test_idle_cost_items_match_the_templates(dev, prod):
-    endpoints = row("interface VPC endpoints", prefix=True)
-    fsx = row("FSx for Lustre", prefix=True)
-    keys = row("KMS customer-managed keys", prefix=True)
-    for synth, column in ((dev, 1), (prod, 2)):
-        interface = [e for e in resources(synth, "AWS::EC2::VPCEndpoint")
-                     if e["Properties"]["VpcEndpointType"] == "Interface"]
-        azs = {len(e["Properties"]["SubnetIds"]) for e in interface}
-        assert len(azs) == 1
-        (az_count,) = azs
-        cost = len(interface) * az_count * ENDPOINT_MONTH_PER_AZ
-        assert endpoints[column] == f"{len(interface)} x {az_count} AZs: **${cost:,.2f}**"
+def idle_items(synth: Synthesized) -> dict[str, idle_cost.IdleItem]:
+    templates = idle_cost.read_templates(Path(synth.assembly.directory))
+    return {i.kind: i for i in idle_cost.idle_cost(templates, load_table("prices.json"))}
 
-        (file_system,) = resources(synth, "AWS::FSx::FileSystem")
-        lustre = file_system["Properties"]["LustreConfiguration"]
-        capacity = file_system["Properties"]["StorageCapacity"]
-        assert fsx[column].startswith(f"{lustre['DeploymentType']}, {capacity:,} GiB")
-        if lustre["DeploymentType"] == "SCRATCH_2":
-            assert fsx[column].endswith(f"**${capacity * FSX_SCRATCH_2_GB_MONTH:,.2f}**")
-        else:
-            assert f"at {lustre['PerUnitStorageThroughput']} MB/s/TiB" in fsx[column]
 
-        key_count = len(resources(synth, "AWS::KMS::Key"))
-        assert keys[column] == f"{key_count}: ${key_count}"
+def test_the_idle_cost_table_is_the_computed_one(dev, prod):
+    computed = {"dev": idle_items(dev), "prod": idle_items(prod)}
+    kinds = dict.fromkeys(k for items in computed.values() for k in items)
+    for kind in kinds:
+        cells = row(kind)
+        for column, profile in ((1, "dev"), (2, "prod")):
+            item = computed[profile].get(kind)
+            expected = f"{item.count:,} {item.unit}: ${item.monthly:,.2f}" if item else "none"
+            assert cells[column] == expected, (kind, profile)
+    total = row("**total a month**")
+    for column, profile in ((1, "dev"), (2, "prod")):
+        assert total[column] == f"**${idle_cost.total(list(computed[profile].values())):,.2f}**"
+
+
+def test_the_readme_states_the_computed_dev_figure(dev):
+    figure = idle_cost.total(list(idle_items(dev).values()))
+    readme = (REPO / "README.md").read_text()
+    assert f"the platform's fixed idle cost is ${figure:,.2f}/month in dev" in readme
 
 
 def test_teardown_lists_every_log_group_prod_retains(prod):

@@ -49,7 +49,7 @@ def test_discovery_values(dev_training):
     assert value(discovery.MLFLOW_TRACKING_URI) == discovery.NOT_CONFIGURED == "none"
     log_group, _ = one(dev_training, "AWS::Logs::LogGroup", "JobLogs")
     assert value(discovery.LOG_GROUP) == {"Ref": log_group}
-    assert value(discovery.FSX_MOUNT_PATH) == "/fsx"
+    assert value(discovery.FSX_MOUNT_PATH) == "none"  # dev: no FSx by default
     assert value(discovery.METRICS_NAMESPACE) == metrics.DEFAULT_NAMESPACE
     assert "Fn::GetStackOutput" in value(discovery.DATA_BUCKET)
     assert "Fn::GetStackOutput" in value(discovery.ARTIFACTS_BUCKET)
@@ -80,10 +80,10 @@ def test_data_stack_outputs_used_for_bucket_names_exist(dev_data):
     assert {"DataBucketName", "ArtifactsBucketName"} <= set(dev_data.to_json()["Outputs"])
 
 
-def test_without_fsx_discovery_says_none(variant_training):
+def test_without_fsx_discovery_says_none(dev_training):
     params = {
         r["Properties"]["Name"]: r["Properties"]["Value"]
-        for r in resources(variant_training, "AWS::SSM::Parameter").values()
+        for r in resources(dev_training, "AWS::SSM::Parameter").values()
     }
     assert params[Naming("dev").parameter(discovery.FSX_MOUNT_PATH)] == "none"
 

@@ -108,14 +108,14 @@ def test_environment_tells_the_container_where_things_are(dev_training, containe
     assert env[job.ENV_METRICS_NAMESPACE] == metrics.DEFAULT_NAMESPACE
     assert env[job.ENV_CHECKPOINT_EVERY_STEPS] == str(job.DEFAULT_CHECKPOINT_EVERY_STEPS)  # the container's default
     assert env[job.ENV_CHECKPOINT_EVERY_MINUTES] == "10"
-    assert env[job.ENV_FSX_MOUNT] == "/fsx"
+    assert job.ENV_FSX_MOUNT not in env  # dev: no FSx by default
     # The CLI sets the run id per job; the container falls back to AWS_BATCH_JOB_ID.
     assert job.ENV_RUN_ID not in env
 
 
 @pytest.mark.parametrize("container", [single_container, multi_node_container])
-def test_fsx_is_mounted_read_only_from_the_host_except_the_token_cache(dev_training, container):
-    c = container(dev_training)
+def test_fsx_is_mounted_read_only_from_the_host_except_the_token_cache(variant_training, container):
+    c = container(variant_training)
     cache = f"/fsx/{job.FSX_CACHE_DIR}"
     assert c["Volumes"] == [
         INSTANCE_INFO_VOLUME,
@@ -234,8 +234,8 @@ def test_job_log_group_is_encrypted_with_retention(dev_training, prod_training):
 
 
 @pytest.mark.parametrize("container", [single_container, multi_node_container])
-def test_without_fsx_only_the_instance_file_volume_and_data_from_s3(variant_training, container):
-    c = container(variant_training)
+def test_without_fsx_only_the_instance_file_volume_and_data_from_s3(dev_training, container):
+    c = container(dev_training)
     assert c["Volumes"] == [INSTANCE_INFO_VOLUME] and c["MountPoints"] == [INSTANCE_INFO_MOUNT]
     env = env_of(c)
     assert text_of(env[job.ENV_DATA_URI]) == "s3://<ref>/datasets"
@@ -266,9 +266,9 @@ def test_job_definitions_set_only_variables_something_reads(dev_training, varian
             assert set(env_of(container)) <= read
 
 
-def test_without_fsx_nothing_in_the_training_stack_names_it(variant_training):
+def test_without_fsx_nothing_in_the_training_stack_names_it(dev_training):
     """Only the discovery parameter (value "none") may mention FSx when it is disabled."""
-    for logical_id, resource in variant_training.to_json()["Resources"].items():
+    for logical_id, resource in dev_training.to_json()["Resources"].items():
         if resource["Type"] == "AWS::SSM::Parameter":
             continue
         text = json.dumps(resource.get("Properties", {})).lower()

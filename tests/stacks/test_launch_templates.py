@@ -70,8 +70,8 @@ def test_single_node_launch_template_has_no_placement_group(dev_training):
 
 
 @pytest.mark.parametrize("lt", ["ComputeGpuLaunchTemplate", "ComputeMultiNodeLaunchTemplate"])
-def test_user_data_is_mime_multipart(dev_training, lt):
-    text = user_data(dev_training, lt)
+def test_user_data_is_mime_multipart(variant_training, lt):
+    text = user_data(variant_training, lt)
     assert text.startswith("Content-Type: multipart/mixed; boundary=")
     assert text.count("Content-Type: text/x-shellscript") == 3  # ECS settings, Lustre mount, instance file
 
@@ -81,22 +81,24 @@ def test_user_data_configures_the_ecs_agent(dev_training, dev, lt):
     text = user_data(dev_training, lt)
     assert "/etc/ecs/ecs.config" in text
     assert "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true" in text
+    # no telemetry session, so no ecs-telemetry endpoint needed
+    assert "ECS_DISABLE_METRICS=true" in text and "ECS_DISABLE_DOCKER_HEALTH_CHECK=true" in text
     assert f"ECS_CONTAINER_STOP_TIMEOUT={dev.config.training.container_stop_timeout_seconds}s" in text
 
 
 @pytest.mark.parametrize("lt", ["ComputeGpuLaunchTemplate", "ComputeMultiNodeLaunchTemplate"])
-def test_user_data_installs_lustre_and_mounts_fsx(dev_training, lt):
-    text = user_data(dev_training, lt)
+def test_user_data_installs_lustre_and_mounts_fsx(variant_training, lt):
+    text = user_data(variant_training, lt)
     assert "dnf install -y lustre-client" in text
     assert "<ref>.fsx.<ref>.<ref>@tcp:/<ref> /fsx lustre defaults,noatime,flock,_netdev 0 0' >> /etc/fstab" in text
     assert "mount /fsx" in text
 
 
 @pytest.mark.parametrize("lt", ["ComputeGpuLaunchTemplate", "ComputeMultiNodeLaunchTemplate"])
-def test_a_failed_mount_is_reported_not_silent(dev_training, lt):
+def test_a_failed_mount_is_reported_not_silent(variant_training, lt):
     """No `set -e`: a failed install or mount must not stop the boot half-way; it writes the
     marker the jobs see in /fsx, logs to the console and the journal, and skips the rest."""
-    lustre = _parts(user_data(dev_training, lt))[1]
+    lustre = _parts(user_data(variant_training, lt))[1]
     marker = f"/fsx/{job.FSX_MOUNT_FAILED_MARKER}"
     assert "set -e" not in lustre and "set -uo pipefail" in lustre
     assert f'echo "$1" > {marker}' in lustre
@@ -107,8 +109,8 @@ def test_a_failed_mount_is_reported_not_silent(dev_training, lt):
 
 
 @pytest.mark.parametrize("lt", ["ComputeGpuLaunchTemplate", "ComputeMultiNodeLaunchTemplate"])
-def test_after_the_mount_only_the_token_cache_is_writable_by_the_job_user(dev_training, lt):
-    lustre = _parts(user_data(dev_training, lt))[1]
+def test_after_the_mount_only_the_token_cache_is_writable_by_the_job_user(variant_training, lt):
+    lustre = _parts(user_data(variant_training, lt))[1]
     after_mount = lustre.split("mountpoint -q /fsx || fsx_failed")[1]
     assert f"install -d -m 0755 -o 1000 -g 1000 /fsx/{job.FSX_CACHE_DIR}" in after_mount
 
@@ -192,8 +194,8 @@ def test_stop_timeout_gives_the_container_time_to_checkpoint(dev):
 
 
 @pytest.mark.parametrize("lt", ["ComputeGpuLaunchTemplate", "ComputeMultiNodeLaunchTemplate"])
-def test_without_fsx_no_lustre_part_in_user_data(variant_training, lt):
-    text = user_data(variant_training, lt)
+def test_without_fsx_no_lustre_part_in_user_data(dev_training, lt):
+    text = user_data(dev_training, lt)
     assert "lustre" not in text and "/fsx" not in text
     assert text.count("Content-Type: text/x-shellscript") == 2  # ECS settings, instance file
 

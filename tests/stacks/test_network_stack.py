@@ -7,6 +7,7 @@ import json
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from platform_constructs.network import JOB_HOST_ENDPOINTS
 from stacks.config import INTERFACE_ENDPOINTS
 from tests.stacks.conftest import config_for, synthesize
 
@@ -85,8 +86,12 @@ def _interface_endpoints(template: Template) -> dict[str, dict]:
     for endpoint in _resources(template, "AWS::EC2::VPCEndpoint").values():
         props = endpoint["Properties"]
         if props["VpcEndpointType"] == "Interface":
-            service = props["ServiceName"]["Fn::Join"][1][-1]  # [..., {"Ref": region}, ".ecr.api"]
-            found[service.removeprefix(".")] = props
+            name = props["ServiceName"]
+            if isinstance(name, str):  # a region in config: "com.amazonaws.us-east-1.ecr.api"
+                service = name.split(".", 3)[-1]
+            else:
+                service = name["Fn::Join"][1][-1].removeprefix(".")  # [..., {"Ref": region}, ".ecr.api"]
+            found[service] = props
     return found
 
 
@@ -94,8 +99,9 @@ def _interface_endpoints(template: Template) -> dict[str, dict]:
     "service, actions",
     [("ecr.api", "ecr:*"), ("ecr.dkr", "ecr:*"), ("logs", "logs:*"), ("sts", "sts:*"), ("monitoring", "cloudwatch:*")],
 )
-def test_interface_endpoints_admit_only_this_accounts_principals(dev_network, service, actions):
-    assert _interface_endpoints(dev_network)[service]["PolicyDocument"]["Statement"] == [
+def test_interface_endpoints_admit_only_this_accounts_principals(dev_network, variant_network, service, actions):
+    template = dev_network if service in JOB_HOST_ENDPOINTS else variant_network
+    assert _interface_endpoints(template)[service]["PolicyDocument"]["Statement"] == [
         {
             "Sid": "ThisAccountsPrincipals",
             "Effect": "Allow",
@@ -108,16 +114,18 @@ def test_interface_endpoints_admit_only_this_accounts_principals(dev_network, se
 
 
 @pytest.mark.parametrize("service", ["ecs", "ecs-agent", "ecs-telemetry"])
-def test_ecs_endpoints_keep_the_default_policy(dev_network, service):
+def test_ecs_endpoints_keep_the_default_policy(dev_network, variant_network, service):
     # Amazon ECS does not support endpoint policies on its interface endpoints.
-    assert "PolicyDocument" not in _interface_endpoints(dev_network)[service]
+    template = dev_network if service in JOB_HOST_ENDPOINTS else variant_network
+    assert "PolicyDocument" not in _interface_endpoints(template)[service]
 
 
 @pytest.mark.parametrize("service", INTERFACE_ENDPOINTS)
-def test_interface_endpoint_with_private_dns(dev_network, service):
+def test_interface_endpoint_with_private_dns(dev_network, variant_network, service):
+    template = dev_network if service in JOB_HOST_ENDPOINTS else variant_network
     endpoints = [
         e["Properties"]
-        for e in _resources(dev_network, "AWS::EC2::VPCEndpoint").values()
+        for e in _resources(template, "AWS::EC2::VPCEndpoint").values()
         if e["Properties"].get("VpcEndpointType") == "Interface"
     ]
     names = [json.dumps(e["ServiceName"]) for e in endpoints]
@@ -138,7 +146,17 @@ def test_endpoints_are_selectable_in_config(dev_variant):
         for e in _resources(template, "AWS::EC2::VPCEndpoint").values()
         if e["Properties"].get("VpcEndpointType") == "Interface"
     ]
-    assert len(interface) == 3
+    assert len(interface) == 6
+
+
+def test_by_default_only_the_endpoints_a_job_host_uses(dev_network, prod_network):
+    for template in (dev_network, prod_network):
+        assert sorted(_interface_endpoints(template)) == sorted(JOB_HOST_ENDPOINTS)
+
+
+def test_dev_endpoints_sit_in_one_az_and_prods_in_every_az(dev_network, prod_network):
+    assert {len(e["SubnetIds"]) for e in _interface_endpoints(dev_network).values()} == {1}
+    assert {len(e["SubnetIds"]) for e in _interface_endpoints(prod_network).values()} == {3}
 
 
 def test_endpoint_security_group_admits_https_from_the_vpc_only(dev_network):
@@ -233,10 +251,10 @@ def test_compute_group_egress_is_https_plus_itself(dev_network):
 
 
 @pytest.mark.parametrize("from_port, to_port", [(988, 988), (1018, 1023)])
-def test_fsx_group_admits_lustre_ports_from_compute(dev_network, from_port, to_port):
-    compute = _group_logical_id(dev_network, "GPU training instances")
-    fsx = _group_logical_id(dev_network, "FSx for Lustre")
-    dev_network.has_resource_properties(
+def test_fsx_group_admits_lustre_ports_from_compute(variant_network, from_port, to_port):
+    compute = _group_logical_id(variant_network, "GPU training instances")
+    fsx = _group_logical_id(variant_network, "FSx for Lustre")
+    variant_network.has_resource_properties(
         "AWS::EC2::SecurityGroupIngress",
         {
             "IpProtocol": "tcp",
@@ -248,10 +266,10 @@ def test_fsx_group_admits_lustre_ports_from_compute(dev_network, from_port, to_p
     )
 
 
-def test_fsx_group_has_no_other_sources(dev_network):
-    compute = _group_logical_id(dev_network, "GPU training instances")
-    fsx = _group_logical_id(dev_network, "FSx for Lustre")
-    for rule in _resources(dev_network, "AWS::EC2::SecurityGroupIngress").values():
+def test_fsx_group_has_no_other_sources(variant_network):
+    compute = _group_logical_id(variant_network, "GPU training instances")
+    fsx = _group_logical_id(variant_network, "FSx for Lustre")
+    for rule in _resources(variant_network, "AWS::EC2::SecurityGroupIngress").values():
         props = rule["Properties"]
         if props["GroupId"] != {"Fn::GetAtt": [fsx, "GroupId"]}:
             continue
@@ -286,7 +304,7 @@ def test_existing_vpc_is_imported_without_lookup():
         "availability_zones": ["us-east-1a", "us-east-1b"],
         "private_subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
     }
-    synth = synthesize(config_for("dev", **{"network.existing_vpc": json.dumps(existing)}))
+    synth = synthesize(config_for("dev", **{"network.existing_vpc": json.dumps(existing), "data.fsx.enabled": "true"}))
     template = Template.from_stack(synth.platform.network)
     template.resource_count_is("AWS::EC2::VPC", 0)
     template.resource_count_is("AWS::EC2::VPCEndpoint", 0)
@@ -295,9 +313,9 @@ def test_existing_vpc_is_imported_without_lookup():
     data.has_resource_properties("AWS::FSx::FileSystem", {"SubnetIds": ["subnet-0123456789abcdef0"]})
 
 
-def test_without_fsx_no_lustre_security_group_or_rules(variant_network, dev_network):
+def test_without_fsx_no_lustre_security_group_or_rules(dev_network, variant_network):
     def lustre_mentions(template):
         return [k for k, r in template.to_json()["Resources"].items() if "lustre" in json.dumps(r).lower()]
 
-    assert lustre_mentions(dev_network), "the dev profile has FSx: expected its security group and rules"
-    assert lustre_mentions(variant_network) == []
+    assert lustre_mentions(variant_network), "the variant has FSx: expected its security group and rules"
+    assert lustre_mentions(dev_network) == []

@@ -76,8 +76,8 @@ def test_same_environment_as_training(dev_training, variant_training):
         env = env_of(predict_container(template))
         assert env == env_of(single_container(template))
     assert text_of(env_of(predict_container(dev_training))[job.ENV_ARTIFACTS_URI]) == "s3://<ref>"
-    assert env_of(predict_container(dev_training))[job.ENV_FSX_MOUNT] == "/fsx"
-    assert job.ENV_FSX_MOUNT not in env_of(predict_container(variant_training))
+    assert env_of(predict_container(variant_training))[job.ENV_FSX_MOUNT] == "/fsx"
+    assert job.ENV_FSX_MOUNT not in env_of(predict_container(dev_training))  # dev: no FSx by default
 
 
 def test_logs_go_to_the_job_log_group_under_their_own_stream_prefix(dev_training):
