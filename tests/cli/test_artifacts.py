@@ -62,12 +62,13 @@ def test_runs_table_with_final_metrics(platform, bb):
     r = bb("runs")
     assert r.exit_code == 0, r.output
     header, *rows = r.output.splitlines()
-    assert header.split()[:4] == ["RUN", "ID", "STATE", "EVAL_ACCURACY"]
+    assert header.split()[:5] == ["RUN", "ID", "STATE", "TEAM", "EVAL_ACCURACY"]
     by_id = {row.split()[0]: row.split() for row in rows}
     assert set(by_id) == {"alpha", "beta", "gamma"}
     cols = header.replace("RUN ID", "RUN_ID").replace("FINISHED (UTC)", "FINISHED").split()
     alpha = dict(zip(cols, by_id["alpha"], strict=False))
     assert alpha["STATE"] == "finished"
+    assert alpha["TEAM"] == "-"  # no Batch job of the run is listed: no team known
     assert alpha["EVAL_ACCURACY"] == "0.9123" and alpha["EVAL_F1"] == "0.9000"
     assert alpha["TRAIN_LOSS"] == "0.2500" and alpha["EPOCHS"] == "3" and alpha["STEPS"] == "900"
     assert alpha["EVAL_LOSS"] == "-"
@@ -86,7 +87,8 @@ def test_runs_json(platform, bb):
         by_id = {run["run_id"]: run for run in map(json.loads, r.output.splitlines())}  # JSON lines
         assert by_id["alpha"]["state"] == "finished" and by_id["alpha"]["metrics"] == {"eval_accuracy": 0.9}
         assert by_id["alpha"]["finished"].endswith("Z")
-        assert by_id["beta"] == {"run_id": "beta", "state": "running", "finished": None, "metrics": None, "cost": None}
+        assert by_id["beta"] == {"run_id": "beta", "state": "running", "finished": None, "metrics": None, "cost": None,
+                                 "team": None}
 
 
 def test_runs_empty(platform, bb):
