@@ -307,16 +307,8 @@ class GpuCompute(Construct):
                 for i, kind in enumerate(QUEUE_ENVIRONMENTS[queue], start=1)
             ]
 
-        def cancel(reason: batch.JobStateTimeLimitActionsReason, after: Duration) -> batch.JobStateTimeLimitAction:
-            return batch.JobStateTimeLimitAction(
-                action=batch.JobStateTimeLimitActionsAction.CANCEL,
-                reason=reason,
-                state=batch.JobStateTimeLimitActionsState.RUNNABLE,
-                max_time=after,
-            )
-
         # A job no environment can ever hold is cancelled with a readable reason, not left waiting.
-        unplaceable_actions = [cancel(reason, unplaceable) for reason in UNPLACEABLE_REASONS]
+        never_placed = unplaceable_actions(unplaceable)
         capacity = batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY
         # spot-first: the fallback handler resubmits capacity cancellations to on-demand.
         capacity_wait = {
@@ -335,7 +327,7 @@ class GpuCompute(Construct):
                 construct_ids[queue],
                 job_queue_name=naming.resource(queue),
                 compute_environments=ordered(queue),
-                job_state_time_limit_actions=[cancel(capacity, capacity_wait[queue]), *unplaceable_actions],
+                job_state_time_limit_actions=[cancel_runnable(capacity, capacity_wait[queue]), *never_placed],
                 scheduling_policy=scheduling_policy,
             )
             for queue in QUEUE_ENVIRONMENTS
@@ -352,17 +344,19 @@ def pin_launch_template_and_service_role(environment: batch.ManagedEc2EcsCompute
     environment.node.try_remove_child("BatchServiceRole")
 
 
+def cancel_runnable(reason: batch.JobStateTimeLimitActionsReason, after: Duration) -> batch.JobStateTimeLimitAction:
+    """Cancel a job that waited RUNNABLE `after` for `reason`, with Batch's reason as its status."""
+    return batch.JobStateTimeLimitAction(
+        action=batch.JobStateTimeLimitActionsAction.CANCEL,
+        reason=reason,
+        state=batch.JobStateTimeLimitActionsState.RUNNABLE,
+        max_time=after,
+    )
+
+
 def unplaceable_actions(after: Duration) -> list[batch.JobStateTimeLimitAction]:
     """Cancel, with Batch's reason, a job no environment of the queue can ever hold."""
-    return [
-        batch.JobStateTimeLimitAction(
-            action=batch.JobStateTimeLimitActionsAction.CANCEL,
-            reason=reason,
-            state=batch.JobStateTimeLimitActionsState.RUNNABLE,
-            max_time=after,
-        )
-        for reason in UNPLACEABLE_REASONS
-    ]
+    return [cancel_runnable(reason, after) for reason in UNPLACEABLE_REASONS]
 
 
 def cfn_of(construct: Construct) -> Any:

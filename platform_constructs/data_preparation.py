@@ -27,10 +27,10 @@ from constructs import Construct
 from bertbatch_contract import hyperparameters, layout, store
 from bertbatch_contract.naming import Naming
 from platform_constructs.batch_compute import (
-    UNPLACEABLE_REASONS,
     batch_user_data,
     cfn_of,
     encrypted_launch_template,
+    unplaceable_actions,
 )
 from platform_constructs.job_definitions import instance_info_volume, retry_strategies
 from platform_constructs.training_iam import compute_environment_name
@@ -124,15 +124,7 @@ class DataPreparation(Construct):
             job_queue_name=naming.resource(QUEUE_PREPARE),
             compute_environments=[batch.OrderedComputeEnvironment(compute_environment=self.environment, order=1)],
             scheduling_policy=scheduling_policy,
-            job_state_time_limit_actions=[
-                batch.JobStateTimeLimitAction(
-                    action=batch.JobStateTimeLimitActionsAction.CANCEL,
-                    reason=reason,
-                    state=batch.JobStateTimeLimitActionsState.RUNNABLE,
-                    max_time=unplaceable,
-                )
-                for reason in UNPLACEABLE_REASONS
-            ],
+            job_state_time_limit_actions=unplaceable_actions(unplaceable),
         )
         self.job_definition = batch.EcsJobDefinition(
             self,

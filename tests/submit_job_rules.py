@@ -156,3 +156,23 @@ class SubmitJobRules:
             return
         found = violations(params, definition) + share_violations(params, shares)
         self.found += [f"SubmitJob {params.get('jobName')}: {line}" for line in found]
+
+
+def check_cli_submits(monkeypatch: Any, rules: SubmitJobRules) -> list[dict]:
+    """Every Batch client the CLI makes (bertbatch.aws.make_client, as patched so far) is checked
+    by `rules`; returns the list its SubmitJob parameters are recorded in."""
+    from bertbatch import aws
+
+    sent: list[dict] = []
+    real = aws.make_client
+
+    def make_client(service: str, **kwargs: Any) -> Any:
+        client = real(service, **kwargs)
+        if service == "batch":
+            rules.attach(client)
+            client.meta.events.register("provide-client-params.batch.SubmitJob",
+                                        lambda params, **_: sent.append(dict(params)))
+        return client
+
+    monkeypatch.setattr(aws, "make_client", make_client)
+    return sent

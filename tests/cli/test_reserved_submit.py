@@ -10,28 +10,15 @@ from bertbatch_contract import discovery
 from tests.cli.test_doctor import RESERVED
 from tests.cli.test_submit_rules import put_inputs
 from tests.platform_from_templates import deploy
-from tests.submit_job_rules import SubmitJobRules
+from tests.submit_job_rules import SubmitJobRules, check_cli_submits
 
 
 @pytest.fixture
 def reserved(aws, monkeypatch):
     """The RESERVED platform; every SubmitJob is checked and recorded."""
-    from bertbatch import aws as bertbatch_aws
-
     deployed = deploy(overrides=RESERVED)
     checker = SubmitJobRules(definition_of=deployed.job_definition, shares_of=deployed.share_identifiers)
-    sent: list[dict] = []
-    real = bertbatch_aws.make_client
-
-    def make_client(service, **kwargs):
-        client = real(service, **kwargs)
-        if service == "batch":
-            checker.attach(client)
-            client.meta.events.register("provide-client-params.batch.SubmitJob",
-                                        lambda params, **_: sent.append(dict(params)))
-        return client
-
-    monkeypatch.setattr(bertbatch_aws, "make_client", make_client)
+    sent = check_cli_submits(monkeypatch, checker)
     put_inputs(deployed)
     return deployed, checker, sent
 

@@ -9,7 +9,7 @@ import pytest
 
 from bertbatch_contract import discovery, hyperparameters
 from tests.platform_from_templates import Deployed, deploy
-from tests.submit_job_rules import SubmitJobRules, node_range, violations
+from tests.submit_job_rules import SubmitJobRules, check_cli_submits, node_range, violations
 
 from .helpers import stage_model, submitted_id
 
@@ -172,22 +172,9 @@ TWO_TEAMS = {"teams.weights": '{"nlp": 4, "vision": 1}', "teams.default": "visio
 @pytest.fixture
 def two_teams(aws, monkeypatch) -> tuple[Deployed, SubmitJobRules, list[dict]]:
     """A platform of two teams; every SubmitJob is checked and recorded."""
-    from bertbatch import aws as bertbatch_aws
-
     deployed = deploy(overrides=TWO_TEAMS)
     checker = SubmitJobRules(definition_of=deployed.job_definition, shares_of=deployed.share_identifiers)
-    sent: list[dict] = []
-    real = bertbatch_aws.make_client
-
-    def make_client(service, **kwargs):
-        client = real(service, **kwargs)
-        if service == "batch":
-            checker.attach(client)
-            client.meta.events.register("provide-client-params.batch.SubmitJob",
-                                        lambda params, **_: sent.append(dict(params)))
-        return client
-
-    monkeypatch.setattr(bertbatch_aws, "make_client", make_client)
+    sent = check_cli_submits(monkeypatch, checker)
     monkeypatch.delenv("BERT_BATCH_TEAM", raising=False)
     return deployed, checker, sent
 
