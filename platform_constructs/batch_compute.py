@@ -18,6 +18,7 @@ All environments: ECS_AL2023_NVIDIA images named explicitly, no "optimal" instan
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import Duration
@@ -155,6 +156,23 @@ def batch_user_data(*, stop_timeout_seconds: int, lustre: LinkedLustre | None) -
     return user_data
 
 
+@dataclass(frozen=True)
+class GpuComputeSettings:
+    """The sizes and waits of the GPU environments and queues (`training.*` in the config)."""
+
+    gpu_instance_types: Sequence[str]
+    multinode_instance_types: Sequence[str]
+    spot_max_vcpus: int
+    on_demand_max_vcpus: int
+    multinode_max_vcpus: int
+    capacity_wait_minutes: int
+    unplaceable_wait_minutes: int
+    on_demand_capacity_wait_minutes: int
+    container_stop_timeout_seconds: int
+    root_volume_gib: int
+    efa: bool
+
+
 class GpuCompute(Construct):
     """Attributes: `environments` (dict 'gpu-spot' | 'gpu-on-demand' | 'multi-node' -> CE),
     `launch_templates` (dict 'gpu' | 'multi-node'), `placement_group`, `queues` (dict
@@ -167,17 +185,7 @@ class GpuCompute(Construct):
         construct_id: str,
         *,
         naming: Naming,
-        gpu_instance_types: Sequence[str],
-        multinode_instance_types: Sequence[str],
-        spot_max_vcpus: int,
-        on_demand_max_vcpus: int,
-        multinode_max_vcpus: int,
-        capacity_wait_minutes: int,
-        unplaceable_wait_minutes: int,
-        on_demand_capacity_wait_minutes: int,
-        container_stop_timeout_seconds: int,
-        root_volume_gib: int,
-        efa: bool,
+        settings: GpuComputeSettings,
         vpc: ec2.IVpc,
         compute_subnets: ec2.SubnetSelection,
         multinode_subnet: ec2.ISubnet,
@@ -190,36 +198,13 @@ class GpuCompute(Construct):
         self.placement_group = ec2.PlacementGroup(
             self, "MultiNodePlacementGroup", strategy=ec2.PlacementGroupStrategy.CLUSTER
         )
-        def user_data() -> ec2.MultipartUserData:
-            return batch_user_data(stop_timeout_seconds=container_stop_timeout_seconds, lustre=lustre)
-
-        self.launch_templates = {
-            "gpu": encrypted_launch_template(
-                self, "GpuLaunchTemplate", user_data=user_data(), root_volume_gib=root_volume_gib
-            ),
-            "multi-node": encrypted_launch_template(
-                self,
-                "MultiNodeLaunchTemplate",
-                user_data=user_data(),
-                root_volume_gib=root_volume_gib,
-                placement_group=self.placement_group,
-            ),
-        }
-        if efa:
-            # One EFA interface as the primary network interface. With interfaces in the launch
-            # template, the security group goes there and not on the compute environment.
-            cfn_of(self.launch_templates["multi-node"]).add_property_override(
-                "LaunchTemplateData.NetworkInterfaces",
-                [{
-                    "DeviceIndex": 0,
-                    "NetworkCardIndex": 0,
-                    "InterfaceType": "efa",
-                    "Groups": [security_group.security_group_id],
-                    "DeleteOnTermination": True,
-                }],
-            )
-
-        gpu_types = [ec2.InstanceType(x) for x in gpu_instance_types]
+        self.launch_templates = self._launch_templates(
+            batch_user_data(stop_timeout_seconds=settings.container_stop_timeout_seconds, lustre=lustre),
+            batch_user_data(stop_timeout_seconds=settings.container_stop_timeout_seconds, lustre=lustre),
+            root_volume_gib=settings.root_volume_gib,
+        )
+        if settings.efa:
+            self._add_efa_interface(security_group)
         common: dict[str, Any] = dict(
             vpc=vpc,
             images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023_NVIDIA)],
@@ -229,6 +214,57 @@ class GpuCompute(Construct):
             security_groups=[security_group],
         )
         self.environments = {
+            **self._gpu_environments(naming, settings, compute_subnets, common=common),
+            "multi-node": self._multi_node_environment(naming, settings, multinode_subnet, common=common),
+        }
+        self._pin_launch_templates_and_service_role()
+        if settings.efa:
+            cfn_of(self.environments["multi-node"]).add_property_deletion_override("ComputeResources.SecurityGroupIds")
+        self.queues = self._queues(
+            naming,
+            scheduling_policy=scheduling_policy,
+            spot_capacity=Duration.minutes(settings.capacity_wait_minutes),
+            unplaceable=Duration.minutes(settings.unplaceable_wait_minutes),
+            on_demand_capacity=Duration.minutes(settings.on_demand_capacity_wait_minutes),
+        )
+        self.capacity = queue_capacity(naming, settings)
+
+    def _launch_templates(self, gpu_user_data: ec2.UserData, multi_node_user_data: ec2.UserData, *,
+                          root_volume_gib: int) -> dict[str, ec2.LaunchTemplate]:
+        """'gpu' for the single-node environments, 'multi-node' in the cluster placement group
+        (each with a user data object of its own)."""
+        return {
+            "gpu": encrypted_launch_template(
+                self, "GpuLaunchTemplate", user_data=gpu_user_data, root_volume_gib=root_volume_gib
+            ),
+            "multi-node": encrypted_launch_template(
+                self,
+                "MultiNodeLaunchTemplate",
+                user_data=multi_node_user_data,
+                root_volume_gib=root_volume_gib,
+                placement_group=self.placement_group,
+            ),
+        }
+
+    def _add_efa_interface(self, security_group: ec2.ISecurityGroup) -> None:
+        """One EFA interface as the primary network interface. With interfaces in the launch
+        template, the security group goes there and not on the compute environment."""
+        cfn_of(self.launch_templates["multi-node"]).add_property_override(
+            "LaunchTemplateData.NetworkInterfaces",
+            [{
+                "DeviceIndex": 0,
+                "NetworkCardIndex": 0,
+                "InterfaceType": "efa",
+                "Groups": [security_group.security_group_id],
+                "DeleteOnTermination": True,
+            }],
+        )
+
+    def _gpu_environments(self, naming: Naming, settings: GpuComputeSettings, compute_subnets: ec2.SubnetSelection,
+                          *, common: dict[str, Any]) -> dict[str, batch.ManagedEc2EcsComputeEnvironment]:
+        """GPU Spot and GPU On-Demand over the same instance types and subnets."""
+        gpu_types = [ec2.InstanceType(x) for x in settings.gpu_instance_types]
+        return {
             "gpu-spot": batch.ManagedEc2EcsComputeEnvironment(
                 self,
                 "GpuSpot",
@@ -236,7 +272,7 @@ class GpuCompute(Construct):
                 spot=True,
                 allocation_strategy=batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED,
                 instance_types=gpu_types,
-                maxv_cpus=spot_max_vcpus,
+                maxv_cpus=settings.spot_max_vcpus,
                 launch_template=self.launch_templates["gpu"],
                 vpc_subnets=compute_subnets,
                 **common,
@@ -247,45 +283,28 @@ class GpuCompute(Construct):
                 compute_environment_name=compute_environment_name(naming, "gpu-on-demand"),
                 allocation_strategy=batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
                 instance_types=gpu_types,
-                maxv_cpus=on_demand_max_vcpus,
+                maxv_cpus=settings.on_demand_max_vcpus,
                 launch_template=self.launch_templates["gpu"],
                 vpc_subnets=compute_subnets,
                 **common,
             ),
-            "multi-node": batch.ManagedEc2EcsComputeEnvironment(
-                self,
-                "MultiNode",
-                compute_environment_name=compute_environment_name(naming, "multi-node"),
-                allocation_strategy=batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
-                instance_types=[ec2.InstanceType(x) for x in multinode_instance_types],
-                maxv_cpus=multinode_max_vcpus,
-                launch_template=self.launch_templates["multi-node"],
-                placement_group=self.placement_group,
-                vpc_subnets=ec2.SubnetSelection(subnets=[multinode_subnet]),
-                **common,
-            ),
         }
-        self._pin_launch_templates_and_service_role()
-        if efa:
-            cfn_of(self.environments["multi-node"]).add_property_deletion_override("ComputeResources.SecurityGroupIds")
-        self.queues = self._queues(
-            naming,
-            scheduling_policy=scheduling_policy,
-            spot_capacity=Duration.minutes(capacity_wait_minutes),
-            unplaceable=Duration.minutes(unplaceable_wait_minutes),
-            on_demand_capacity=Duration.minutes(on_demand_capacity_wait_minutes),
-        )
-        def capacity(kind: str, types: Sequence[str], max_vcpus: int, *, spot: bool) -> ComputeCapacity:
-            return ComputeCapacity(compute_environment_name(naming, kind), tuple(types), max_vcpus, spot)
 
-        environment_capacity = {
-            "gpu-spot": capacity("gpu-spot", gpu_instance_types, spot_max_vcpus, spot=True),
-            "gpu-on-demand": capacity("gpu-on-demand", gpu_instance_types, on_demand_max_vcpus, spot=False),
-            "multi-node": capacity("multi-node", multinode_instance_types, multinode_max_vcpus, spot=False),
-        }
-        self.capacity = {
-            queue: [environment_capacity[kind] for kind in kinds] for queue, kinds in QUEUE_ENVIRONMENTS.items()
-        }
+    def _multi_node_environment(self, naming: Naming, settings: GpuComputeSettings, subnet: ec2.ISubnet, *,
+                                common: dict[str, Any]) -> batch.ManagedEc2EcsComputeEnvironment:
+        """On-Demand in one subnet (one AZ) and the cluster placement group."""
+        return batch.ManagedEc2EcsComputeEnvironment(
+            self,
+            "MultiNode",
+            compute_environment_name=compute_environment_name(naming, "multi-node"),
+            allocation_strategy=batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
+            instance_types=[ec2.InstanceType(x) for x in settings.multinode_instance_types],
+            maxv_cpus=settings.multinode_max_vcpus,
+            launch_template=self.launch_templates["multi-node"],
+            placement_group=self.placement_group,
+            vpc_subnets=ec2.SubnetSelection(subnets=[subnet]),
+            **common,
+        )
 
     def _pin_launch_templates_and_service_role(self) -> None:
         launch_template_of = {"gpu-spot": "gpu", "gpu-on-demand": "gpu", "multi-node": "multi-node"}
@@ -332,6 +351,19 @@ class GpuCompute(Construct):
             )
             for queue in QUEUE_ENVIRONMENTS
         }
+
+
+def queue_capacity(naming: Naming, settings: GpuComputeSettings) -> dict[str, list[ComputeCapacity]]:
+    """Queue kind -> the ComputeCapacity of its environments, in order (for discovery)."""
+    instance_types = {"gpu-spot": settings.gpu_instance_types, "gpu-on-demand": settings.gpu_instance_types,
+                      "multi-node": settings.multinode_instance_types}
+    max_vcpus = {"gpu-spot": settings.spot_max_vcpus, "gpu-on-demand": settings.on_demand_max_vcpus,
+                 "multi-node": settings.multinode_max_vcpus}
+    environment_capacity = {
+        kind: ComputeCapacity(compute_environment_name(naming, kind), tuple(types), max_vcpus[kind], kind == "gpu-spot")
+        for kind, types in instance_types.items()
+    }
+    return {queue: [environment_capacity[kind] for kind in kinds] for queue, kinds in QUEUE_ENVIRONMENTS.items()}
 
 
 def pin_launch_template_and_service_role(environment: batch.ManagedEc2EcsComputeEnvironment,

@@ -29,6 +29,7 @@ from pydantic import (
 
 from bertbatch_contract import discovery, job, teams
 from bertbatch_contract.naming import Naming
+from platform_constructs.batch_compute import GpuComputeSettings
 from platform_constructs.logs import LOG_RETENTION_DAYS
 from platform_constructs.network import INTERFACE_ENDPOINT_SERVICES, JOB_HOST_ENDPOINTS
 
@@ -292,6 +293,22 @@ class TrainingConfig(_Model):
     checkpoint_every_minutes: int = Field(default=10, ge=1, le=MAX_TIMEOUT_MINUTES)
     # Reserved capacity: one compute environment and queue per reservation (docs/deploy.md).
     reservations: list[ReservationConfig] = Field(default_factory=list, max_length=10)
+
+    def gpu_compute(self) -> GpuComputeSettings:
+        """The settings the GPU compute environments and queues are built from."""
+        return GpuComputeSettings(
+            gpu_instance_types=self.gpu_instance_types,
+            multinode_instance_types=self.multinode_instance_types,
+            spot_max_vcpus=self.spot_max_vcpus,
+            on_demand_max_vcpus=self.on_demand_max_vcpus,
+            multinode_max_vcpus=self.multinode_max_vcpus,
+            capacity_wait_minutes=self.capacity_wait_minutes,
+            unplaceable_wait_minutes=self.unplaceable_wait_minutes,
+            on_demand_capacity_wait_minutes=self.on_demand_capacity_wait_minutes,
+            container_stop_timeout_seconds=self.container_stop_timeout_seconds,
+            root_volume_gib=self.root_volume_gib,
+            efa=self.efa,
+        )
 
     @field_validator("reservations")
     @classmethod

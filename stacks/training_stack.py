@@ -109,23 +109,13 @@ class TrainingStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        t, naming = config.training, config.naming
-        removal = config.removal_policy_value
-        image, repository_arn = self._image(config)
-
+        naming, removal = config.naming, config.removal_policy_value
+        image, repository_arn, self.image_asset = training_image(self, config)
         self.fair_share = FairShare(self, "FairShare", naming=naming, weights=config.teams.weights,
                                     compute_reservation_percent=config.teams.compute_reservation_percent,
                                     share_decay_seconds=config.teams.share_decay_seconds)
-
-        # --- logs and roles ----------------------------------------------------------------
-        self.job_log_group = encrypted_log_group(
-            self,
-            "JobLogs",
-            name=naming.log_group("jobs"),
-            key=key,
-            days=config.log_retention_days,
-            removal_policy=removal,
-        )
+        self.job_log_group = encrypted_log_group(self, "JobLogs", name=naming.log_group("jobs"), key=key,
+                                                 days=config.log_retention_days, removal_policy=removal)
         self.roles = TrainingRoles(
             self,
             "Roles",
@@ -137,41 +127,73 @@ class TrainingStack(Stack):
             image_repository_arn=repository_arn,
             mlflow_tracking_server_arn=config.tracking.sagemaker_tracking_server_arn,
         )
+        multinode_subnet = private_subnets[config.training.multinode_subnet_index]
+        self.compute = self._gpu_compute(config, vpc, compute_subnets, multinode_subnet, compute_security_group, lustre)
+        self.job_queues = dict(self.compute.queues)
+        self.reserved = self._reserved_capacity(config, vpc, private_subnets, compute_security_group, lustre)
+        self.job_queues.update({reserved_capacity.queue_kind(name): q for name, q in self.reserved.queues.items()})
+        fsx = lustre is not None
+        definitions = self._job_definitions(config, image, data_bucket, artifacts_bucket, fsx=fsx)
+        self.job_definitions = dict(definitions.definitions)
+        # Data preparation: Spot CPUs, the prepare queue, the bert-prepare array job.
+        self.preparation = self._data_preparation(config, image, vpc, compute_subnets, compute_security_group,
+                                                  data_bucket, artifacts_bucket)
+        self.job_queues[QUEUE_PREPARE] = self.preparation.queue
+        self.job_definitions[JOB_DEFINITION_PREPARE_NAME] = self.preparation.job_definition
+        if config.training.image_uri and repository_arn:
+            # CDK warns that a registry image from ECR needs pull permissions: the execution
+            # policy above grants them on exactly that repository.
+            Annotations.of(definitions).acknowledge_warning(
+                "@aws-cdk/aws-ecs:ecrImageRequiresPolicy",
+                "The execution role's policy grants ECR pull on the configured image's repository.",
+            )
+        self.fallback = SpotFallback(
+            self,
+            "Fallback",
+            naming=naming,
+            source_queue=self.job_queues[QUEUE_SPOT_FIRST],
+            target_queue=self.job_queues[QUEUE_ON_DEMAND],
+            job_definition_names=[naming.resource(jobdefs.SINGLE), naming.resource(jobdefs.PREDICT)],
+            key=key,
+            log_retention_days=config.log_retention_days,
+            removal_policy=removal,
+        )
+        self.fallback_function = self.fallback.function
+        self.fallback_dead_letter_queue = self.fallback.dead_letter_queue
+        self.discovery = DiscoveryParameters(
+            self,
+            "Discovery",
+            naming=naming,
+            values=discovery_values(self, config, data_bucket, artifacts_bucket, fsx=fsx),
+            reservation_names=[r.name for r in config.training.reservations],
+        )
 
-        # --- compute and queues --------------------------------------------------------------
-        self.compute = GpuCompute(
+    def _gpu_compute(self, config: PlatformConfig, vpc: ec2.IVpc, compute_subnets: ec2.SubnetSelection,
+                     multinode_subnet: ec2.ISubnet, security_group: ec2.ISecurityGroup,
+                     lustre: LinkedLustre | None) -> GpuCompute:
+        """The GPU Spot, On-Demand and multi-node environments and their queues."""
+        return GpuCompute(
             self,
             "Compute",
-            naming=naming,
-            gpu_instance_types=t.gpu_instance_types,
-            multinode_instance_types=t.multinode_instance_types,
-            spot_max_vcpus=t.spot_max_vcpus,
-            on_demand_max_vcpus=t.on_demand_max_vcpus,
-            multinode_max_vcpus=t.multinode_max_vcpus,
-            capacity_wait_minutes=t.capacity_wait_minutes,
-            unplaceable_wait_minutes=t.unplaceable_wait_minutes,
-            on_demand_capacity_wait_minutes=t.on_demand_capacity_wait_minutes,
-            container_stop_timeout_seconds=t.container_stop_timeout_seconds,
-            root_volume_gib=t.root_volume_gib,
-            efa=t.efa,
+            naming=config.naming,
+            settings=config.training.gpu_compute(),
             vpc=vpc,
             compute_subnets=compute_subnets,
-            multinode_subnet=private_subnets[t.multinode_subnet_index],
-            security_group=compute_security_group,
+            multinode_subnet=multinode_subnet,
+            security_group=security_group,
             instance_role=self.roles.instance_role.without_policy_updates(),
             lustre=lustre,
             scheduling_policy=self.fair_share.policy,
         )
-        self.job_queues = dict(self.compute.queues)
-        self.reserved = self._reserved_capacity(config, vpc, private_subnets, compute_security_group, lustre)
-        self.job_queues.update({reserved_capacity.queue_kind(name): q for name, q in self.reserved.queues.items()})
 
-        # --- job definitions -----------------------------------------------------------------
-        fsx = lustre is not None
-        definitions = jobdefs.TrainingJobDefinitions(
+    def _job_definitions(self, config: PlatformConfig, image: ecs.ContainerImage, data_bucket: s3.IBucket,
+                         artifacts_bucket: s3.IBucket, *, fsx: bool) -> jobdefs.TrainingJobDefinitions:
+        """bert-finetune, bert-finetune-multinode and bert-predict."""
+        t = config.training
+        return jobdefs.TrainingJobDefinitions(
             self,
             "JobDefinitions",
-            naming=naming,
+            naming=config.naming,
             image=image,
             execution_role=self.roles.execution_role.without_policy_updates(),
             job_role=self.roles.job_role.without_policy_updates(),
@@ -197,44 +219,6 @@ class TrainingStack(Stack):
             timeout_minutes=t.timeout_minutes,
             predict_timeout_minutes=t.predict_timeout_minutes,
         )
-        self.job_definitions = dict(definitions.definitions)
-
-        # --- data preparation: Spot CPUs, the prepare queue, the bert-prepare array job ------------
-        self.preparation = self._data_preparation(config, image, vpc, compute_subnets, compute_security_group,
-                                                  data_bucket, artifacts_bucket)
-        self.job_queues[QUEUE_PREPARE] = self.preparation.queue
-        self.job_definitions[JOB_DEFINITION_PREPARE_NAME] = self.preparation.job_definition
-        if t.image_uri and repository_arn:
-            # CDK warns that a registry image from ECR needs pull permissions: the execution
-            # policy above grants them on exactly that repository.
-            Annotations.of(definitions).acknowledge_warning(
-                "@aws-cdk/aws-ecs:ecrImageRequiresPolicy",
-                "The execution role's policy grants ECR pull on the configured image's repository.",
-            )
-
-        # --- fallback --------------------------------------------------------------------------
-        self.fallback = SpotFallback(
-            self,
-            "Fallback",
-            naming=naming,
-            source_queue=self.job_queues[QUEUE_SPOT_FIRST],
-            target_queue=self.job_queues[QUEUE_ON_DEMAND],
-            job_definition_names=[naming.resource(jobdefs.SINGLE), naming.resource(jobdefs.PREDICT)],
-            key=key,
-            log_retention_days=config.log_retention_days,
-            removal_policy=removal,
-        )
-        self.fallback_function = self.fallback.function
-        self.fallback_dead_letter_queue = self.fallback.dead_letter_queue
-
-        # --- discovery -------------------------------------------------------------------------
-        self.discovery = DiscoveryParameters(
-            self,
-            "Discovery",
-            naming=naming,
-            values=self._discovery_values(config, data_bucket, artifacts_bucket, fsx=fsx),
-            reservation_names=[r.name for r in t.reservations],
-        )
 
     def _reserved_capacity(self, config: PlatformConfig, vpc: ec2.IVpc, private_subnets: Sequence[ec2.ISubnet],
                            security_group: ec2.ISecurityGroup,
@@ -258,35 +242,6 @@ class TrainingStack(Stack):
             instance_role=self.roles.instance_role.without_policy_updates(),
             scheduling_policy=self.fair_share.policy,
         )
-
-    def _discovery_values(self, config: PlatformConfig, data_bucket: s3.IBucket, artifacts_bucket: s3.IBucket, *,
-                          fsx: bool) -> dict[str, str]:
-        """What the CLI reads from SSM (bertbatch_contract.discovery)."""
-        naming = config.naming
-        return {
-            discovery.QUEUE_SPOT_FIRST: naming.resource(QUEUE_SPOT_FIRST),
-            discovery.QUEUE_ON_DEMAND: naming.resource(QUEUE_ON_DEMAND),
-            discovery.QUEUE_MULTI_NODE: naming.resource(QUEUE_MULTI_NODE),
-            discovery.JOB_DEFINITION_SINGLE: self.job_definitions[jobdefs.SINGLE].job_definition_arn,
-            discovery.JOB_DEFINITION_MULTI_NODE: self.job_definitions[jobdefs.MULTI_NODE].job_definition_arn,
-            discovery.JOB_DEFINITION_PREDICT: self.job_definitions[jobdefs.PREDICT].job_definition_arn,
-            discovery.QUEUE_PREPARE: naming.resource(QUEUE_PREPARE),
-            discovery.JOB_DEFINITION_PREPARE: self.preparation.job_definition.job_definition_arn,
-            discovery.DATA_BUCKET: data_bucket.bucket_name,
-            discovery.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
-            discovery.LOG_GROUP: self.job_log_group.log_group_name,
-            discovery.FSX_MOUNT_PATH: MOUNT_PATH if fsx else FSX_DISABLED,
-            discovery.METRICS_NAMESPACE: metrics.DEFAULT_NAMESPACE,
-            discovery.INTERNET_EGRESS: "true" if config.internet_egress else "false",
-            discovery.MLFLOW_TRACKING_URI: config.tracking.mlflow_tracking_uri or discovery.NOT_CONFIGURED,
-            discovery.TEAMS: teams.teams_value(config.teams.contract()),
-            **{
-                discovery.capacity_key(queue): discovery.capacity_value(environments)
-                for queue, environments in self.compute.capacity.items()
-            },
-            **reserved_capacity.discovery_values(self.reserved, [r.contract() for r in config.training.reservations],
-                                                 naming),
-        }
 
     def _data_preparation(self, config: PlatformConfig, image: ecs.ContainerImage, vpc: ec2.IVpc,
                           compute_subnets: ec2.SubnetSelection, security_group: ec2.ISecurityGroup,
@@ -321,32 +276,65 @@ class TrainingStack(Stack):
             scheduling_policy=self.fair_share.policy,
         )
 
-    def _image(self, config: PlatformConfig) -> tuple[ecs.ContainerImage, str | None]:
-        """A prebuilt URI from config, or the training image built from the repository at deploy;
-        with the ECR repository ARN to pull from (None for another registry)."""
-        if config.training.image_uri:
-            self.image_asset = None
-            return (
-                ecs.ContainerImage.from_registry(config.training.image_uri),
-                ecr_repository_arn_of(config.training.image_uri),
-            )
-        digest = base_image_digest()
-        if not digest:  # the build would stop at FROM mid-deploy: say so at synth instead
-            raise ConfigError(f"{BASE_IMAGE_DIGEST_FILE} holds no digest: run make base-image-digest "
-                              "(or set training.image_uri to a prebuilt image)")
-        self.image_asset = ecr_assets.DockerImageAsset(
-            self,
-            "TrainingImage",
-            directory=str(REPO_ROOT),
-            file=DOCKERFILE,
-            platform=ecr_assets.Platform.LINUX_AMD64,
-            build_args={IMAGE_VERSION_ARG: image_version(), BASE_IMAGE_DIGEST_ARG: digest},
+
+def training_image(stack: Stack, config: PlatformConfig
+                   ) -> tuple[ecs.ContainerImage, str | None, ecr_assets.DockerImageAsset | None]:
+    """A prebuilt URI from config, or the training image built from the repository at deploy;
+    with the ECR repository ARN to pull from (None for another registry) and the image asset
+    (None for a prebuilt image)."""
+    if config.training.image_uri:
+        return (
+            ecs.ContainerImage.from_registry(config.training.image_uri),
+            ecr_repository_arn_of(config.training.image_uri),
+            None,
         )
-        # The asset lands in the CDK bootstrap's container-assets repository, shared by every CDK
-        # app of the account and region. ECR grants stop at a repository (no per-image resource
-        # or condition), so the pull grant is that whole repository; `training.image_uri` with a
-        # repository of its own narrows it (docs/security.md).
-        return ecs.ContainerImage.from_docker_image_asset(self.image_asset), self.image_asset.repository.repository_arn
+    digest = base_image_digest()
+    if not digest:  # the build would stop at FROM mid-deploy: say so at synth instead
+        raise ConfigError(f"{BASE_IMAGE_DIGEST_FILE} holds no digest: run make base-image-digest "
+                          "(or set training.image_uri to a prebuilt image)")
+    asset = ecr_assets.DockerImageAsset(
+        stack,
+        "TrainingImage",
+        directory=str(REPO_ROOT),
+        file=DOCKERFILE,
+        platform=ecr_assets.Platform.LINUX_AMD64,
+        build_args={IMAGE_VERSION_ARG: image_version(), BASE_IMAGE_DIGEST_ARG: digest},
+    )
+    # The asset lands in the CDK bootstrap's container-assets repository, shared by every CDK
+    # app of the account and region. ECR grants stop at a repository (no per-image resource
+    # or condition), so the pull grant is that whole repository; `training.image_uri` with a
+    # repository of its own narrows it (docs/security.md).
+    return ecs.ContainerImage.from_docker_image_asset(asset), asset.repository.repository_arn, asset
+
+
+def discovery_values(stack: TrainingStack, config: PlatformConfig, data_bucket: s3.IBucket,
+                     artifacts_bucket: s3.IBucket, *, fsx: bool) -> dict[str, str]:
+    """What the CLI reads from SSM (bertbatch_contract.discovery)."""
+    naming = config.naming
+    return {
+        discovery.QUEUE_SPOT_FIRST: naming.resource(QUEUE_SPOT_FIRST),
+        discovery.QUEUE_ON_DEMAND: naming.resource(QUEUE_ON_DEMAND),
+        discovery.QUEUE_MULTI_NODE: naming.resource(QUEUE_MULTI_NODE),
+        discovery.JOB_DEFINITION_SINGLE: stack.job_definitions[jobdefs.SINGLE].job_definition_arn,
+        discovery.JOB_DEFINITION_MULTI_NODE: stack.job_definitions[jobdefs.MULTI_NODE].job_definition_arn,
+        discovery.JOB_DEFINITION_PREDICT: stack.job_definitions[jobdefs.PREDICT].job_definition_arn,
+        discovery.QUEUE_PREPARE: naming.resource(QUEUE_PREPARE),
+        discovery.JOB_DEFINITION_PREPARE: stack.preparation.job_definition.job_definition_arn,
+        discovery.DATA_BUCKET: data_bucket.bucket_name,
+        discovery.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
+        discovery.LOG_GROUP: stack.job_log_group.log_group_name,
+        discovery.FSX_MOUNT_PATH: MOUNT_PATH if fsx else FSX_DISABLED,
+        discovery.METRICS_NAMESPACE: metrics.DEFAULT_NAMESPACE,
+        discovery.INTERNET_EGRESS: "true" if config.internet_egress else "false",
+        discovery.MLFLOW_TRACKING_URI: config.tracking.mlflow_tracking_uri or discovery.NOT_CONFIGURED,
+        discovery.TEAMS: teams.teams_value(config.teams.contract()),
+        **{
+            discovery.capacity_key(queue): discovery.capacity_value(environments)
+            for queue, environments in stack.compute.capacity.items()
+        },
+        **reserved_capacity.discovery_values(stack.reserved, [r.contract() for r in config.training.reservations],
+                                             naming),
+    }
 
 
 def job_environment(
