@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -66,115 +66,12 @@ class TrainingDashboard(Construct):
         d.add_widgets(self._links(naming, queues, job_log_group, runbook_url))
         if alarms:
             d.add_widgets(cloudwatch.AlarmStatusWidget(alarms=list(alarms), title="Alarms", width=WIDTH, height=3))
-
         if events is not None and queues:
-            d.add_widgets(
-                *[
-                    cloudwatch.GraphWidget(
-                        title=f"Jobs by state: {kind} (jobs entering each state per 5 min)",
-                        left=[events.state_metric(state, arn) for state in metrics.JOB_STATES],
-                        width=WIDTH // len(queues),
-                        height=6,
-                        stacked=False,
-                    )
-                    for kind, (_name, arn) in queues.items()
-                ]
-            )
-
-        def m(metric: metrics.Metric, statistic: str = "Average", label: str | None = None) -> cloudwatch.Metric:
-            return training_metric(metric, profile=profile, statistic=statistic, label=label)
-
-        d.add_widgets(
-            cloudwatch.GraphWidget(title="Training loss", left=[m(metrics.TRAIN_LOSS)], width=6, height=6),
-            cloudwatch.GraphWidget(
-                title="Eval accuracy / F1",
-                left=[m(metrics.EVAL_ACCURACY, "Maximum"), m(metrics.EVAL_F1, "Maximum")],
-                left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
-                width=6,
-                height=6,
-            ),
-            cloudwatch.GraphWidget(
-                title="Throughput",
-                left=[m(metrics.SAMPLES_PER_SECOND, "Sum", "Samples/s (all runs)")],
-                right=[m(metrics.TOKENS_PER_SECOND, "Sum", "Tokens/s (all runs)")],
-                width=6,
-                height=6,
-            ),
-            cloudwatch.GraphWidget(
-                title="GPU utilization and memory",
-                left=[m(metrics.GPU_UTILIZATION, label="GPU utilization (%)")],
-                right=[m(metrics.GPU_MEMORY_USED, "Maximum", "GPU memory used (MB)")],
-                left_y_axis=cloudwatch.YAxisProps(min=0, max=100),
-                width=6,
-                height=6,
-            ),
-        )
-        resilience = [m(metrics.RESUMED, "Sum", "Resumes after interruption")]
-        fallback = [m(metrics.FALLBACK_RESUBMISSIONS, "Sum", "Fallback resubmissions to On-Demand")]
-        spot = []
-        if events is not None:
-            spot = [
-                events.spot_interruptions_metric(arn, label=f"Spot interruptions: {kind}")
-                for kind, (_n, arn) in queues.items()
-            ]
-        d.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Checkpoint time (s)",
-                left=[
-                    m(metrics.CHECKPOINT_SECONDS, label="Average"),
-                    m(metrics.CHECKPOINT_SECONDS, "Maximum", "Maximum"),
-                ],
-                width=6,
-                height=6,
-            ),
-            cloudwatch.GraphWidget(
-                title="Spot interruptions and fallback", left=spot + fallback, right=resilience, width=12, height=6
-            ),
-            cloudwatch.GraphWidget(
-                title="Running jobs (sampled)",
-                left=[events.running_jobs_metric()] if events is not None else [],
-                width=6,
-                height=6,
-            ),
-        )
-
-        storage: list[cloudwatch.IWidget] = []
-        if fsx is not None:
-            file_system_id, capacity_gib = fsx
-            storage += [
-                cloudwatch.GraphWidget(
-                    title="FSx for Lustre throughput (MB/s)", left=fsx_throughput(file_system_id), width=8, height=6
-                ),
-                cloudwatch.GraphWidget(
-                    title=f"FSx for Lustre free capacity (% of {capacity_gib} GiB)",
-                    left=[fsx_free_percent(file_system_id, capacity_gib)],
-                    left_y_axis=cloudwatch.YAxisProps(min=0, max=100),
-                    width=8,
-                    height=6,
-                ),
-            ]
-        storage.append(
-            cloudwatch.GraphWidget(
-                title="S3 bucket size (bytes, daily)",
-                left=[bucket_size(bucket.bucket_name, label) for label, bucket in buckets],
-                width=WIDTH - 8 * (len(storage)),
-                height=6,
-            )
-        )
-        d.add_widgets(*storage)
-        d.add_widgets(
-            cloudwatch.GraphWidget(
-                title=f"Estimated charges vs budget (account-wide, {BILLING_REGION} billing metric)",
-                left=[estimated_charges()],
-                left_annotations=[
-                    cloudwatch.HorizontalAnnotation(
-                        value=monthly_limit_usd, label=f"Monthly budget {monthly_limit_usd:g} USD", color="#d62728"
-                    )
-                ],
-                width=WIDTH,
-                height=6,
-            )
-        )
+            d.add_widgets(*_jobs_by_state_widgets(events, queues))
+        d.add_widgets(*_training_widgets(profile))
+        d.add_widgets(*_interruption_widgets(profile, events, queues))
+        d.add_widgets(*_storage_widgets(fsx, buckets))
+        d.add_widgets(_charges_widget(monthly_limit_usd))
 
     @staticmethod
     def _links(
@@ -206,3 +103,133 @@ class TrainingDashboard(Construct):
             f"Estimated charges come from the {BILLING_REGION} billing metric and need billing alerts enabled."
         )
         return cloudwatch.TextWidget(markdown="\n\n".join(lines), width=WIDTH, height=4)
+
+
+def _jobs_by_state_widgets(events: JobStateEvents, queues: Mapping[str, tuple[str, str]]) -> list[cloudwatch.IWidget]:
+    """One graph per queue, side by side: jobs entering each state."""
+    return [
+        cloudwatch.GraphWidget(
+            title=f"Jobs by state: {kind} (jobs entering each state per 5 min)",
+            left=[events.state_metric(state, arn) for state in metrics.JOB_STATES],
+            width=WIDTH // len(queues),
+            height=6,
+            stacked=False,
+        )
+        for kind, (_name, arn) in queues.items()
+    ]
+
+
+def _metric_of(profile: str) -> Callable[..., cloudwatch.Metric]:
+    """A training metric of this profile, by metric, statistic and label."""
+
+    def m(metric: metrics.Metric, statistic: str = "Average", label: str | None = None) -> cloudwatch.Metric:
+        return training_metric(metric, profile=profile, statistic=statistic, label=label)
+
+    return m
+
+
+def _training_widgets(profile: str) -> list[cloudwatch.IWidget]:
+    """Loss, evaluation, throughput and GPU use of the training jobs."""
+    m = _metric_of(profile)
+    return [
+        cloudwatch.GraphWidget(title="Training loss", left=[m(metrics.TRAIN_LOSS)], width=6, height=6),
+        cloudwatch.GraphWidget(
+            title="Eval accuracy / F1",
+            left=[m(metrics.EVAL_ACCURACY, "Maximum"), m(metrics.EVAL_F1, "Maximum")],
+            left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
+            width=6,
+            height=6,
+        ),
+        cloudwatch.GraphWidget(
+            title="Throughput",
+            left=[m(metrics.SAMPLES_PER_SECOND, "Sum", "Samples/s (all runs)")],
+            right=[m(metrics.TOKENS_PER_SECOND, "Sum", "Tokens/s (all runs)")],
+            width=6,
+            height=6,
+        ),
+        cloudwatch.GraphWidget(
+            title="GPU utilization and memory",
+            left=[m(metrics.GPU_UTILIZATION, label="GPU utilization (%)")],
+            right=[m(metrics.GPU_MEMORY_USED, "Maximum", "GPU memory used (MB)")],
+            left_y_axis=cloudwatch.YAxisProps(min=0, max=100),
+            width=6,
+            height=6,
+        ),
+    ]
+
+
+def _interruption_widgets(profile: str, events: JobStateEvents | None,
+                          queues: Mapping[str, tuple[str, str]]) -> list[cloudwatch.IWidget]:
+    """Checkpoint time, Spot interruptions with what recovered from them, and running jobs."""
+    m = _metric_of(profile)
+    resilience = [m(metrics.RESUMED, "Sum", "Resumes after interruption")]
+    fallback = [m(metrics.FALLBACK_RESUBMISSIONS, "Sum", "Fallback resubmissions to On-Demand")]
+    spot = []
+    if events is not None:
+        spot = [
+            events.spot_interruptions_metric(arn, label=f"Spot interruptions: {kind}")
+            for kind, (_n, arn) in queues.items()
+        ]
+    return [
+        cloudwatch.GraphWidget(
+            title="Checkpoint time (s)",
+            left=[
+                m(metrics.CHECKPOINT_SECONDS, label="Average"),
+                m(metrics.CHECKPOINT_SECONDS, "Maximum", "Maximum"),
+            ],
+            width=6,
+            height=6,
+        ),
+        cloudwatch.GraphWidget(
+            title="Spot interruptions and fallback", left=spot + fallback, right=resilience, width=12, height=6
+        ),
+        cloudwatch.GraphWidget(
+            title="Running jobs (sampled)",
+            left=[events.running_jobs_metric()] if events is not None else [],
+            width=6,
+            height=6,
+        ),
+    ]
+
+
+def _storage_widgets(fsx: tuple[str, int] | None,
+                     buckets: Sequence[tuple[str, s3.IBucket]]) -> list[cloudwatch.IWidget]:
+    """FSx throughput and free capacity (with FSx), then the buckets' size across what is left."""
+    storage: list[cloudwatch.IWidget] = []
+    if fsx is not None:
+        file_system_id, capacity_gib = fsx
+        storage += [
+            cloudwatch.GraphWidget(
+                title="FSx for Lustre throughput (MB/s)", left=fsx_throughput(file_system_id), width=8, height=6
+            ),
+            cloudwatch.GraphWidget(
+                title=f"FSx for Lustre free capacity (% of {capacity_gib} GiB)",
+                left=[fsx_free_percent(file_system_id, capacity_gib)],
+                left_y_axis=cloudwatch.YAxisProps(min=0, max=100),
+                width=8,
+                height=6,
+            ),
+        ]
+    storage.append(
+        cloudwatch.GraphWidget(
+            title="S3 bucket size (bytes, daily)",
+            left=[bucket_size(bucket.bucket_name, label) for label, bucket in buckets],
+            width=WIDTH - 8 * (len(storage)),
+            height=6,
+        )
+    )
+    return storage
+
+
+def _charges_widget(monthly_limit_usd: float) -> cloudwatch.IWidget:
+    return cloudwatch.GraphWidget(
+        title=f"Estimated charges vs budget (account-wide, {BILLING_REGION} billing metric)",
+        left=[estimated_charges()],
+        left_annotations=[
+            cloudwatch.HorizontalAnnotation(
+                value=monthly_limit_usd, label=f"Monthly budget {monthly_limit_usd:g} USD", color="#d62728"
+            )
+        ],
+        width=WIDTH,
+        height=6,
+    )

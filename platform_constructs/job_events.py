@@ -157,6 +157,22 @@ class JobStateEvents(Construct):
         self.log_group = encrypted_log_group(
             self, "Events", name=log_group_name, key=key, days=log_retention_days, removal_policy=removal_policy
         )
+        self._send_states_to_logs(naming, queue_arns, owner)
+        self._add_metric_filters()
+
+        self.notification_rule = events.Rule(
+            self,
+            "Notify",
+            description=f"{owner}: mail a line to the alerts topic when a job succeeds or fails",
+            event_pattern=job_state_pattern(queue_arns, NOTIFY_STATES),
+            targets=[EncryptedTopicTarget(topic, message=notification_message(naming))],
+        )
+
+        self._add_gauge(naming, queue_arns, owner, key=key, log_group_name=gauge_log_group_name,
+                        log_retention_days=log_retention_days, removal_policy=removal_policy)
+
+    def _send_states_to_logs(self, naming: Naming, queue_arns: Sequence[str], owner: str) -> None:
+        """The rule that writes the queues' job-state changes to the events log group."""
         # The rule must wait for the policy, so the policy names the rule by its ARN (from the
         # rule's fixed name), not by a reference that would make each depend on the other.
         to_logs_rule_name = naming.resource("batch-job-states-to-logs")
@@ -190,16 +206,10 @@ class JobStateEvents(Construct):
             targets=[LogGroupTarget(self.log_group)],
         )
         self.rule.node.add_dependency(may_write)
-        self._add_metric_filters()
 
-        self.notification_rule = events.Rule(
-            self,
-            "Notify",
-            description=f"{owner}: mail a line to the alerts topic when a job succeeds or fails",
-            event_pattern=job_state_pattern(queue_arns, NOTIFY_STATES),
-            targets=[EncryptedTopicTarget(topic, message=notification_message(naming))],
-        )
-
+    def _add_gauge(self, naming: Naming, queue_arns: Sequence[str], owner: str, *, key: kms.IKey,
+                   log_group_name: str, log_retention_days: int, removal_policy: RemovalPolicy) -> None:
+        """The function that samples RUNNING jobs on a schedule, and that schedule."""
         self.gauge_function: lambda_.Function = handler_function(
             self,
             "Gauge",
@@ -212,7 +222,7 @@ class JobStateEvents(Construct):
                 job_gauge.ENV_DIMENSION_NAME: metrics.DIMENSION_PROFILE,
                 job_gauge.ENV_DIMENSION_VALUE: naming.profile,
             },
-            log_group_name=gauge_log_group_name,
+            log_group_name=log_group_name,
             key=key,
             log_retention_days=log_retention_days,
             removal_policy=removal_policy,

@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_batch as batch
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -92,60 +93,12 @@ class MonitoringStack(Stack):
         queues = {k: (job_queues[k].job_queue_name, job_queues[k].job_queue_arn) for k in ordered}
         queue_arns = {k: arn for k, (_name, arn) in queues.items()}
 
-        self.job_events: JobStateEvents | None = None
-        if queues:
-            self.job_events = JobStateEvents(
-                self,
-                "JobEvents",
-                naming=naming,
-                queue_arns=list(queue_arns.values()),
-                topic=alerts.topic,
-                key=alerts.key,
-                log_group_name=naming.events_log_group("batch-job-states"),
-                gauge_log_group_name=naming.log_group("monitoring/job-gauge"),
-                log_retention_days=config.log_retention_days,
-                removal_policy=removal,
-            )
-
-        self.guardrail: CostGuardrail | None = None
-        if config.budget.cost_guardrail:
-            self.guardrail = CostGuardrail(
-                self,
-                "CostGuardrail",
-                topic=alerts.budget_topic,
-                budget_name=self.budget.budget_name,
-                limit_usd=config.budget.monthly_limit_usd,
-                queue_arns=list(queue_arns.values()),
-                log_group_name=naming.log_group("monitoring/cost-guardrail"),
-                key=alerts.key,
-                log_retention_days=config.log_retention_days,
-                removal_policy=removal,
-            )
-
-        fsx = (lustre.file_system.file_system_id, config.data.fsx.storage_capacity_gib) if lustre is not None else None
-        watched_functions: dict[str, lambda_.IFunction] = {}
-        if fallback_function is not None:
-            watched_functions[FALLBACK_ERRORS] = fallback_function
-        if self.guardrail is not None:
-            watched_functions[GUARDRAIL_ERRORS] = self.guardrail.function
-        if self.job_events is not None:
-            watched_functions[JOB_GAUGE_ERRORS] = self.job_events.gauge_function
-        self.alarms = build_alarms(
-            self,
-            thresholds=AlarmThresholds(
-                failed_jobs=config.monitoring.failed_jobs_threshold,
-                spot_interruptions=config.monitoring.spot_interruptions_threshold,
-                stalled_minutes=config.monitoring.stalled_minutes,
-                fsx_free_capacity_percent=config.monitoring.fsx_free_capacity_percent,
-            ),
-            naming=naming,
-            topic=alerts.topic,
-            events=self.job_events,
-            queue_arns=queue_arns,
-            fsx=fsx,
-            functions=watched_functions,
-            runbook=config.monitoring.runbook_url or "docs/runbook.md",
+        self.job_events = self._job_events(config, alerts, list(queue_arns.values())) if queues else None
+        self.guardrail = (
+            self._guardrail(config, alerts, list(queue_arns.values())) if config.budget.cost_guardrail else None
         )
+        fsx = (lustre.file_system.file_system_id, config.data.fsx.storage_capacity_gib) if lustre is not None else None
+        self.alarms = self._alarms(config, alerts, queue_arns, fsx, fallback_function)
 
         self.dashboard = TrainingDashboard(
             self,
@@ -185,3 +138,60 @@ class MonitoringStack(Stack):
             )
             for team, limit in sorted(config.teams.budgets_usd.items())
         }
+
+    def _job_events(self, config: PlatformConfig, alerts: AlertsTopic, queue_arns: list[str]) -> JobStateEvents:
+        naming = config.naming
+        return JobStateEvents(
+            self,
+            "JobEvents",
+            naming=naming,
+            queue_arns=queue_arns,
+            topic=alerts.topic,
+            key=alerts.key,
+            log_group_name=naming.events_log_group("batch-job-states"),
+            gauge_log_group_name=naming.log_group("monitoring/job-gauge"),
+            log_retention_days=config.log_retention_days,
+            removal_policy=config.removal_policy_value,
+        )
+
+    def _guardrail(self, config: PlatformConfig, alerts: AlertsTopic, queue_arns: list[str]) -> CostGuardrail:
+        return CostGuardrail(
+            self,
+            "CostGuardrail",
+            topic=alerts.budget_topic,
+            budget_name=self.budget.budget_name,
+            limit_usd=config.budget.monthly_limit_usd,
+            queue_arns=queue_arns,
+            log_group_name=config.naming.log_group("monitoring/cost-guardrail"),
+            key=alerts.key,
+            log_retention_days=config.log_retention_days,
+            removal_policy=config.removal_policy_value,
+        )
+
+    def _alarms(self, config: PlatformConfig, alerts: AlertsTopic, queue_arns: dict[str, str],
+                fsx: tuple[str, int] | None,
+                fallback_function: lambda_.IFunction | None) -> dict[str, cloudwatch.Alarm]:
+        """The alarms of docs/runbook.md, with an errors alarm on each function this stack watches."""
+        watched_functions: dict[str, lambda_.IFunction] = {}
+        if fallback_function is not None:
+            watched_functions[FALLBACK_ERRORS] = fallback_function
+        if self.guardrail is not None:
+            watched_functions[GUARDRAIL_ERRORS] = self.guardrail.function
+        if self.job_events is not None:
+            watched_functions[JOB_GAUGE_ERRORS] = self.job_events.gauge_function
+        return build_alarms(
+            self,
+            thresholds=AlarmThresholds(
+                failed_jobs=config.monitoring.failed_jobs_threshold,
+                spot_interruptions=config.monitoring.spot_interruptions_threshold,
+                stalled_minutes=config.monitoring.stalled_minutes,
+                fsx_free_capacity_percent=config.monitoring.fsx_free_capacity_percent,
+            ),
+            naming=config.naming,
+            topic=alerts.topic,
+            events=self.job_events,
+            queue_arns=queue_arns,
+            fsx=fsx,
+            functions=watched_functions,
+            runbook=config.monitoring.runbook_url or "docs/runbook.md",
+        )
