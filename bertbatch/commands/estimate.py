@@ -250,19 +250,7 @@ def estimate(session: Session, idle: bool, templates_dir: str | None, rows: int 
             options = capacity.with_placement(session, options)
         except BertBatchError as exc:
             raise BertBatchError(f"{exc.message} (or estimate without a deployment: --offline)") from None
-    best = estimate_mod.choose(options, max_hours)
-    if best is None and not any(o.placeable is not False for o in options):
-        cheapest = options[0]
-        raise BertBatchError(
-            f"no option can be placed on the queues of profile {session.profile!r} (cheapest: {cheapest.instance_type} "
-            f"{cheapest.pricing}: {cheapest.change})"
-        )
-    if best is None:
-        fastest = min((o for o in options if o.placeable is not False), key=lambda o: o.hours)
-        raise BertBatchError(
-            f"no option finishes within --max-hours {max_hours:g} (fastest: {fastest.instance_type} "
-            f"{fastest.pricing}, {fastest.hours:.2f} h)"
-        )
+    best = _choose(options, max_hours, profile=session.profile)
     if output == JSON:
         print_record("estimate", {
             "rows": rows, "epochs": epochs, "max_seq_length": seq_len, "nodes": nodes,
@@ -274,3 +262,21 @@ def estimate(session: Session, idle: bool, templates_dir: str | None, rows: int 
     print_table(options, best, rows=rows, epochs=epochs, seq_len=seq_len, nodes=nodes, prices=prices,
                 throughput=throughput, throughput_name=throughput_file or "gpu_throughput.json",
                 assumptions=assumptions, tokens=tokens, checked=not offline)
+
+
+def _choose(options: list[estimate_mod.Option], max_hours: float | None, *, profile: str) -> estimate_mod.Option:
+    """The cheapest placeable option within --max-hours; an error saying why there is none."""
+    best = estimate_mod.choose(options, max_hours)
+    if best is None and not any(o.placeable is not False for o in options):
+        cheapest = options[0]
+        raise BertBatchError(
+            f"no option can be placed on the queues of profile {profile!r} (cheapest: {cheapest.instance_type} "
+            f"{cheapest.pricing}: {cheapest.change})"
+        )
+    if best is None:
+        fastest = min((o for o in options if o.placeable is not False), key=lambda o: o.hours)
+        raise BertBatchError(
+            f"no option finishes within --max-hours {max_hours:g} (fastest: {fastest.instance_type} "
+            f"{fastest.pricing}, {fastest.hours:.2f} h)"
+        )
+    return best
