@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from . import hyperparameters, job, layout, runs
 from .hyperparameters import MAX_POSITIONS, Hyperparameter, InvalidHyperparameter, Value, add_arguments, format_value
@@ -36,7 +37,9 @@ OPTIONS: tuple[Hyperparameter, ...] = (
        f"${job.ENV_ARTIFACTS_URI}/{layout.PREDICTIONS_PREFIX}${job.ENV_PREDICTION_ID}/)", "data",
        parameter="output_uri"),
     hyperparameters.BY_NAME["text_column"],  # the same flag as training's
-    hyperparameters.BY_NAME["text_pair_column"],  # the same flag as training's
+    # The same flag as training's; not a parameter of the prediction job definition (the CLI
+    # overrides the whole command when it sets it).
+    replace(hyperparameters.BY_NAME["text_pair_column"], parameter=None),
     _H("id_column", str, None, "optional column passed through to each prediction as its id", "data"),
     _H("shards", int, None, f"split the rows into N contiguous shards (default ${job.ENV_PREDICT_SHARDS}, else 1)",
        "shards", parameter="shards", minimum=1, maximum=MAX_SHARDS),
