@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
+import click
 
 from bertbatch_contract import discovery, layout, prediction, runs
 from bertbatch_contract import job as job_env
@@ -40,6 +41,33 @@ def validate(values: Mapping[str, object]) -> dict[str, Value]:
         return prediction.validate(values)
     except InvalidHyperparameter as exc:
         raise BertBatchError(str(exc)) from None
+
+
+def read_training_args(uri: str, s3: Any = None) -> dict[str, Any]:
+    """The run's training_args.json beside the model (s3:// prefix read with `s3`, or a
+    directory); {} when it has none (a model trained elsewhere)."""
+    if uri.startswith("s3://"):
+        bucket, key = jobs.parse_s3_uri(layout.join(uri, layout.TRAINING_ARGS_FILE))
+        body = registry.S3Store(s3, bucket).read(key)
+    else:
+        body = registry.DirectoryStore(Path(uri)).read(layout.TRAINING_ARGS_FILE)
+    try:
+        trained = json.loads(body) if body else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}  # the container reads it the same way: unreadable = not there
+    return trained if isinstance(trained, dict) else {}
+
+
+def as_trained(values: Mapping[str, Value], trained: Mapping[str, Any]) -> dict[str, Value]:
+    """`values` with the run's sequence length and pair column where not given
+    (`prediction.from_training`); its warnings go to stderr, a conflict is one line."""
+    try:
+        resolved, warnings = prediction.from_training(values, trained)
+    except InvalidHyperparameter as exc:
+        raise BertBatchError(str(exc)) from None
+    for line in warnings:
+        click.echo(f"Warning: {line}", err=True)
+    return resolved
 
 
 def prediction_id(model: str) -> str:
@@ -208,6 +236,7 @@ class PredictPlan:
 def plan(session: Any, store: registry.S3Store, values: dict[str, Value], *, on_demand: bool, team: str) -> PredictPlan:
     """Check the model, the input and the output on the profile's deployment, and build the job."""
     model = resolve_model(store, str(values["model"]), session.client("s3"))
+    values = as_trained(values, read_training_args(model.uri, session.client("s3")))
     data_bucket = session.get(discovery.DATA_BUCKET)
     mount = session.deployment.fsx_mount_path
     s3 = session.client("s3")

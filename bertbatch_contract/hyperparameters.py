@@ -4,7 +4,8 @@ Each row names a flag of the container (`python -m bert_train --epochs 3`), its 
 default and help. From this table come
 
 - the container's argparse parser (`add_arguments`),
-- the CLI's options for the rows that are job parameters (`JOB_PARAMETERS`),
+- the CLI's options for the rows that are job parameters (`JOB_PARAMETERS`): every row is one,
+  unless it says why it is `container_only`,
 - the job definitions' command (`job_command`: `--epochs Ref::epochs ...`) and parameter
   defaults (`parameter_defaults`),
 
@@ -46,6 +47,10 @@ class Hyperparameter:
     help: str
     group: str
     parameter: str | None = None  # the job definitions' Ref:: parameter, if it is one
+    # Training rows: why the row is not a job parameter (a location the job environment sets, ...).
+    # Every training row is one or the other (`_check_placed`), so a new trainer flag is
+    # settable on submit unless it says why not.
+    container_only: str = ""
     minimum: float | None = None
     maximum: float | None = None
     exclusive_minimum: bool = False
@@ -54,6 +59,11 @@ class Hyperparameter:
     required: bool = False
     non_empty: bool = False  # strings: "" is not allowed
     check: Callable[[str], str | None] | None = None  # extra string check: None or the rule
+
+    @property
+    def optional(self) -> bool:
+        """No default: an empty value (a job parameter's default) means not given."""
+        return self.default is None and not self.required
 
     @property
     def flag(self) -> str:
@@ -130,6 +140,9 @@ def format_value(value: Value) -> str:
 
 
 _H = Hyperparameter
+# Why the container-only rows are not job parameters.
+CADENCE_FROM_ENVIRONMENT = "the job definition's environment sets the deployment's checkpoint cadence"
+LOCATION_FROM_ENVIRONMENT = "the job definition's environment sets where outputs and scratch go"
 # The order of the rows with a `parameter` is the order of the job definition's command.
 HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     # --- data ---------------------------------------------------------------------------
@@ -153,53 +166,71 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
        parameter="text_column", non_empty=True),
     _H("label_column", str, "label", "column with the label (strings or integers)", "data",
        parameter="label_column", non_empty=True),
-    # --- container-only flags (not job parameters) --------------------------------------
-    _H("text_pair_column", str, None, "optional column with the second text of a sentence pair", "data"),
-    _H("vocab", str, None, "WordPiece vocab.txt for random:* models", "model"),
-    _H("max_steps", int, None, "stop after this many optimizer steps", "optimisation", minimum=1),
+    _H("text_pair_column", str, None, "optional column with the second text of a sentence pair", "data",
+       parameter="text_pair_column"),
+    _H("vocab", str, None, "WordPiece vocab.txt for random:* models", "model",
+       container_only="a local file; random:* models are for local checks"),
+    _H("max_steps", int, None, "stop after this many optimizer steps", "optimisation", minimum=1,
+       parameter="max_steps"),
     _H("eval_batch_size", int, None, "examples per device per eval batch (default 2 x batch size)",
-       "optimisation", minimum=1),
-    _H("gradient_accumulation_steps", int, 1, "micro-batches per optimizer step", "optimisation", minimum=1),
+       "optimisation", minimum=1, parameter="eval_batch_size"),
+    _H("gradient_accumulation_steps", int, 1, "micro-batches per optimizer step", "optimisation", minimum=1,
+       parameter="gradient_accumulation_steps"),
     _H("warmup_ratio", float, 0.06, "fraction of steps with linear warmup, then linear decay to 0",
-       "optimisation", minimum=0, maximum=1, exclusive_maximum=True),
+       "optimisation", minimum=0, maximum=1, exclusive_maximum=True, parameter="warmup_ratio"),
     _H("weight_decay", float, 0.01, "AdamW weight decay (not applied to biases and LayerNorm)",
-       "optimisation", minimum=0, maximum=1),
+       "optimisation", minimum=0, maximum=1, parameter="weight_decay"),
     _H("max_grad_norm", float, 1.0, "gradient clipping norm", "optimisation",
-       minimum=0, exclusive_minimum=True),
+       minimum=0, exclusive_minimum=True, parameter="max_grad_norm"),
     _H("precision", str, "auto", "auto|bf16|fp16|fp32 (auto: bf16 on Ampere+, fp16 on older GPUs; "
-       "on CPU bf16 with AVX512-BF16/AMX, else fp32)", "optimisation", choices=PRECISIONS),
+       "on CPU bf16 with AVX512-BF16/AMX, else fp32)", "optimisation", choices=PRECISIONS,
+       parameter="precision"),
     _H("seed", int, 42, "random seed: same seed, same data order and results", "optimisation",
-       minimum=0, maximum=MAX_SEED),
+       minimum=0, maximum=MAX_SEED, parameter="seed"),
     # --- evaluation and early stopping --------------------------------------------------
     _H("early_stopping_metric", str, "eval_accuracy", "|".join(EARLY_STOPPING_METRICS), "evaluation",
-       choices=EARLY_STOPPING_METRICS),
+       choices=EARLY_STOPPING_METRICS, parameter="early_stopping_metric"),
     _H("early_stopping_patience", int, 0, "stop after N evaluations without improvement (0: off)",
-       "evaluation", minimum=0),
+       "evaluation", minimum=0, parameter="early_stopping_patience"),
     # --- checkpoints --------------------------------------------------------------------
     # None = $CHECKPOINT_EVERY_STEPS / $CHECKPOINT_EVERY_MINUTES, else the job defaults.
     _H("checkpoint_every_steps", int, None, f"checkpoint every N steps (${job.ENV_CHECKPOINT_EVERY_STEPS}, "
-       f"default {job.DEFAULT_CHECKPOINT_EVERY_STEPS})", "checkpoints", minimum=1),
+       f"default {job.DEFAULT_CHECKPOINT_EVERY_STEPS})", "checkpoints", minimum=1,
+       container_only=CADENCE_FROM_ENVIRONMENT),
     _H("checkpoint_every_minutes", float, None, f"...or every M minutes, whichever first "
        f"(${job.ENV_CHECKPOINT_EVERY_MINUTES}, default {job.DEFAULT_CHECKPOINT_EVERY_MINUTES:g})",
-       "checkpoints", minimum=0, exclusive_minimum=True),
-    _H("keep_checkpoints", int, 2, "keep the newest K complete checkpoints", "checkpoints", minimum=1),
+       "checkpoints", minimum=0, exclusive_minimum=True, container_only=CADENCE_FROM_ENVIRONMENT),
+    _H("keep_checkpoints", int, 2, "keep the newest K complete checkpoints", "checkpoints", minimum=1,
+       parameter="keep_checkpoints"),
     # --- locations ----------------------------------------------------------------------
     _H("run_id", str, None, f"run id (default ${job.ENV_RUN_ID}, else ${job.ENV_BATCH_JOB_ID}, else "
-       "generated)", "locations", check=_check_run_id),
+       "generated)", "locations", check=_check_run_id,
+       container_only="the CLI sets $RUN_ID; it survives retries and fallback resubmission"),
     _H("output_uri", str, None, f"where the model goes (default ${job.ENV_ARTIFACTS_URI}/runs/<run-id>/)",
-       "locations"),
+       "locations", container_only=LOCATION_FROM_ENVIRONMENT),
     _H("checkpoint_uri", str, None, f"where checkpoints go (default ${job.ENV_CHECKPOINT_URI}/<run-id>/)",
-       "locations"),
+       "locations", container_only=LOCATION_FROM_ENVIRONMENT),
     _H("work_dir", str, None, f"local scratch directory (default ${job.ENV_WORK_DIR} or a temp dir)",
-       "locations"),
+       "locations", container_only=LOCATION_FROM_ENVIRONMENT),
     _H("cache_dir", str, None, f"cache for models downloaded from S3 (default ${job.ENV_CACHE_DIR} or "
-       "~/.cache/bert_train)", "locations"),
+       "~/.cache/bert_train)", "locations", container_only=LOCATION_FROM_ENVIRONMENT),
     # --- logging ------------------------------------------------------------------------
-    _H("logging_steps", int, 50, "progress line and metrics every N steps", "logging", minimum=1),
+    _H("logging_steps", int, 50, "progress line and metrics every N steps", "logging", minimum=1,
+       parameter="logging_steps"),
     # Length grouping: sort by length within windows of this many global batches. transformers'
     # LengthGroupedSampler uses 50 (SST-2: 4.7 % of computed tokens are padding); 500 leaves 0.5 %.
-    _H("megabatch_factor", int, 500, "length grouping window, in global batches", "logging", minimum=1),
+    _H("megabatch_factor", int, 500, "length grouping window, in global batches", "logging", minimum=1,
+       parameter="megabatch_factor"),
 )
+
+
+def _check_placed(rows: Iterable[Hyperparameter]) -> None:
+    for row in rows:
+        if bool(row.parameter) == bool(row.container_only):
+            raise ValueError(f"hyperparameter {row.name}: give it a job parameter, or say why it is container_only")
+
+
+_check_placed(HYPERPARAMETERS)
 BY_NAME: dict[str, Hyperparameter] = {h.name: h for h in HYPERPARAMETERS}
 # Ref:: parameter name -> row, in command order.
 JOB_PARAMETERS: dict[str, Hyperparameter] = {h.parameter: h for h in HYPERPARAMETERS if h.parameter}
@@ -219,11 +250,11 @@ def validate(values: Mapping[str, object]) -> dict[str, Value]:
     """
     out: dict[str, Value] = {}
     for name, raw in values.items():
-        if raw is None:
-            continue
         row = BY_NAME.get(name)
-        if row is None:
+        if row is None and raw is not None:
             raise InvalidHyperparameter(f"unknown hyperparameter {name!r} (known: {', '.join(BY_NAME)})")
+        if row is None or raw is None or (row.optional and raw == ""):
+            continue  # not given ("" is how a job definition's default leaves an optional flag unset)
         out[name] = row.parse(raw)
     if out.get("early_stopping_patience") and "eval" in values and not out.get("eval"):
         raise InvalidHyperparameter("--early-stopping-patience needs --eval")
@@ -267,9 +298,10 @@ def job_command() -> list[str]:
 
 
 def parameter_defaults() -> dict[str, str]:
-    """Defaults of the job parameters that have one (the inputs come from the stack)."""
+    """Defaults of the job parameters (the inputs come from the stack). An optional flag's is ""
+    (not given): a `Ref::` without a default would reach the container as its literal text."""
     return {
-        parameter: format_value(row.default)
+        parameter: "" if row.default is None else format_value(row.default)
         for parameter, row in JOB_PARAMETERS.items()
-        if parameter not in INPUT_PARAMETERS and row.default is not None
+        if parameter not in INPUT_PARAMETERS
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from . import hyperparameters, job, layout, runs
 from .hyperparameters import MAX_POSITIONS, Hyperparameter, InvalidHyperparameter, Value, add_arguments, format_value
@@ -27,6 +28,10 @@ def _check_prediction_id(value: str) -> str | None:
 
 
 _H = Hyperparameter
+DEFAULT_MAX_SEQ_LENGTH = 128  # a model without training_args.json (trained elsewhere)
+# Options whose unset value comes from the run's training_args.json (`from_training`): the job
+# definition's default is "" (not given), so the container can tell them from a given value.
+FROM_TRAINING = ("max_seq_length", "text_pair_column")
 OPTIONS: tuple[Hyperparameter, ...] = (
     _H("model", str, None, "the model: a training run's output directory or s3:// prefix (config, weights, "
        "tokenizer, label_map.json)", "model", parameter="model", required=True, non_empty=True),
@@ -36,7 +41,9 @@ OPTIONS: tuple[Hyperparameter, ...] = (
        f"${job.ENV_ARTIFACTS_URI}/{layout.PREDICTIONS_PREFIX}${job.ENV_PREDICTION_ID}/)", "data",
        parameter="output_uri"),
     hyperparameters.BY_NAME["text_column"],  # the same flag as training's
-    hyperparameters.BY_NAME["text_pair_column"],  # the same flag as training's
+    # The same flag as training's; not a parameter of the prediction job definition (the CLI
+    # overrides the whole command when it sets it).
+    replace(hyperparameters.BY_NAME["text_pair_column"], parameter=None),
     _H("id_column", str, None, "optional column passed through to each prediction as its id", "data"),
     _H("shards", int, None, f"split the rows into N contiguous shards (default ${job.ENV_PREDICT_SHARDS}, else 1)",
        "shards", parameter="shards", minimum=1, maximum=MAX_SHARDS),
@@ -44,7 +51,8 @@ OPTIONS: tuple[Hyperparameter, ...] = (
        f"${job.ENV_BATCH_ARRAY_INDEX}, else 0)", "shards", minimum=0, maximum=MAX_SHARDS - 1),
     _H("batch_size", int, 64, "rows per forward pass (rows are sorted by length first)", "inference",
        parameter="batch_size", minimum=1),
-    _H("max_seq_length", int, 128, "truncate inputs to this many tokens", "inference",
+    _H("max_seq_length", int, None, f"truncate inputs to this many tokens (default: the run's, from its "
+       f"{layout.TRAINING_ARGS_FILE}, else {DEFAULT_MAX_SEQ_LENGTH})", "inference",
        parameter="max_seq_length", minimum=8, maximum=MAX_POSITIONS),
     _H("precision", str, "auto", "auto|bf16|fp32 (auto: bf16 on GPUs that have it and on CPUs with "
        "AVX512-BF16/AMX, else fp32)", "inference", parameter="precision", choices=PRECISIONS),
@@ -58,14 +66,14 @@ JOB_PARAMETERS: dict[str, Hyperparameter] = {row.parameter: row for row in OPTIO
 
 
 def validate(values: Mapping[str, object]) -> dict[str, Value]:
-    """The given values (option name -> raw value; None or "" for an optional string = not given)
+    """The given values (option name -> raw value; None or "" for an optional option = not given)
     checked and converted. Raises InvalidHyperparameter with one line naming the flag and the value."""
     out: dict[str, Value] = {}
     for name, raw in values.items():
         row = BY_NAME.get(name)
         if row is None:
             raise InvalidHyperparameter(f"unknown option {name!r} (known: {', '.join(BY_NAME)})")
-        if raw is None or (raw == "" and row.type is str and not row.non_empty and not row.required):
+        if raw is None or (raw == "" and not row.non_empty and not row.required):
             continue
         out[name] = row.parse(raw)
     missing = [BY_NAME[name].flag for name in BY_NAME if BY_NAME[name].required and name not in out]
@@ -75,6 +83,30 @@ def validate(values: Mapping[str, object]) -> dict[str, Value]:
     if isinstance(shards, int) and isinstance(index, int) and index >= shards:
         raise InvalidHyperparameter(f"--shard-index {index}: must be < --shards {shards}")
     return out
+
+
+def from_training(values: Mapping[str, Value], trained: Mapping[str, object]) -> tuple[dict[str, Value], list[str]]:
+    """`values` (validated; absent = not given) with what the run was trained with filled in:
+    `max_seq_length` and the text-pair column from its training_args.json (`trained`; {} when the
+    model has none). Returns the values and warning lines. A given --max-seq-length that differs
+    is allowed with a warning; a given pair column is refused when the model was trained without
+    one (InvalidHyperparameter, one line). Not given, a run trained with pairs reads that column,
+    so an input without it is refused by the column checks instead of scoring text 1 alone."""
+    out, warnings = dict(values), []
+    trained_length, trained_pair = trained.get("max_seq_length"), trained.get("text_pair_column") or None
+    given_length = out.get("max_seq_length")
+    if given_length is None:
+        out["max_seq_length"] = trained_length if isinstance(trained_length, int) else DEFAULT_MAX_SEQ_LENGTH
+    elif isinstance(trained_length, int) and given_length != trained_length:
+        warnings.append(f"--max-seq-length {given_length}: the model was trained with {trained_length} "
+                        f"({layout.TRAINING_ARGS_FILE}); scoring with {given_length}")
+    given_pair = out.get("text_pair_column")
+    if given_pair and trained and not trained_pair:
+        raise InvalidHyperparameter(f"--text-pair-column {given_pair}: the model was trained on single texts "
+                                    f"(no text_pair_column in its {layout.TRAINING_ARGS_FILE})")
+    if not given_pair and isinstance(trained_pair, str):
+        out["text_pair_column"] = trained_pair
+    return out, warnings
 
 
 def shard_rows(total_rows: int, shards: int, index: int) -> range:

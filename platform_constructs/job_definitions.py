@@ -68,11 +68,12 @@ def default_parameters(data_bucket_name: str, artifacts_bucket_name: str) -> dic
 
 
 def predict_parameter_defaults() -> dict[str, str]:
-    """`bert-predict`'s parameter defaults: the rows of the prediction table that have one."""
+    """`bert-predict`'s parameter defaults: the rows of the prediction table that have one, and ""
+    (not given) for those the container takes from the run's training_args.json."""
     return {
-        parameter: hyperparameters.format_value(row.default)
+        parameter: "" if row.default is None else hyperparameters.format_value(row.default)
         for parameter, row in prediction.JOB_PARAMETERS.items()
-        if row.default is not None
+        if row.default is not None or row.name in prediction.FROM_TRAINING
     }
 
 

@@ -18,8 +18,8 @@ from ..options import hyperparameter_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# The job's hyperparameters, and the trainer flags a quick local check needs.
-LOCAL_ROWS = job_parameters.OPTION_ROWS + tuple(hp.BY_NAME[name] for name in ("vocab", "max_steps", "seed"))
+# The job's hyperparameters, and the trainer flag a quick local check of a random:* model needs.
+LOCAL_ROWS = job_parameters.OPTION_ROWS + (hp.BY_NAME["vocab"],)
 LOCAL_RUNS_DIR = Path("local-runs")  # mirrors the artifacts bucket: runs/<run-id>/, checkpoints/<run-id>/
 
 
@@ -61,7 +61,8 @@ def _no_record(ctx: click.Context, param: click.Parameter, value: str | None) ->
 TRAINER_FLAGS = "bertbatch.local.trainer_flags"
 
 
-@click.command(cls=TrainerFlagsAfterDashes, epilog="Trainer flags go after --: bertbatch local ... -- --precision fp32")
+@click.command(cls=TrainerFlagsAfterDashes,
+               epilog="Trainer flags go after --: bertbatch local ... -- --checkpoint-every-steps 9")
 @click.option("--train", "train", required=True, metavar="PATH", help="Training TSV/CSV")
 @click.option("--eval", "eval_", required=True, metavar="PATH", help="Evaluation TSV/CSV")
 @hyperparameter_options(LOCAL_ROWS, default_label="default")
@@ -78,7 +79,7 @@ def local(ctx: click.Context, train: str, eval_: str, run_name: str | None, outp
     """Run the training entrypoint (python -m bert_train) on this machine with local paths.
 
     The same program and flags as a Batch job: the way to test a job before it costs money.
-    Flags after -- go to the trainer unchanged (e.g. --precision fp32). The trainer's exit code
+    Flags after -- go to the trainer unchanged (e.g. --checkpoint-every-steps 9). The trainer's exit code
     is passed through. A --train file or folder is first prepared into a store under
     local-runs/stores/ (as `bertbatch prepare --local` does; nothing is redone when the data and
     settings are unchanged) and training streams from it; --no-prepare reads it whole instead.
@@ -89,7 +90,7 @@ def local(ctx: click.Context, train: str, eval_: str, run_name: str | None, outp
     Examples:
       bertbatch local --train data/train.tsv --eval data/dev.tsv --model random:tiny --vocab vocab.txt --max-steps 20
       bertbatch local --train data/train.tsv --eval data/dev.tsv --model ./my-bert --epochs 1 --batch-size 8
-      bertbatch local --train train.tsv --eval dev.tsv --model random:tiny --vocab vocab.txt -- --precision fp32
+      bertbatch local --train train.tsv --eval dev.tsv --model random:tiny --vocab v.txt -- --checkpoint-every-steps 9
     """
     extra = tuple(ctx.meta.get(TRAINER_FLAGS, ()))
     local_mod.check_trainer_flags(extra, {"train": "--train", "eval": "--eval",
@@ -109,7 +110,7 @@ def local(ctx: click.Context, train: str, eval_: str, run_name: str | None, outp
     checkpoint_dir = checkpoint_dir or str(LOCAL_RUNS_DIR / "checkpoints" / run_id)
     prepare_argv = None
     if not no_prepare and not local_prepare.is_store(train):
-        prepare_argv, train = prepare_command(train, hyperparameters, extra)
+        prepare_argv, train = prepare_command(train, hyperparameters)
     argv = local_mod.command(
         train=train, eval_=eval_, output_dir=output_dir, checkpoint_dir=checkpoint_dir, run_id=run_id,
         hyperparameters=hyperparameters, extra=extra,
@@ -134,13 +135,10 @@ def local(ctx: click.Context, train: str, eval_: str, run_name: str | None, outp
     ctx.exit(rc)
 
 
-def prepare_command(train: str, hyperparameters: dict[str, str], extra: tuple[str, ...]) -> tuple[list[str], str]:
+def prepare_command(train: str, hyperparameters: dict[str, str]) -> tuple[list[str], str]:
     """The prepare command for a --train data file or folder, and the store it writes."""
     local_prepare.data_files(train, "--train")
-    values: dict[str, str] = {name: hyperparameters[name] for name in
-              ("model", "vocab", "max_seq_length", "text_column", "label_column") if name in hyperparameters}
-    pair_flag = hp.BY_NAME["text_pair_column"].flag
-    if pair_flag in extra[:-1]:  # a trainer flag after --: the store must hold the pairs
-        values["text_pair_column"] = extra[extra.index(pair_flag) + 1]
+    settings = ("model", "vocab", "max_seq_length", "text_column", "text_pair_column", "label_column")
+    values: dict[str, str] = {name: hyperparameters[name] for name in settings if name in hyperparameters}
     store_dir = str(local_prepare.default_output(train, values))
     return local_prepare.command(local_prepare.check({"input": train, "output": store_dir, **values})), store_dir

@@ -149,6 +149,7 @@ def _predict_local(ctx: click.Context, values: dict[str, Any], dry_run: bool, ou
     if "://" in source:
         raise BertBatchError(f"--input {source}: --local takes a local path")
     model = predict_mod.resolve_model(store, str(values["model"]))
+    values = predict_mod.as_trained(values, predict_mod.read_training_args(model.uri))
     predict_mod.check_columns(source, predict_mod.read_local_head(source), predict_mod.wanted_columns(values))
     prediction_id = predict_mod.prediction_id(model.described)
     output = str(values.get("output") or LOCAL_RUNS_DIR / layout.prediction_prefix(prediction_id))

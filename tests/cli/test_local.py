@@ -22,7 +22,8 @@ def test_dry_run_builds_the_trainer_command(bb, tmp_path):
     r = bb("local", "--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", VOCAB,
            "--epochs", "1", "--learning-rate", "1e-4", "--batch-size", "8", "--max-seq-length", "32",
            "--run-name", "loc", "--output-dir", tmp_path / "out", "--checkpoint-dir", tmp_path / "ck",
-           "--max-steps", "5", "--seed", "7", "--dry-run", "--", "--precision", "fp32")
+           "--max-steps", "5", "--seed", "7", "--precision", "fp32", "--dry-run",
+           "--", "--checkpoint-every-minutes", "3")
     assert r.exit_code == 0, r.output
     prepare_line, train_line = r.output.strip().splitlines()
     argv = shlex.split(train_line)
@@ -39,7 +40,7 @@ def test_dry_run_builds_the_trainer_command(bb, tmp_path):
         "--train": store_dir, "--eval": DEV, "--model": "random:tiny", "--epochs": "1", "--learning-rate": "1e-4",
         "--batch-size": "8", "--max-seq-length": "32", "--vocab": VOCAB, "--run-id": "loc",
         "--output-uri": str(tmp_path / "out"), "--checkpoint-uri": str(tmp_path / "ck"), "--max-steps": "5",
-        "--seed": "7", "--precision": "fp32",
+        "--seed": "7", "--precision": "fp32", "--checkpoint-every-minutes": "3",
     }
     # the hyperparameter flags are the contract's
     names = ("model", "epochs", "learning_rate", "batch_size", "max_seq_length")
@@ -78,7 +79,7 @@ BASE = ["--train", TRAIN, "--eval", DEV, "--model", "random:tiny", "--vocab", VO
     # An option local does not know is refused, not handed to the trainer (whose argparse took
     # `--output json` as `--output-uri json`).
     (["--output-uri", "elsewhere"], "No such option '--output-uri'"),
-    (["--precision", "fp32"], "No such option '--precision'"),
+    (["--checkpoint-every-steps", "5"], "No such option '--checkpoint-every-steps'"),
     (["stray.tsv"], "unexpected extra argument (stray.tsv)"),
     # Scripts that ask for JSON learn where the record is instead.
     (["--output", "json"], "--output json: bertbatch local prints the training's progress, not a record"),
@@ -94,9 +95,9 @@ def test_local_takes_its_own_options_before_dashes_only(bb, args, fragment):
 
 
 def test_trainer_flags_after_dashes_reach_the_trainer_last(bb):
-    r = bb("local", *BASE, "--run-name", "x", "--", "--precision", "fp32", "--logging-steps", "5")
+    r = bb("local", *BASE, "--run-name", "x", "--", "--checkpoint-every-steps", "5", "--checkpoint-every-minutes", "3")
     assert r.exit_code == 0, r.output
-    assert shlex.split(r.output)[-4:] == ["--precision", "fp32", "--logging-steps", "5"]
+    assert shlex.split(r.output)[-4:] == ["--checkpoint-every-steps", "5", "--checkpoint-every-minutes", "3"]
 
 
 def test_usage_shows_where_trainer_flags_go(bb):

@@ -9,6 +9,7 @@ import pytest
 
 from bertbatch import job_parameters, params
 from bertbatch.errors import BertBatchError
+from bertbatch_contract import hyperparameters as hp
 from bertbatch_contract import runs
 
 
@@ -28,9 +29,33 @@ def test_check_rejects(name, value, flag):
     assert err.value.message.startswith(f"{flag} {value or repr(value)}:")
 
 
-def test_option_rows_are_the_job_parameters_a_user_sets():
-    assert list(job_parameters.BY_PARAMETER) == [
-        "model", "epochs", "learning_rate", "batch_size", "max_seq_length", "text_column", "label_column"]
+def test_option_rows_are_every_trainer_flag_but_the_inputs_and_the_container_only_ones():
+    expected = [row.parameter for row in hp.HYPERPARAMETERS
+                if not row.container_only and row.parameter not in hp.INPUT_PARAMETERS]
+    assert list(job_parameters.BY_PARAMETER) == expected
+    assert {"warmup_ratio", "seed", "text_pair_column", "max_steps", "precision"} <= set(expected)
+
+
+def test_a_grid_takes_the_new_hyperparameters(tmp_path):
+    p = tmp_path / "g.csv"
+    p.write_text("warmup-ratio,seed,text_pair_column,precision\n0.1,7,hypothesis,bf16\n0,8,hypothesis,fp32\n")
+    assert params.load_grid(str(p)) == [
+        {"warmup_ratio": "0.1", "seed": "7", "text_pair_column": "hypothesis", "precision": "bf16"},
+        {"warmup_ratio": "0", "seed": "8", "text_pair_column": "hypothesis", "precision": "fp32"}]
+
+
+@pytest.mark.parametrize(("grid", "error"), [
+    ({"warmup_ratio": [0.1, 1]}, "row 1: --warmup-ratio 1: must be a number >= 0 and < 1"),
+    ({"precision": ["fp8"]}, "row 0: --precision fp8: must be one of auto, bf16, fp16, fp32"),
+    ({"vocab": ["v.txt"]}, "row 0: unknown hyperparameter 'vocab'"),
+])
+def test_a_grid_checks_the_new_hyperparameters_with_the_table(tmp_path, grid, error):
+    p = tmp_path / "g.json"
+    p.write_text(json.dumps(grid))
+    with pytest.raises(BertBatchError) as err:
+        params.load_grid(str(p))
+    assert err.value.message.startswith(f"--grid {p}: {error}")
+    assert "\n" not in err.value.message
 
 
 def test_generated_run_id_is_readable_and_valid():

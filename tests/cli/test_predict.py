@@ -14,7 +14,7 @@ from bertbatch_contract import discovery, job, layout, prediction
 
 from .conftest import FIXTURES
 from .helpers import one_line_error
-from .test_registry import put_finished_run
+from .test_registry import METRICS, put_finished_run
 
 ROWS = b"id\tsentence\n" + b"".join(f"r{i}\tsentence number {i}\n".encode() for i in range(10))
 
@@ -182,3 +182,54 @@ def test_local_train_promote_predict_sharded_and_resumed(bb, tmp_path, monkeypat
     one_line_error(bb("predict", *common, "--output", tmp_path / "whole"), "already holds a finished prediction")
     shutil.rmtree(tmp_path / "local-runs" / "runs" / "tiny-run")
     one_line_error(bb("predict", *common), "--model tiny@production", "no config.json")
+
+
+# --- what the run was trained with (training_args.json) --------------------------------------------
+PAIRS = b"id\tsentence\thypothesis\n" + b"".join(f"r{i}\ta {i}\tb {i}\n".encode() for i in range(4))
+
+
+def put_pair_run(platform, run_id: str = "run-p") -> None:
+    """A finished run trained on sentence pairs at 64 tokens."""
+    prefix = layout.run_prefix(run_id)
+    platform.put_run(run_id, METRICS, {
+        prefix + "config.json": b'{"model_type": "bert"}',
+        prefix + layout.LABEL_MAP_FILE: b'{"labels": ["negative", "positive"]}',
+        prefix + layout.TRAINING_ARGS_FILE: json.dumps({"max_seq_length": 64, "text_pair_column": "hypothesis",
+                                                        "text_column": "sentence"}).encode()})
+
+
+def test_a_pair_run_scores_its_pair_column_at_its_length(platform, bb, submit_spy):
+    put_pair_run(platform)
+    put_rows(platform, "datasets/pairs.tsv", PAIRS)
+    predict_json(bb, "--model", "run-p", "--input", "pairs.tsv")
+    (request,) = submit_spy
+    definition = platform.batch.describe_job_definitions(jobDefinitions=[request["jobDefinition"]])["jobDefinitions"][0]
+    config, _ = container_target(definition, request, None)
+    assert (config.text_pair_column, config.max_seq_length) == ("hypothesis", 64)
+
+
+@pytest.mark.parametrize(("model", "args", "fragment"), [
+    # trained with a pair column: an input without it is refused, not scored on text 1 alone
+    ("run-p", ["--input", "rows.tsv"], "no column 'hypothesis' in the header (has: id, sentence)"),
+    # trained on single texts: a pair column is refused
+    ("run-a", ["--input", "pairs.tsv", "--text-pair-column", "hypothesis"],
+     "--text-pair-column hypothesis: the model was trained on single texts"),
+])
+def test_a_pair_column_that_contradicts_the_training_is_refused(platform, bb, submit_spy, model, args, fragment):
+    put_pair_run(platform)
+    put_finished_run(platform, "run-a")
+    put_rows(platform)
+    put_rows(platform, "datasets/pairs.tsv", PAIRS)
+    one_line_error(bb("predict", "--model", model, *args), fragment)
+    assert submit_spy == []
+
+
+def test_another_max_seq_length_than_trained_is_sent_with_a_warning(platform, bb, submit_spy):
+    put_pair_run(platform)
+    put_rows(platform, "datasets/pairs.tsv", PAIRS)
+    r = bb("predict", "--model", "run-p", "--input", "pairs.tsv", "--max-seq-length", "32")
+    assert r.exit_code == 0, r.output
+    assert ("Warning: --max-seq-length 32: the model was trained with 64 (training_args.json); scoring with 32"
+            in r.stderr)
+    (request,) = submit_spy
+    assert request["parameters"]["max_seq_length"] == "32"

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from bertbatch import job_parameters
 from bertbatch_contract import discovery, hyperparameters
 from tests.platform_from_templates import Deployed, deploy
 from tests.submit_job_rules import SubmitJobRules, check_cli_submits, node_range, violations
@@ -113,6 +114,13 @@ def put_inputs(deployed: Deployed) -> None:
         s3.put_object(Bucket=deployed.names[discovery.DATA_BUCKET], Key=key, Body=b"sentence\tlabel\ngood\t1\n")
 
 
+def sample_value(row: hyperparameters.Hyperparameter) -> str:
+    """A value the table accepts for `row`: its default, else its minimum or a column name."""
+    if row.default is not None:
+        return hyperparameters.format_value(row.default)
+    return hyperparameters.format_value(row.minimum) if row.minimum is not None else "hypothesis"
+
+
 @pytest.mark.parametrize("args", [
     pytest.param([], id="defaults"),
     pytest.param(["--run-name", "sst2-a", "--epochs", "2", "--learning-rate", "3e-5", "--gpus", "2", "--timeout",
@@ -121,6 +129,11 @@ def put_inputs(deployed: Deployed) -> None:
     pytest.param(["--array", "3"], id="array"),
     pytest.param(["--nodes", "2"], id="nodes-2"),
     pytest.param(["--nodes", "2", "--gpus", "4"], id="nodes-2-gpus-4"),
+    pytest.param(["--warmup-ratio", "0.06", "--seed", "7", "--text-pair-column", "hypothesis", "--max-steps", "100",
+                  "--weight-decay", "0", "--gradient-accumulation-steps", "4", "--precision", "bf16",
+                  "--early-stopping-patience", "2", "--early-stopping-metric", "eval_f1"], id="trainer-flags"),
+    pytest.param([arg for row in job_parameters.OPTION_ROWS for arg in (row.flag, sample_value(row))],
+                 id="every-option-of-the-table"),
 ])
 def test_cli_submits_follow_the_rules(deployed, rules, bb, args):
     put_inputs(deployed)

@@ -194,6 +194,16 @@ def test_every_table_row_is_a_cli_flag():
     assert set(hyperparameters.job_command()[::2]) <= flags  # the job definitions' command
 
 
+def test_the_job_definitions_defaults_are_the_trainers_defaults():
+    """A plain submit: every Ref:: filled with its default; "" leaves an optional flag unset."""
+    from bert_train.config import parse_args
+
+    filled = {**hyperparameters.parameter_defaults(), "train_uri": "s3://b/train.tsv", "eval_uri": ""}
+    argv = [filled[arg.removeprefix("Ref::")] if arg.startswith("Ref::") else arg
+            for arg in hyperparameters.job_command()]
+    assert parse_args(argv, env={}) == TrainConfig(train="s3://b/train.tsv")
+
+
 @pytest.mark.slow
 def test_real_cli_process_reports_bad_input_on_one_line(tmp_path):
     train = tmp_path / "train.jsonl"

@@ -362,3 +362,73 @@ def test_a_shard_child_checks_only_its_own_rows(run_dir, tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"bert_train: error: {path} line 4: column 'sentence' must be text, not a list")
     assert not (out / layout.prediction_part(0)).exists() and not (out / layout.prediction_progress(0)).exists()
+
+
+# --- what the run was trained with (training_args.json) --------------------------------------------
+def _trained_run(run_dir: Path, tmp_path: Path, **training_args) -> Path:
+    """`run_dir`'s model with a training_args.json saying how it was trained."""
+    copy = tmp_path / "trained"
+    shutil.copytree(run_dir, copy)
+    (copy / layout.TRAINING_ARGS_FILE).write_text(json.dumps(training_args))
+    return copy
+
+
+@pytest.fixture
+def pairs_tsv(tmp_path) -> Path:
+    rows = [{"sentence": r["sentence"], "hypothesis": r["sentence"][::-1]} for r in read_sst2("dev.tsv")[:12]]
+    return write_tsv(tmp_path / "in" / "pairs.tsv", rows, columns=("sentence", "hypothesis"))
+
+
+def test_predict_scores_pairs_at_the_trained_length_without_flags(run_dir, pairs_tsv, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = _trained_run(run_dir, tmp_path, max_seq_length=16, text_pair_column="hypothesis")
+    out = tmp_path / "out"
+    args = ["predict", "--model", str(model_dir), "--input", str(pairs_tsv), "--output", str(out),
+            "--precision", "fp32"]
+    assert main(args) == job.EXIT_OK
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    rows = read_sst2("dev.tsv")[:12]
+    with torch.no_grad():
+        expected = [model(**tokenizer(r["sentence"], r["sentence"][::-1], truncation=True, max_length=16,
+                                      return_tensors="pt")).logits.softmax(-1)[0] for r in rows]
+    for x, p in zip(_parts(out, 1), expected, strict=True):
+        assert [x["probabilities"][label] for label in LABELS] == pytest.approx(p.tolist(), abs=1e-5)
+
+
+def test_an_input_without_the_trained_pair_column_is_refused(run_dir, rows_tsv, tmp_path, capsys):
+    model_dir = _trained_run(run_dir, tmp_path, max_seq_length=16, text_pair_column="hypothesis")
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(model_dir), "--input", str(rows_tsv), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"bert_train: error: {rows_tsv} line 1: missing column 'hypothesis'") and "\n" not in err
+    assert not out.exists()
+
+
+def test_a_pair_column_for_a_single_text_model_is_refused(run_dir, pairs_tsv, tmp_path, capsys):
+    model_dir = _trained_run(run_dir, tmp_path, max_seq_length=16, text_pair_column=None)
+    out = tmp_path / "out"
+    assert main(_args(model_dir, pairs_tsv, out, text_pair_column="hypothesis")) == job.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err == ("bert_train: error: --text-pair-column hypothesis: the model was trained on single texts "
+                   "(no text_pair_column in its training_args.json)")
+    assert not out.exists()
+
+
+def test_another_max_seq_length_than_trained_is_scored_with_a_warning(run_dir, rows_tsv, tmp_path, caplog):
+    model_dir = _trained_run(run_dir, tmp_path, max_seq_length=16, text_pair_column=None)
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING", logger="bert_train"):
+        assert main(_args(model_dir, rows_tsv, out)) == job.EXIT_OK  # --max-seq-length 64
+    assert ("--max-seq-length 64: the model was trained with 16 (training_args.json); scoring with 64"
+            in caplog.messages)
+
+
+def test_from_training_fills_in_only_what_is_not_given():
+    trained = {"max_seq_length": 32, "text_pair_column": "b"}
+    assert prediction.from_training({}, trained) == ({"max_seq_length": 32, "text_pair_column": "b"}, [])
+    assert prediction.from_training({"text_pair_column": "c"}, trained)[0]["text_pair_column"] == "c"
+    assert prediction.from_training({}, {}) == ({"max_seq_length": prediction.DEFAULT_MAX_SEQ_LENGTH}, [])
+    assert prediction.validate({"model": "m", "input": "i", "max_seq_length": ""}) == {"model": "m", "input": "i"}

@@ -84,8 +84,8 @@ def test_by_parameter_maps_job_parameter_names() -> None:
         "train_uri": "s3://b/k",
         "learning_rate": 3e-5,
     }
-    with pytest.raises(hp.InvalidHyperparameter, match="unknown job parameter 'seed'"):
-        hp.by_parameter({"seed": "1"})
+    with pytest.raises(hp.InvalidHyperparameter, match="unknown job parameter 'vocab'"):
+        hp.by_parameter({"vocab": "vocab.txt"})
 
 
 def test_job_command_passes_every_job_parameter_as_its_flag() -> None:
@@ -102,7 +102,25 @@ def test_parameter_defaults_are_the_table_defaults_except_the_inputs() -> None:
     assert defaults["epochs"] == "3"
     for parameter, text in defaults.items():
         row = hp.JOB_PARAMETERS[parameter]
-        assert row.parse(text) == row.default
+        assert row.parse(text) == row.default if text else row.optional
+
+
+def test_every_trainer_flag_is_a_job_parameter_unless_it_says_why_not() -> None:
+    for row in hp.HYPERPARAMETERS:
+        assert bool(row.parameter) != bool(row.container_only), row.name
+    assert set(hp.parameter_defaults()) == set(hp.JOB_PARAMETERS) - set(hp.INPUT_PARAMETERS)
+
+
+def test_a_row_neither_placed_nor_explained_is_refused() -> None:
+    with pytest.raises(ValueError, match="hyperparameter dropout: give it a job parameter"):
+        hp._check_placed([hp.Hyperparameter("dropout", float, 0.1, "dropout", "model")])
+
+
+def test_an_empty_job_parameter_leaves_an_optional_flag_unset() -> None:
+    """What the job definitions' "" default means: the trainer's own default (None)."""
+    assert hp.validate({"max_steps": "", "text_pair_column": "", "seed": "7"}) == {"seed": 7}
+    with pytest.raises(hp.InvalidHyperparameter, match="--seed : must be an integer"):
+        hp.validate({"seed": ""})  # a flag with a default still needs a value
 
 
 @pytest.mark.parametrize(("value", "text"), [(2e-5, "2e-5"), (1e-10, "1e-10"), (0.06, "0.06"), (1.0, "1"), (3, "3")])

@@ -69,6 +69,20 @@ def test_command_is_the_flags_from_the_contract(dev_training, container):
         "--max-seq-length",
         "--text-column",
         "--label-column",
+        "--text-pair-column",
+        "--max-steps",
+        "--eval-batch-size",
+        "--gradient-accumulation-steps",
+        "--warmup-ratio",
+        "--weight-decay",
+        "--max-grad-norm",
+        "--precision",
+        "--seed",
+        "--early-stopping-metric",
+        "--early-stopping-patience",
+        "--keep-checkpoints",
+        "--logging-steps",
+        "--megabatch-factor",
     ]
     assert command[1::2] == [f"Ref::{name}" for name in hyperparameters.JOB_PARAMETERS]
 
@@ -92,6 +106,21 @@ def test_every_ref_parameter_has_a_default(dev_training, jobdef):
         "max_seq_length": "128",
         "text_column": "sentence",
         "label_column": "label",
+        # optional flags: "" leaves them unset (a Ref:: without a default reaches the container as text)
+        "text_pair_column": "",
+        "max_steps": "",
+        "eval_batch_size": "",
+        "gradient_accumulation_steps": "1",
+        "warmup_ratio": "0.06",
+        "weight_decay": "0.01",
+        "max_grad_norm": "1",
+        "precision": "auto",
+        "seed": "42",
+        "early_stopping_metric": "eval_accuracy",
+        "early_stopping_patience": "0",
+        "keep_checkpoints": "2",
+        "logging_steps": "50",
+        "megabatch_factor": "500",
     }
     assert text_of(parameters["train_uri"]) == "s3://<ref>/datasets/train.tsv"
     assert text_of(parameters["eval_uri"]) == "s3://<ref>/datasets/dev.tsv"

@@ -41,8 +41,9 @@ def test_command_is_the_predict_subcommand_and_the_contract_flags(dev_training):
 
 
 def test_parameter_defaults_are_the_rows_with_a_default(dev_training):
+    # max_seq_length: "" = not given, so the container takes the run's from its training_args.json
     parameters = job_definition(dev_training, "JobDefinitionsPredict")["Parameters"]
-    assert parameters == {"text_column": "sentence", "batch_size": "64", "max_seq_length": "128", "precision": "auto"}
+    assert parameters == {"text_column": "sentence", "batch_size": "64", "max_seq_length": "", "precision": "auto"}
     assert parameters == jobdefs.predict_parameter_defaults()
 
 

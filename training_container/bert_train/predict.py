@@ -4,6 +4,9 @@
         [--text-column C] [--text-pair-column C] [--id-column C] [--shard-index I --shards N] \
         [--batch-size N] [--max-seq-length N] [--precision auto|bf16|fp32]
 
+`--max-seq-length` and `--text-pair-column` default to what the run was trained with (its
+training_args.json), so a model scores its inputs the way it saw them in training.
+
 Flags, bounds and defaults are `bertbatch_contract.prediction.OPTIONS` (the CLI validates with the
 same table before submit). An array job's child i scores shard i: a contiguous slice of the rows
 (`prediction.shard_rows`). Every input problem is found before anything is written: one line,
@@ -27,7 +30,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +74,7 @@ class PredictConfig:
     shards: int | None = _default("shards")
     shard_index: int | None = _default("shard_index")
     batch_size: int = _default("batch_size")
-    max_seq_length: int = _default("max_seq_length")
+    max_seq_length: int | None = _default("max_seq_length")  # None: the run's (`with_training_args`)
     precision: str = _default("precision")
     prediction_id: str | None = _default("prediction_id")
     cache_dir: str | None = _default("cache_dir")
@@ -92,6 +95,26 @@ def parse_args(argv: Sequence[str] | None = None) -> PredictConfig:
     except InvalidHyperparameter as exc:
         raise BadInput(str(exc)) from None
     return PredictConfig(**checked)
+
+
+def with_training_args(config: PredictConfig) -> PredictConfig:
+    """`config` with what the run was trained with (its training_args.json beside the model) where
+    the flags leave it open: the sequence length and the text-pair column (`prediction.from_training`:
+    a different length is a warning, a pair column for a single-text model bad input)."""
+    uri = storage.join(config.model, layout.TRAINING_ARGS_FILE)
+    try:
+        trained = storage.read_json(uri) or {}
+    except storage.StorageError as exc:
+        raise StoreUnavailable(f"cannot read {uri}: {exc}") from None
+    given = {name: value for name, value in asdict(config).items() if value is not None}
+    try:
+        resolved, warnings = prediction.from_training(given, trained)
+    except InvalidHyperparameter as exc:
+        raise BadInput(str(exc)) from None
+    for line in warnings:
+        log.warning("%s", line)
+    values: dict[str, Any] = resolved
+    return PredictConfig(**values)
 
 
 @dataclass(frozen=True)
@@ -272,6 +295,7 @@ def run(config: PredictConfig, *, env: Mapping[str, str] | None = None,
     """Score this process's shard. Raises BadInput before anything is written; StorageError
     (StoreUnavailable while checking what is done) when S3 fails. `on_batch(n)` after every batch."""
     target = resolve_target(config, env)
+    config = with_training_args(config)
     source = fsx.input_location(config.input)
     # The shards are cut by row number: count the rows (lines, where the format allows), then
     # check every row of this shard before anything is written.
@@ -279,7 +303,7 @@ def run(config: PredictConfig, *, env: Mapping[str, str] | None = None,
     shard_range = prediction.shard_rows(total, target.shards, target.shard_index)
     for _ in iter_rows(source, config.text_column, config.text_pair_column, config.id_column, shard_range):
         pass
-    predictor = load_predictor(config.model, target.cache_dir, config.precision, config.max_seq_length)
+    predictor = load_predictor(config.model, target.cache_dir, config.precision, seq_length(config))
     try:
         storage.check_writable(target.output)
     except storage.Refused as exc:
@@ -316,6 +340,11 @@ def run(config: PredictConfig, *, env: Mapping[str, str] | None = None,
     return result
 
 
+def seq_length(config: PredictConfig) -> int:
+    """The resolved --max-seq-length (set by `with_training_args`)."""
+    return config.max_seq_length or prediction.DEFAULT_MAX_SEQ_LENGTH
+
+
 def score_shard(config: PredictConfig, predictor: Predictor, run_job: Job, source: str, shard: int,
                 shard_range: range, segments_done: int, result: PredictResult,
                 on_batch: Callable[[int], None] | None) -> bool:
@@ -346,7 +375,7 @@ def score_shard(config: PredictConfig, predictor: Predictor, run_job: Job, sourc
             chunk = list(itertools.islice(rows, per_segment))
             if not chunk:
                 break
-            lines = score(predictor, chunk, batch_size=config.batch_size, max_seq_length=config.max_seq_length,
+            lines = score(predictor, chunk, batch_size=config.batch_size, max_seq_length=seq_length(config),
                           stop_requested=lambda: stop.requested, on_batch=counted)
             if lines is None:
                 log.warning("shard %d: %s received, stopped between batches; %d whole segment(s) kept", shard,
