@@ -47,10 +47,10 @@ def prepare_parameter_defaults(data_bucket_name: str, artifacts_bucket_name: str
     """Defaults of `bert-prepare`'s parameters: the job definitions' default training file into
     datasets/prepared/train/, with the staged default model's tokenizer, so a plain
     `aws batch submit-job` prepares the default dataset."""
-    defaults: dict[str, str] = {}
-    for parameter, row in store.JOB_PARAMETERS.items():
-        if row.default is not None:
-            defaults[parameter] = hyperparameters.format_value(row.default)
+    # Every Ref:: needs a default, or Batch passes the literal "Ref::name" on: "" is "not given"
+    # to the container's validation (an optional setting such as the pair column).
+    defaults = {parameter: "" if row.default is None else hyperparameters.format_value(row.default)
+                for parameter, row in store.JOB_PARAMETERS.items()}
     defaults[store.BY_NAME["input"].parameter or ""] = layout.s3_uri(data_bucket_name, layout.DEFAULT_TRAIN_KEY)
     defaults[store.BY_NAME["output"].parameter or ""] = layout.s3_uri(
         data_bucket_name, layout.prepared_prefix(DEFAULT_STORE))
