@@ -66,6 +66,12 @@ class Hyperparameter:
         return self.default is None and not self.required
 
     @property
+    def job_default(self) -> str:
+        """The job definition's default for this row's `Ref::`: its default, or "" (not given) when
+        it has none, since a `Ref::` without a default reaches the container as its literal text."""
+        return "" if self.default is None else format_value(self.default)
+
+    @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
@@ -301,7 +307,7 @@ def parameter_defaults() -> dict[str, str]:
     """Defaults of the job parameters (the inputs come from the stack). An optional flag's is ""
     (not given): a `Ref::` without a default would reach the container as its literal text."""
     return {
-        parameter: "" if row.default is None else format_value(row.default)
+        parameter: row.job_default
         for parameter, row in JOB_PARAMETERS.items()
         if parameter not in INPUT_PARAMETERS
     }

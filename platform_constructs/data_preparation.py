@@ -24,7 +24,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from bertbatch_contract import hyperparameters, layout, store
+from bertbatch_contract import layout, store
 from bertbatch_contract.naming import Naming
 from platform_constructs.batch_compute import (
     batch_user_data,
@@ -47,10 +47,7 @@ def prepare_parameter_defaults(data_bucket_name: str, artifacts_bucket_name: str
     """Defaults of `bert-prepare`'s parameters: the job definitions' default training file into
     datasets/prepared/train/, with the staged default model's tokenizer, so a plain
     `aws batch submit-job` prepares the default dataset."""
-    # Every Ref:: needs a default, or Batch passes the literal "Ref::name" on: "" is "not given"
-    # to the container's validation (an optional setting such as the pair column).
-    defaults = {parameter: "" if row.default is None else hyperparameters.format_value(row.default)
-                for parameter, row in store.JOB_PARAMETERS.items()}
+    defaults = {parameter: row.job_default for parameter, row in store.JOB_PARAMETERS.items()}
     defaults[store.BY_NAME["input"].parameter or ""] = layout.s3_uri(data_bucket_name, layout.DEFAULT_TRAIN_KEY)
     defaults[store.BY_NAME["output"].parameter or ""] = layout.s3_uri(
         data_bucket_name, layout.prepared_prefix(DEFAULT_STORE))

@@ -71,7 +71,7 @@ def predict_parameter_defaults() -> dict[str, str]:
     """`bert-predict`'s parameter defaults: the rows of the prediction table that have one, and ""
     (not given) for those the container takes from the run's training_args.json."""
     return {
-        parameter: "" if row.default is None else hyperparameters.format_value(row.default)
+        parameter: row.job_default
         for parameter, row in prediction.JOB_PARAMETERS.items()
         if row.default is not None or row.name in prediction.FROM_TRAINING
     }

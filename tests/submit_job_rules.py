@@ -10,6 +10,7 @@ client makes.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -171,7 +172,7 @@ def check_cli_submits(monkeypatch: Any, rules: SubmitJobRules) -> list[dict]:
         if service == "batch":
             rules.attach(client)
             client.meta.events.register("provide-client-params.batch.SubmitJob",
-                                        lambda params, **_: sent.append(dict(params)))
+                                        lambda params, **_: sent.append(copy.deepcopy(params)))
         return client
 
     monkeypatch.setattr(aws, "make_client", make_client)

@@ -14,7 +14,6 @@ torchrun with gloo; Batch gives the main node's address to the child node only.
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import urllib.request
@@ -32,7 +31,7 @@ from bertbatch_contract import discovery, job, layout, teams
 from tests.conftest import FIXTURES, REPO, start_moto_server
 from tests.container.conftest import subprocess_env
 from tests.platform_from_templates import Deployed, deploy
-from tests.submit_job_rules import SubmitJobRules, node_range
+from tests.submit_job_rules import SubmitJobRules, check_cli_submits, node_range
 
 pytestmark = pytest.mark.slow
 
@@ -113,17 +112,7 @@ def platform(moto_endpoint, monkeypatch) -> Iterator[Platform]:
     deployed = deploy(PROFILE, REGION)
     found = Platform(deployed=deployed, endpoint=moto_endpoint)
     rules = SubmitJobRules(definition_of=deployed.job_definition, shares_of=deployed.share_identifiers)
-    real = bertbatch_aws.make_client
-
-    def make_client(service: str, **kwargs: Any) -> Any:
-        client = real(service, **kwargs)
-        if service == "batch":
-            rules.attach(client)
-            client.meta.events.register("provide-client-params.batch.SubmitJob",
-                                        lambda params, **_: found.submitted.append(copy.deepcopy(params)))
-        return client
-
-    monkeypatch.setattr(bertbatch_aws, "make_client", make_client)
+    found.submitted = check_cli_submits(monkeypatch, rules)
     s3 = found.s3()
     for key, name in ((layout.DEFAULT_TRAIN_KEY, "train.tsv"), (layout.DEFAULT_EVAL_KEY, "dev.tsv")):
         s3.upload_file(str(SST2 / name), found.data_bucket, key)
