@@ -268,9 +268,10 @@ def epoch_plan_padding(spec: dict, tokenizer, labels: list[str], megabatch_facto
     dominated by its first batch, which the container makes the LONGEST one on purpose (an
     out-of-memory shows at step 1), so this is the figure a real run sees."""
     from bert_train import data
+    from bert_train.tasks import SINGLE_LABEL, Task
 
     ex = data.read_examples(spec["train"], "sentence", "label")
-    enc = data.encode(ex, tokenizer, {x: i for i, x in enumerate(labels)}, spec["max_seq_length"])
+    enc = data.encode(ex, tokenizer, Task(SINGLE_LABEL, tuple(labels)), spec["max_seq_length"])
     lengths = enc.lengths
     batches = data.epoch_batches(lengths, spec["batch_size"], spec["seed"], 0, megabatch_factor)
     real = sum(lengths[i] for b in batches for i in b)

@@ -151,12 +151,14 @@ def _model_dir(work: Path, vocab: str) -> Path:
     import torch
 
     from bert_train import modeling, outputs
+    from bert_train.tasks import SINGLE_LABEL, Task
 
     torch.manual_seed(0)
     tokenizer, _ = modeling.build_tokenizer("random:tiny", vocab, str(work / "cache"))
     model = modeling.build_model("random:tiny", ["0", "1"], len(tokenizer))
     directory = work / "model"
-    outputs.write_local(directory, model=model, tokenizer=tokenizer, labels=["0", "1"], run_id="bench-data-scale",
+    outputs.write_local(directory, model=model, tokenizer=tokenizer, task=Task(SINGLE_LABEL, ("0", "1")),
+                        run_id="bench-data-scale",
                         config={}, metrics={})
     return directory
 

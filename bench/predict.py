@@ -38,13 +38,15 @@ def _run_dir(work: Path, vocab: str) -> Path:
     import torch
 
     from bert_train import modeling, outputs
+    from bert_train.tasks import SINGLE_LABEL, Task
 
     torch.manual_seed(42)
     spec = throughput._model_spec(SHAPE, work)
     tokenizer, _ = modeling.build_tokenizer(spec, vocab, str(work / "cache"))
     model = modeling.build_model(spec, ["0", "1"], len(tokenizer))
     directory = work / "runs" / "bench-predict"
-    outputs.write_local(directory, model=model, tokenizer=tokenizer, labels=["0", "1"], run_id="bench-predict",
+    outputs.write_local(directory, model=model, tokenizer=tokenizer, task=Task(SINGLE_LABEL, ("0", "1")),
+                        run_id="bench-predict",
                         config={"model": spec}, metrics={})
     return directory
 

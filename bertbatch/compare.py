@@ -18,7 +18,7 @@ from typing import Any
 import botocore.exceptions
 
 from bertbatch_contract import hyperparameters as hp
-from bertbatch_contract import layout
+from bertbatch_contract import layout, tasks
 
 from . import artifacts
 from .aws import is_not_found
@@ -33,7 +33,7 @@ BEST_MARK = "*"
 
 
 def higher_is_better(metric: str) -> bool:
-    return not metric.endswith("loss")
+    return tasks.HIGHER_IS_BETTER[metric]
 
 
 @dataclass
@@ -173,8 +173,33 @@ def records(runs: list[Run], metric: str) -> list[dict[str, Any]]:
             "cost": None if r.cost is None else round(r.cost, 4),
             "cost_estimate": r.ledger.estimate if r.ledger is not None else None,
             "team": r.ledger.team if r.ledger is not None else None,
+            "problem_type": (r.metrics or {}).get("problem_type"),
+            "per_class": per_class(r.metrics or {}),
+            "confusion_matrix": (r.metrics or {}).get("confusion_matrix"),
         })
     return out
+
+
+def per_class(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The published model's precision, recall, F1 and support per class (single-label) or per
+    label at its tuned threshold (multi-label); None for regression or a run from before them."""
+    found = metrics.get("per_class") or metrics.get("per_label")
+    return found if isinstance(found, dict) else None
+
+
+def per_class_table(rec: dict[str, Any]) -> tuple[tuple[str, ...], list[tuple[str, ...]], tuple[int, ...]]:
+    """(headers, rows, right-aligned columns) of one run's classes, then its confusion matrix
+    columns (single-label: a row per true class, a column per predicted class)."""
+    matrix = rec.get("confusion_matrix") or {}
+    predicted = [f"-> {label}" for label in matrix.get("labels", [])]
+    counts = dict(zip(matrix.get("labels", []), matrix.get("counts", []), strict=False))
+    rows = []
+    for label, numbers in (rec["per_class"] or {}).items():
+        numbers = numbers if isinstance(numbers, dict) else {}
+        rows.append((label, *(artifacts.format_value(numbers.get(k)) for k in ("precision", "recall", "f1", "support")),
+                     *(str(n) for n in counts.get(label, [""] * len(predicted)))))
+    headers = ("CLASS", "PRECISION", "RECALL", "F1", "SUPPORT", *predicted)
+    return headers, rows, tuple(range(1, len(headers)))
 
 
 def duration_text(seconds: float | None) -> str:

@@ -83,6 +83,10 @@ FIELDS: dict[str, dict[str, str]] = {
         "cost": "USD from the cost ledger, or null",
         "cost_estimate": "USD the submit estimated, or null",
         "team": "the team of the run's newest job, or null (no job listed, a job from before fair share, or local)",
+        "problem_type": "single_label_classification, multi_label_classification or regression (null: a run from "
+                        "before problem types)",
+        "per_class": "class (or label) -> precision, recall, f1, support of the published model; null for regression",
+        "confusion_matrix": "single-label: labels, counts (rows: truth, columns: prediction); else null",
     },
     "artifacts": {
         "uri": "s3:// URI of the object",

@@ -21,12 +21,12 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from . import job, runs
+from . import job, runs, tasks
 
 Value = int | float | str
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-EARLY_STOPPING_METRICS = ("eval_accuracy", "eval_f1", "eval_loss")
+EARLY_STOPPING_METRICS = tasks.ALL_METRICS
 MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
 MAX_POSITIONS = 512  # BERT's position embeddings
 
@@ -170,8 +170,14 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
        parameter="max_seq_length", minimum=8, maximum=MAX_POSITIONS),
     _H("text_column", str, "sentence", "column with the text", "data",
        parameter="text_column", non_empty=True),
-    _H("label_column", str, "label", "column with the label (strings or integers)", "data",
+    _H("label_column", str, "label", "column with the label: a string or an integer; for multi-label a JSON "
+       "list (JSONL) or separated labels (CSV/TSV); for regression a number", "data",
        parameter="label_column", non_empty=True),
+    _H("problem_type", str, tasks.SINGLE_LABEL, "|".join(tasks.PROBLEM_TYPES) + ": one class per row "
+       "(softmax), any number of labels per row (sigmoid, thresholds tuned on --eval), or a number (MSE)",
+       "data", choices=tasks.PROBLEM_TYPES, parameter="problem_type"),
+    _H("label_separator", str, ",", "multi-label: what separates the labels of a CSV/TSV label field",
+       "data", non_empty=True, parameter="label_separator"),
     _H("text_pair_column", str, None, "optional column with the second text of a sentence pair", "data",
        parameter="text_pair_column"),
     _H("vocab", str, None, "WordPiece vocab.txt for random:* models", "model",
@@ -191,10 +197,14 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     _H("precision", str, "auto", "auto|bf16|fp16|fp32 (auto: bf16 on Ampere+, fp16 on older GPUs; "
        "on CPU bf16 with AVX512-BF16/AMX, else fp32)", "optimisation", choices=PRECISIONS,
        parameter="precision"),
+    _H("class_weights", str, "none", "none|balanced: weigh each class's loss by its inverse frequency "
+       "(multi-label: positive weight negatives/positives per label)", "optimisation",
+       choices=tasks.CLASS_WEIGHTS, parameter="class_weights"),
     _H("seed", int, 42, "random seed: same seed, same data order and results", "optimisation",
        minimum=0, maximum=MAX_SEED, parameter="seed"),
     # --- evaluation and early stopping --------------------------------------------------
-    _H("early_stopping_metric", str, "eval_accuracy", "|".join(EARLY_STOPPING_METRICS), "evaluation",
+    _H("early_stopping_metric", str, None, "the metric early stopping watches (default: "
+       + ", ".join(f"{tasks.default_metric(p)} for {p}" for p in tasks.PROBLEM_TYPES) + ")", "evaluation",
        choices=EARLY_STOPPING_METRICS, parameter="early_stopping_metric"),
     _H("early_stopping_patience", int, 0, "stop after N evaluations without improvement (0: off)",
        "evaluation", minimum=0, parameter="early_stopping_patience"),
@@ -264,7 +274,24 @@ def validate(values: Mapping[str, object]) -> dict[str, Value]:
         out[name] = row.parse(raw)
     if out.get("early_stopping_patience") and "eval" in values and not out.get("eval"):
         raise InvalidHyperparameter("--early-stopping-patience needs --eval")
+    _check_task(out)
     return out
+
+
+def _check_task(out: Mapping[str, Value]) -> None:
+    """The settings that depend on the problem type (not given: the default, as in the job)."""
+    problem_type = str(out.get("problem_type") or default("problem_type"))
+    metric = out.get("early_stopping_metric")
+    if metric and metric not in tasks.METRICS[problem_type]:
+        raise InvalidHyperparameter(f"--early-stopping-metric {metric}: a {problem_type} run reports "
+                                    f"{', '.join(tasks.METRICS[problem_type])}")
+    if out.get("class_weights") == "balanced" and problem_type == tasks.REGRESSION:
+        raise InvalidHyperparameter("--class-weights balanced: a regression run has no classes")
+
+
+def metric_of(problem_type: str, early_stopping_metric: str | None) -> str:
+    """The metric early stopping (and the best model) follow: the flag, else the task's default."""
+    return early_stopping_metric or tasks.default_metric(problem_type)
 
 
 def by_parameter(values: Mapping[str, object]) -> dict[str, Value]:

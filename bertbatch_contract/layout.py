@@ -102,10 +102,12 @@ def staged_model_name_of(uri: str) -> str | None:
 
 
 # predictions/<id>/: shard i writes part-<i:05d>.jsonl (one JSON object per input row, in row
-# order: {"row", "id" (with an id column), "label", "probabilities": {label: float}}), then its
+# order: {"row", "id" (with an id column), then by problem type: "label" and "probabilities":
+# {label: float} (single-label); "labels" (those at or over their threshold) and "probabilities"
+# (multi-label); "value" (regression)}), then its
 # part-<i:05d>.manifest.json ({"format", "shard", "shards", "first_row", "rows", "sha256", "bytes",
 # "model", "input"}). A shard is done when both exist and the part matches the sha256; the
-# top-level manifest.json ({"format", "model", "input", "labels", "shards", "total_rows",
+# top-level manifest.json ({"format", "model", "input", "problem_type", "labels", "shards", "total_rows",
 # "created" (ISO 8601 UTC), "parts": [shard manifests]}) is written once every shard is done.
 PREDICTION_MANIFEST = "manifest.json"
 PREDICTION_MANIFEST_FORMAT = 1

@@ -67,6 +67,8 @@ OPTIONS: tuple[Hyperparameter, ...] = (
     hyperparameters.BY_NAME["text_column"],
     hyperparameters.BY_NAME["text_pair_column"],
     hyperparameters.BY_NAME["label_column"],
+    hyperparameters.BY_NAME["problem_type"],  # how the label column reads
+    hyperparameters.BY_NAME["label_separator"],
     _H("num_children", int, None, f"how many children share the input files (default ${ENV_ARRAY_SIZE}, else 1)",
        "children", minimum=1, maximum=MAX_CHILDREN),
     _H("child_index", int, None, f"the child this process is (default ${ENV_ARRAY_INDEX}, else 0)", "children",
@@ -80,7 +82,8 @@ BY_NAME: dict[str, Hyperparameter] = {row.name: row for row in OPTIONS}
 # Ref:: parameter name -> row, in command order.
 JOB_PARAMETERS: dict[str, Hyperparameter] = {row.parameter: row for row in OPTIONS if row.parameter}
 # Settings that change the tokenized rows: a store prepared with other values is prepared again.
-SETTINGS = ("model", "vocab", "max_seq_length", "text_column", "text_pair_column", "label_column")
+SETTINGS = ("model", "vocab", "max_seq_length", "text_column", "text_pair_column", "label_column", "problem_type",
+            "label_separator")
 
 
 def validate(values: Mapping[str, object]) -> dict[str, Value]:

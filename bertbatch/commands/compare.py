@@ -38,8 +38,9 @@ def metric_option(fn: F) -> F:
                         show_default=True, help="Eval metric that picks the best run (and is plotted)")(fn)
 
 
-def show(runs: list[compare_mod.Run], metric: str, output: str, plot_path: Path | None) -> None:
-    """Print the comparison (and write the chart)."""
+def show(runs: list[compare_mod.Run], metric: str, output: str, plot_path: Path | None,
+         per_class: bool = False) -> None:
+    """Print the comparison (and write the chart); with `per_class`, each run's classes after it."""
     if plot_path is not None:
         plot_mod.save(runs, metric, plot_path)
         click.echo(f"Wrote {plot_path}", err=output != TABLE)
@@ -55,6 +56,13 @@ def show(runs: list[compare_mod.Run], metric: str, output: str, plot_path: Path 
     best = next((r for r in recs if r["best"]), None)
     if best is not None:
         click.echo(f"{compare_mod.BEST_MARK} best {metric}: {best['run_id']}")
+    for rec in recs if per_class else []:
+        click.echo(f"\n{rec['run_id']}: " + ("per class (rows: truth; -> columns: predicted)" if rec["confusion_matrix"]
+                                             else "per label, at its tuned threshold" if rec["per_class"]
+                                             else "no per-class numbers (regression, or a run from before them)"))
+        if rec["per_class"]:
+            headers, rows, right = compare_mod.per_class_table(rec)
+            terminal.print_table(headers, rows, right=right)
 
 
 class RunLoader:
@@ -99,11 +107,13 @@ class RunLoader:
 @click.argument("specs", nargs=-1, required=True, metavar="RUN [RUN...]")
 @metric_option
 @click.option("--plot", metavar="FILE.png", help="Also draw the eval metric and train loss against step to FILE.png")
+@click.option("--per-class", is_flag=True,
+              help="Also show each run's precision, recall and F1 per class (and its confusion matrix)")
 @local_flag(f"A run id is a run of bertbatch local ({LOCAL_RUNS_DIR}/runs/<run-id>/)")
 @comparison_output_option
 @target_options()
 @pass_session
-def compare(session: Session, specs: tuple[str, ...], metric: str, plot: str | None, local: bool,
+def compare(session: Session, specs: tuple[str, ...], metric: str, plot: str | None, per_class: bool, local: bool,
             output: str) -> None:
     """Compare runs side by side: the hyperparameters that differ, final and best metrics, steps,
     duration, attempts and cost; the best run (by --metric) is marked *.
@@ -117,6 +127,7 @@ def compare(session: Session, specs: tuple[str, ...], metric: str, plot: str | N
       bertbatch compare sst2-lr2e5 sst2-lr3e5 sst2-lr5e5
       bertbatch compare sst2-a local-runs/runs/sst2-laptop --metric eval_f1
       bertbatch compare sst2-a sst2-b --plot curves.png
+      bertbatch compare toxic-a toxic-b --metric eval_micro_f1 --per-class
       bertbatch compare sst2-a sst2-b --format csv > runs.csv
       bertbatch compare random-tiny-20261121-190500-3fa2 tiny-lr5e5 --local
     """
@@ -124,4 +135,4 @@ def compare(session: Session, specs: tuple[str, ...], metric: str, plot: str | N
     if len(set(specs)) != len(specs):
         raise BertBatchError(f"RUN {next(s for s in specs if specs.count(s) > 1)}: given twice")
     loader = RunLoader(session, local=local)
-    show([loader.load(spec) for spec in specs], metric, output, plot_path)
+    show([loader.load(spec) for spec in specs], metric, output, plot_path, per_class)

@@ -110,3 +110,40 @@ def test_runs_sweep_compares_the_children(platform, bb):
     assert [(x["run_id"], x["best"]) for x in records] == [("sweep1-0", False), ("sweep1-1", True)]
     one_line_error(bb("runs", "--sweep", "nosuch"), "--sweep nosuch: no children")
     one_line_error(bb("runs", "-o", "csv"), "only with --sweep")
+
+
+def _local_run(root, run_id: str, metrics: dict):
+    directory = root / run_id
+    directory.mkdir(parents=True)
+    (directory / layout.METRICS_FILE).write_text(json.dumps({"run_id": run_id, **metrics}))
+    return str(directory)
+
+
+def test_per_class_shows_each_runs_classes_and_confusion_matrix(platform, bb, tmp_path):
+    single = _local_run(tmp_path, "sentiment", {
+        "problem_type": "single_label_classification", "eval_accuracy": 0.75, "history": [],
+        "per_class": {"neg": {"precision": 0.5, "recall": 1.0, "f1": 0.6667, "support": 1},
+                      "pos": {"precision": 1.0, "recall": 0.6667, "f1": 0.8, "support": 3}},
+        "confusion_matrix": {"labels": ["neg", "pos"], "counts": [[1, 0], [1, 2]]}})
+    multi = _local_run(tmp_path, "moderation", {
+        "problem_type": "multi_label_classification", "eval_accuracy": 0.5, "history": [],
+        "per_label": {"toxic": {"precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 10}}})
+    r = bb("compare", single, multi, "--per-class")
+    assert r.exit_code == 0, r.output
+    text = r.output.split("sentiment: per class")[1]
+    neg_row = next(line for line in text.splitlines() if line.startswith("neg"))
+    assert neg_row.split() == ["neg", "0.5000", "1.0000", "0.6667", "1", "1", "0"]
+    assert "-> neg" in text and "-> pos" in text
+    assert "moderation: per label, at its tuned threshold" in r.output and "toxic" in r.output.split("moderation")[-1]
+    records = [json.loads(x) for x in bb("compare", single, multi, "-o", "json").output.splitlines()]
+    assert records[0]["confusion_matrix"]["counts"] == [[1, 0], [1, 2]] and records[1]["confusion_matrix"] is None
+    assert records[1]["per_class"]["toxic"]["f1"] == 0.85 and records[1]["problem_type"] == "multi_label_classification"
+    assert "per class" not in bb("compare", single, multi).output  # only when asked
+
+
+def test_regression_runs_are_best_at_the_lowest_error(platform, bb, tmp_path):
+    runs = [_local_run(tmp_path, name, {"problem_type": "regression", "eval_mse": mse,
+                                        "history": [{"step": 10, "eval_mse": mse, "eval_pearson": 1 - mse}]})
+            for name, mse in (("reg-a", 0.4), ("reg-b", 0.2))]
+    assert "best eval_mse: reg-b" in bb("compare", *runs, "--metric", "eval_mse").output
+    assert "best eval_pearson: reg-b" in bb("compare", *runs, "--metric", "eval_pearson").output

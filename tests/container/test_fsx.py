@@ -9,6 +9,7 @@ from transformers.models.bert.tokenization_bert import BertTokenizerFast
 
 from bert_train import data, fsx
 from bert_train.errors import StoreUnavailable
+from bert_train.tasks import SINGLE_LABEL, Task
 from bertbatch_contract import job
 from tests.conftest import FIXTURES
 
@@ -73,38 +74,39 @@ EXAMPLES = [data.Example(text="a good film", pair=None, label="1", line=2),
 
 
 def test_tokenizing_is_cached_and_the_cached_result_equals_a_fresh_one(tmp_path, tokenizer, monkeypatch):
-    label2id = {"0": 0, "1": 1}
-    fresh = data.encode(EXAMPLES, tokenizer, label2id, 16)
-    first = fsx.encode_cached(EXAMPLES, tokenizer, label2id, 16, cache_dir=tmp_path)
+    task = Task(SINGLE_LABEL, ("0", "1"))
+    fresh = data.encode(EXAMPLES, tokenizer, task, 16)
+    first = fsx.encode_cached(EXAMPLES, tokenizer, task, 16, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.json"))) == 1 and first == fresh
 
     def no_tokenizing(*args, **kwargs):
         raise AssertionError("tokenized again")
 
     monkeypatch.setattr(data, "encode", no_tokenizing)
-    assert fsx.encode_cached(EXAMPLES, tokenizer, label2id, 16, cache_dir=tmp_path) == fresh
+    assert fsx.encode_cached(EXAMPLES, tokenizer, task, 16, cache_dir=tmp_path) == fresh
 
 
 def test_the_key_changes_with_the_data_the_max_length_and_the_tokenizer(tokenizer):
-    label2id = {"0": 0, "1": 1}
-    key = fsx.cache_key(EXAMPLES, tokenizer, label2id, 16)
-    assert key == fsx.cache_key(list(EXAMPLES), tokenizer, dict(label2id), 16)
-    assert key != fsx.cache_key(EXAMPLES[:1], tokenizer, label2id, 16)
-    assert key != fsx.cache_key(EXAMPLES, tokenizer, label2id, 32)
+    task = Task(SINGLE_LABEL, ("0", "1"))
+    key = fsx.cache_key(EXAMPLES, tokenizer, task, 16)
+    assert key == fsx.cache_key(list(EXAMPLES), tokenizer, Task(SINGLE_LABEL, ("0", "1")), 16)
+    assert key != fsx.cache_key(EXAMPLES[:1], tokenizer, task, 16)
+    assert key != fsx.cache_key(EXAMPLES, tokenizer, task, 32)
+    assert key != fsx.cache_key(EXAMPLES, tokenizer, Task(SINGLE_LABEL, ("1", "0")), 16)  # another class order
     uncased = BertTokenizerFast(vocab=str(FIXTURES / "vocab.txt"), do_lower_case=False)
-    assert key != fsx.cache_key(EXAMPLES, uncased, label2id, 16)
+    assert key != fsx.cache_key(EXAMPLES, uncased, task, 16)
 
 
 def test_a_corrupt_or_unwritable_cache_never_stops_training(tmp_path, tokenizer):
-    label2id = {"0": 0, "1": 1}
-    key = fsx.cache_key(EXAMPLES, tokenizer, label2id, 16)
+    task = Task(SINGLE_LABEL, ("0", "1"))
+    key = fsx.cache_key(EXAMPLES, tokenizer, task, 16)
     (tmp_path / f"{key}.json").write_text("{not json")
-    assert fsx.encode_cached(EXAMPLES, tokenizer, label2id, 16, cache_dir=tmp_path) == data.encode(
-        EXAMPLES, tokenizer, label2id, 16)
+    assert fsx.encode_cached(EXAMPLES, tokenizer, task, 16, cache_dir=tmp_path) == data.encode(
+        EXAMPLES, tokenizer, task, 16)
     blocked = tmp_path / "file"
     blocked.write_text("")  # a file where the cache directory should be: mkdir fails
-    assert fsx.encode_cached(EXAMPLES, tokenizer, label2id, 16, cache_dir=blocked / "tokenized") == data.encode(
-        EXAMPLES, tokenizer, label2id, 16)
+    assert fsx.encode_cached(EXAMPLES, tokenizer, task, 16, cache_dir=blocked / "tokenized") == data.encode(
+        EXAMPLES, tokenizer, task, 16)
 
 
 def test_the_trainer_reads_its_inputs_through_the_fast_path(mount, monkeypatch, tmp_path):

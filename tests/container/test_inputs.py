@@ -11,6 +11,7 @@ import pytest
 from bert_train.__main__ import main
 from bert_train.config import BadInput, TrainConfig, resolve_cadence, resolve_locations
 from bert_train.data import check_eval_labels, infer_labels, read_examples
+from bert_train.tasks import SINGLE_LABEL, Task
 from bertbatch_contract import hyperparameters, job, runs
 
 from .conftest import cli, subprocess_env, tiny_args, write_tsv
@@ -112,9 +113,10 @@ def test_labels_may_be_json_integers_or_strings_but_not_other_types(tmp_path):
 def test_eval_labels_are_checked_against_train():
     from bert_train.data import Example
 
-    check_eval_labels([Example("a", None, "1", 2)], ["0", "1"], "dev.tsv")
+    task = Task(SINGLE_LABEL, ("0", "1"))
+    check_eval_labels([Example("a", None, "1", 2)], task, "dev.tsv")
     with pytest.raises(BadInput, match="dev.tsv line 5: label 'x'"):
-        check_eval_labels([Example("a", None, "x", 5)], ["0", "1"], "dev.tsv")
+        check_eval_labels([Example("a", None, "x", 5)], task, "dev.tsv")
 
 
 def test_locations_follow_flags_then_environment():
@@ -224,11 +226,11 @@ def test_pairs_get_token_types_and_single_sentences_do_not():
     from .conftest import VOCAB
 
     tok, _ = build_tokenizer("random:tiny", str(VOCAB), "unused")
-    pairs = encode([Example("a good film", "it was fine", "1", 2)], tok, {"1": 0}, 64)
+    pairs = encode([Example("a good film", "it was fine", "1", 2)], tok, Task(SINGLE_LABEL, ("1",)), 64)
     assert pairs.token_type_ids is not None and set(pairs.token_type_ids[0]) == {0, 1}
-    single = encode([Example("a good film", None, "1", 2)], tok, {"1": 0}, 64)
+    single = encode([Example("a good film", None, "1", 2)], tok, Task(SINGLE_LABEL, ("1",)), 64)
     assert single.token_type_ids is None and single.input_ids[0][0] == tok.cls_token_id
-    long = encode([Example("word " * 200, None, "1", 2)], tok, {"1": 0}, 16)
+    long = encode([Example("word " * 200, None, "1", 2)], tok, Task(SINGLE_LABEL, ("1",)), 16)
     assert len(long.input_ids[0]) == 16  # truncated to --max-seq-length
 
 

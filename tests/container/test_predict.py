@@ -16,6 +16,7 @@ import pytest
 
 from bert_train import predict
 from bert_train.__main__ import main
+from bert_train.tasks import SINGLE_LABEL, Task
 from bertbatch_contract import job, layout, prediction
 from bertbatch_contract.hyperparameters import InvalidHyperparameter
 
@@ -35,7 +36,8 @@ def run_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("run") / "runs" / "tiny-run"
     tokenizer, _ = modeling.build_tokenizer("random:tiny", str(VOCAB), str(directory.parent / "cache"))
     model = modeling.build_model("random:tiny", LABELS, len(tokenizer))
-    outputs.write_local(directory, model=model, tokenizer=tokenizer, labels=LABELS, run_id="tiny-run", config={},
+    outputs.write_local(directory, model=model, tokenizer=tokenizer, task=Task(SINGLE_LABEL, tuple(LABELS)),
+                        run_id="tiny-run", config={},
                         metrics={})
     return directory
 

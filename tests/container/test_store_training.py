@@ -20,6 +20,7 @@ from bert_train.config import BadInput
 from bert_train.inputs_store import open_store
 from bert_train.modeling import TINY_BERT
 from bert_train.prepare import main as prepare
+from bert_train.tasks import SINGLE_LABEL, Task
 from bert_train.train import run
 from bertbatch_contract import job
 from bertbatch_contract import store as contract
@@ -82,7 +83,7 @@ def store(tmp_path_factory):
 
 def test_ranks_take_their_slices_of_the_same_global_batches(store, tmp_path):
     opened = open_store(str(store[0]), str(tmp_path))
-    rows = opened.rows_source(["0", "1"])
+    rows = opened.rows_source(Task(SINGLE_LABEL, ("0", "1")))
     one = StoreBatches(rows, global_batch=16, seed=5, megabatch_factor=3)
     whole = list(one.epoch(0, 0, accumulation=1, world_size=1, rank=0))
     assert len(whole) == 640 // 16

@@ -13,10 +13,11 @@ from tests.container.conftest import FIXTURES, VOCAB
 @pytest.fixture(scope="module")
 def setup():
     from bert_train import data, modeling
+    from bert_train.tasks import SINGLE_LABEL, Task
 
     tokenizer, location = modeling.build_tokenizer("random:tiny", str(VOCAB), "unused")
     examples = data.read_examples(str(FIXTURES / "sst2" / "train.tsv"), "sentence", "label")[:64]
-    enc = data.encode(examples, tokenizer, {"0": 0, "1": 1}, 128)
+    enc = data.encode(examples, tokenizer, Task(SINGLE_LABEL, ("0", "1")), 128)
     torch.manual_seed(0)
     model = modeling.build_model(location, ["0", "1"], len(tokenizer))
     return enc, tokenizer.pad_token_id, model

@@ -106,6 +106,8 @@ def test_every_ref_parameter_has_a_default(dev_training, jobdef):
         "max_seq_length": "128",
         "text_column": "sentence",
         "label_column": "label",
+        "problem_type": "single_label_classification",
+        "label_separator": ",",
         # optional flags: "" leaves them unset (a Ref:: without a default reaches the container as text)
         "text_pair_column": "",
         "max_steps": "",
@@ -115,8 +117,9 @@ def test_every_ref_parameter_has_a_default(dev_training, jobdef):
         "weight_decay": "0.01",
         "max_grad_norm": "1",
         "precision": "auto",
+        "class_weights": "none",
         "seed": "42",
-        "early_stopping_metric": "eval_accuracy",
+        "early_stopping_metric": "",  # the problem type's default metric
         "early_stopping_patience": "0",
         "keep_checkpoints": "2",
         "logging_steps": "50",

@@ -59,6 +59,8 @@ class TrainConfig:
     max_seq_length: int = _default("max_seq_length", int)
     text_column: str = _default("text_column", str)
     label_column: str = _default("label_column", str)
+    problem_type: str = _default("problem_type", str)
+    label_separator: str = _default("label_separator", str)
     # --- container-only flags -------------------------------------------------------------
     text_pair_column: str | None = _optional("text_pair_column", str)
     vocab: str | None = _optional("vocab", str)
@@ -69,9 +71,10 @@ class TrainConfig:
     weight_decay: float = _default("weight_decay", float)
     max_grad_norm: float = _default("max_grad_norm", float)
     precision: str = _default("precision", str)
+    class_weights: str = _default("class_weights", str)
     seed: int = _default("seed", int)
     # --- evaluation and early stopping ----------------------------------------------------
-    early_stopping_metric: str = _default("early_stopping_metric", str)
+    early_stopping_metric: str | None = _optional("early_stopping_metric", str)  # None: the task's default
     early_stopping_patience: int = _default("early_stopping_patience", int)
     # --- checkpoints ----------------------------------------------------------------------
     # None = $CHECKPOINT_EVERY_STEPS / $CHECKPOINT_EVERY_MINUTES, else the job defaults

@@ -11,6 +11,7 @@ already done.
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ from typing import Any
 
 import torch
 
-from bertbatch_contract import tables
+from bertbatch_contract import tables, tasks
 
 from . import readers, sources, storage
+from . import tasks as tasks_
 from .config import BadInput
 from .errors import unreadable_input
 
@@ -29,24 +31,18 @@ from .errors import unreadable_input
 class Example:
     text: str
     pair: str | None
-    label: str  # labels are kept as strings; integer labels are ordered numerically
+    label: str  # the canonical label text (`bertbatch_contract.tasks.label_text`)
     line: int
     file: str = ""  # the file (shard) the row is in, for messages
 
 
-def _label_str(value, uri: str, line: int) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise BadInput(f"{uri} line {line}: empty label")
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise BadInput(f"{uri} line {line}: label must be a string or an integer (got {value!r})")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise BadInput(f"{uri} line {line}: label must be a string or an integer (got {value!r})")
-        value = int(value)
-    return str(value).strip()
-
-
-label_text = _label_str  # a label value as its text; BadInput naming the file and line
+def label_text(value: Any, uri: str, line: int, problem_type: str = tasks.SINGLE_LABEL,
+               separator: str = ",") -> str:
+    """A label value as its canonical text for the problem type; BadInput naming the file and line."""
+    try:
+        return tasks.label_text(value, problem_type, separator)
+    except tasks.LabelError as exc:
+        raise BadInput(f"{uri} line {line}: {exc}") from None
 
 
 def text_field(value, column: str, uri: str, line: int) -> str:
@@ -95,34 +91,68 @@ def file_rows(uri: str, wanted: Sequence[str]) -> Iterator[tuple[str, int, dict[
         raise unreadable_input(uri, exc) from None
 
 
-def example(row: dict[str, Any], file: str, line: int, text_column: str, label_column: str,
-            pair_column: str | None) -> Example:
+@dataclass(frozen=True)
+class Columns:
+    """Where a row's fields are, and how its label reads."""
+
+    text: str
+    label: str
+    pair: str | None = None
+    problem_type: str = tasks.SINGLE_LABEL
+    separator: str = ","
+
+    @property
+    def wanted(self) -> list[str]:
+        return [self.text, self.label] + ([self.pair] if self.pair else [])
+
+
+def example(row: dict[str, Any], file: str, line: int, columns: Columns) -> Example:
     """One checked row (BadInput naming the file and line)."""
     return Example(
-        text=text_field(row[text_column], text_column, file, line),
-        pair=text_field(row[pair_column], pair_column, file, line) if pair_column else None,
-        label=_label_str(row[label_column], file, line),
+        text=text_field(row[columns.text], columns.text, file, line),
+        pair=text_field(row[columns.pair], columns.pair, file, line) if columns.pair else None,
+        label=label_text(row[columns.label], file, line, columns.problem_type, columns.separator),
         line=line,
         file=file,
     )
 
 
-def read_examples(uri: str, text_column: str, label_column: str, pair_column: str | None = None) -> list[Example]:
+def read_examples(uri: str, text_column: str, label_column: str, pair_column: str | None = None, *,
+                  problem_type: str = tasks.SINGLE_LABEL, separator: str = ",") -> list[Example]:
     """Read and validate a data file (or the shards under a folder or prefix). Raises BadInput
     with file and line on any problem."""
-    wanted = [text_column, label_column] + ([pair_column] if pair_column else [])
-    examples = [example(row, file, n, text_column, label_column, pair_column)
-                for file, n, row in read_table(uri, wanted)]
+    columns = Columns(text_column, label_column, pair_column, problem_type, separator)
+    examples = [example(row, file, n, columns) for file, n, row in read_table(uri, columns.wanted)]
     if not examples:
         raise BadInput(f"{uri}: no data rows")
     return examples
 
 
-def infer_labels(train: Sequence[Example], train_uri: str) -> list[str]:
-    """The label set, ordered numerically when every label is an integer, else alphabetically."""
-    labels = order_labels({e.label for e in train})
-    if len(labels) < 2:
-        raise BadInput(f"{train_uri}: found {len(labels)} distinct label(s) ({', '.join(labels)}); need at least 2")
+def label_counts(label_texts: Iterable[str], problem_type: str) -> collections.Counter[str]:
+    """Rows per class, or per label for multi-label (a row counts for each of its labels); none for
+    regression, whose every value would be a class of its own."""
+    counts: collections.Counter[str] = collections.Counter()
+    if problem_type == tasks.MULTI_LABEL:
+        for text in label_texts:
+            counts.update(tasks.label_list(text))
+    elif problem_type == tasks.SINGLE_LABEL:
+        counts.update(label_texts)
+    return counts
+
+
+def infer_labels(train: Sequence[Example], train_uri: str, problem_type: str = tasks.SINGLE_LABEL) -> list[str]:
+    """The classes (or labels), ordered numerically when every one is an integer, else
+    alphabetically; [] for regression."""
+    return check_label_set(order_labels(label_counts((e.label for e in train), problem_type)), train_uri,
+                           problem_type)
+
+
+def check_label_set(labels: list[str], uri: str, problem_type: str) -> list[str]:
+    """BadInput when the training data cannot train a classifier of this type."""
+    needed = {tasks.SINGLE_LABEL: 2, tasks.MULTI_LABEL: 1}.get(problem_type, 0)
+    if len(labels) < needed:
+        raise BadInput(f"{uri}: found {len(labels)} distinct label(s) ({', '.join(labels)}); "
+                       f"need at least {needed} for {problem_type}")
     return labels
 
 
@@ -142,13 +172,13 @@ def _is_int(s: str) -> bool:
         return False
 
 
-def check_eval_labels(eval_examples: Sequence[Example], labels: Sequence[str], eval_uri: str) -> None:
-    known = set(labels)
+def check_eval_labels(eval_examples: Sequence[Example], task: tasks_.Task, eval_uri: str) -> None:
     for e in eval_examples:
-        if e.label not in known:
+        unknown = task.unknown([e.label])
+        if unknown is not None:
             raise BadInput(
-                f"{e.file or eval_uri} line {e.line}: label {e.label!r} does not appear in the training data "
-                f"(labels: {', '.join(labels)})"
+                f"{e.file or eval_uri} line {e.line}: label {unknown!r} does not appear in the training data "
+                f"(labels: {', '.join(task.labels)})"
             )
 
 
@@ -158,7 +188,7 @@ class Encoded:
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None
-    labels: list[int]
+    labels: list[Any]  # targets (`tasks.Task.target`): class index, multi-hot tuple or value
 
     @property
     def lengths(self) -> list[int]:
@@ -168,7 +198,7 @@ class Encoded:
         return len(self.labels)
 
 
-def encode(examples: Sequence[Example], tokenizer, label2id: dict[str, int], max_seq_length: int) -> Encoded:
+def encode(examples: Sequence[Example], tokenizer, task: tasks_.Task, max_seq_length: int) -> Encoded:
     texts = [e.text for e in examples]
     pairs = [e.pair for e in examples] if examples and examples[0].pair is not None else None
     enc = tokenizer(texts, pairs, truncation=True, max_length=max_seq_length, padding=False)
@@ -176,7 +206,7 @@ def encode(examples: Sequence[Example], tokenizer, label2id: dict[str, int], max
         input_ids=enc["input_ids"],
         # Single sentences have all-zero token types: let the model default them.
         token_type_ids=enc.get("token_type_ids") if pairs is not None else None,
-        labels=[label2id[e.label] for e in examples],
+        labels=[task.target(e.label) for e in examples],
     )
 
 

@@ -1,4 +1,4 @@
-"""Evaluation (accuracy, macro-F1, loss; sharded over ranks) and early stopping."""
+"""Evaluation (the task's metrics over the eval set, sharded over ranks) and early stopping."""
 
 from __future__ import annotations
 
@@ -9,30 +9,33 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from . import data
+from bertbatch_contract import tasks as problem_types
+
+from . import data, tasks
 from .runtime import Autocast, Dist, StopRequest, any_rank
 from .state import TrainState
+from .tasks import Evaluation, Task
 
 log = logging.getLogger("bert_train")
 
-HIGHER_IS_BETTER = {"eval_accuracy": True, "eval_f1": True, "eval_loss": False}
+HIGHER_IS_BETTER = problem_types.HIGHER_IS_BETTER
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, enc: data.Encoded, d: Dist, *, batch_size: int, autocast: Autocast,
-             pad_id: int, multiple_of: int, num_labels: int, stop: StopRequest,
-             unpadded: bool = False) -> dict[str, float] | None:
-    """Accuracy, macro-F1 and loss over the eval set (sharded over ranks). None if stopped.
-    `unpadded`: `model` is a `modeling.UnpaddedBert` (batches from `data.collate_unpadded`); else
-    it takes padded batches (`data.collate`): the model or its `modeling.PaddedBert`."""
+             pad_id: int, multiple_of: int, task: Task, stop: StopRequest,
+             unpadded: bool = False) -> Evaluation | None:
+    """The task's metrics over the eval set (sharded over ranks, the logits gathered). None if
+    stopped. `unpadded`: `model` is a `modeling.UnpaddedBert` (batches from
+    `data.collate_unpadded`); else it takes padded batches (`data.collate`): the model or its
+    `modeling.PaddedBert`."""
     model.eval()
     lengths = enc.lengths
     order = sorted(range(len(enc)), key=lambda i: lengths[i])[d.rank :: d.world_size]
-    # Every rank runs the same number of iterations (the collective below must match up), even
+    # Every rank runs the same number of iterations (the collectives below must match up), even
     # when the eval set does not split evenly.
     n_batches = math.ceil(math.ceil(len(enc) / d.world_size) / batch_size)
-    confusion = torch.zeros(num_labels, num_labels, dtype=torch.float64, device=d.device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=d.device)
+    all_logits, all_labels = [], []
     stopped = False
     for b in range(n_batches):
         if any_rank(stop.requested, d):  # abandon: the eval reruns after the resume
@@ -43,27 +46,38 @@ def evaluate(model: torch.nn.Module, enc: data.Encoded, d: Dist, *, batch_size: 
             continue
         batch = data.to_device(data.collate_unpadded(enc, idx) if unpadded else
                                data.collate(enc, idx, pad_id, multiple_of), d.device)
-        labels = batch.pop("labels")
+        all_labels.append(batch.pop("labels"))
         with autocast():
-            logits = model(**batch).logits.float()
-        loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").double()
-        confusion.index_put_((labels, logits.argmax(-1)), torch.ones_like(labels, dtype=torch.float64),
-                             accumulate=True)
+            all_logits.append(model(**batch).logits.float().view(len(idx), task.num_labels))
     model.train()
     if stopped:
         return None
-    if d.enabled:
-        dist.all_reduce(confusion)
-        dist.all_reduce(loss_sum)
-    total = confusion.sum()
-    tp = confusion.diag()
-    present = (confusion.sum(0) + confusion.sum(1)) > 0  # macro over labels seen in truth or predictions
-    f1 = 2 * tp / (confusion.sum(0) + confusion.sum(1)).clamp(min=1)
-    return {
-        "eval_accuracy": float(tp.sum() / total),
-        "eval_f1": float(f1[present].mean()),
-        "eval_loss": float(loss_sum / total),
-    }
+    logits, labels = _gather(all_logits, all_labels, d, task)
+    loss = float(task.loss(logits, labels)) if len(labels) else math.nan
+    return tasks.evaluate(task, logits.cpu().numpy(), labels.cpu().numpy(), loss)
+
+
+def _gather(logits: list[torch.Tensor], labels: list[torch.Tensor], d: Dist, task: Task
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every rank's logits and targets on every rank (padded to the longest shard for the collective)."""
+    local_logits = torch.cat(logits) if logits else torch.zeros(0, task.num_labels, device=d.device)
+    label_shape = (0, task.num_labels) if task.problem_type == problem_types.MULTI_LABEL else (0,)
+    dtype = torch.long if task.problem_type == problem_types.SINGLE_LABEL else torch.float
+    local_labels = torch.cat(labels) if labels else torch.zeros(label_shape, dtype=dtype, device=d.device)
+    if not d.enabled:
+        return local_logits, local_labels
+    sizes = [torch.zeros((), dtype=torch.long, device=d.device) for _ in range(d.world_size)]
+    dist.all_gather(sizes, torch.tensor(len(local_labels), device=d.device))
+    longest = int(max(sizes))
+
+    def gathered(x: torch.Tensor) -> torch.Tensor:
+        padded = torch.zeros((longest, *x.shape[1:]), dtype=x.dtype, device=x.device)
+        padded[: len(x)] = x
+        parts = [torch.empty_like(padded) for _ in range(d.world_size)]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[: int(n)] for part, n in zip(parts, sizes, strict=True)])
+
+    return gathered(local_logits), gathered(local_labels)
 
 
 def record_evaluation(state: TrainState, result: dict[str, float], *, steps_per_epoch: int, metric: str,

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from bertbatch_contract import store as contract
+from bertbatch_contract import tasks
 
 from . import data, fsx, storage, stream, token_store
 from .config import BadInput, TrainConfig
+from .tasks import Task
 from .tokenize_pool import fingerprint
 
 log = logging.getLogger("bert_train")
@@ -35,11 +37,15 @@ class TrainStore:
     def rows(self) -> int:
         return self.layout.rows
 
+    @property
+    def problem_type(self) -> str:
+        return str(self.manifest.get("problem_type") or tasks.SINGLE_LABEL)  # stores from before problem types
+
     def labels(self) -> list[str]:
-        labels = [str(x) for x in self.manifest["labels"]]
-        if len(labels) < 2:
-            raise BadInput(f"{self.uri}: found {len(labels)} distinct label(s) ({', '.join(labels)}); need at least 2")
-        return labels
+        return data.check_label_set([str(x) for x in self.manifest["labels"]], self.uri, self.problem_type)
+
+    def label_counts(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.manifest.get("label_counts", {}).items()}
 
     def used_ids(self) -> set[int]:
         return {int(i) for i in self.manifest["used_token_ids"]}
@@ -50,14 +56,16 @@ class TrainStore:
         if self.manifest["tokenizer"]["fingerprint"] != fingerprint(tokenizer):
             raise BadInput(f"{where}: prepared with another tokenizer ({self.manifest['tokenizer']['model']}) than "
                            f"--model {config.model}'s; prepare it again with this model")
+        if self.problem_type != config.problem_type:
+            raise BadInput(f"{where}: prepared with --problem-type {self.problem_type}, not {config.problem_type}; "
+                           "pass that or prepare it again")
         if self.manifest["max_seq_length"] != config.max_seq_length:
             raise BadInput(f"{where}: prepared with --max-seq-length {self.manifest['max_seq_length']}, not "
                            f"{config.max_seq_length}; pass that or prepare it again")
         self.reader.check()
 
-    def rows_source(self, labels: list[str]) -> stream.Rows:
-        label2id = {x: i for i, x in enumerate(labels)}
-        return stream.Rows(self.reader, self.layout, label2id, pairs=self.manifest["text_pair_column"] is not None)
+    def rows_source(self, task: Task) -> stream.Rows:
+        return stream.Rows(self.reader, self.layout, task, pairs=self.manifest["text_pair_column"] is not None)
 
 
 def open_store(uri: str, work_dir: str) -> TrainStore | None:
@@ -108,21 +116,22 @@ def sources_only(uri: str) -> bool:
     return sources.is_file_name(uri)
 
 
-def read_eval(config: TrainConfig, tokenizer: Any, labels: list[str], work_dir: str) -> data.Encoded | None:
+def read_eval(config: TrainConfig, tokenizer: Any, task: Task, work_dir: str) -> data.Encoded | None:
     """The evaluation set in memory: a data file (or folder/prefix) tokenized here, or a store's rows."""
-    label2id = {x: i for i, x in enumerate(labels)}
     store = open_store(config.eval, work_dir)
     if store is not None:
         store.check(config, tokenizer)
-        unknown = [x for x in store.manifest["labels"] if x not in label2id]
-        if unknown:
-            raise BadInput(f"{config.eval}: label {unknown[0]!r} does not appear in the training data "
-                           f"(labels: {', '.join(labels)})")
+        unknown = task.unknown(json.dumps([x]) if task.problem_type == tasks.MULTI_LABEL else x
+                               for x in store.manifest["labels"])
+        if unknown is not None:
+            raise BadInput(f"{config.eval}: label {unknown!r} does not appear in the training data "
+                           f"(labels: {', '.join(task.labels)})")
         try:
-            return store.rows_source(labels).all()
+            return store.rows_source(task).all()
         finally:
             store.reader.close()
     examples = data.read_examples(fsx.input_location(config.eval), config.text_column, config.label_column,
-                                  config.text_pair_column)
-    data.check_eval_labels(examples, labels, config.eval)
-    return fsx.encode_cached(examples, tokenizer, label2id, config.max_seq_length, cache_dir=fsx.token_cache_dir())
+                                  config.text_pair_column, problem_type=config.problem_type,
+                                  separator=config.label_separator)
+    data.check_eval_labels(examples, task, config.eval)
+    return fsx.encode_cached(examples, tokenizer, task, config.max_seq_length, cache_dir=fsx.token_cache_dir())

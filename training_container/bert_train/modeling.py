@@ -126,21 +126,24 @@ def build_tokenizer(model: str, vocab: str | None, cache_dir: str):
         raise BadInput(f"{model}: cannot load tokenizer ({str(exc).splitlines()[0]})") from None
 
 
-def build_model(location: str, labels: list[str], vocab_size: int):
+def build_model(location: str, labels: list[str], vocab_size: int,
+                problem_type: str = "single_label_classification"):
+    """A sequence model with a head for `labels` (one output for regression), its config saying
+    the problem type, so transformers and predict read the outputs the same way."""
     from transformers import AutoModelForSequenceClassification
 
-    id2label = {i: label for i, label in enumerate(labels)}
+    outputs = labels or ["value"]  # regression: one output
+    id2label = {i: label for i, label in enumerate(outputs)}
     label2id = {label: i for i, label in id2label.items()}
+    head = dict(num_labels=len(outputs), id2label=id2label, label2id=label2id, problem_type=problem_type)
     if location.startswith("random:"):
         config = random_config(location, vocab_size)
-        config.num_labels = len(labels)
-        config.id2label, config.label2id = id2label, label2id
+        for key, value in head.items():
+            setattr(config, key, value)
         return AutoModelForSequenceClassification.from_config(config)
     try:
         # A checkpoint fine-tuned on other labels has a differently shaped head: start it fresh.
-        return AutoModelForSequenceClassification.from_pretrained(
-            location, num_labels=len(labels), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
-        )
+        return AutoModelForSequenceClassification.from_pretrained(location, ignore_mismatched_sizes=True, **head)
     except OSError as exc:
         raise BadInput(f"{location}: cannot load model ({str(exc).splitlines()[0]})") from None
 

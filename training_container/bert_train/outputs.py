@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from bertbatch_contract import job, layout
+from bertbatch_contract import tasks as problem_types
 
 from . import storage
 from .checkpoint import first_nonfinite
 from .config import BadInput, Locations
 from .errors import Diverged, StoreUnavailable
 from .state import TrainState
+from .tasks import DEFAULT_THRESHOLD, Task
 
 LABEL_MAP_FILE = layout.LABEL_MAP_FILE
 TRAINING_ARGS_FILE = layout.TRAINING_ARGS_FILE
@@ -46,19 +48,22 @@ def check_destinations(loc: Locations) -> None:
 def metrics_record(state: TrainState, *, run_id: str, total_steps: int, steps_per_epoch: int,
                    early_stopping_metric: str, checkpoint_seconds: list[float], checkpoint_blocking_seconds: float,
                    resumed_from_step: int | None, global_batch_size: int, world_size: int,
-                   precision: str) -> dict[str, Any]:
-    """The final metrics of a finished run: the last evaluation, the best one, throughput and
-    checkpoint cost, and the per-evaluation history."""
+                   precision: str, task: Task, details: dict[str, Any]) -> dict[str, Any]:
+    """The final metrics of a finished run: the last evaluation (every metric of the problem
+    type; None without --eval) and its details (per class, confusion matrix, thresholds), the best
+    evaluation, throughput and checkpoint cost, and the per-evaluation history."""
     final = dict(state.history[-1]) if state.history else {}
     return {
         "run_id": run_id,
+        "problem_type": task.problem_type,
         "global_step": state.step,
         "total_steps": total_steps,
         "epochs_completed": state.step / steps_per_epoch,
         "early_stopped": state.early_stopped,
-        "eval_accuracy": final.get("eval_accuracy"),
-        "eval_f1": final.get("eval_f1"),
-        "eval_loss": final.get("eval_loss"),
+        # eval_accuracy, eval_f1 and eval_loss are always there (None where the type has none)
+        **{name: final.get(name) for name in ("eval_accuracy", "eval_f1", "eval_loss")},
+        **{name: final.get(name) for name in problem_types.METRICS[task.problem_type]},
+        **details,
         "best": {"metric": early_stopping_metric, "value": state.best_metric, "step": state.best_step},
         "train_loss": state.loss_sum / state.step if state.step else None,
         "samples_per_second": state.samples_per_second,
@@ -75,18 +80,19 @@ def metrics_record(state: TrainState, *, run_id: str, total_steps: int, steps_pe
     }
 
 
-def _model_card(run_id: str, config: dict[str, Any], metrics: dict[str, Any], labels: list[str]) -> str:
+def _model_card(run_id: str, config: dict[str, Any], metrics: dict[str, Any], task: Task) -> str:
+    labels = task.labels
     hp = ["learning_rate", "epochs", "batch_size", "gradient_accumulation_steps", "max_seq_length",
           "warmup_ratio", "weight_decay", "precision", "seed"]
     rows = "\n".join(f"| {k} | {config.get(k)} |" for k in hp)
     scores = "\n".join(
-        f"| {k} | {metrics[k]:.4f} |" for k in ("eval_accuracy", "eval_f1", "eval_loss", "train_loss")
+        f"| {k} | {metrics[k]:.4f} |" for k in (*problem_types.METRICS[task.problem_type], "train_loss")
         if metrics.get(k) is not None
     )
     pair = f", pair column: `{config['text_pair_column']}`" if config.get("text_pair_column") else ""
     return f"""# {run_id}
 
-Sequence classifier fine-tuned from `{config.get('model')}` by bert-batch.
+Sequence model ({task.problem_type}) fine-tuned from `{config.get('model')}` by bert-batch.
 
 - Run id: `{run_id}`
 - Image: `{os.environ.get(job.ENV_IMAGE, 'none (run outside the training image)')}`
@@ -114,7 +120,18 @@ Full numbers and the per-epoch history are in `{layout.METRICS_FILE}`; every arg
 """
 
 
-def write_local(directory: Path, *, model: Any, tokenizer: Any, labels: list[str], run_id: str,
+def label_map(task: Task, metrics: dict[str, Any]) -> dict[str, Any]:
+    """label_map.json: the problem type, the labels in the model's order and, for multi-label, the
+    thresholds tuned on the eval set (0.5 each without one), which predict applies."""
+    labels = list(task.labels)
+    record: dict[str, Any] = {"problem_type": task.problem_type, "labels": labels,
+                              "id2label": dict(enumerate(labels)), "label2id": {x: i for i, x in enumerate(labels)}}
+    if task.problem_type == problem_types.MULTI_LABEL:
+        record["thresholds"] = metrics.get("thresholds") or {x: DEFAULT_THRESHOLD for x in labels}
+    return record
+
+
+def write_local(directory: Path, *, model: Any, tokenizer: Any, task: Task, run_id: str,
                 config: dict[str, Any], metrics: dict[str, Any]) -> None:
     """Everything in `directory`; `model` and `tokenizer` are transformers objects (save_pretrained).
     Raises Diverged, writing nothing, if a weight is NaN or infinite."""
@@ -125,11 +142,9 @@ def write_local(directory: Path, *, model: Any, tokenizer: Any, labels: list[str
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)  # config.json + model.safetensors
     tokenizer.save_pretrained(directory)
-    label_map = {"labels": labels, "id2label": dict(enumerate(labels)),
-                 "label2id": {x: i for i, x in enumerate(labels)}}
-    (directory / LABEL_MAP_FILE).write_text(json.dumps(label_map, indent=2) + "\n")
+    (directory / LABEL_MAP_FILE).write_text(json.dumps(label_map(task, metrics), indent=2) + "\n")
     (directory / TRAINING_ARGS_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
-    (directory / MODEL_CARD_FILE).write_text(_model_card(run_id, config, metrics, labels))
+    (directory / MODEL_CARD_FILE).write_text(_model_card(run_id, config, metrics, task))
     (directory / layout.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
 
 

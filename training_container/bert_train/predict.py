@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bertbatch_contract import job, layout, prediction
+from bertbatch_contract import job, layout, prediction, tasks
 from bertbatch_contract.hyperparameters import InvalidHyperparameter
 
 from . import fsx, predict_segments, storage
@@ -43,12 +43,14 @@ from .errors import StoreUnavailable
 from .predict_io import (
     Job,
     Row,
+    Scorer,
     count_rows,
     finished_shard,
     iter_rows,
     prediction_line,
     write_manifest_if_complete,
 )
+from .tasks import Task
 
 log = logging.getLogger(PROG)
 
@@ -174,14 +176,16 @@ class Predictor:
     tokenizer: Any
     model: Any  # the transformers model, in eval mode on `device`
     runner: Any  # what is called: `model`, or `modeling.UnpaddedBert(model)`
-    labels: list[str]
+    scorer: Scorer  # the run's problem type, labels and thresholds
     unpadded: bool
     device: Any
     precision: str
 
 
-def read_label_map(location: str, model: str) -> list[str]:
-    """The labels a training run saved beside its model (`outputs.write_local`), checked against its config."""
+def read_label_map(location: str, model: str) -> Scorer:
+    """How the model's outputs read, from the label map a training run saved beside it
+    (`outputs.write_local`), checked against its config. A map from before problem types is
+    single-label."""
     from .outputs import LABEL_MAP_FILE
 
     path = Path(location) / LABEL_MAP_FILE
@@ -191,17 +195,27 @@ def read_label_map(location: str, model: str) -> list[str]:
         raise BadInput(f"{model}: no {LABEL_MAP_FILE} (not the output directory of a training run?)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(f"{model}: cannot read {LABEL_MAP_FILE} ({exc})") from None
-    labels = label_map.get("labels") if isinstance(label_map, dict) else None
-    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
-        raise BadInput(f"{model}: {LABEL_MAP_FILE} has no list of at least 2 string labels under 'labels'")
+    if not isinstance(label_map, dict):
+        raise BadInput(f"{model}: {LABEL_MAP_FILE} is not a JSON object")
+    problem_type = label_map.get("problem_type", tasks.SINGLE_LABEL)
+    if problem_type not in tasks.PROBLEM_TYPES:
+        raise BadInput(f"{model}: {LABEL_MAP_FILE} names an unknown problem_type {problem_type!r}")
+    labels = label_map.get("labels")
+    needed = {tasks.SINGLE_LABEL: 2, tasks.MULTI_LABEL: 1, tasks.REGRESSION: 0}[problem_type]
+    if not isinstance(labels, list) or len(labels) < needed or not all(isinstance(x, str) for x in labels):
+        raise BadInput(f"{model}: {LABEL_MAP_FILE} has no list of at least {needed} string labels under 'labels'")
+    thresholds = label_map.get("thresholds") or {}
+    if problem_type == tasks.MULTI_LABEL and (not isinstance(thresholds, dict) or set(thresholds) != set(labels)):
+        raise BadInput(f"{model}: {LABEL_MAP_FILE} needs a threshold for every label under 'thresholds'")
     config_path = Path(location) / "config.json"
     try:
         id2label = json.loads(config_path.read_text(encoding="utf-8")).get("id2label")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         id2label = None  # the loader reports a missing or broken config.json
-    if isinstance(id2label, dict) and len(id2label) != len(labels):
+    if isinstance(id2label, dict) and len(id2label) != max(len(labels), 1):
         raise BadInput(f"{model}: {LABEL_MAP_FILE} has {len(labels)} labels but config.json {len(id2label)}")
-    return labels
+    return Scorer(problem_type, tuple(labels), tuple(float(thresholds[x]) for x in labels)
+                  if problem_type == tasks.MULTI_LABEL else ())
 
 
 def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_length: int) -> Predictor:
@@ -214,8 +228,8 @@ def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_lengt
     if not storage.is_s3(model_uri) and not os.path.isdir(model_uri):
         raise BadInput(f"{model_uri}: model directory not found")
     tokenizer, location = modeling.build_tokenizer(model_uri, None, cache_dir)
-    labels = read_label_map(location, model_uri)
-    model = modeling.build_model(location, labels, len(tokenizer))
+    scorer = read_label_map(location, model_uri)
+    model = modeling.build_model(location, list(scorer.labels), len(tokenizer), problem_type=scorer.problem_type)
     max_positions = getattr(model.config, "max_position_embeddings", None)
     if max_positions and max_seq_length > max_positions:
         raise BadInput(f"--max-seq-length {max_seq_length} exceeds the model's {max_positions} positions")
@@ -226,7 +240,7 @@ def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_lengt
     model.to(device).eval()
     unpadded = modeling.supports_direct(model)
     runner = modeling.UnpaddedBert(model).eval() if unpadded else model
-    return Predictor(tokenizer=tokenizer, model=model, runner=runner, labels=labels, unpadded=unpadded,
+    return Predictor(tokenizer=tokenizer, model=model, runner=runner, scorer=scorer, unpadded=unpadded,
                      device=device, precision=chosen)
 
 
@@ -239,6 +253,7 @@ def score(p: Predictor, rows: Sequence[Row], *, batch_size: int, max_seq_length:
     from .runtime import autocast_for
 
     autocast = autocast_for(p.precision, p.device)
+    task = Task(p.scorer.problem_type, p.scorer.labels)  # probabilities or the value from the logits
     pad_id = p.tokenizer.pad_token_id
     multiple_of = 8 if p.device.type == "cuda" else 1
     lines: list[str] = []
@@ -265,12 +280,12 @@ def score(p: Predictor, rows: Sequence[Row], *, batch_size: int, max_seq_length:
                 batch.pop("labels")
                 with autocast():
                     logits = p.runner(**data.to_device(batch, p.device)).logits
-                for i, row in zip(idx, logits.float().softmax(-1).cpu().tolist(), strict=True):
+                for i, row in zip(idx, task.scores(logits).view(len(idx), -1).cpu().tolist(), strict=True):
                     probabilities[i] = row
                 batches_done += 1
                 if on_batch:
                     on_batch(batches_done)
-            lines.extend(prediction_line(r, p.labels, probs) for r, probs in zip(chunk, probabilities, strict=True))
+            lines.extend(prediction_line(r, p.scorer, probs) for r, probs in zip(chunk, probabilities, strict=True))
     return lines
 
 
@@ -333,7 +348,7 @@ def run(config: PredictConfig, *, env: Mapping[str, str] | None = None,
                  result.score_seconds, result.rows_per_second or 0.0, predictor.precision,
                  "unpadded" if predictor.unpadded else "padded per batch",
                  storage.join(target.output, layout.prediction_part(target.shard_index)))
-    result.manifest_written = write_manifest_if_complete(run_job, predictor.labels,
+    result.manifest_written = write_manifest_if_complete(run_job, predictor.scorer,
                                                          shard_written=not result.skipped)
     if result.manifest_written:
         log.info("every shard is done: %s", storage.join(target.output, layout.PREDICTION_MANIFEST))

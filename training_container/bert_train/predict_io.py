@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bertbatch_contract import layout, tables
+from bertbatch_contract import layout, tables, tasks
 
 from . import data, readers, sources, storage
 from .config import BadInput
@@ -82,15 +82,35 @@ def read_rows(uri: str, text_column: str, pair_column: str | None = None, id_col
 # --- output ---------------------------------------------------------------------------------------
 
 
-def prediction_line(row: Row, labels: Sequence[str], probabilities: Sequence[float]) -> str:
-    """One line of a part file."""
+def prediction_line(row: Row, scorer: Scorer, scores: Sequence[float]) -> str:
+    """One line of a part file: the row, then what the model says (`Scorer.fields`)."""
     record: dict[str, Any] = {"row": row.number}
     if row.id is not None:
         record["id"] = row.id
-    best = max(range(len(labels)), key=lambda i: probabilities[i])
-    record["label"] = labels[best]
-    record["probabilities"] = {label: float(p) for label, p in zip(labels, probabilities, strict=True)}
+    record.update(scorer.fields(scores))
     return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """How a trained run's outputs read (its label_map.json): the problem type, the labels in
+    the model's order, and the multi-label thresholds tuned on its eval set."""
+
+    problem_type: str
+    labels: tuple[str, ...]
+    thresholds: tuple[float, ...] = ()
+
+    def fields(self, scores: Sequence[float]) -> dict[str, Any]:
+        """The label and class probabilities, the labels over their thresholds and every label's
+        probability, or the value."""
+        if self.problem_type == tasks.REGRESSION:
+            return {"value": float(scores[0])}
+        probabilities = {label: float(p) for label, p in zip(self.labels, scores, strict=True)}
+        if self.problem_type == tasks.MULTI_LABEL:
+            chosen = [x for x, p, t in zip(self.labels, scores, self.thresholds, strict=True) if p >= t]
+            return {"labels": chosen, "probabilities": probabilities}
+        best = max(range(len(self.labels)), key=lambda i: scores[i])
+        return {"label": self.labels[best], "probabilities": probabilities}
 
 
 @dataclass(frozen=True)
@@ -131,7 +151,7 @@ def finished_shard(run: Job, shard: int) -> dict[str, Any] | None:
     return manifest
 
 
-def write_manifest_if_complete(run: Job, labels: Sequence[str], *, shard_written: bool) -> bool:
+def write_manifest_if_complete(run: Job, scorer: Scorer, *, shard_written: bool) -> bool:
     """Write the top-level manifest when every shard is done: if it is not there yet, or this
     process has just (re)written a shard, whose entry it must then carry. True when the manifest
     exists afterwards."""
@@ -148,7 +168,8 @@ def write_manifest_if_complete(run: Job, labels: Sequence[str], *, shard_written
         parts.append(manifest)
     record = {
         "format": layout.PREDICTION_MANIFEST_FORMAT, "model": run.model, "input": run.input,
-        "labels": list(labels), "shards": run.shards, "total_rows": sum(int(p["rows"]) for p in parts),
+        "problem_type": scorer.problem_type, "labels": list(scorer.labels),
+        "shards": run.shards, "total_rows": sum(int(p["rows"]) for p in parts),
         "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "parts": parts,
     }
     storage.write_bytes(run.uri(layout.PREDICTION_MANIFEST), (json.dumps(record, indent=2) + "\n").encode())

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from bertbatch_contract import job
+from bertbatch_contract import job, tasks
 from bertbatch_contract import store as contract
 from bertbatch_contract.hyperparameters import InvalidHyperparameter
 
@@ -60,9 +60,12 @@ class Settings:
     text_column: str
     text_pair_column: str | None
     label_column: str
+    problem_type: str = tasks.SINGLE_LABEL
+    label_separator: str = ","
 
-    def columns(self) -> list[str]:
-        return [self.text_column, self.label_column] + ([self.text_pair_column] if self.text_pair_column else [])
+    def columns(self) -> data.Columns:
+        return data.Columns(self.text_column, self.label_column, self.text_pair_column, self.problem_type,
+                            self.label_separator)
 
 
 @dataclass
@@ -89,6 +92,7 @@ def store_key(settings: Settings, srcs: Sequence[sources.Source], fingerprint: s
     return {"format": contract.FORMAT, "version": contract.FORMAT_VERSION, "tokenizer": fingerprint,
             "max_seq_length": settings.max_seq_length, "text_column": settings.text_column,
             "text_pair_column": settings.text_pair_column, "label_column": settings.label_column,
+            "problem_type": settings.problem_type, "label_separator": settings.label_separator,
             "sources": hashlib.sha256(listing).hexdigest()}
 
 
@@ -106,7 +110,8 @@ def build_job(values: Mapping[str, Any], env: Mapping[str, str]) -> Job:
         raise BadInput(str(exc)) from None
     settings = Settings(model=_value(values, "model"), max_seq_length=_value(values, "max_seq_length"),
                         text_column=_value(values, "text_column"), text_pair_column=values.get("text_pair_column"),
-                        label_column=_value(values, "label_column"))
+                        label_column=_value(values, "label_column"), problem_type=_value(values, "problem_type"),
+                        label_separator=_value(values, "label_separator"))
     cache_dir = (values.get("cache_dir") or env.get(job.ENV_CACHE_DIR)
                  or os.path.join(os.path.expanduser("~"), ".cache", "bert_train"))
     vocab = values.get("vocab")
@@ -145,11 +150,12 @@ class Tally:
     labels: collections.Counter[str] = field(default_factory=collections.Counter)
     used: np.ndarray | None = None  # bool per token id
 
-    def add(self, lengths: np.ndarray, ids: np.ndarray, labels: Sequence[str], vocab_size: int) -> None:
+    def add(self, lengths: np.ndarray, ids: np.ndarray, labels: Sequence[str], vocab_size: int,
+            problem_type: str) -> None:
         self.rows += len(lengths)
         self.tokens += int(lengths.sum())
         self.max_length = max(self.max_length, int(lengths.max(initial=0)))
-        self.labels.update(labels)
+        self.labels.update(data.label_counts(labels, problem_type))
         if self.used is None:
             self.used = np.zeros(vocab_size, dtype=bool)
         self.used[ids] = True
@@ -160,15 +166,17 @@ class Tally:
 
 def _chunks(uri: str, settings: Settings, labels_out: collections.deque[list[str]]) -> Iterator[Any]:
     """(texts, pairs) of CHUNK_ROWS checked rows at a time; their labels go to `labels_out`."""
-    text_col, pair_col, label_col = settings.text_column, settings.text_pair_column, settings.label_column
+    columns = settings.columns()
+    pair_col = columns.pair
     texts: list[str] = []
     pairs: list[str] | None = [] if pair_col else None
     labels: list[str] = []
-    for file, line, row in data.file_rows(uri, settings.columns()):
-        texts.append(data.text_field(row[text_col], text_col, file, line))
-        if pairs is not None and pair_col:
-            pairs.append(data.text_field(row[pair_col], pair_col, file, line))
-        labels.append(data.label_text(row[label_col], file, line))
+    for file, line, row in data.file_rows(uri, columns.wanted):
+        e = data.example(row, file, line, columns)
+        texts.append(e.text)
+        if pairs is not None and e.pair is not None:
+            pairs.append(e.pair)
+        labels.append(e.label)
         if len(texts) == CHUNK_ROWS:
             labels_out.append(labels)
             yield texts, pairs
@@ -194,7 +202,7 @@ def run_child(j: Job, staging: Path) -> dict[str, Any]:
             for enc in tok.map(_chunks(source.uri, j.settings, pending)):
                 labels = pending.popleft()
                 writer.write(token_store.table_of(enc, labels))
-                tally.add(enc.lengths, enc.ids, labels, vocab_size)
+                tally.add(enc.lengths, enc.ids, labels, vocab_size, j.settings.problem_type)
             shards += writer.close()
             in_bytes += source.size
             log.info("%s: %d rows so far (%.1f MB/s)", source.uri, tally.rows,
@@ -274,6 +282,7 @@ def merge(j: Job, *, required: bool) -> dict[str, Any] | None:
                       "pad_token_id": j.tokenizer.pad_token_id, "vocab_size": len(j.tokenizer)},
         "max_seq_length": j.settings.max_seq_length, "text_column": j.settings.text_column,
         "text_pair_column": j.settings.text_pair_column, "label_column": j.settings.label_column,
+        "problem_type": j.settings.problem_type, "label_separator": j.settings.label_separator,
         "rows": sum(p["rows"] for p in partials), "tokens": sum(p["tokens"] for p in partials),
         "max_length": max((p["max_length"] for p in partials), default=0),
         "labels": data.order_labels(labels), "label_counts": dict(sorted(labels.items())),

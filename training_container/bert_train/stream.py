@@ -28,6 +28,7 @@ from bertbatch_contract import store as contract
 
 from . import token_store
 from .data import Encoded
+from .tasks import Task
 
 BUFFER_ROWS = 1 << 16  # the shuffle buffer, in rows (references: 16 bytes each)
 CACHED_GROUPS = 64  # row groups whose tokens stay in memory
@@ -104,8 +105,8 @@ class Rows:
     """Fetches tokenized rows by global row number: the row groups they are in are read whole
     (tokens and labels) and the most recent `CACHED_GROUPS` are kept."""
 
-    def __init__(self, reader: token_store.Reader, layout: Layout, label2id: dict[str, int], pairs: bool) -> None:
-        self.reader, self.layout, self.label2id, self.pairs = reader, layout, label2id, pairs
+    def __init__(self, reader: token_store.Reader, layout: Layout, task: Task, pairs: bool) -> None:
+        self.reader, self.layout, self.task, self.pairs = reader, layout, task, pairs
         self._cache: collections.OrderedDict[int, tuple[np.ndarray, ...]] = collections.OrderedDict()
         self._lengths: dict[int, np.ndarray] = {}
 
@@ -120,7 +121,7 @@ class Rows:
         columns = [contract.COL_INPUT_IDS, contract.COL_LABEL] + ([contract.COL_TOKEN_TYPE_IDS] if self.pairs else [])
         table = self.reader.read(self.layout.groups[gi], columns).combine_chunks()
         ids = table.column(contract.COL_INPUT_IDS).chunk(0)
-        labels = np.array([self.label2id[x] for x in table.column(contract.COL_LABEL).to_pylist()], dtype=np.int64)
+        labels = self.task.target_array(table.column(contract.COL_LABEL).to_pylist())
         entry: tuple[np.ndarray, ...] = (ids.offsets.to_numpy(), ids.values.to_numpy(), labels)
         if self.pairs:
             entry += (table.column(contract.COL_TOKEN_TYPE_IDS).chunk(0).values.to_numpy(),)
@@ -136,7 +137,7 @@ class Rows:
         groups = self.layout.group_of(rows)
         input_ids: list[list[int]] = [[] for _ in range(len(rows))]
         types: list[list[int]] | None = [[] for _ in range(len(rows))] if self.pairs else None
-        labels = [0] * len(rows)
+        labels: list[Any] = [0] * len(rows)
         for pos in wanted:
             gi = int(groups[pos])
             offsets, values, group_labels, *rest = self._group(gi)
@@ -145,7 +146,7 @@ class Rows:
             input_ids[pos] = values[a:b].tolist()
             if types is not None:
                 types[pos] = rest[0][a:b].tolist()
-            labels[pos] = int(group_labels[r])
+            labels[pos] = group_labels[r].tolist()  # a class index, a value, or a multi-hot list
         return Encoded(input_ids=input_ids, token_type_ids=types, labels=labels)
 
     def all(self) -> Encoded:

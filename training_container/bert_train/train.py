@@ -38,10 +38,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from bertbatch_contract import job, metrics
+from bertbatch_contract import tasks as problem_types
+from bertbatch_contract.hyperparameters import metric_of
 from bertbatch_contract.progress import Progress
 
 from . import checkpoint as ckpt
-from . import cost, data, dropout, fsx, inputs_store, modeling, outputs, storage, vocab_rows
+from . import cost, data, dropout, fsx, inputs_store, modeling, outputs, storage, tasks, vocab_rows
 from .batches import MemoryBatches, StepBatch, StoreBatches
 from .config import BadInput, Cadence, Locations, TrainConfig, resolve_cadence, resolve_locations, validate
 from .errors import Diverged, StoreUnavailable
@@ -61,6 +63,7 @@ from .runtime import (
     teardown_distributed,
 )
 from .state import TrainState
+from .tasks import Task
 from .telemetry import Telemetry, gpu_metrics
 from .tracking import FAILED, FINISHED, KILLED, STOP_WAIT_SECONDS, Tracker
 
@@ -101,7 +104,8 @@ class Plan:
 
 @dataclass(frozen=True)
 class Inputs:
-    labels: list[str]
+    labels: list[str]  # classes or labels ([] for regression)
+    task: Task  # the problem type: targets, loss, metrics
     tokenizer: Any  # a transformers tokenizer
     model: torch.nn.Module  # initialised from the seed, not yet on the device
     train_rows: int
@@ -223,32 +227,37 @@ def read_inputs(config: TrainConfig, loc: Locations) -> Inputs:
     store = inputs_store.open_store(config.train, loc.work_dir)  # None: a data file, read whole
     train_ex: list[data.Example] = []
     if store is not None:
-        labels = store.labels()
+        labels, counts, rows = store.labels(), store.label_counts(), store.rows
     else:
         # Data under the data bucket's datasets/ prefix is read from FSx when the host has it.
         train_ex = data.read_examples(fsx.input_location(config.train), config.text_column, config.label_column,
-                                      config.text_pair_column)
-        labels = data.infer_labels(train_ex, config.train)
-    tokenizer, model = build_tokenizer_and_model(config, loc, labels)
-    # Without --eval (a quick local run) there is no evaluation and no early stopping.
-    eval_enc = inputs_store.read_eval(config, tokenizer, labels, loc.work_dir) if config.eval else None
+                                      config.text_pair_column, problem_type=config.problem_type,
+                                      separator=config.label_separator)
+        labels = data.infer_labels(train_ex, config.train, config.problem_type)
+        counts, rows = data.label_counts((e.label for e in train_ex), config.problem_type), len(train_ex)
+    weights = (tasks.balanced_weights(config.problem_type, labels, counts, rows)
+               if config.class_weights == "balanced" else None)
+    task = Task(config.problem_type, tuple(labels), weights)
+    tokenizer, model = build_tokenizer_and_model(config, loc, task)
     if store is not None:
         store.check(config, tokenizer)
-        return Inputs(labels=labels, tokenizer=tokenizer, model=model, train_rows=store.rows,
+    # Without --eval (a quick local run) there is no evaluation and no early stopping.
+    eval_enc = inputs_store.read_eval(config, tokenizer, task, loc.work_dir) if config.eval else None
+    if store is not None:
+        return Inputs(labels=labels, task=task, tokenizer=tokenizer, model=model, train_rows=store.rows,
                       used_ids=store.used_ids(), eval_enc=eval_enc, store=store)
-    label2id = {x: i for i, x in enumerate(labels)}
     cache = fsx.token_cache_dir()  # sweep children and retries tokenize a dataset once
-    train_enc = fsx.encode_cached(train_ex, tokenizer, label2id, config.max_seq_length, cache_dir=cache)
-    return Inputs(labels=labels, tokenizer=tokenizer, model=model, train_rows=len(train_enc),
+    train_enc = fsx.encode_cached(train_ex, tokenizer, task, config.max_seq_length, cache_dir=cache)
+    return Inputs(labels=labels, task=task, tokenizer=tokenizer, model=model, train_rows=len(train_enc),
                   used_ids=used_token_ids(tokenizer, train_enc), eval_enc=eval_enc, train_enc=train_enc)
 
 
-def build_tokenizer_and_model(config: TrainConfig, loc: Locations, labels: list[str]) -> tuple[Any, torch.nn.Module]:
+def build_tokenizer_and_model(config: TrainConfig, loc: Locations, task: Task) -> tuple[Any, torch.nn.Module]:
     if config.model.startswith("random:") and config.vocab:
         data.check_vocab(config.vocab)
     tokenizer, model_location = modeling.build_tokenizer(config.model, config.vocab, loc.cache_dir)
     seed_everything(config.seed)  # same initial weights on every rank and every attempt
-    model = modeling.build_model(model_location, labels, len(tokenizer))
+    model = modeling.build_model(model_location, list(task.labels), len(tokenizer), problem_type=task.problem_type)
     max_positions = getattr(model.config, "max_position_embeddings", None)
     if max_positions and config.max_seq_length > max_positions:
         raise BadInput(f"--max-seq-length {config.max_seq_length} exceeds the model's {max_positions} positions")
@@ -323,7 +332,7 @@ def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
                     job.ENV_CHECKPOINT_URI, checkpoint_uri)
     batches: MemoryBatches | StoreBatches
     if inputs.store is not None:
-        batches = StoreBatches(inputs.store.rows_source(inputs.labels), global_batch=plan.global_batch,
+        batches = StoreBatches(inputs.store.rows_source(inputs.task), global_batch=plan.global_batch,
                                seed=config.seed, megabatch_factor=config.megabatch_factor)
     else:
         assert inputs.train_enc is not None
@@ -534,6 +543,7 @@ def train_step(t: Training, sb: StepBatch) -> torch.Tensor:
     for m, idx in enumerate(micro_batches):
         inputs = data.to_device(data.collate_unpadded(sb.enc, idx) if t.unpadded else
                                 data.collate(sb.enc, idx, t.inputs.tokenizer.pad_token_id, t.pad_multiple), d.device)
+        labels = inputs.pop("labels")
         # Only the last micro-batch all-reduces gradients.
         last_micro = m == len(micro_batches) - 1
         sync: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
@@ -541,7 +551,8 @@ def train_step(t: Training, sb: StepBatch) -> torch.Tensor:
             sync = t.model.no_sync()
         with sync:
             with t.autocast():
-                loss = t.model(**inputs).loss / config.gradient_accumulation_steps
+                # The task's loss (class weights, sigmoid or MSE), not the model's own.
+                loss = t.inputs.task.loss(t.model(**inputs).logits, labels) / config.gradient_accumulation_steps
             parts.scaler.scale(loss).backward()
         step_loss += loss.detach().float()
     if parts.scaler.is_enabled():  # fp16: unscale, clip, then a step the scaler may skip
@@ -589,21 +600,27 @@ def report_progress(t: Training, state: TrainState, epoch: int, window: Window, 
 
 def run_evaluation(t: Training, state: TrainState, stop: StopRequest) -> None:
     """Evaluate at the current step and update early stopping (nothing if a signal cut it short)."""
-    enc = t.inputs.eval_enc
-    if enc is None:
+    evaluation = evaluate_now(t, stop)
+    if evaluation is None:
         return
-    result = evaluate(t.model, enc, t.d, batch_size=t.config.eval_batch_size or 2 * t.config.batch_size,
-                      autocast=t.autocast, pad_id=t.inputs.tokenizer.pad_token_id, multiple_of=t.pad_multiple,
-                      num_labels=len(t.inputs.labels), stop=stop, unpadded=t.unpadded)
-    if result is None:
-        return
+    result = evaluation.scalars
     record = record_evaluation(state, result, steps_per_epoch=t.plan.steps_per_epoch,
-                               metric=t.config.early_stopping_metric, patience=t.config.early_stopping_patience)
+                               metric=metric_of(t.config.problem_type, t.config.early_stopping_metric),
+                               patience=t.config.early_stopping_patience)
     t.telemetry.line(f"[eval] step {state.step} epoch {record['epoch']:.2f} "
                      + " ".join(f"{k} {v:.4f}" for k, v in result.items()))
-    t.telemetry.metrics({metrics.EVAL_ACCURACY.name: result["eval_accuracy"],
-                         metrics.EVAL_F1.name: result["eval_f1"]})
+    t.telemetry.metrics({metric.name: result[key] for key, metric in
+                         (("eval_accuracy", metrics.EVAL_ACCURACY), ("eval_f1", metrics.EVAL_F1)) if key in result})
     t.tracker.log_metrics(state.step, result)
+
+
+def evaluate_now(t: Training, stop: StopRequest) -> tasks.Evaluation | None:
+    """The eval set's metrics with the weights as they are (None without --eval, or when stopped)."""
+    if t.inputs.eval_enc is None:
+        return None
+    return evaluate(t.model, t.inputs.eval_enc, t.d, batch_size=t.config.eval_batch_size or 2 * t.config.batch_size,
+                    autocast=t.autocast, pad_id=t.inputs.tokenizer.pad_token_id, multiple_of=t.pad_multiple,
+                    task=t.inputs.task, stop=stop, unpadded=t.unpadded)
 
 
 # --- the end: stopped by a signal, or 5. outputs ---------------------------------------------------
@@ -667,11 +684,16 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
     """The outputs, written once at the end, metrics.json last."""
     config, d, plan = t.config, t.d, t.plan
     result = make_result(t, state, checkpoints, resumed_from, job.EXIT_OK)
+    # The published weights' per-class numbers (and multi-label thresholds), from one more pass
+    # over the eval set: every rank takes part, as in training's evaluations.
+    report = evaluate_now(t, StopRequest())
     result.metrics = outputs.metrics_record(
         state, run_id=t.loc.run_id, total_steps=plan.total_steps, steps_per_epoch=plan.steps_per_epoch,
-        early_stopping_metric=config.early_stopping_metric, checkpoint_seconds=checkpoints.seconds,
+        early_stopping_metric=metric_of(config.problem_type, config.early_stopping_metric),
+        checkpoint_seconds=checkpoints.seconds,
         checkpoint_blocking_seconds=checkpoints.blocked, resumed_from_step=resumed_from,
         global_batch_size=plan.global_batch, world_size=d.world_size, precision=t.precision,
+        task=t.inputs.task, details=report.details if report is not None else {},
     )
     if d.is_main:
         local_out = t.work_dir / "output"
@@ -679,12 +701,13 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
         # the plain transformers model, as any other tool would load it
         vocab_rows.uninstall(t.parts.model)
         dropout.uninstall(t.parts.model)
-        outputs.write_local(local_out, model=t.parts.model, tokenizer=t.inputs.tokenizer, labels=t.inputs.labels,
+        outputs.write_local(local_out, model=t.parts.model, tokenizer=t.inputs.tokenizer, task=t.inputs.task,
                             run_id=t.loc.run_id, config=settings(t, checkpoints.cadence), metrics=result.metrics)
         outputs.publish(local_out, t.loc.output_uri)
         t.tracker.log_model_dir(local_out)  # if the job asked; run() waits for it before the scratch dir goes
-        log.info("done: step %d, eval_accuracy %s, eval_f1 %s; model in %s", state.step,
-                 _fmt(result.metrics["eval_accuracy"]), _fmt(result.metrics["eval_f1"]), t.loc.output_uri)
+        log.info("done: step %d, %s; model in %s", state.step, ", ".join(
+            f"{name} {_fmt(result.metrics.get(name))}" for name in problem_types.METRICS[config.problem_type]),
+            t.loc.output_uri)
     if d.enabled:
         dist.barrier()
     return result
