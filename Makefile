@@ -166,7 +166,7 @@ quickstart: $(VENV)/.dev-deps
 
 # Keeps the caller's credentials, like deploy; see docs/cli.md, "estimate".
 prices: $(VENV)/.dev-deps
-	$(BIN)/python -m bertbatch.price_refresh --output bertbatch/data/prices.json
+	$(BIN)/python -m bertbatch.cost.price_refresh --output bertbatch/data/prices.json
 
 bench: install
 	$(BIN)/python -m bench

@@ -58,7 +58,7 @@ def _estimate(base_args: list[str]) -> dict:
 
 def derived_table(tp: dict, speedup: float, throughput_name: str) -> dict:
     """The shipped table x the container's measured CPU speedup (the earlier method), format 2."""
-    from bertbatch.estimate import load_throughput
+    from bertbatch.cost.training_cost import load_throughput
 
     table = load_throughput()
     b, c = tp["baseline"], tp["contender"]

@@ -168,8 +168,8 @@ def _dump_table(table: dict) -> str:
 def record(result_path: Path, table_path: Path = TABLE, *, gpu: str | None = None) -> dict:
     """Write the measured tokens/s of a bench.gpu result into the throughput table; returns the entry.
     SystemExit with one line for a result that is no GPU measurement or a GPU the table lacks."""
-    from bertbatch.errors import BertBatchError
-    from bertbatch.estimate import throughput_table
+    from bertbatch.core.errors import BertBatchError
+    from bertbatch.cost.training_cost import throughput_table
 
     try:
         r = json.loads(result_path.read_text(encoding="utf-8"))

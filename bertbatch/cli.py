@@ -6,12 +6,13 @@ from typing import Any
 
 import click
 
-from . import __version__, debug
-from .aws import aws_errors
+from . import __version__
 from .commands import COMMANDS
-from .errors import UsageError
-from .options import root_target_options
-from .session import Session
+from .core import debug_report as debug
+from .core.aws_clients import aws_errors
+from .core.errors import UsageError
+from .core.options import root_target_options
+from .core.session import Session
 
 
 class Group(click.Group):
@@ -57,7 +58,7 @@ def cli(ctx: click.Context, profile: str, project: str, region: str | None, aws_
       bertbatch runs --region eu-west-1
       bertbatch --debug status JOB
     """
-    # One Session for the invocation; options given after the command update it (options.py).
+    # One Session for the invocation; options given after the command update it (core/options.py).
     # A caller may pass its own Session as `obj` (tests: a clock that does not wait); its sleep is kept.
     sleep = ctx.obj.sleep if isinstance(ctx.obj, Session) else Session.sleep
     ctx.obj = Session(profile=profile, project=project, region=region, aws_profile=aws_profile, sleep=sleep)

@@ -1,7 +1,7 @@
 """How a data file is read: JSON Lines, CSV or TSV, chosen by the file's extension.
 
 The training container (`bert_train.data`, for training, evaluation and prediction input) and
-the CLI's token sample (`bertbatch.token_sample`) both read rows here, so an estimate sees the
+the CLI's token sample (`bertbatch.cost.token_sample`) both read rows here, so an estimate sees the
 rows a job will see. CSV and TSV have a header line; blank lines are skipped everywhere. Lines
 end at `\n` only (a `\r` before it is dropped): U+2028, U+2029 and U+0085 are valid inside a
 JSON string and do not end a line.

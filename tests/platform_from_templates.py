@@ -337,7 +337,7 @@ class Deployed:
 
 class _Builder:
     def __init__(self, profile: str, region: str, templates: dict[str, dict]):
-        from bertbatch.aws import boto_session
+        from bertbatch.core.aws_clients import boto_session
 
         self.session = boto_session(region=region)
         self.clients: dict[str, Any] = {}

@@ -160,9 +160,9 @@ class SubmitJobRules:
 
 
 def check_cli_submits(monkeypatch: Any, rules: SubmitJobRules) -> list[dict]:
-    """Every Batch client the CLI makes (bertbatch.aws.make_client, as patched so far) is checked
+    """Every Batch client the CLI makes (bertbatch.core.aws_clients.make_client, as patched so far) is checked
     by `rules`; returns the list its SubmitJob parameters are recorded in."""
-    from bertbatch import aws
+    from bertbatch.core import aws_clients as aws
 
     sent: list[dict] = []
     real = aws.make_client

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bertbatch import aws as bertbatch_aws
 from bertbatch.cli import cli
+from bertbatch.core import aws_clients as bertbatch_aws
 from bertbatch_contract import discovery, job, layout, teams
 from tests.conftest import FIXTURES, REPO, start_moto_server
 from tests.container.conftest import subprocess_env

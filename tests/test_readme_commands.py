@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bertbatch import aws
 from bertbatch.cli import cli
-from bertbatch.errors import NoAwsAccess
+from bertbatch.core import aws_clients as aws
+from bertbatch.core.errors import NoAwsAccess
 from tests.conftest import REPO
 from tests.platform_from_templates import synthesized
 

@@ -1,4 +1,5 @@
-"""`bertbatch compare`: runs side by side (the table is `bertbatch.compare`, the chart `bertbatch.plot`)."""
+"""`bertbatch compare`: runs side by side (the table is `bertbatch.runs.comparison`, the chart
+`bertbatch.runs.metric_chart`)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ import click
 from bertbatch_contract import discovery, layout
 from bertbatch_contract import runs as run_ids
 
-from .. import artifacts, ledger, terminal
-from .. import compare as compare_mod
-from .. import plot as plot_mod
-from ..errors import BertBatchError
-from ..options import target_options
-from ..output import JSON, TABLE, print_lines
-from ..session import Session, pass_session
+from ..core.errors import BertBatchError
+from ..core.options import target_options
+from ..core.session import Session, pass_session
+from ..cost import ledger
+from ..runs import artifacts
+from ..runs import comparison as compare_mod
+from ..runs import metric_chart as plot_mod
+from ..ui import terminal
+from ..ui.output_format import JSON, TABLE, print_lines
 from .jobs import queue_names
 from .local import LOCAL_RUNS_DIR, local_flag, local_runs_root
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .. import doctor as checks
-from .. import terminal
-from ..options import target_options
-from ..output import JSON, output_option, print_lines
-from ..session import Session, pass_session
+from ..core import preflight_checks as checks
+from ..core.options import target_options
+from ..core.session import Session, pass_session
+from ..ui import terminal
+from ..ui.output_format import JSON, output_option, print_lines
 
 
 @click.command()

@@ -1,5 +1,5 @@
 """`bertbatch estimate`: time and cost of a run, Spot and On-Demand (the arithmetic is
-`bertbatch.estimate`)."""
+`bertbatch.cost.training_cost`)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,17 @@ import click
 
 from bertbatch_contract import hyperparameters as hp
 
-from .. import capacity, idle_cost, job_parameters, jobs, params, terminal, token_sample
-from .. import estimate as estimate_mod
-from ..errors import BertBatchError
-from ..options import hyperparameter_help, target_options
-from ..output import JSON, output_option, print_record
-from ..session import Session, pass_session
+from ..core import input_checks as params
+from ..core.errors import BertBatchError
+from ..core.options import hyperparameter_help, target_options
+from ..core.session import Session, pass_session
+from ..cost import idle_cost, token_sample
+from ..cost import training_cost as estimate_mod
+from ..jobs import aws_batch as jobs
+from ..jobs import queue_capacity as capacity
+from ..jobs import ref_parameters as job_parameters
+from ..ui import terminal
+from ..ui.output_format import JSON, output_option, print_record
 
 EPOCHS, MAX_SEQ_LENGTH = hp.BY_NAME["epochs"], hp.BY_NAME["max_seq_length"]
 TEXT_COLUMN, TEXT_PAIR_COLUMN = hp.BY_NAME["text_column"], hp.BY_NAME["text_pair_column"]

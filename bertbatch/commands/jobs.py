@@ -9,13 +9,19 @@ import click
 
 from bertbatch_contract import discovery, runs, tags
 
-from .. import completion, cost_cap, cost_view, jobs, ledger, params, terminal, times
-from ..aws import error_code
-from ..errors import BertBatchError
-from ..options import target_options
-from ..output import JSON, output_option, print_lines, print_record
-from ..session import Session, pass_session
-from ..watch import array_summary
+from ..core import input_checks as params
+from ..core import shell_completion as completion
+from ..core.aws_clients import error_code
+from ..core.errors import BertBatchError
+from ..core.options import target_options
+from ..core.session import Session, pass_session
+from ..cost import cost_cap, ledger
+from ..cost import spend_summary as cost_view
+from ..jobs import aws_batch as jobs
+from ..jobs.job_follower import array_summary
+from ..ui import terminal
+from ..ui import timestamps as times
+from ..ui.output_format import JSON, output_option, print_lines, print_record
 
 QUEUE_CHOICES = tuple(jobs.QUEUE_KEYS)
 

@@ -11,10 +11,13 @@ import click
 
 from bertbatch_contract import hyperparameters as hp
 
-from .. import job_parameters, local_prepare, params, trainer_output
-from .. import local as local_mod
-from ..errors import BertBatchError
-from ..options import hyperparameter_options
+from ..core import input_checks as params
+from ..core.errors import BertBatchError
+from ..core.options import hyperparameter_options
+from ..jobs import preparation_process as local_prepare
+from ..jobs import ref_parameters as job_parameters
+from ..jobs import trainer_output
+from ..jobs import trainer_process as local_mod
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,12 +1,14 @@
-"""`bertbatch logs`: a job's log (the reading and --follow loop are `bertbatch.job_logs`)."""
+"""`bertbatch logs`: a job's log (the reading and --follow loop are `bertbatch.jobs.log_printer`)."""
 
 from __future__ import annotations
 
 import click
 
-from .. import completion, job_logs, params
-from ..options import target_options
-from ..session import Session, pass_session
+from ..core import input_checks as params
+from ..core import shell_completion as completion
+from ..core.options import target_options
+from ..core.session import Session, pass_session
+from ..jobs import log_printer as job_logs
 
 
 @click.command()

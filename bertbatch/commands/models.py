@@ -1,5 +1,6 @@
 """`bertbatch models import`, `models list` and `models show`: base models staged in the artifacts
-bucket (the logic is `bertbatch.models`) and fine-tuned models registered by promote (`bertbatch.registry`)."""
+bucket (the logic is `bertbatch.models.staging`) and fine-tuned models registered by promote
+(`bertbatch.models.registry`)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ import click
 
 from bertbatch_contract import discovery, layout
 
-from .. import models as models_mod
-from .. import registry, terminal
-from ..artifacts import format_value, human_size, metric_value
-from ..errors import BertBatchError
-from ..options import target_options
-from ..output import JSON, output_option, print_lines, print_record
-from ..progress_view import TransferView
-from ..session import Session, pass_session
+from ..core.errors import BertBatchError
+from ..core.options import target_options
+from ..core.session import Session, pass_session
+from ..models import registry
+from ..models import staging as models_mod
+from ..runs.artifacts import format_value, human_size, metric_value
+from ..ui import terminal
+from ..ui.output_format import JSON, output_option, print_lines, print_record
+from ..ui.progress_view import TransferView
 from .local import LOCAL_RUNS_DIR, local_flag, local_runs_root
 
 

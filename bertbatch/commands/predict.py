@@ -13,12 +13,16 @@ import click
 from bertbatch_contract import discovery, layout, prediction
 from bertbatch_contract import job as job_env
 
-from .. import child_process, jobs, params, predict_watch, registry
-from .. import predict as predict_mod
-from ..errors import BertBatchError, JobFailed
-from ..options import hyperparameter_options, resolve_team, target_options, team_option
-from ..output import JSON, TABLE, print_record
-from ..session import Session, pass_session
+from ..core import input_checks as params
+from ..core.errors import BertBatchError, JobFailed
+from ..core.options import hyperparameter_options, resolve_team, target_options, team_option
+from ..core.session import Session, pass_session
+from ..jobs import aws_batch as jobs
+from ..jobs import child_process
+from ..jobs import prediction_follower as predict_watch
+from ..jobs import prediction_request as predict_mod
+from ..models import registry
+from ..ui.output_format import JSON, TABLE, print_record
 from .local import LOCAL_RUNS_DIR
 
 PREDICT_MODULE = "bert_train"

@@ -12,11 +12,14 @@ import click
 
 from bertbatch_contract import discovery, store
 
-from .. import jobs, local_prepare, models, prepare_batch
-from ..errors import BertBatchError
-from ..options import hyperparameter_options, resolve_team, target_options, team_option
-from ..output import JSON, output_option, print_record
-from ..session import Session, pass_session
+from ..core.errors import BertBatchError
+from ..core.options import hyperparameter_options, resolve_team, target_options, team_option
+from ..core.session import Session, pass_session
+from ..jobs import aws_batch as jobs
+from ..jobs import preparation_array as prepare_batch
+from ..jobs import preparation_process as local_prepare
+from ..models import staging as models
+from ..ui.output_format import JSON, output_option, print_record
 
 # The prepare flags a user sets (the locations and the array children are the command's own).
 PREPARE_ROWS = tuple(store.BY_NAME[name] for name in (

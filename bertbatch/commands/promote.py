@@ -6,12 +6,12 @@ import click
 
 from bertbatch_contract import discovery
 
-from .. import models as models_mod
-from .. import registry
-from ..errors import BertBatchError
-from ..options import target_options
-from ..output import JSON, output_option, print_record
-from ..session import Session, pass_session
+from ..core.errors import BertBatchError
+from ..core.options import target_options
+from ..core.session import Session, pass_session
+from ..models import registry
+from ..models import staging as models_mod
+from ..ui.output_format import JSON, output_option, print_record
 from .local import LOCAL_RUNS_DIR, local_runs_root
 
 

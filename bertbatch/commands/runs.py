@@ -11,12 +11,18 @@ import click
 from bertbatch_contract import discovery, layout
 from bertbatch_contract import runs as run_ids
 
-from .. import artifacts, compare, completion, ledger, params, terminal, times
-from ..errors import BertBatchError
-from ..options import target_options
-from ..output import JSON, output_option, print_lines
-from ..progress_view import TransferView
-from ..session import Session, pass_session
+from ..core import input_checks as params
+from ..core import shell_completion as completion
+from ..core.errors import BertBatchError
+from ..core.options import target_options
+from ..core.session import Session, pass_session
+from ..cost import ledger
+from ..runs import artifacts
+from ..runs import comparison as compare
+from ..ui import terminal
+from ..ui import timestamps as times
+from ..ui.output_format import JSON, output_option, print_lines
+from ..ui.progress_view import TransferView
 from .compare import CSV, comparison_output_option, metric_option, show
 from .jobs import queue_names
 from .local import LOCAL_RUNS_DIR, local_flag, local_runs_root

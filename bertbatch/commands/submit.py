@@ -11,23 +11,20 @@ import click
 from bertbatch_contract import discovery, layout, runs, tags
 from bertbatch_contract import job as job_env
 
-from .. import (
-    artifacts,
-    capacity,
-    cost_cap,
-    job_parameters,
-    jobs,
-    models,
-    params,
-    prepare_batch,
-    submit_estimate,
-    token_sample,
-)
-from .. import watch as watch_mod
-from ..errors import BertBatchError
-from ..options import hyperparameter_options, resolve_team, target_options, team_option
-from ..output import JSON, output_option, print_record
-from ..session import Session, pass_session
+from ..core import input_checks as params
+from ..core.errors import BertBatchError
+from ..core.options import hyperparameter_options, resolve_team, target_options, team_option
+from ..core.session import Session, pass_session
+from ..cost import cost_cap, token_sample
+from ..cost import job_estimate_tag as submit_estimate
+from ..jobs import aws_batch as jobs
+from ..jobs import job_follower as watch_mod
+from ..jobs import preparation_array as prepare_batch
+from ..jobs import queue_capacity as capacity
+from ..jobs import ref_parameters as job_parameters
+from ..models import staging as models
+from ..runs import artifacts
+from ..ui.output_format import JSON, output_option, print_record
 
 INPUTS = (("train_uri", "--train"), ("eval_uri", "--eval"))
 

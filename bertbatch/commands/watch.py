@@ -1,14 +1,14 @@
-"""`bertbatch watch`: follow a job to its end (the loop is `bertbatch.watch`)."""
+"""`bertbatch watch`: follow a job to its end (the loop is `bertbatch.jobs.job_follower`)."""
 
 from __future__ import annotations
 
 import click
 
-from .. import completion
-from .. import watch as watch_mod
-from ..options import target_options
-from ..output import output_option
-from ..session import Session, pass_session
+from ..core import shell_completion as completion
+from ..core.options import target_options
+from ..core.session import Session, pass_session
+from ..jobs import job_follower as watch_mod
+from ..ui.output_format import output_option
 
 
 @click.command()

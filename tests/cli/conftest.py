@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from moto import mock_aws
 
 from bertbatch.cli import cli
-from bertbatch.session import Session
+from bertbatch.core.session import Session
 from bertbatch_contract import discovery, hyperparameters, job, layout
 from bertbatch_contract.naming import Naming
 
@@ -101,7 +101,7 @@ class Platform:
 
 
 def client(service: str, region: str = REGION):
-    from bertbatch.aws import boto_session
+    from bertbatch.core.aws_clients import boto_session
 
     return boto_session(region=region).client(service)
 
@@ -203,7 +203,7 @@ def aws(aws_credentials):
 def platform(aws, monkeypatch) -> Iterator[Platform]:
     """The platform the synthesized templates declare (tests/platform_from_templates.py); every
     SubmitJob a test makes through the CLI is checked against SubmitJob's rules."""
-    from bertbatch import aws as bertbatch_aws
+    from bertbatch.core import aws_clients as bertbatch_aws
     from tests.platform_from_templates import deploy
     from tests.submit_job_rules import SubmitJobRules
 
@@ -236,8 +236,8 @@ def bb():
 
 @pytest.fixture
 def submit_spy(monkeypatch):
-    """Records the parameters of every SubmitJob call made through bertbatch.aws.make_client."""
-    from bertbatch import aws
+    """Records the parameters of every SubmitJob call made through bertbatch.core.aws_clients.make_client."""
+    from bertbatch.core import aws_clients as aws
 
     calls: list[dict] = []
     real = aws.make_client

@@ -43,7 +43,7 @@ def submit(platform, bb, *args: str) -> str:
 def stage_model(s3, bucket: str, name: str, source: str = "hf://test") -> str:
     """A staged model in the artifacts `bucket`: one file and its manifest (what `models import`
     leaves); returns its s3:// prefix."""
-    from bertbatch.models import ModelFile, manifest_of
+    from bertbatch.models.staging import ModelFile, manifest_of
     from bertbatch_contract import layout
 
     body = b'{"model_type": "bert"}'
@@ -78,7 +78,7 @@ def deny_s3_puts(monkeypatch, where) -> None:
     denied (AccessDenied), as a bucket policy or a narrower role would."""
     import botocore.exceptions
 
-    from bertbatch import aws
+    from bertbatch.core import aws_clients as aws
 
     real = aws.make_client
 

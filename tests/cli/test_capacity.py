@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from bertbatch import capacity
+from bertbatch.jobs import queue_capacity as capacity
 from bertbatch_contract import discovery
 from bertbatch_contract.discovery import ComputeCapacity
 from bertbatch_contract.naming import Naming

@@ -1,5 +1,5 @@
 """SIGTERM/SIGINT to `bertbatch local` and `bertbatch predict --local` reach their child, and the
-CLI exits only after the child has, with its status (bertbatch/child_process.py).
+CLI exits only after the child has, with its status (bertbatch/jobs/child_process.py).
 
 The CLI runs as a real process (signals cannot be sent to the test's own), its child is a tiny
 script standing in for the trainer / predict entrypoint: it records the signal it gets in a file,
@@ -48,7 +48,7 @@ while True:
 # The CLI with its child's command line replaced by CHILD.
 DRIVER = """
 import sys
-from bertbatch import local
+from bertbatch.jobs import trainer_process as local
 from bertbatch.cli import cli
 from bertbatch.commands import predict
 child = [sys.executable, "-c", {child!r}, {folder!r}]
@@ -126,8 +126,8 @@ def test_a_signal_reaches_the_child_and_the_cli_exits_after_it(tmp_path, monkeyp
 
 def test_a_forwarded_stop_after_a_clean_shard_starts_no_other(tmp_path, monkeypatch):
     """A shard that exits 0 after the forwarded signal: the next shard does not start."""
-    from bertbatch import child_process
     from bertbatch.commands import predict
+    from bertbatch.jobs import child_process
 
     started: list[int] = []
 
@@ -143,21 +143,21 @@ def test_a_forwarded_stop_after_a_clean_shard_starts_no_other(tmp_path, monkeypa
 
 @pytest.mark.parametrize(("returncode", "status"), [(0, 0), (75, 75), (-signal.SIGTERM, 143), (-signal.SIGKILL, 137)])
 def test_a_child_killed_by_a_signal_gives_128_plus_its_number(returncode, status):
-    from bertbatch.child_process import exit_status
+    from bertbatch.jobs.child_process import exit_status
 
     assert exit_status(returncode) == status
 
 
 def test_a_command_that_cannot_start_is_one_line(tmp_path):
-    from bertbatch import child_process
-    from bertbatch.errors import BertBatchError
+    from bertbatch.core.errors import BertBatchError
+    from bertbatch.jobs import child_process
 
     with pytest.raises(BertBatchError, match=f"cannot start {tmp_path / 'missing'}: "):
         child_process.run([str(tmp_path / "missing")], env=os.environ)
 
 
 def test_handlers_are_restored_afterwards():
-    from bertbatch import child_process
+    from bertbatch.jobs import child_process
 
     before = {sig: signal.getsignal(sig) for sig in child_process.FORWARDED}
     assert child_process.run([sys.executable, "-c", "pass"], env=os.environ).status == 0
@@ -169,7 +169,7 @@ def test_off_the_main_thread_the_child_keeps_the_callers_group():
     """Signals are handled on the main thread only: there the child must still get a terminal's."""
     import threading
 
-    from bertbatch import child_process
+    from bertbatch.jobs import child_process
 
     found: list[int] = []
 

@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from bertbatch import compare, plot
+from bertbatch.runs import comparison as compare
+from bertbatch.runs import metric_chart as plot
 from bertbatch_contract import layout
 
 from .helpers import one_line_error

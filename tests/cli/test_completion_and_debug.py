@@ -6,8 +6,8 @@ import botocore.exceptions
 import pytest
 from click.shell_completion import ShellComplete
 
-from bertbatch import aws
 from bertbatch.cli import cli
+from bertbatch.core import aws_clients as aws
 
 from .helpers import one_line_error, submit
 

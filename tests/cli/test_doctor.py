@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from botocore.stub import Stubber
 
-from bertbatch import doctor
+from bertbatch.core import preflight_checks as doctor
 from bertbatch_contract import discovery, layout
 from tests.platform_from_templates import ACCOUNT, Deployed, deploy
 
@@ -106,7 +106,7 @@ def deployed(aws) -> Deployed:
 def fakes(deployed, monkeypatch):
     """Quotas that cover the caps, the file system AVAILABLE, the default model staged, one
     confirmed alert email. Tests change `quotas`, `fsx` and `pending` before they run doctor."""
-    from bertbatch import aws
+    from bertbatch.core import aws_clients as aws
 
     needed = needed_vcpus(deployed)
     state = {"quotas": {"L-3819A6DF": float(needed[True]), "L-DB2E81BA": float(needed[False]),
@@ -192,7 +192,7 @@ def test_failures_name_the_fix_and_exit_non_zero(deployed, fakes, bb):
 def test_json_lines_carry_each_check_and_its_fix(deployed, fakes, bb):
     import json
 
-    from bertbatch.json_fields import FIELDS
+    from bertbatch.ui.json_fields import FIELDS
 
     client("iam").delete_role(RoleName="AWSServiceRoleForEC2Spot")
     result = bb("doctor", "-o", "json")
@@ -378,7 +378,7 @@ def test_a_missing_ssm_parameter_is_the_discovery_row_not_the_whole_report(deplo
 
 def test_a_check_that_cannot_run_warns_and_the_others_still_run(deployed, fakes, bb, monkeypatch):
     """Access denied to FSx: its row warns with the reason, every other row is still checked."""
-    from bertbatch import aws
+    from bertbatch.core import aws_clients as aws
 
     made = aws.make_client
 
@@ -420,8 +420,8 @@ def capacity_reservation(reservation_id: str, instance_type: str, **fields) -> d
 def reservation_rows(monkeypatch, answers: dict[str, dict | None]) -> dict[str, tuple[str, str]]:
     """doctor's reservation rows on a platform with the RESERVED queues; EC2 answers `answers`
     (reservation id -> the reservation, or None: no such id)."""
-    from bertbatch import aws
-    from bertbatch.session import Session
+    from bertbatch.core import aws_clients as aws
+    from bertbatch.core.session import Session
 
     deploy(overrides=RESERVED)
     real = aws.make_client

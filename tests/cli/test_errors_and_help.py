@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bertbatch import aws
 from bertbatch.cli import cli
+from bertbatch.core import aws_clients as aws
 from bertbatch_contract import discovery, hyperparameters, job
 
 from .helpers import one_line_error
@@ -115,7 +115,7 @@ def test_aws_commands_take_profile_region_and_aws_profile(name):
 
 
 def test_discovery_keys_used_exist():
-    from bertbatch import jobs
+    from bertbatch.jobs import aws_batch as jobs
 
     assert set(jobs.QUEUE_KEYS.values()) <= set(discovery.KEYS)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bertbatch.estimate import load_table
+from bertbatch.cost.training_cost import load_table
 from bertbatch_contract import discovery
 
 from .conftest import FIXTURES

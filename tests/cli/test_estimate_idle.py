@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bertbatch.json_fields import FIELDS
+from bertbatch.ui.json_fields import FIELDS
 
 from .helpers import one_line_error
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bertbatch import params
+from bertbatch.core import input_checks as params
 from bertbatch_contract import job as job_env
 
 from .helpers import one_line_error

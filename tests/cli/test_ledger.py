@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from bertbatch import aws as bertbatch_aws
-from bertbatch import ledger
+from bertbatch.core import aws_clients as bertbatch_aws
+from bertbatch.cost import ledger
 from bertbatch_contract import tags
 
 from .helpers import submit

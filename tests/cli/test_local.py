@@ -120,7 +120,8 @@ sys.exit(int(sys.argv[1]))
 
 
 def fake_trainer(monkeypatch, exit_code: int = 0) -> None:
-    from bertbatch import local, local_prepare
+    from bertbatch.jobs import preparation_process as local_prepare
+    from bertbatch.jobs import trainer_process as local
 
     monkeypatch.setattr(local, "command", lambda **_: [sys.executable, "-c", FAKE_TRAINER, str(exit_code)])
     monkeypatch.setattr(local_prepare, "run", lambda argv: 0)  # nothing to prepare for a stand-in
@@ -151,7 +152,8 @@ def test_emf_lines_go_to_the_run_folder_not_the_terminal(bb, monkeypatch, tmp_pa
 
 
 def test_a_run_without_emf_lines_writes_no_metrics_file(bb, monkeypatch, tmp_path):
-    from bertbatch import local, local_prepare
+    from bertbatch.jobs import preparation_process as local_prepare
+    from bertbatch.jobs import trainer_process as local
 
     monkeypatch.setattr(local, "command", lambda **_: [sys.executable, "-c", "print('bad input'); raise SystemExit(2)"])
     monkeypatch.setattr(local_prepare, "run", lambda argv: 0)
@@ -162,7 +164,8 @@ def test_a_run_without_emf_lines_writes_no_metrics_file(bb, monkeypatch, tmp_pat
 
 
 def test_a_failed_prepare_stops_before_training(bb, monkeypatch, tmp_path):
-    from bertbatch import local, local_prepare
+    from bertbatch.jobs import preparation_process as local_prepare
+    from bertbatch.jobs import trainer_process as local
 
     monkeypatch.setattr(local, "run", lambda *_, **__: pytest.fail("the trainer must not start"))
     monkeypatch.setattr(local_prepare, "run", lambda argv: job.EXIT_BAD_INPUT)

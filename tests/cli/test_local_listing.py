@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bertbatch.json_fields import FIELDS
+from bertbatch.ui.json_fields import FIELDS
 from bertbatch_contract import layout
 
 from .helpers import FIRST, LOCAL_ROOT, SECOND, one_line_error, put_local_run
@@ -20,7 +20,7 @@ ROOT = Path(LOCAL_ROOT)  # relative: the tests run in their own tmp_path
 @pytest.fixture
 def no_aws(monkeypatch):
     """Every boto3 client the CLI would make: none may be made."""
-    from bertbatch import aws
+    from bertbatch.core import aws_clients as aws
 
     made: list[str] = []
 

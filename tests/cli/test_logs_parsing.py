@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from bertbatch.logs import TrainingState, bar, parse_emf, render
-from bertbatch.watch import Display
+from bertbatch.jobs.job_follower import Display
+from bertbatch.jobs.log_streams import TrainingState, bar, parse_emf, render
 from bertbatch_contract.metrics import EVAL_ACCURACY, GPU_UTILIZATION, TRAIN_LOSS, emf_line
 from bertbatch_contract.progress import Progress, format_progress
 
@@ -60,7 +60,7 @@ def test_display_draws_a_live_bar_on_a_terminal(monkeypatch):
 
     from rich.console import Console
 
-    from bertbatch import terminal
+    from bertbatch.ui import terminal
 
     screen = io.StringIO()
     monkeypatch.setattr(terminal, "console", lambda err=False: Console(

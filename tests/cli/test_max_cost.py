@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bertbatch import aws as bertbatch_aws
+from bertbatch.core import aws_clients as bertbatch_aws
 from bertbatch_contract import job, layout, pricing
 
 from .helpers import one_line_error, submit

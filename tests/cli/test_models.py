@@ -31,8 +31,8 @@ def model_dir(root, *, weights: bytes = b"\x00weights\x01", config: str = '{"mod
 
 @pytest.fixture
 def puts(monkeypatch):
-    """Keys of every S3 object written (PutObject and uploads) through bertbatch.aws.make_client."""
-    from bertbatch import aws
+    """Keys of every S3 object written (PutObject and uploads) through bertbatch.core.aws_clients.make_client."""
+    from bertbatch.core import aws_clients as aws
 
     keys: list[str] = []
     real = aws.make_client
@@ -93,7 +93,7 @@ def test_reimporting_the_same_files_uploads_nothing(platform, bb, tmp_path, puts
 def test_interrupted_import_is_not_staged_and_resumes(platform, bb, tmp_path, monkeypatch):
     import botocore.exceptions
 
-    from bertbatch import aws
+    from bertbatch.core import aws_clients as aws
 
     src = model_dir(tmp_path / "m")
     real = aws.make_client

@@ -10,7 +10,7 @@ import click
 import pytest
 
 from bertbatch.cli import cli
-from bertbatch.json_fields import FIELDS
+from bertbatch.ui.json_fields import FIELDS
 from bertbatch_contract import discovery
 
 from .helpers import submit

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from bertbatch import job_parameters, params
-from bertbatch.errors import BertBatchError
+from bertbatch.core import input_checks as params
+from bertbatch.core.errors import BertBatchError
+from bertbatch.jobs import ref_parameters as job_parameters
 from bertbatch_contract import hyperparameters as hp
 from bertbatch_contract import runs
 

@@ -9,8 +9,8 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from bertbatch import price_refresh
-from bertbatch.errors import BertBatchError
+from bertbatch.core.errors import BertBatchError
+from bertbatch.cost import price_refresh
 
 TABLE = {
     "region": "us-east-1", "as_of": "2026-01-01", "note": "kept",

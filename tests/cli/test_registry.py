@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bertbatch import registry
+from bertbatch.models import registry
 from bertbatch_contract import layout
 
 from .helpers import deny_s3_puts, one_line_error, stage_model

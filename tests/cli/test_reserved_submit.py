@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bertbatch import ledger
+from bertbatch.cost import ledger
 from bertbatch_contract import discovery
 from tests.cli.test_doctor import RESERVED
 from tests.cli.test_submit_rules import put_inputs

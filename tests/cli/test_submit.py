@@ -315,7 +315,7 @@ def test_the_recorded_estimate_counts_the_tokens_of_the_training_rows_with_the_j
 
 
 def test_the_row_count_of_a_large_file_comes_from_its_first_mebibyte():
-    from bertbatch.submit_estimate import rows_from_sample
+    from bertbatch.cost.job_estimate_tag import rows_from_sample
 
     line = b"a sentence of some length\t1\n"
     whole = b"sentence\tlabel\n" + line * 10
@@ -349,7 +349,7 @@ def test_the_recorded_estimate_of_a_store_comes_from_its_manifest(platform, bb, 
 
 def test_data_files_too_big_to_read_whole_are_refused_with_the_prepare_command(platform, bb, submit_spy,
                                                                               monkeypatch):
-    from bertbatch import prepare_batch
+    from bertbatch.jobs import preparation_array as prepare_batch
 
     monkeypatch.setattr(prepare_batch, "MAX_RAW_TRAIN_BYTES", 1000)  # the real limit is 200 MB
     body = b"sentence\tlabel\n" + b"".join(b"sentence number %d\t%d\n" % (i, i % 2) for i in range(100))

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bertbatch import job_parameters
+from bertbatch.jobs import ref_parameters as job_parameters
 from bertbatch_contract import discovery, hyperparameters
 from tests.platform_from_templates import Deployed, deploy
 from tests.submit_job_rules import SubmitJobRules, check_cli_submits, node_range, violations
@@ -91,7 +91,7 @@ def deployed(aws) -> Deployed:
 @pytest.fixture
 def rules(deployed, monkeypatch) -> SubmitJobRules:
     """Checks the SubmitJob calls of every Batch client the CLI makes."""
-    from bertbatch import aws
+    from bertbatch.core import aws_clients as aws
 
     checker = SubmitJobRules(definition_of=deployed.job_definition, shares_of=deployed.share_identifiers)
     real = aws.make_client

@@ -1,5 +1,5 @@
 """Every table fits 80 columns: cells wrap between words, low-priority columns are dropped (and
-named under the table), and no instance name, number or id is broken (`bertbatch.terminal`)."""
+named under the table), and no instance name, number or id is broken (`bertbatch.ui.terminal`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bertbatch import terminal
+from bertbatch.ui import terminal
 
 from .helpers import FIRST, SECOND, put_local_run, submit
 

@@ -46,7 +46,7 @@ class TwoTeams:
 @pytest.fixture
 def two_teams(aws, monkeypatch, attempts) -> Iterator[TwoTeams]:  # noqa: F811
     """Two teams; every SubmitJob the CLI makes is checked against SubmitJob's rules."""
-    from bertbatch import aws as bertbatch_aws
+    from bertbatch.core import aws_clients as bertbatch_aws
 
     deployed = deploy(overrides=TWO_TEAMS)
     checker = SubmitJobRules(definition_of=deployed.job_definition, shares_of=deployed.share_identifiers)

@@ -111,15 +111,15 @@ def test_watch_waits_for_late_fallback_tag(platform, bb, monkeypatch):
 def test_submit_wait_hands_over_to_watch(platform, bb, monkeypatch):
     train = platform.put_dataset("datasets/train.tsv")
     platform.put_dataset("datasets/dev.tsv")
-    import bertbatch.watch
+    from bertbatch.jobs import job_follower
 
-    real_report = bertbatch.watch.final_report
+    real_report = job_follower.final_report
 
     def report(session, job, display, *outcome):  # the job writes its metrics while it runs
         platform.put_run("waited", {"eval_accuracy": 0.5})
         return real_report(session, job, display, *outcome)
 
-    monkeypatch.setattr(bertbatch.watch, "final_report", report)
+    monkeypatch.setattr(job_follower, "final_report", report)
     r = bb("submit", "--train", train, "--run-name", "waited", "--wait", "--poll", "0.01")
     assert r.exit_code == 0, r.output
     job_id = submitted_id(r.output)

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from bertbatch import idle_cost
-from bertbatch.doctor import QUOTAS, instance_class
-from bertbatch.estimate import load_table
+from bertbatch.core.preflight_checks import QUOTAS, instance_class
+from bertbatch.cost import idle_cost
+from bertbatch.cost.training_cost import load_table
 from tests.conftest import REPO
 from tests.stacks.conftest import Synthesized
 

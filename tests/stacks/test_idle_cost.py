@@ -1,11 +1,11 @@
-"""The idle cost of the shipped profiles, computed from their session synths (bertbatch/idle_cost.py)."""
+"""The idle cost of the shipped profiles, computed from their session synths (bertbatch/cost/idle_cost.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bertbatch import idle_cost
-from bertbatch.estimate import load_table
+from bertbatch.cost import idle_cost
+from bertbatch.cost.training_cost import load_table
 from tests.stacks.conftest import Synthesized
 
 DEV_IDLE_LIMIT_USD = 50.0  # issue 24: the dev profile idles at $50 a month or less

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bertbatch.estimate import load_table
+from bertbatch.cost.training_cost import load_table
 
 PRICES = load_table("prices.json")
 

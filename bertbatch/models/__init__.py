@@ -1,0 +1,1 @@
+"""Base models staged in the artifacts bucket and fine-tuned models in the registry."""

@@ -1,0 +1,1 @@
+"""What a run left behind: its outputs in the artifacts bucket or under local-runs/, compared and charted."""
