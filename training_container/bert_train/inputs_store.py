@@ -55,9 +55,14 @@ class TrainStore:
                            f"{config.max_seq_length}; pass that or prepare it again")
         self.reader.check()
 
-    def rows_source(self, labels: list[str]) -> stream.Rows:
+    @property
+    def pairs(self) -> bool:
+        return self.manifest["text_pair_column"] is not None
+
+    def rows_source(self, labels: list[str], *, token_types: bool = True) -> stream.Rows:
+        """The rows, with the stored token type ids of pairs when the model takes them."""
         label2id = {x: i for i, x in enumerate(labels)}
-        return stream.Rows(self.reader, self.layout, label2id, pairs=self.manifest["text_pair_column"] is not None)
+        return stream.Rows(self.reader, self.layout, label2id, pairs=self.pairs and token_types)
 
 
 def open_store(uri: str, work_dir: str) -> TrainStore | None:
@@ -108,7 +113,8 @@ def sources_only(uri: str) -> bool:
     return sources.is_file_name(uri)
 
 
-def read_eval(config: TrainConfig, tokenizer: Any, labels: list[str], work_dir: str) -> data.Encoded | None:
+def read_eval(config: TrainConfig, tokenizer: Any, labels: list[str], work_dir: str, *,
+              token_types: bool = True) -> data.Encoded | None:
     """The evaluation set in memory: a data file (or folder/prefix) tokenized here, or a store's rows."""
     label2id = {x: i for i, x in enumerate(labels)}
     store = open_store(config.eval, work_dir)
@@ -119,10 +125,11 @@ def read_eval(config: TrainConfig, tokenizer: Any, labels: list[str], work_dir: 
             raise BadInput(f"{config.eval}: label {unknown[0]!r} does not appear in the training data "
                            f"(labels: {', '.join(labels)})")
         try:
-            return store.rows_source(labels).all()
+            return store.rows_source(labels, token_types=token_types).all()
         finally:
             store.reader.close()
     examples = data.read_examples(fsx.input_location(config.eval), config.text_column, config.label_column,
                                   config.text_pair_column)
     data.check_eval_labels(examples, labels, config.eval)
-    return fsx.encode_cached(examples, tokenizer, label2id, config.max_seq_length, cache_dir=fsx.token_cache_dir())
+    return fsx.encode_cached(examples, tokenizer, label2id, config.max_seq_length, cache_dir=fsx.token_cache_dir(),
+                             token_types=token_types)

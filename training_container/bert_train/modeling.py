@@ -7,6 +7,7 @@ and benchmarks use them so nothing is ever downloaded from a model hub.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -143,6 +144,29 @@ def build_model(location: str, labels: list[str], vocab_size: int):
         )
     except OSError as exc:
         raise BadInput(f"{location}: cannot load model ({str(exc).splitlines()[0]})") from None
+
+
+def token_types_used(model: torch.nn.Module, tokenizer: Any, *, pairs: bool) -> bool:
+    """Whether `model` is given token type ids: for sentence pairs, when it has segment embeddings
+    (BERT, ALBERT, ELECTRA). Those get them asked for explicitly (ALBERT's tokenizer leaves them
+    out unless asked). Models without segments get none: DistilBERT and ModernBERT take no token
+    types, and a single type embedding (RoBERTa, XLM-R) or none (DeBERTa-v3) means the model was
+    pretrained without segments; their own tokenizers give none, and a BERT tokenizer shipped with
+    one (as some RoBERTa checkpoints do) would give pair ids of 1 the model has no embedding for.
+    Dropping them runs these models as they were pretrained, rather than refusing the checkpoint.
+    BadInput when the tokenizer gives pair ids beyond the model's segments."""
+    if not pairs or "token_type_ids" not in inspect.signature(model.forward).parameters:
+        return False
+    config: Any = model.config
+    segments = int(getattr(config, "type_vocab_size", 0) or 0)
+    if segments <= 1:
+        return False
+    # The tokenizer's pair template sets the ids by position, whatever the words: one probe shows them.
+    highest = max(tokenizer("a", "b", return_token_type_ids=True)["token_type_ids"])
+    if highest >= segments:
+        raise BadInput(f"{config.name_or_path or config.model_type}: the tokenizer gives sentence pairs token type "
+                       f"id {highest} but the model has type_vocab_size {segments} (ids 0-{segments - 1})")
+    return True
 
 
 # --- direct execution: the model's own modules, called without transformers' forward -------------
