@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bert_train import modeling
 from bert_train.__main__ import main
 from bert_train.config import parse_args, resolve_locations
 from bert_train.train import read_inputs, run
@@ -219,3 +220,29 @@ def test_a_tokenized_store_gives_the_model_the_token_types_a_data_file_gives(fam
     assert rows.input_ids == memory.input_ids
     assert rows.token_type_ids == memory.token_type_ids
     assert (rows.token_type_ids is not None) == family.segments
+
+
+def test_continuing_a_fine_tuned_checkpoint_keeps_its_class_order(tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    bert = FAMILIES[0]
+    checkpoint = model_dir(tmp_path, bert, labels=["positive", "negative"])  # not the alphabetical order
+    trained = AutoModelForSequenceClassification.from_pretrained(checkpoint)
+    model = modeling.build_model(str(checkpoint), LABELS, 0)
+    assert model.config.id2label == {0: "positive", 1: "negative"}
+    assert torch.equal(model.classifier.weight, trained.classifier.weight)  # class i is still class i
+
+    result = run(pair_config(tmp_path, checkpoint))
+    assert result.exit_code == job.EXIT_OK
+    assert json.loads((tmp_path / "out" / "label_map.json").read_text())["labels"] == ["positive", "negative"]
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["id2label"] == {"0": "positive",
+                                                                                       "1": "negative"}
+
+
+def test_a_checkpoint_fine_tuned_on_other_labels_takes_the_datas_order(tmp_path):
+    checkpoint = model_dir(tmp_path, FAMILIES[0], labels=["spam", "ham"])
+    model = modeling.build_model(str(checkpoint), LABELS, 0)
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    config = pair_config(tmp_path, checkpoint)
+    assert read_inputs(config, resolve_locations(config)).labels == LABELS

@@ -130,6 +130,8 @@ def build_tokenizer(model: str, vocab: str | None, cache_dir: str):
 def build_model(location: str, labels: list[str], vocab_size: int):
     from transformers import AutoModelForSequenceClassification
 
+    if not location.startswith("random:"):
+        labels = fine_tuned_order(location, labels)  # continuing a fine-tuned model: its class order
     id2label = {i: label for i, label in enumerate(labels)}
     label2id = {label: i for i, label in id2label.items()}
     if location.startswith("random:"):
@@ -167,6 +169,25 @@ def token_types_used(model: torch.nn.Module, tokenizer: Any, *, pairs: bool) -> 
         raise BadInput(f"{config.name_or_path or config.model_type}: the tokenizer gives sentence pairs token type "
                        f"id {highest} but the model has type_vocab_size {segments} (ids 0-{segments - 1})")
     return True
+
+
+def model_labels(model: torch.nn.Module) -> list[str]:
+    """The labels in the order of the model's classes (`build_model` chose it)."""
+    config: Any = model.config
+    return [str(config.id2label[i]) for i in range(config.num_labels)]
+
+
+def fine_tuned_order(location: str, labels: list[str]) -> list[str]:
+    """`labels` in the order of the checkpoint's classes when it was fine-tuned on the same label
+    set, so that class i stays class i (and keeps its trained head row); otherwise `labels`."""
+    from transformers import AutoConfig
+
+    try:
+        trained = AutoConfig.from_pretrained(location).id2label
+    except (OSError, ValueError):
+        return labels  # loading the model reports it
+    ordered = [str(trained[i]) for i in sorted(trained)]
+    return ordered if sorted(ordered) == sorted(labels) else labels
 
 
 # --- direct execution: the model's own modules, called without transformers' forward -------------

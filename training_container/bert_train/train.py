@@ -231,6 +231,7 @@ def read_inputs(config: TrainConfig, loc: Locations) -> Inputs:
                                       config.text_pair_column)
         labels = data.infer_labels(train_ex, config.train)
     tokenizer, model = build_tokenizer_and_model(config, loc, labels)
+    labels = modeling.model_labels(model)  # a fine-tuned checkpoint's class order (modeling.build_model)
     pairs = store.pairs if store is not None else bool(config.text_pair_column)
     token_types = modeling.token_types_used(model, tokenizer, pairs=pairs)
     # Without --eval (a quick local run) there is no evaluation and no early stopping.
