@@ -198,14 +198,18 @@ class Encoded:
         return len(self.labels)
 
 
-def encode(examples: Sequence[Example], tokenizer, task: tasks_.Task, max_seq_length: int) -> Encoded:
+def encode(examples: Sequence[Example], tokenizer, task: tasks_.Task, max_seq_length: int, *,
+           token_types: bool = True) -> Encoded:
+    """`token_types`: whether the model takes the pairs' token type ids (`modeling.token_types_used`)."""
     texts = [e.text for e in examples]
     pairs = [e.pair for e in examples] if examples and examples[0].pair is not None else None
-    enc = tokenizer(texts, pairs, truncation=True, max_length=max_seq_length, padding=False)
+    # Single sentences have all-zero token types: let the model default them.
+    with_types = token_types and pairs is not None
+    enc = tokenizer(texts, pairs, truncation=True, max_length=max_seq_length, padding=False,
+                    return_token_type_ids=with_types)
     return Encoded(
         input_ids=enc["input_ids"],
-        # Single sentences have all-zero token types: let the model default them.
-        token_type_ids=enc.get("token_type_ids") if pairs is not None else None,
+        token_type_ids=enc["token_type_ids"] if with_types else None,
         labels=[task.target(e.label) for e in examples],
     )
 

@@ -119,21 +119,22 @@ def _tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(f"{type(tokenizer).__name__}\n{definition}".encode()).hexdigest()
 
 
-def cache_key(examples: Sequence[data.Example], tokenizer: Any, task: Task, max_seq_length: int) -> str:
+def cache_key(examples: Sequence[data.Example], tokenizer: Any, task: Task, max_seq_length: int, *,
+              token_types: bool = True) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps([CACHE_FORMAT, _tokenizer_fingerprint(tokenizer), max_seq_length,
-                              task.key]).encode())
+                              task.key, token_types]).encode())
     for e in examples:
         digest.update(json.dumps([e.text, e.pair, e.label], ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()
 
 
 def encode_cached(examples: Sequence[data.Example], tokenizer: Any, task: Task, max_seq_length: int,
-                  *, cache_dir: Path | None) -> data.Encoded:
+                  *, cache_dir: Path | None, token_types: bool = True) -> data.Encoded:
     """`data.encode`, read from the cache when an earlier job tokenized the same thing."""
     if cache_dir is None or not examples:
-        return data.encode(examples, tokenizer, task, max_seq_length)
-    path = cache_dir / f"{cache_key(examples, tokenizer, task, max_seq_length)}.json"
+        return data.encode(examples, tokenizer, task, max_seq_length, token_types=token_types)
+    path = cache_dir / f"{cache_key(examples, tokenizer, task, max_seq_length, token_types=token_types)}.json"
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         encoded = data.Encoded(input_ids=record["input_ids"], token_type_ids=record["token_type_ids"],
@@ -145,7 +146,7 @@ def encode_cached(examples: Sequence[data.Example], tokenizer: Any, task: Task, 
         pass
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring unreadable tokenized cache %s: %s", path, exc)
-    encoded = data.encode(examples, tokenizer, task, max_seq_length)
+    encoded = data.encode(examples, tokenizer, task, max_seq_length, token_types=token_types)
     _store(path, encoded)
     return encoded
 

@@ -64,8 +64,13 @@ class TrainStore:
                            f"{config.max_seq_length}; pass that or prepare it again")
         self.reader.check()
 
-    def rows_source(self, task: Task) -> stream.Rows:
-        return stream.Rows(self.reader, self.layout, task, pairs=self.manifest["text_pair_column"] is not None)
+    @property
+    def pairs(self) -> bool:
+        return self.manifest["text_pair_column"] is not None
+
+    def rows_source(self, task: Task, *, token_types: bool = True) -> stream.Rows:
+        """The rows, with the stored token type ids of pairs when the model takes them."""
+        return stream.Rows(self.reader, self.layout, task, pairs=self.pairs and token_types)
 
 
 def open_store(uri: str, work_dir: str) -> TrainStore | None:
@@ -116,7 +121,8 @@ def sources_only(uri: str) -> bool:
     return sources.is_file_name(uri)
 
 
-def read_eval(config: TrainConfig, tokenizer: Any, task: Task, work_dir: str) -> data.Encoded | None:
+def read_eval(config: TrainConfig, tokenizer: Any, task: Task, work_dir: str, *,
+              token_types: bool = True) -> data.Encoded | None:
     """The evaluation set in memory: a data file (or folder/prefix) tokenized here, or a store's rows."""
     store = open_store(config.eval, work_dir)
     if store is not None:
@@ -127,11 +133,12 @@ def read_eval(config: TrainConfig, tokenizer: Any, task: Task, work_dir: str) ->
             raise BadInput(f"{config.eval}: label {unknown!r} does not appear in the training data "
                            f"(labels: {', '.join(task.labels)})")
         try:
-            return store.rows_source(task).all()
+            return store.rows_source(task, token_types=token_types).all()
         finally:
             store.reader.close()
     examples = data.read_examples(fsx.input_location(config.eval), config.text_column, config.label_column,
                                   config.text_pair_column, problem_type=config.problem_type,
                                   separator=config.label_separator)
     data.check_eval_labels(examples, task, config.eval)
-    return fsx.encode_cached(examples, tokenizer, task, config.max_seq_length, cache_dir=fsx.token_cache_dir())
+    return fsx.encode_cached(examples, tokenizer, task, config.max_seq_length, cache_dir=fsx.token_cache_dir(),
+                             token_types=token_types)

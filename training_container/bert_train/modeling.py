@@ -7,6 +7,7 @@ and benchmarks use them so nothing is ever downloaded from a model hub.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -132,6 +133,8 @@ def build_model(location: str, labels: list[str], vocab_size: int,
     the problem type, so transformers and predict read the outputs the same way."""
     from transformers import AutoModelForSequenceClassification
 
+    if labels and not location.startswith("random:"):
+        labels = fine_tuned_order(location, labels)  # continuing a fine-tuned model: its class order
     outputs = labels or ["value"]  # regression: one output
     id2label = {i: label for i, label in enumerate(outputs)}
     label2id = {label: i for i, label in id2label.items()}
@@ -146,6 +149,48 @@ def build_model(location: str, labels: list[str], vocab_size: int,
         return AutoModelForSequenceClassification.from_pretrained(location, ignore_mismatched_sizes=True, **head)
     except OSError as exc:
         raise BadInput(f"{location}: cannot load model ({str(exc).splitlines()[0]})") from None
+
+
+def token_types_used(model: torch.nn.Module, tokenizer: Any, *, pairs: bool) -> bool:
+    """Whether `model` is given token type ids: for sentence pairs, when it has segment embeddings
+    (BERT, ALBERT, ELECTRA). Those get them asked for explicitly (ALBERT's tokenizer leaves them
+    out unless asked). Models without segments get none: DistilBERT and ModernBERT take no token
+    types, and a single type embedding (RoBERTa, XLM-R) or none (DeBERTa-v3) means the model was
+    pretrained without segments; their own tokenizers give none, and a BERT tokenizer shipped with
+    one (as some RoBERTa checkpoints do) would give pair ids of 1 the model has no embedding for.
+    Dropping them runs these models as they were pretrained, rather than refusing the checkpoint.
+    BadInput when the tokenizer gives pair ids beyond the model's segments."""
+    if not pairs or "token_type_ids" not in inspect.signature(model.forward).parameters:
+        return False
+    config: Any = model.config
+    segments = int(getattr(config, "type_vocab_size", 0) or 0)
+    if segments <= 1:
+        return False
+    # The tokenizer's pair template sets the ids by position, whatever the words: one probe shows them.
+    highest = max(tokenizer("a", "b", return_token_type_ids=True)["token_type_ids"])
+    if highest >= segments:
+        raise BadInput(f"{config.name_or_path or config.model_type}: the tokenizer gives sentence pairs token type "
+                       f"id {highest} but the model has type_vocab_size {segments} (ids 0-{segments - 1})")
+    return True
+
+
+def model_labels(model: torch.nn.Module) -> list[str]:
+    """The labels in the order of the model's classes (`build_model` chose it)."""
+    config: Any = model.config
+    return [str(config.id2label[i]) for i in range(config.num_labels)]
+
+
+def fine_tuned_order(location: str, labels: list[str]) -> list[str]:
+    """`labels` in the order of the checkpoint's classes when it was fine-tuned on the same label
+    set, so that class i stays class i (and keeps its trained head row); otherwise `labels`."""
+    from transformers import AutoConfig
+
+    try:
+        trained = AutoConfig.from_pretrained(location).id2label
+    except (OSError, ValueError):
+        return labels  # loading the model reports it
+    ordered = [str(trained[i]) for i in sorted(trained)]
+    return ordered if sorted(ordered) == sorted(labels) else labels
 
 
 # --- direct execution: the model's own modules, called without transformers' forward -------------

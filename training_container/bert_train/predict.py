@@ -180,6 +180,7 @@ class Predictor:
     unpadded: bool
     device: Any
     precision: str
+    token_types: bool = False  # pairs give the model token type ids (`modeling.token_types_used`)
 
 
 def read_label_map(location: str, model: str) -> Scorer:
@@ -218,7 +219,8 @@ def read_label_map(location: str, model: str) -> Scorer:
                   if problem_type == tasks.MULTI_LABEL else ())
 
 
-def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_length: int) -> Predictor:
+def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_length: int, *,
+                   pairs: bool = False) -> Predictor:
     """The model, tokenizer and labels of a training run's output (a directory or s3:// prefix)."""
     import torch
 
@@ -230,6 +232,7 @@ def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_lengt
     tokenizer, location = modeling.build_tokenizer(model_uri, None, cache_dir)
     scorer = read_label_map(location, model_uri)
     model = modeling.build_model(location, list(scorer.labels), len(tokenizer), problem_type=scorer.problem_type)
+    token_types = modeling.token_types_used(model, tokenizer, pairs=pairs)
     max_positions = getattr(model.config, "max_position_embeddings", None)
     if max_positions and max_seq_length > max_positions:
         raise BadInput(f"--max-seq-length {max_seq_length} exceeds the model's {max_positions} positions")
@@ -241,7 +244,7 @@ def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_lengt
     unpadded = modeling.supports_direct(model)
     runner = modeling.UnpaddedBert(model).eval() if unpadded else model
     return Predictor(tokenizer=tokenizer, model=model, runner=runner, scorer=scorer, unpadded=unpadded,
-                     device=device, precision=chosen)
+                     device=device, precision=chosen, token_types=token_types)
 
 
 def score(p: Predictor, rows: Sequence[Row], *, batch_size: int, max_seq_length: int,
@@ -262,10 +265,11 @@ def score(p: Predictor, rows: Sequence[Row], *, batch_size: int, max_seq_length:
         for start in range(0, len(rows), CHUNK_ROWS):
             chunk = rows[start:start + CHUNK_ROWS]
             pairs = [r.pair or "" for r in chunk] if chunk[0].pair is not None else None
+            with_types = p.token_types and pairs is not None  # as in training (`data.encode`)
             enc = p.tokenizer([r.text for r in chunk], pairs, truncation=True, max_length=max_seq_length,
-                              padding=False)
+                              padding=False, return_token_type_ids=with_types)
             encoded = data.Encoded(input_ids=enc["input_ids"],
-                                   token_type_ids=enc.get("token_type_ids") if pairs is not None else None,
+                                   token_type_ids=enc["token_type_ids"] if with_types else None,
                                    labels=[0] * len(chunk))  # collate wants labels; they are not used
             # Longest first (an out-of-memory shows at the first batch). collate_unpadded orders a
             # batch longest first with a stable sort, so on these batches it keeps this order.
@@ -318,7 +322,8 @@ def run(config: PredictConfig, *, env: Mapping[str, str] | None = None,
     shard_range = prediction.shard_rows(total, target.shards, target.shard_index)
     for _ in iter_rows(source, config.text_column, config.text_pair_column, config.id_column, shard_range):
         pass
-    predictor = load_predictor(config.model, target.cache_dir, config.precision, seq_length(config))
+    predictor = load_predictor(config.model, target.cache_dir, config.precision, seq_length(config),
+                               pairs=config.text_pair_column is not None)
     try:
         storage.check_writable(target.output)
     except storage.Refused as exc:

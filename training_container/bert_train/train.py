@@ -113,6 +113,7 @@ class Inputs:
     eval_enc: data.Encoded | None  # None without --eval
     train_enc: data.Encoded | None = None  # a data file read whole; None for a store
     store: inputs_store.TrainStore | None = None  # a tokenized store, streamed
+    token_types: bool = False  # pairs give the model token type ids (modeling.token_types_used)
 
 
 @dataclass(frozen=True)
@@ -235,21 +236,28 @@ def read_inputs(config: TrainConfig, loc: Locations) -> Inputs:
                                       separator=config.label_separator)
         labels = data.infer_labels(train_ex, config.train, config.problem_type)
         counts, rows = data.label_counts((e.label for e in train_ex), config.problem_type), len(train_ex)
+    tokenizer, model = build_tokenizer_and_model(config, loc, Task(config.problem_type, tuple(labels)))
+    if labels:
+        labels = modeling.model_labels(model)  # a fine-tuned checkpoint's class order (modeling.build_model)
     weights = (tasks.balanced_weights(config.problem_type, labels, counts, rows)
                if config.class_weights == "balanced" else None)
     task = Task(config.problem_type, tuple(labels), weights)
-    tokenizer, model = build_tokenizer_and_model(config, loc, task)
     if store is not None:
         store.check(config, tokenizer)
+    pairs = store.pairs if store is not None else bool(config.text_pair_column)
+    token_types = modeling.token_types_used(model, tokenizer, pairs=pairs)
     # Without --eval (a quick local run) there is no evaluation and no early stopping.
-    eval_enc = inputs_store.read_eval(config, tokenizer, task, loc.work_dir) if config.eval else None
+    eval_enc = (inputs_store.read_eval(config, tokenizer, task, loc.work_dir, token_types=token_types)
+                if config.eval else None)
     if store is not None:
         return Inputs(labels=labels, task=task, tokenizer=tokenizer, model=model, train_rows=store.rows,
-                      used_ids=store.used_ids(), eval_enc=eval_enc, store=store)
+                      used_ids=store.used_ids(), eval_enc=eval_enc, store=store, token_types=token_types)
     cache = fsx.token_cache_dir()  # sweep children and retries tokenize a dataset once
-    train_enc = fsx.encode_cached(train_ex, tokenizer, task, config.max_seq_length, cache_dir=cache)
+    train_enc = fsx.encode_cached(train_ex, tokenizer, task, config.max_seq_length, cache_dir=cache,
+                                  token_types=token_types)
     return Inputs(labels=labels, task=task, tokenizer=tokenizer, model=model, train_rows=len(train_enc),
-                  used_ids=used_token_ids(tokenizer, train_enc), eval_enc=eval_enc, train_enc=train_enc)
+                  used_ids=used_token_ids(tokenizer, train_enc), eval_enc=eval_enc, train_enc=train_enc,
+                  token_types=token_types)
 
 
 def build_tokenizer_and_model(config: TrainConfig, loc: Locations, task: Task) -> tuple[Any, torch.nn.Module]:
@@ -332,8 +340,9 @@ def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
                     job.ENV_CHECKPOINT_URI, checkpoint_uri)
     batches: MemoryBatches | StoreBatches
     if inputs.store is not None:
-        batches = StoreBatches(inputs.store.rows_source(inputs.task), global_batch=plan.global_batch,
-                               seed=config.seed, megabatch_factor=config.megabatch_factor)
+        source = inputs.store.rows_source(inputs.task, token_types=inputs.token_types)
+        batches = StoreBatches(source, global_batch=plan.global_batch, seed=config.seed,
+                               megabatch_factor=config.megabatch_factor)
     else:
         assert inputs.train_enc is not None
         batches = MemoryBatches(inputs.train_enc, global_batch=plan.global_batch, seed=config.seed,
