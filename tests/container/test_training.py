@@ -201,6 +201,21 @@ def test_early_stopping_stops_when_the_metric_stops_improving(small_data, tmp_pa
     assert (tmp_path / "out" / "metrics.json").exists()
 
 
+def test_eval_steps_evaluates_every_n_steps_and_at_the_last_step(small_data, tmp_path):
+    # 30 steps per epoch: without --eval-steps the first evaluation would be at step 30
+    result = run(tiny_config(*small_data, tmp_path / "out", tmp_path / "ckpt", max_steps=25, eval_steps=10))
+    assert [h["step"] for h in result.metrics["history"]] == [10, 20, 25]
+    assert json.loads((tmp_path / "out" / "training_args.json").read_text())["eval_steps"] == 10
+
+
+def test_eval_steps_lets_early_stopping_stop_inside_the_first_epoch(small_data, tmp_path):
+    result = run(tiny_config(*small_data, tmp_path / "out", tmp_path / "ckpt", learning_rate=1e-9, eval_steps=5,
+                             early_stopping_metric="eval_accuracy", early_stopping_patience=2))
+    assert result.metrics["early_stopped"] is True
+    assert [h["step"] for h in result.metrics["history"]] == [5, 10, 15]
+    assert result.global_step == 15 < 30
+
+
 def test_time_based_checkpoints_and_sentence_pairs_with_string_labels(tmp_path):
     rows = read_sst2("train.tsv")[:200]
     train, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"

@@ -71,6 +71,7 @@ class TrainConfig:
     precision: str = _default("precision", str)
     seed: int = _default("seed", int)
     # --- evaluation and early stopping ----------------------------------------------------
+    eval_steps: int | None = _optional("eval_steps", int)  # None: at each epoch end
     early_stopping_metric: str = _default("early_stopping_metric", str)
     early_stopping_patience: int = _default("early_stopping_patience", int)
     # --- checkpoints ----------------------------------------------------------------------

@@ -135,9 +135,9 @@ class Training:
     cost: cost.CostMeter = field(default_factory=cost.CostMeter)  # off unless a cost cap is set
 
     def is_eval_step(self, step: int) -> bool:
-        return self.inputs.eval_enc is not None and (
-            step % self.plan.steps_per_epoch == 0 or step == self.plan.total_steps
-        )
+        """Every --eval-steps steps (default: each epoch end), and the last step."""
+        every = self.config.eval_steps or self.plan.steps_per_epoch
+        return self.inputs.eval_enc is not None and (step % every == 0 or step == self.plan.total_steps)
 
 
 @dataclass
