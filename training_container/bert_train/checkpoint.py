@@ -1,5 +1,5 @@
 """Checkpoints that survive Spot and a failing S3: local write, background upload with retries,
-manifest last, keep the last K verified ones.
+manifest last, keep the last K verified ones and the best evaluation's.
 
 Layout under the checkpoint location (a local directory or s3:// prefix):
 

@@ -6,9 +6,11 @@
 1. read and validate the data and the model spec (bad input stops here; nothing is written)
 2. build the model, AdamW, a warmup + linear-decay schedule, mixed precision, DDP if torchrun
 3. resume from the newest complete checkpoint, if any
-4. train: length-grouped global batches, gradient accumulation, evaluation each epoch, early
-   stopping, a checkpoint every N steps or M minutes, and on SIGTERM a last checkpoint and exit
-5. write the model, tokenizer, label map, metrics, arguments and a model card to the output
+4. train: length-grouped global batches, gradient accumulation, evaluation each epoch (or every
+   --eval-steps), early stopping, a checkpoint every N steps or M minutes and at each evaluation
+   that is the best so far, and on SIGTERM a last checkpoint and exit
+5. write the model (the best evaluation's weights, read back from its checkpoint), tokenizer,
+   label map, metrics, arguments and a model card to the output
 
 The data order is a function of (seed, epoch) and the checkpoint holds every RNG state, so an
 interrupted and resumed run takes exactly the steps an uninterrupted one takes.
@@ -365,9 +367,15 @@ class Checkpointer:
         log.info("checkpoint %s complete in %.2f s", ckpt.step_dir(step), seconds)
         self.t.telemetry.metrics({metrics.CHECKPOINT_SECONDS.name: seconds})
 
-    def start(self, step: int) -> None:
-        """The cadence's clock starts when training (re)starts at `step`."""
-        self.last_step, self.last_time = step, time.monotonic()
+    def start(self, state: TrainState) -> None:
+        """The cadence's clock starts when training (re)starts at `state.step`; the best checkpoint
+        the resumed state names is never pruned."""
+        self.last_step, self.last_time = state.step, time.monotonic()
+        self.store.keep_best(best_step(state))
+
+    def best_unsaved(self, state: TrainState) -> bool:
+        """The evaluation at this step is the best so far and no checkpoint holds its weights yet."""
+        return best_step(state) == state.step > self.last_step
 
     def time_due(self) -> bool:
         return self.cadence.time_due(time.monotonic() - self.last_time)
@@ -386,7 +394,8 @@ class Checkpointer:
             snap = ckpt.snapshot(self.t.parts, state=asdict(state), rng=rng_all, global_batch=plan.global_batch,
                                  world_size=d.world_size, steps_per_epoch=plan.steps_per_epoch,
                                  labels=self.t.inputs.labels)
-            self.store.save(state.step, functools.partial(ckpt.write_snapshot, snap), wait=wait)
+            self.store.save(state.step, functools.partial(ckpt.write_snapshot, snap), wait=wait,
+                            best_step=best_step(state))
         if d.enabled:
             dist.barrier()
         self.blocked += time.monotonic() - t0
@@ -402,6 +411,11 @@ class Checkpointer:
         """Wait for the last upload: a retry of this job resumes instead of restarting. With
         `require_stored`, raise StoreUnavailable if that checkpoint did not reach the store."""
         self.store.close(require_stored=require_stored)
+
+
+def best_step(state: TrainState) -> int | None:
+    """The step of the best evaluation so far, None before the first one."""
+    return None if state.best_metric is None else state.best_step
 
 
 def restore(t: Training, state: TrainState, path: Path) -> None:
@@ -457,7 +471,7 @@ def train_loop(t: Training, state: TrainState, checkpoints: Checkpointer, stop: 
                on_step: Callable[[int], None] | None, resumed_from: int | None) -> TrainResult:
     config, d, plan = t.config, t.d, t.plan
     window, attempt = Window(), Window()  # since the last progress line; this attempt (for the ETA)
-    checkpoints.start(state.step)
+    checkpoints.start(state)
     t.model.train()
 
     if state.step > state.last_eval_step and t.is_eval_step(state.step):
@@ -515,7 +529,7 @@ def train_loop(t: Training, state: TrainState, checkpoints: Checkpointer, stop: 
             if over_cap:
                 return cost_capped(t, state, checkpoints, resumed_from)
             if state.step < plan.total_steps and not state.early_stopped and (
-                checkpoints.cadence.step_due(state.step) or time_due
+                checkpoints.cadence.step_due(state.step) or time_due or checkpoints.best_unsaved(state)
             ):
                 checkpoints.save(state, wait=False)
             if state.step >= plan.total_steps or state.early_stopped:
@@ -667,11 +681,14 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
     """The outputs, written once at the end, metrics.json last."""
     config, d, plan = t.config, t.d, t.plan
     result = make_result(t, state, checkpoints, resumed_from, job.EXIT_OK)
+    published = outputs.published_record(state, config.early_stopping_metric)
+    if d.is_main and published["step"] != state.step:
+        published = load_best_weights(t, state, checkpoints.store, published)
     result.metrics = outputs.metrics_record(
         state, run_id=t.loc.run_id, total_steps=plan.total_steps, steps_per_epoch=plan.steps_per_epoch,
         early_stopping_metric=config.early_stopping_metric, checkpoint_seconds=checkpoints.seconds,
         checkpoint_blocking_seconds=checkpoints.blocked, resumed_from_step=resumed_from,
-        global_batch_size=plan.global_batch, world_size=d.world_size, precision=t.precision,
+        global_batch_size=plan.global_batch, world_size=d.world_size, precision=t.precision, published=published,
     )
     if d.is_main:
         local_out = t.work_dir / "output"
@@ -683,11 +700,30 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
                             run_id=t.loc.run_id, config=settings(t, checkpoints.cadence), metrics=result.metrics)
         outputs.publish(local_out, t.loc.output_uri)
         t.tracker.log_model_dir(local_out)  # if the job asked; run() waits for it before the scratch dir goes
-        log.info("done: step %d, eval_accuracy %s, eval_f1 %s; model in %s", state.step,
-                 _fmt(result.metrics["eval_accuracy"]), _fmt(result.metrics["eval_f1"]), t.loc.output_uri)
+        log.info("done: step %d; published the model of step %d, eval_accuracy %s, eval_f1 %s; model in %s",
+                 state.step, published["step"], _fmt(result.metrics["eval_accuracy"]),
+                 _fmt(result.metrics["eval_f1"]), t.loc.output_uri)
     if d.enabled:
         dist.barrier()
     return result
+
+
+def load_best_weights(t: Training, state: TrainState, store: ckpt.CheckpointStore,
+                      published: dict[str, Any]) -> dict[str, Any]:
+    """Load the best evaluation's weights from its checkpoint into the model, to publish them;
+    returns `published`, or the last step's record saying why they could not be read."""
+    scratch = t.work_dir / "restore" / "best"
+    try:
+        ckpt.load_weights(store.fetch(published["step"], scratch, only=(ckpt.MODEL_FILE,)), t.parts.model)
+    except ValueError as exc:
+        log.warning("publishing the last step's model: the best checkpoint %s cannot be read (%s)",
+                    ckpt.step_dir(published["step"]), exc)
+        return outputs.last_step_record(state, f"the checkpoint of the best evaluation, step {published['step']}, "
+                                               f"could not be read ({exc})")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log.info("publishing the weights of step %d: %s", published["step"], published["reason"])
+    return published
 
 
 def _fmt(x: float | None) -> str:
