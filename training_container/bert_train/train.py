@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
 import math
 import shutil
@@ -682,7 +683,7 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
     config, d, plan = t.config, t.d, t.plan
     result = make_result(t, state, checkpoints, resumed_from, job.EXIT_OK)
     published = outputs.published_record(state, config.early_stopping_metric)
-    if d.is_main and published["step"] != state.step:
+    if published["step"] != state.step:  # every rank: the weights every rank holds are the published ones
         published = load_best_weights(t, state, checkpoints.store, published)
     result.metrics = outputs.metrics_record(
         state, run_id=t.loc.run_id, total_steps=plan.total_steps, steps_per_epoch=plan.steps_per_epoch,
@@ -710,20 +711,37 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
 
 def load_best_weights(t: Training, state: TrainState, store: ckpt.CheckpointStore,
                       published: dict[str, Any]) -> dict[str, Any]:
-    """Load the best evaluation's weights from its checkpoint into the model, to publish them;
-    returns `published`, or the last step's record saying why they could not be read."""
+    """Load the best evaluation's weights from its checkpoint into the model on every rank (a
+    collective: rank 0 reads them, the others receive them), to publish them; returns
+    `published`, or the last step's record saying why they could not be read."""
+    problem = _read_best_weights(t, store, published["step"]) if t.d.is_main else None
+    if t.d.enabled:
+        box: list[str | None] = [problem]
+        dist.broadcast_object_list(box, src=0)
+        problem = box[0]
+        if problem is None:  # parameters and buffers: RowSplitEmbedding's unused rows are a buffer
+            for tensor in itertools.chain(t.parts.model.parameters(), t.parts.model.buffers()):
+                dist.broadcast(tensor.data, src=0)
+    if problem is not None:
+        return outputs.last_step_record(state, f"the checkpoint of the best evaluation, step {published['step']}, "
+                                               f"could not be read ({problem})")
+    if t.d.is_main:
+        log.info("publishing the weights of step %d: %s", published["step"], published["reason"])
+    return published
+
+
+def _read_best_weights(t: Training, store: ckpt.CheckpointStore, step: int) -> str | None:
+    """Load the weights of the checkpoint at `step` into the model; None, or why they could not be."""
     scratch = t.work_dir / "restore" / "best"
     try:
-        ckpt.load_weights(store.fetch(published["step"], scratch, only=(ckpt.MODEL_FILE,)), t.parts.model)
+        ckpt.load_weights(store.fetch(step, scratch, only=(ckpt.MODEL_FILE,)), t.parts.model)
     except ValueError as exc:
         log.warning("publishing the last step's model: the best checkpoint %s cannot be read (%s)",
-                    ckpt.step_dir(published["step"]), exc)
-        return outputs.last_step_record(state, f"the checkpoint of the best evaluation, step {published['step']}, "
-                                               f"could not be read ({exc})")
+                    ckpt.step_dir(step), exc)
+        return str(exc)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    log.info("publishing the weights of step %d: %s", published["step"], published["reason"])
-    return published
+    return None
 
 
 def _fmt(x: float | None) -> str:
