@@ -203,8 +203,13 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     _H("seed", int, 42, "random seed: same seed, same data order and results", "optimisation",
        minimum=0, maximum=MAX_SEED, parameter="seed"),
     # --- evaluation and early stopping --------------------------------------------------
-    _H("early_stopping_metric", str, None, "the metric early stopping watches (default: "
-       + ", ".join(f"{tasks.default_metric(p)} for {p}" for p in tasks.PROBLEM_TYPES) + ")", "evaluation",
+    _H("eval_steps", int, None, "evaluate every N optimizer steps, and at the last step (default: at "
+       "each epoch end)", "evaluation", minimum=1, parameter="eval_steps"),
+    # One metric serves early stopping and the choice of the published model: the model that
+    # stopped improving is the one a user wants.
+    _H("early_stopping_metric", str, None, "the metric for early stopping and for the published model, the "
+       "best evaluation by it (default: " + ", ".join(f"{tasks.default_metric(p)} for {p}" for p in tasks.PROBLEM_TYPES)
+       + ")", "evaluation",
        choices=EARLY_STOPPING_METRICS, parameter="early_stopping_metric"),
     _H("early_stopping_patience", int, 0, "stop after N evaluations without improvement (0: off)",
        "evaluation", minimum=0, parameter="early_stopping_patience"),
@@ -272,8 +277,9 @@ def validate(values: Mapping[str, object]) -> dict[str, Value]:
         if row is None or raw is None or (row.optional and raw == ""):
             continue  # not given ("" is how a job definition's default leaves an optional flag unset)
         out[name] = row.parse(raw)
-    if out.get("early_stopping_patience") and "eval" in values and not out.get("eval"):
-        raise InvalidHyperparameter("--early-stopping-patience needs --eval")
+    for needs_eval in ("early_stopping_patience", "eval_steps"):
+        if out.get(needs_eval) and "eval" in values and not out.get("eval"):
+            raise InvalidHyperparameter(f"{BY_NAME[needs_eval].flag} needs --eval")
     _check_task(out)
     return out
 

@@ -75,7 +75,8 @@ FIELDS: dict[str, dict[str, str]] = {
         "source": "s3 (the profile's artifacts bucket) or local (a bertbatch local output directory)",
         "state": "finished (metrics.json written) or running",
         "hyperparameters": "the hyperparameters whose values differ between the runs compared: name -> value",
-        "final": "final eval_accuracy, eval_f1, eval_loss, train_loss (null when missing)",
+        "final": "the published model's eval_accuracy, eval_f1, eval_loss and the run's train_loss (null when "
+                 "missing)",
         "best_metric": "metric, value (best over the run's evaluations), step",
         "steps": "optimizer steps done, or null",
         "duration_seconds": "running time of every attempt (Batch) or the trainer's train_seconds (local), or null",

@@ -430,3 +430,42 @@ def test_a_step_pruned_by_an_overlapping_attempt_is_not_published_and_training_g
     store.save(4, _write(b"weights 4"), wait=True)
     store.close()
     assert [s for s, _ in store.candidates(tmp_path / "scratch")] == [4]
+
+
+def test_pruning_never_deletes_the_best_checkpoint(tmp_path):
+    root = tmp_path / "ckpt"
+    store = CheckpointStore(str(root), tmp_path / "staging", keep=1, run_id="r")
+    for step in (10, 20, 30):  # the evaluation at 10 stays the best
+        store.save(step, _write(f"weights {step}".encode()), best_step=10)
+    store.wait()
+    assert sorted(p.name for p in root.iterdir()) == [step_dir(10), step_dir(30)]
+    # a new best: the old one goes, once the checkpoint whose state names the new one is stored
+    store.save(40, _write(b"weights 40"), best_step=40)
+    store.close()
+    assert sorted(p.name for p in root.iterdir()) == [step_dir(40)]
+
+
+def test_a_resumed_attempt_keeps_the_best_checkpoint_of_the_one_before(tmp_path):
+    root = tmp_path / "ckpt"
+    earlier = CheckpointStore(str(root), tmp_path / "staging", keep=1, run_id="r")
+    earlier.save(10, _write(b"weights 10"), best_step=10)
+    earlier.save(20, _write(b"weights 20"), best_step=10)
+    earlier.close()
+    resumed = CheckpointStore(str(root), tmp_path / "staging", keep=1, run_id="r")
+    resumed.keep_best(10)  # what the checkpoint it resumed from records
+    for step in (30, 40):
+        resumed.save(step, _write(f"weights {step}".encode()), best_step=10)
+    resumed.close()
+    assert sorted(p.name for p in root.iterdir()) == [step_dir(10), step_dir(40)]
+
+
+def test_fetching_only_the_weights_checks_only_them(tmp_path):
+    root = tmp_path / "ckpt"
+    store = CheckpointStore(str(root), tmp_path / "staging", keep=2, run_id="r")
+    store.save(10, _write(b"weights 10"))
+    store.close()
+    stored_file(root, 10, "trainer_state.pt").write_bytes(b"not read")  # corrupt, but not asked for
+    local = store.fetch(10, tmp_path / "scratch", only=("model.safetensors",))
+    assert (local / "model.safetensors").read_bytes() == b"weights 10"
+    with pytest.raises(ValueError, match=r"corrupt \(optimizer.pt not in the manifest\)"):
+        store.fetch(10, tmp_path / "scratch", only=("optimizer.pt",))

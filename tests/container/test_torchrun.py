@@ -7,23 +7,28 @@ import json
 import sys
 
 import pytest
+import torch
 
 from bert_train.modeling import TINY_BERT
 from bert_train.train import run
 
-from .conftest import final_metrics, read_sst2, subprocess_env, tiny_args, tiny_config, write_tsv
+from .conftest import final_metrics, read_sst2, stored_file, subprocess_env, tiny_args, tiny_config, write_tsv
 
 pytestmark = pytest.mark.slow
 
 
 def test_torchrun_two_processes_match_one(small_data, tmp_path):
+    """...and publish the same best evaluation's weights (every rank takes part in loading them)."""
     import subprocess
+
+    from safetensors.torch import load_file
 
     # Without dropout the two runs compute the same function; only float summation order differs.
     cfg = tmp_path / "tiny-nodropout.json"
     cfg.write_text(json.dumps({"model_type": "bert", **TINY_BERT, "hidden_dropout_prob": 0.0,
                                "attention_probs_dropout_prob": 0.0}))
-    common = dict(model=f"random:{cfg}", epochs=1, learning_rate=3e-3)
+    # At this rate the evaluation at step 10 of 5, 10, ..., 30 is the only one above chance accuracy.
+    common = dict(model=f"random:{cfg}", epochs=1, learning_rate=1e-3, eval_steps=5)
     # 161 eval rows: the ranks get 81 and 80, so they must still agree on the eval loop's length
     train, _ = small_data
     dev = write_tsv(tmp_path / "dev161.tsv", read_sst2("dev.tsv")[:161])
@@ -43,6 +48,10 @@ def test_torchrun_two_processes_match_one(small_data, tmp_path):
     assert two["eval_loss"] == pytest.approx(one["eval_loss"], abs=1e-3)
     assert two["eval_accuracy"] == pytest.approx(one["eval_accuracy"], abs=2 / 161)
     assert "[progress]" in proc.stdout and proc.stdout.count("step 30/30") == 1  # rank 0 only
+    assert one["published"]["step"] == two["published"]["step"] == 10
+    published = load_file(str(tmp_path / "two" / "model.safetensors"))
+    stored = load_file(str(stored_file(tmp_path / "ckpt-two", 10, "model.safetensors")))
+    assert published and all(torch.equal(tensor, stored[name]) for name, tensor in published.items())
 
 
 def test_gradient_accumulation_matches_the_bigger_batch(small_data, tmp_path):

@@ -96,9 +96,10 @@ def test_learns_sst2_and_writes_every_output(tmp_path, capsys, monkeypatch):
     # length-grouped dynamic padding: few computed tokens are padding
     assert 0 <= result.padding_fraction < 0.10  # SST-2 phrases are short: one token is ~8%
     assert result.samples_per_second > 0 and result.tokens_per_second > result.samples_per_second
-    # checkpoints at 100 and 200, both complete; keep-checkpoints defaults to 2
-    assert sorted(p.name for p in ckpt.iterdir()) == [step_dir(100), step_dir(200)]
-    assert len(result.checkpoint_seconds) == 2
+    # checkpoints at 100 and 200, and at 125, the first evaluation (always the best so far); keep-checkpoints
+    # defaults to 2
+    assert sorted(p.name for p in ckpt.iterdir()) == [step_dir(125), step_dir(200)]
+    assert len(result.checkpoint_seconds) == 3
 
     # the saved model is the trained one: reloading it reproduces the eval accuracy
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -201,6 +202,113 @@ def test_early_stopping_stops_when_the_metric_stops_improving(small_data, tmp_pa
     assert (tmp_path / "out" / "metrics.json").exists()
 
 
+def test_eval_steps_evaluates_every_n_steps_and_at_the_last_step(small_data, tmp_path):
+    # 30 steps per epoch: without --eval-steps the first evaluation would be at step 30
+    result = run(tiny_config(*small_data, tmp_path / "out", tmp_path / "ckpt", max_steps=25, eval_steps=10))
+    assert [h["step"] for h in result.metrics["history"]] == [10, 20, 25]
+    assert json.loads((tmp_path / "out" / "training_args.json").read_text())["eval_steps"] == 10
+
+
+def test_eval_steps_lets_early_stopping_stop_inside_the_first_epoch(small_data, tmp_path):
+    result = run(tiny_config(*small_data, tmp_path / "out", tmp_path / "ckpt", learning_rate=1e-9, eval_steps=5,
+                             early_stopping_metric="eval_accuracy", early_stopping_patience=2))
+    assert result.metrics["early_stopped"] is True
+    assert [h["step"] for h in result.metrics["history"]] == [5, 10, 15]
+    assert result.global_step == 15 < 30
+
+
+def _scripted_eval_loss(monkeypatch, losses: list[float]) -> None:
+    """Each evaluation runs for real, then reports the next of `losses` as its eval_loss: which
+    evaluation is the best is the test's choice, not the tiny model's. (The pass over the eval set
+    after the last step, for the published model's details, comes after the scripted ones.)"""
+    from bert_train import train
+
+    real = train.evaluate
+
+    def evaluate(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if result is not None and losses:
+            result.scalars["eval_loss"] = losses.pop(0)
+        return result
+
+    monkeypatch.setattr(train, "evaluate", evaluate)
+
+
+def _assert_published_weights_are_the_checkpoints(out, ckpt, step: int) -> None:
+    from safetensors.torch import load_file
+
+    published = load_file(str(out / "model.safetensors"))
+    stored = load_file(str(stored_file(ckpt, step, "model.safetensors")))
+    assert published and set(published) <= set(stored)
+    for name, tensor in published.items():
+        assert torch.equal(tensor, stored[name]), name
+
+
+# Evaluations at steps 10, 20, 30 and 40: the one at 20 is the best by eval_loss.
+BEST_AT_20 = [0.70, 0.693, 0.702, 0.71]
+BEST = {"max_steps": 40, "eval_steps": 10, "early_stopping_metric": "eval_loss", "keep_checkpoints": 1}
+
+
+def test_the_best_evaluation_is_published_not_the_last(small_data, tmp_path, monkeypatch):
+    _scripted_eval_loss(monkeypatch, list(BEST_AT_20))
+    out, ckpt = tmp_path / "out", tmp_path / "ckpt"
+    result = run(tiny_config(*small_data, out, ckpt, **BEST))
+    assert result.exit_code == 0 and result.global_step == 40
+    # a checkpoint at each evaluation that improved (10, 20), none at those that did not
+    assert len(result.checkpoint_seconds) == 2
+    assert sorted(p.name for p in ckpt.iterdir()) == [step_dir(20)]
+    _assert_published_weights_are_the_checkpoints(out, ckpt, 20)
+    m = final_metrics(out)
+    assert m["published"] == {"step": 20, "reason": "best eval_loss 0.6930 at step 20 of 40",
+                              "metric": "eval_loss", "value": 0.693}
+    best = m["history"][1]
+    assert (m["eval_loss"], m["eval_accuracy"], m["eval_f1"]) == (0.693, best["eval_accuracy"], best["eval_f1"])
+    assert [h["eval_loss"] for h in m["history"]] == BEST_AT_20  # the last evaluation stays in the history
+    assert "best eval_loss 0.6930 at step 20 of 40" in (out / "README.md").read_text()
+
+
+def test_an_interrupted_run_resumes_and_still_publishes_the_best(small_data, tmp_path, monkeypatch):
+    _scripted_eval_loss(monkeypatch, list(BEST_AT_20))  # shared by both attempts, in evaluation order
+    out, ckpt = tmp_path / "out", tmp_path / "ckpt"
+    config = tiny_config(*small_data, out, ckpt, checkpoint_every_steps=4, **BEST)
+
+    def sigterm_at_25(step):
+        if step == 25:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    first = run(config, on_step=sigterm_at_25)
+    assert first.exit_code == job.EXIT_INTERRUPTED and first.global_step == 25
+    # keep 1: the newest, and the best (20), which no newer checkpoint pushes out
+    assert sorted(p.name for p in ckpt.iterdir()) == [step_dir(20), step_dir(25)]
+    second = run(config)
+    assert second.exit_code == 0 and second.resumed_from_step == 25
+    assert sorted(p.name for p in ckpt.iterdir()) == [step_dir(20), step_dir(36)]
+    _assert_published_weights_are_the_checkpoints(out, ckpt, 20)
+    m = final_metrics(out)
+    assert m["published"]["step"] == 20 and m["eval_loss"] == 0.693
+    assert [h["step"] for h in m["history"]] == [10, 20, 30, 40]
+
+
+def test_an_unreadable_best_checkpoint_publishes_the_last_step_and_says_why(small_data, tmp_path, monkeypatch):
+    _scripted_eval_loss(monkeypatch, list(BEST_AT_20))
+    out, ckpt = tmp_path / "out", tmp_path / "ckpt"
+    config = tiny_config(*small_data, out, ckpt, **BEST)
+
+    def sigterm_at_25(step):
+        if step == 25:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    assert run(config, on_step=sigterm_at_25).exit_code == job.EXIT_INTERRUPTED
+    stored_file(ckpt, 20, "model.safetensors").write_bytes(b"not the weights")
+    assert run(config).exit_code == 0
+    m = final_metrics(out)
+    assert m["published"]["step"] == 40 and m["published"]["metric"] is None
+    assert re.fullmatch(r"the last step, 40 of 40: the checkpoint of the best evaluation, step 20, could not be "
+                        r"read \(corrupt \(attempt-\S+/model.safetensors has 15 bytes, manifest says \d+\)\)",
+                        m["published"]["reason"]), m["published"]["reason"]
+    assert m["eval_loss"] == 0.71 and m["best"] == {"metric": "eval_loss", "value": 0.693, "step": 20}
+
+
 def test_time_based_checkpoints_and_sentence_pairs_with_string_labels(tmp_path):
     rows = read_sst2("train.tsv")[:200]
     train, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
@@ -250,6 +358,8 @@ def test_without_an_eval_set_it_trains_and_skips_evaluation(small_data, tmp_path
     m = final_metrics(tmp_path / "out")
     assert result.exit_code == 0 and m["global_step"] == 3
     assert m["eval_accuracy"] is None and m["history"] == [] and m["train_loss"] > 0
+    assert m["published"] == {"step": 3, "reason": "the last step, 3 of 3: no evaluation data",
+                              "metric": None, "value": None}
     assert "| train_loss |" in (tmp_path / "out" / "README.md").read_text()
 
 

@@ -138,3 +138,11 @@ def test_generated_argparse_has_every_flag_and_keeps_strings_for_validate() -> N
     assert {row.flag for row in hp.HYPERPARAMETERS} <= flags
     with pytest.raises(SystemExit):
         parser.parse_args([])  # --train is required
+
+
+def test_eval_steps_needs_eval_data_only_when_both_are_known() -> None:
+    assert hp.validate({"eval_steps": "100"}) == {"eval_steps": 100}
+    with pytest.raises(hp.InvalidHyperparameter, match="--eval-steps 0: must be an integer >= 1"):
+        hp.validate({"eval_steps": "0"})
+    with pytest.raises(hp.InvalidHyperparameter, match="--eval-steps needs --eval"):
+        hp.validate({"eval_steps": "100", "eval": ""})

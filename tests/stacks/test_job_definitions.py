@@ -78,6 +78,7 @@ def test_command_is_the_flags_from_the_contract(dev_training, container):
         "--max-grad-norm",
         "--precision",
         "--seed",
+        "--eval-steps",
         "--early-stopping-metric",
         "--early-stopping-patience",
         "--keep-checkpoints",
@@ -119,6 +120,7 @@ def test_every_ref_parameter_has_a_default(dev_training, jobdef):
         "precision": "auto",
         "class_weights": "none",
         "seed": "42",
+        "eval_steps": "",
         "early_stopping_metric": "",  # the problem type's default metric
         "early_stopping_patience": "0",
         "keep_checkpoints": "2",

@@ -1,5 +1,5 @@
 """Checkpoints that survive Spot and a failing S3: local write, background upload with retries,
-manifest last, keep the last K verified ones.
+manifest last, keep the last K verified ones and the best evaluation's.
 
 Layout under the checkpoint location (a local directory or s3:// prefix):
 
@@ -238,9 +238,9 @@ class CheckpointLocation:
                                    "from scratch over them") from None
         return sorted(listed, reverse=True)
 
-    def fetch(self, step: int, scratch: Path) -> Path:
-        """Local, verified copy of the checkpoint at `step`; raises ValueError if it is incomplete or
-        corrupt, StoreUnavailable if it cannot be read."""
+    def fetch(self, step: int, scratch: Path, *, only: Sequence[str] = ()) -> Path:
+        """Local, verified copy of the checkpoint at `step` (of the files named in `only`, when
+        given); raises ValueError if it is incomplete or corrupt, StoreUnavailable if it cannot be read."""
         src = storage.join(self.uri, step_dir(step))
         manifest_uri = storage.join(src, MANIFEST)
         try:
@@ -250,6 +250,12 @@ class CheckpointLocation:
         except storage.StorageError as exc:
             raise self._unreadable(step, exc) from None
         manifest = parse_manifest(raw, step)
+        if only:  # e.g. the best model's weights without the optimizer state, twice their size
+            missing = sorted(set(only) - set(manifest.files))
+            if missing:
+                raise ValueError(f"corrupt ({', '.join(missing)} not in the manifest)")
+            manifest = Manifest(step=step, attempt=manifest.attempt,
+                                files={name: manifest.files[name] for name in only})
         if self.remote:
             local = scratch / step_dir(step)
             shutil.rmtree(local, ignore_errors=True)
@@ -266,7 +272,8 @@ class CheckpointLocation:
         problem = verify(local, manifest)
         if problem:
             raise ValueError(f"corrupt ({problem})")
-        self._verified.add(step)
+        if not only:
+            self._verified.add(step)
         return local
 
     @staticmethod
@@ -318,17 +325,26 @@ class CheckpointStore(CheckpointLocation):
         self._latest_failure: str | None = None  # why the newest checkpoint did not reach the store
         self._kept_locally: Path | None = None  # the newest checkpoint that could not be uploaded
         self._unavailable: StoreUnavailable | None = None
+        self.best_step: int | None = None  # never pruned: the best evaluation's checkpoint (keep_best)
+
+    def keep_best(self, step: int | None) -> None:
+        """Never prune the checkpoint at `step`: the best evaluation's weights, published at the end.
+        Also set by `save(best_step=...)`, once that checkpoint is stored."""
+        self.best_step = step
 
     # --- saving -------------------------------------------------------------------------------
-    def save(self, step: int, write_files: Callable[[Path], Digests | None], *, wait: bool = False) -> float:
+    def save(self, step: int, write_files: Callable[[Path], Digests | None], *, wait: bool = False,
+             best_step: int | None = None) -> float:
         """Write a checkpoint via `write_files(directory)`; returns the seconds the caller was blocked.
-        Raises StoreUnavailable once no checkpoint has reached the store for `give_up_after` s
-        (and, with `wait`, when this one did not)."""
+        `best_step`: the best evaluation's step as this checkpoint's state records it; it becomes
+        the one kept by `keep_best` once this checkpoint is stored (a resume from it needs that
+        one), not before. Raises StoreUnavailable once no checkpoint has reached the store for
+        `give_up_after` s (and, with `wait`, when this one did not)."""
         t0 = time.monotonic()
         self.wait()
         if self._unavailable is not None:
             raise self._unavailable
-        self._pending = self._pool.submit(self._write, step, write_files, t0, wait)
+        self._pending = self._pool.submit(self._write, step, write_files, t0, wait, best_step)
         if wait:
             self.wait()
             self._raise_if_latest_failed()
@@ -338,7 +354,8 @@ class CheckpointStore(CheckpointLocation):
         if self._latest_failure is not None:
             raise StoreUnavailable(self._latest_failure)
 
-    def _write(self, step: int, write_files: Callable[[Path], Digests | None], t0: float, urgent: bool) -> None:
+    def _write(self, step: int, write_files: Callable[[Path], Digests | None], t0: float, urgent: bool,
+               best_step: int | None) -> None:
         name = step_dir(step)
         local = (self.staging if self.remote else Path(self.uri)) / name / self.attempt
         if local.exists():
@@ -357,6 +374,8 @@ class CheckpointStore(CheckpointLocation):
             self._not_stored(step, local, exc)
             return
         self._stored(step, local)
+        if best_step is not None:
+            self.keep_best(best_step)
         self._prune()
         if self.on_complete:
             self.on_complete(step, time.monotonic() - t0)
@@ -421,7 +440,8 @@ class CheckpointStore(CheckpointLocation):
             self._raise_if_latest_failed()
 
     def _prune(self) -> None:
-        """Keep the newest `keep` verified checkpoints; delete every older one, manifest first."""
+        """Keep the newest `keep` verified checkpoints and the best one (`keep_best`); delete every
+        other older one, manifest first."""
         kept = sorted(self._verified, reverse=True)[: self.keep]
         if not kept:
             return
@@ -431,7 +451,7 @@ class CheckpointStore(CheckpointLocation):
             log.warning("old checkpoints not deleted this time: %s", exc)
             return
         for s in sorted(listed):
-            if s < min(kept):
+            if s < min(kept) and s != self.best_step:
                 try:
                     storage.delete_tree(storage.join(self.uri, step_dir(s)), first=MANIFEST)
                 except storage.StorageError as exc:
@@ -525,21 +545,34 @@ def write_snapshot(snap: Snapshot, directory: Path) -> Digests:
     }
 
 
+def read_weights(path: Path, model: torch.nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
+    """The weights of the verified checkpoint directory `path`; ValueError if they do not fit `model`."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(path / MODEL_FILE), device=str(device))
+    if set(weights) != set(model.state_dict()):
+        raise ValueError("its weights do not fit this model")
+    return weights
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    """Only the weights of the verified checkpoint directory `path` into `model` (the best
+    evaluation's, to publish). Read into CPU memory, one copy of the weights (BERT-large: 1.3 GB),
+    so the accelerator's memory is not doubled; ValueError if they do not fit."""
+    model.load_state_dict(read_weights(path, model, torch.device("cpu")))
+
+
 def load(path: Path, parts: Trainable, *, device: torch.device, global_batch: int,
          labels: list[str]) -> dict[str, Any]:
     """Restore `parts` from the verified checkpoint directory `path`; returns the saved trainer
     state ("state": the TrainState fields, "rng": one RNG state per rank). Raises ValueError,
     before changing anything, if the checkpoint belongs to a differently shaped run."""
-    from safetensors.torch import load_file
-
     saved: dict[str, Any] = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
     if saved["global_batch"] != global_batch or saved["labels"] != labels:
         raise ValueError(f"written with global batch {saved['global_batch']} and labels {saved['labels']}; "
                          f"this run has {global_batch} and {labels}")
     optimizer_state = torch.load(path / OPTIMIZER_FILE, map_location=device, weights_only=True)
-    weights = load_file(str(path / MODEL_FILE), device=str(device))
-    if set(weights) != set(parts.model.state_dict()):
-        raise ValueError("its weights do not fit this model")
+    weights = read_weights(path, parts.model, device)
     params = [p for group in parts.optimizer.param_groups for p in group["params"]]
     for index, moments in optimizer_state.get("state", {}).items():
         # e.g. written by a trainer that kept every word-embedding row in AdamW (vocab_rows)

@@ -74,6 +74,7 @@ class TrainConfig:
     class_weights: str = _default("class_weights", str)
     seed: int = _default("seed", int)
     # --- evaluation and early stopping ----------------------------------------------------
+    eval_steps: int | None = _optional("eval_steps", int)  # None: at each epoch end
     early_stopping_metric: str | None = _optional("early_stopping_metric", str)  # None: the task's default
     early_stopping_patience: int = _default("early_stopping_patience", int)
     # --- checkpoints ----------------------------------------------------------------------

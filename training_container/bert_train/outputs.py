@@ -1,6 +1,7 @@
 """The finished model: written once, at the end, to <output>/ (ARTIFACTS_URI/runs/<run-id>/).
 
-`metrics_record()` is what metrics.json (and TrainResult.metrics) holds; `write_local()` puts it
+`metrics_record()` is what metrics.json (and TrainResult.metrics) holds, with `published_record()`:
+which step's weights are published and why; `write_local()` puts it
 beside the model, tokenizer, label map, arguments and model card; `publish()` copies them.
 
 Everything is assembled in a local directory first and then copied, with metrics.json last, so
@@ -45,14 +46,31 @@ def check_destinations(loc: Locations) -> None:
             raise StoreUnavailable(f"{what} location {exc}") from None
 
 
+def published_record(state: TrainState, metric: str) -> dict[str, Any]:
+    """Which step's model a finished run publishes, and why: the best evaluation by `metric`
+    (the early-stopping metric), or the last step when there was no evaluation."""
+    if state.best_metric is None:
+        return last_step_record(state, "no evaluation data")
+    return {"step": state.best_step, "reason": f"best {metric} {state.best_metric:.4f} at step {state.best_step} "
+            f"of {state.step}", "metric": metric, "value": state.best_metric}
+
+
+def last_step_record(state: TrainState, why: str) -> dict[str, Any]:
+    """The published record of the last step's model, saying `why` it is not the best one."""
+    return {"step": state.step, "reason": f"the last step, {state.step} of {state.step}: {why}", "metric": None,
+            "value": None}
+
+
 def metrics_record(state: TrainState, *, run_id: str, total_steps: int, steps_per_epoch: int,
                    early_stopping_metric: str, checkpoint_seconds: list[float], checkpoint_blocking_seconds: float,
                    resumed_from_step: int | None, global_batch_size: int, world_size: int,
-                   precision: str, task: Task, details: dict[str, Any]) -> dict[str, Any]:
-    """The final metrics of a finished run: the last evaluation (every metric of the problem
-    type; None without --eval) and its details (per class, confusion matrix, thresholds), the best
-    evaluation, throughput and checkpoint cost, and the per-evaluation history."""
-    final = dict(state.history[-1]) if state.history else {}
+                   precision: str, published: dict[str, Any], task: Task, details: dict[str, Any]
+                   ) -> dict[str, Any]:
+    """The final metrics of a finished run: the published model's evaluation (`published`, from
+    `published_record`: every metric of the problem type, None without --eval) and its details
+    (per class, confusion matrix, thresholds), the best one, throughput and checkpoint cost, and
+    the per-evaluation history (the last evaluation among them)."""
+    final = next((dict(h) for h in state.history if h["step"] == published["step"]), {})
     return {
         "run_id": run_id,
         "problem_type": task.problem_type,
@@ -65,6 +83,7 @@ def metrics_record(state: TrainState, *, run_id: str, total_steps: int, steps_pe
         **{name: final.get(name) for name in problem_types.METRICS[task.problem_type]},
         **details,
         "best": {"metric": early_stopping_metric, "value": state.best_metric, "step": state.best_step},
+        "published": published,
         "train_loss": state.loss_sum / state.step if state.step else None,
         "samples_per_second": state.samples_per_second,
         "tokens_per_second": state.tokens_per_second,
@@ -78,6 +97,14 @@ def metrics_record(state: TrainState, *, run_id: str, total_steps: int, steps_pe
         "precision": precision,
         "history": state.history,
     }
+
+
+def _published_line(metrics: dict[str, Any]) -> str:
+    published = metrics.get("published")
+    if not published:
+        return ""
+    return (f"The published weights are step {published['step']}'s ({published['reason']}); the eval numbers are "
+            "theirs, train_loss is the mean over the run.\n")
 
 
 def _model_card(run_id: str, config: dict[str, Any], metrics: dict[str, Any], task: Task) -> str:
@@ -109,13 +136,14 @@ Sequence model ({task.problem_type}) fine-tuned from `{config.get('model')}` by 
 |---|---|
 {rows}
 
-## Final metrics
+## Metrics
 
+{_published_line(metrics)}
 | metric | value |
 |---|---|
 {scores}
 
-Full numbers and the per-epoch history are in `{layout.METRICS_FILE}`; every argument is in
+Full numbers and the per-evaluation history are in `{layout.METRICS_FILE}`; every argument is in
 `{TRAINING_ARGS_FILE}`.
 """
 

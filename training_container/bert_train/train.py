@@ -6,9 +6,11 @@
 1. read and validate the data and the model spec (bad input stops here; nothing is written)
 2. build the model, AdamW, a warmup + linear-decay schedule, mixed precision, DDP if torchrun
 3. resume from the newest complete checkpoint, if any
-4. train: length-grouped global batches, gradient accumulation, evaluation each epoch, early
-   stopping, a checkpoint every N steps or M minutes, and on SIGTERM a last checkpoint and exit
-5. write the model, tokenizer, label map, metrics, arguments and a model card to the output
+4. train: length-grouped global batches, gradient accumulation, evaluation each epoch (or every
+   --eval-steps), early stopping, a checkpoint every N steps or M minutes and at each evaluation
+   that is the best so far, and on SIGTERM a last checkpoint and exit
+5. write the model (the best evaluation's weights, read back from its checkpoint), tokenizer,
+   label map, metrics, arguments and a model card to the output
 
 The data order is a function of (seed, epoch) and the checkpoint holds every RNG state, so an
 interrupted and resumed run takes exactly the steps an uninterrupted one takes.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
 import math
 import shutil
@@ -140,9 +143,9 @@ class Training:
     cost: cost.CostMeter = field(default_factory=cost.CostMeter)  # off unless a cost cap is set
 
     def is_eval_step(self, step: int) -> bool:
-        return self.inputs.eval_enc is not None and (
-            step % self.plan.steps_per_epoch == 0 or step == self.plan.total_steps
-        )
+        """Every --eval-steps steps (default: each epoch end), and the last step."""
+        every = self.config.eval_steps or self.plan.steps_per_epoch
+        return self.inputs.eval_enc is not None and (step % every == 0 or step == self.plan.total_steps)
 
 
 @dataclass
@@ -383,9 +386,15 @@ class Checkpointer:
         log.info("checkpoint %s complete in %.2f s", ckpt.step_dir(step), seconds)
         self.t.telemetry.metrics({metrics.CHECKPOINT_SECONDS.name: seconds})
 
-    def start(self, step: int) -> None:
-        """The cadence's clock starts when training (re)starts at `step`."""
-        self.last_step, self.last_time = step, time.monotonic()
+    def start(self, state: TrainState) -> None:
+        """The cadence's clock starts when training (re)starts at `state.step`; the best checkpoint
+        the resumed state names is never pruned."""
+        self.last_step, self.last_time = state.step, time.monotonic()
+        self.store.keep_best(best_step(state))
+
+    def best_unsaved(self, state: TrainState) -> bool:
+        """The evaluation at this step is the best so far and no checkpoint holds its weights yet."""
+        return best_step(state) == state.step > self.last_step
 
     def time_due(self) -> bool:
         return self.cadence.time_due(time.monotonic() - self.last_time)
@@ -404,7 +413,8 @@ class Checkpointer:
             snap = ckpt.snapshot(self.t.parts, state=asdict(state), rng=rng_all, global_batch=plan.global_batch,
                                  world_size=d.world_size, steps_per_epoch=plan.steps_per_epoch,
                                  labels=self.t.inputs.labels)
-            self.store.save(state.step, functools.partial(ckpt.write_snapshot, snap), wait=wait)
+            self.store.save(state.step, functools.partial(ckpt.write_snapshot, snap), wait=wait,
+                            best_step=best_step(state))
         if d.enabled:
             dist.barrier()
         self.blocked += time.monotonic() - t0
@@ -420,6 +430,11 @@ class Checkpointer:
         """Wait for the last upload: a retry of this job resumes instead of restarting. With
         `require_stored`, raise StoreUnavailable if that checkpoint did not reach the store."""
         self.store.close(require_stored=require_stored)
+
+
+def best_step(state: TrainState) -> int | None:
+    """The step of the best evaluation so far, None before the first one."""
+    return None if state.best_metric is None else state.best_step
 
 
 def restore(t: Training, state: TrainState, path: Path) -> None:
@@ -475,7 +490,7 @@ def train_loop(t: Training, state: TrainState, checkpoints: Checkpointer, stop: 
                on_step: Callable[[int], None] | None, resumed_from: int | None) -> TrainResult:
     config, d, plan = t.config, t.d, t.plan
     window, attempt = Window(), Window()  # since the last progress line; this attempt (for the ETA)
-    checkpoints.start(state.step)
+    checkpoints.start(state)
     t.model.train()
 
     if state.step > state.last_eval_step and t.is_eval_step(state.step):
@@ -533,7 +548,7 @@ def train_loop(t: Training, state: TrainState, checkpoints: Checkpointer, stop: 
             if over_cap:
                 return cost_capped(t, state, checkpoints, resumed_from)
             if state.step < plan.total_steps and not state.early_stopped and (
-                checkpoints.cadence.step_due(state.step) or time_due
+                checkpoints.cadence.step_due(state.step) or time_due or checkpoints.best_unsaved(state)
             ):
                 checkpoints.save(state, wait=False)
             if state.step >= plan.total_steps or state.early_stopped:
@@ -693,15 +708,18 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
     """The outputs, written once at the end, metrics.json last."""
     config, d, plan = t.config, t.d, t.plan
     result = make_result(t, state, checkpoints, resumed_from, job.EXIT_OK)
+    metric = metric_of(config.problem_type, config.early_stopping_metric)
+    published = outputs.published_record(state, metric)
+    if published["step"] != state.step:  # every rank: the weights every rank holds are the published ones
+        published = load_best_weights(t, state, checkpoints.store, published)
     # The published weights' per-class numbers (and multi-label thresholds), from one more pass
     # over the eval set: every rank takes part, as in training's evaluations.
     report = evaluate_now(t, StopRequest())
     result.metrics = outputs.metrics_record(
         state, run_id=t.loc.run_id, total_steps=plan.total_steps, steps_per_epoch=plan.steps_per_epoch,
-        early_stopping_metric=metric_of(config.problem_type, config.early_stopping_metric),
-        checkpoint_seconds=checkpoints.seconds,
+        early_stopping_metric=metric, checkpoint_seconds=checkpoints.seconds,
         checkpoint_blocking_seconds=checkpoints.blocked, resumed_from_step=resumed_from,
-        global_batch_size=plan.global_batch, world_size=d.world_size, precision=t.precision,
+        global_batch_size=plan.global_batch, world_size=d.world_size, precision=t.precision, published=published,
         task=t.inputs.task, details=report.details if report is not None else {},
     )
     if d.is_main:
@@ -714,12 +732,47 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
                             run_id=t.loc.run_id, config=settings(t, checkpoints.cadence), metrics=result.metrics)
         outputs.publish(local_out, t.loc.output_uri)
         t.tracker.log_model_dir(local_out)  # if the job asked; run() waits for it before the scratch dir goes
-        log.info("done: step %d, %s; model in %s", state.step, ", ".join(
-            f"{name} {_fmt(result.metrics.get(name))}" for name in problem_types.METRICS[config.problem_type]),
-            t.loc.output_uri)
+        log.info("done: step %d; published the model of step %d, %s; model in %s", state.step, published["step"],
+                 ", ".join(f"{name} {_fmt(result.metrics.get(name))}"
+                           for name in problem_types.METRICS[config.problem_type]), t.loc.output_uri)
     if d.enabled:
         dist.barrier()
     return result
+
+
+def load_best_weights(t: Training, state: TrainState, store: ckpt.CheckpointStore,
+                      published: dict[str, Any]) -> dict[str, Any]:
+    """Load the best evaluation's weights from its checkpoint into the model on every rank (a
+    collective: rank 0 reads them, the others receive them), to publish them; returns
+    `published`, or the last step's record saying why they could not be read."""
+    problem = _read_best_weights(t, store, published["step"]) if t.d.is_main else None
+    if t.d.enabled:
+        box: list[str | None] = [problem]
+        dist.broadcast_object_list(box, src=0)
+        problem = box[0]
+        if problem is None:  # parameters and buffers: RowSplitEmbedding's unused rows are a buffer
+            for tensor in itertools.chain(t.parts.model.parameters(), t.parts.model.buffers()):
+                dist.broadcast(tensor.data, src=0)
+    if problem is not None:
+        return outputs.last_step_record(state, f"the checkpoint of the best evaluation, step {published['step']}, "
+                                               f"could not be read ({problem})")
+    if t.d.is_main:
+        log.info("publishing the weights of step %d: %s", published["step"], published["reason"])
+    return published
+
+
+def _read_best_weights(t: Training, store: ckpt.CheckpointStore, step: int) -> str | None:
+    """Load the weights of the checkpoint at `step` into the model; None, or why they could not be."""
+    scratch = t.work_dir / "restore" / "best"
+    try:
+        ckpt.load_weights(store.fetch(step, scratch, only=(ckpt.MODEL_FILE,)), t.parts.model)
+    except ValueError as exc:
+        log.warning("publishing the last step's model: the best checkpoint %s cannot be read (%s)",
+                    ckpt.step_dir(step), exc)
+        return str(exc)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return None
 
 
 def _fmt(x: float | None) -> str:
