@@ -7,7 +7,9 @@ import os
 import re
 from pathlib import Path
 
-from bertbatch_contract import layout
+from botocore.stub import ANY, Stubber
+
+from bertbatch_contract import discovery, layout
 
 JOB_ID = re.compile(r"Submitted job (\S+)")
 LOCAL_ROOT = "local-runs"  # bertbatch local's directory, relative to the current one
@@ -94,3 +96,19 @@ def deny_s3_puts(monkeypatch, where) -> None:
         return client
 
     monkeypatch.setattr(aws, "make_client", make_client)
+
+
+def refused(client, operation: str, code: str, message: str, expected: dict, **response_meta: str):
+    """`client` with a botocore Stubber that answers its next `operation` (asked with `expected`)
+    with the AWS error `code`: `message` (HTTP 403) and `response_meta` (RequestId=...). Any
+    other call on it fails: the test sees every request the command makes on that client."""
+    stubber = Stubber(client)
+    stubber.add_client_error(operation, service_error_code=code, service_message=message, http_status_code=403,
+                             expected_params=expected, response_meta=response_meta or None)
+    stubber.activate()
+    return client
+
+
+def first_list_jobs(platform) -> dict:
+    """What `bertbatch list` asks ListJobs first: the spot-first queue, in one of the states."""
+    return {"jobQueue": platform.names[discovery.QUEUE_SPOT_FIRST], "jobStatus": ANY}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import botocore.exceptions
 import pytest
 from click.shell_completion import ShellComplete
 
 from bertbatch.cli import cli
 from bertbatch.core import aws_clients as aws
 
-from .helpers import one_line_error, submit
+from .helpers import first_list_jobs, one_line_error, refused, submit
 
 # The platform's jobs cannot reach the internet: the default model must be staged to submit.
 pytestmark = pytest.mark.usefixtures("default_model_staged")
@@ -60,15 +59,17 @@ def test_completion_script_for_bash(bb, monkeypatch):
 
 
 def access_denied(monkeypatch, platform):
-    def boom(*_a, **_k):
-        raise botocore.exceptions.ClientError(
-            {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"},
-             "ResponseMetadata": {"RequestId": "req-1234"}}, "ListJobs")
+    """ListJobs is refused, with a request id, on the Batch client of the CLI's one client factory."""
+    real = aws.make_client
 
-    batch = platform.batch
-    monkeypatch.setattr(aws, "make_client",
-                        lambda service, **kw: batch if service == "batch" else platform.client(service))
-    monkeypatch.setattr(batch, "get_paginator", boom)
+    def make_client(service, **kwargs):
+        client = real(service, **kwargs)
+        if service != "batch":
+            return client
+        return refused(client, "list_jobs", "AccessDeniedException", "not allowed", first_list_jobs(platform),
+                       RequestId="req-1234")
+
+    monkeypatch.setattr(aws, "make_client", make_client)
 
 
 def test_debug_shows_the_traceback_and_the_request_id(platform, bb, monkeypatch):

@@ -8,7 +8,7 @@ from bertbatch.cli import cli
 from bertbatch.core import aws_clients as aws
 from bertbatch_contract import discovery, hyperparameters, job
 
-from .helpers import one_line_error
+from .helpers import first_list_jobs, one_line_error, refused
 
 # The platform's jobs cannot reach the internet: the default model must be staged to submit.
 pytestmark = pytest.mark.usefixtures("default_model_staged")
@@ -61,16 +61,15 @@ def test_region_option_reaches_the_client_factory(platform, bb, monkeypatch):
 
 
 def test_aws_error_is_one_line(platform, bb, monkeypatch):
-    import botocore.exceptions
+    real = aws.make_client
 
-    def boom(*_a, **_k):
-        raise botocore.exceptions.ClientError(
-            {"Error": {"Code": "AccessDeniedException", "Message": "not allowed\nat all"}}, "ListJobs")
+    def make_client(service, **kwargs):
+        client = real(service, **kwargs)
+        if service != "batch":
+            return client
+        return refused(client, "list_jobs", "AccessDeniedException", "not allowed\nat all", first_list_jobs(platform))
 
-    batch = platform.batch
-    monkeypatch.setattr(aws, "make_client",
-                        lambda service, **kw: batch if service == "batch" else platform.client(service))
-    monkeypatch.setattr(batch, "get_paginator", boom)
+    monkeypatch.setattr(aws, "make_client", make_client)
     one_line_error(bb("list"), "ListJobs failed: AccessDeniedException: not allowed at all")
 
 

@@ -162,7 +162,9 @@ class S3Faults:
     """A fault-injecting stand-in in front of the moto server: a botocore hook on the one S3
     client that answers chosen requests itself, with a 500 or a connection reset, instead of
     sending them. botocore's own retries are off (storage.S3_MAX_ATTEMPTS = 1) so each injected
-    fault reaches the code under test at once."""
+    fault reaches the code under test at once. Not a Stubber: the other requests must reach moto
+    (a Stubber answers every call of its client), the checkpoint store uploads from several threads
+    in no fixed order, and a connection reset is not an HTTP answer a Stubber can give."""
 
     def __init__(self) -> None:
         self.rules: list[dict] = []

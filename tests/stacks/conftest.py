@@ -16,7 +16,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Template
+from aws_cdk.assertions import Capture, Match, Matcher, Template
 
 from stacks.config import PlatformConfig, load_config
 from stacks.platform import Platform, add_compliance_checks, build_platform
@@ -192,6 +192,17 @@ def custom_mon() -> Any:
 
 
 # --- template helpers -----------------------------------------------------------------------
+# Assertions go through aws_cdk.assertions (has_resource_properties with Match and Capture): a
+# failure then shows the closest resource and where it differs. tests/test_test_style.py keeps
+# raw "Properties" lookups out of the stack tests.
+JOB_DEFINITION = "AWS::Batch::JobDefinition"
+COMPUTE_ENVIRONMENT = "AWS::Batch::ComputeEnvironment"
+LAUNCH_TEMPLATE = "AWS::EC2::LaunchTemplate"
+MANAGED_POLICY = "AWS::IAM::ManagedPolicy"
+# The job definitions' logical id prefixes.
+SINGLE, MULTI_NODE, PREDICT = "JobDefinitionsSingle", "JobDefinitionsMultiNode", "JobDefinitionsPredict"
+
+
 def resources(template: Template, rtype: str) -> dict[str, dict]:
     return template.find_resources(rtype)
 
@@ -202,12 +213,105 @@ def one(template: Template, rtype: str, logical_prefix: str) -> tuple[str, dict]
     return found[0]
 
 
-def props(template: Template, rtype: str, logical_prefix: str) -> dict:
-    return one(template, rtype, logical_prefix)[1]["Properties"]
+def one_has(template: Template, rtype: str, logical_prefix: str, properties: dict) -> None:
+    """The one `rtype` named `logical_prefix`* has `properties` (a has_resource_properties pattern).
+
+    Match cannot pick a resource by logical id, so the pattern runs on a template of that resource
+    alone: a resource of the same type elsewhere in the stack cannot satisfy it instead.
+    """
+    logical_id, resource = one(template, rtype, logical_prefix)
+    Template.from_json({"Resources": {logical_id: resource}}).has_resource_properties(rtype, properties)
 
 
-def environment(template: Template, logical_prefix: str) -> dict:
-    return props(template, "AWS::Batch::ComputeEnvironment", logical_prefix)
+def captured(template: Template, rtype: str, logical_prefix: str, where: Callable[[Capture], dict]) -> Capture:
+    """The Capture at `where(capture)` in the one `rtype` named `logical_prefix`*, for checks that
+    compute on the value (text_of, sets, parsing)."""
+    value = Capture()
+    one_has(template, rtype, logical_prefix, where(value))
+    return value
+
+
+def value_of(capture: Capture) -> Any:
+    """What `capture` holds, whatever its JSON type (a value may be a string or an Fn::Join)."""
+    for read in (Capture.as_string, Capture.as_object, Capture.as_array, Capture.as_number, Capture.as_boolean):
+        try:
+            return read(capture)
+        except RuntimeError:  # jsii's form of "captured a value of another type"
+            continue
+    raise AssertionError("the capture holds no value")
+
+
+def every(capture: Capture, read: Callable[[Capture], Any] = value_of) -> list:
+    """Every value `capture` took, in match order, each read with `read` (Capture.as_number, ...)."""
+    values = [read(capture)]
+    while capture.next():
+        values.append(read(capture))
+    return values
+
+
+def compute_resources_has(template: Template, logical_prefix: str, properties: dict) -> None:
+    one_has(template, COMPUTE_ENVIRONMENT, logical_prefix, {"ComputeResources": properties})
+
+
+def in_container(job_definition: str, properties: Any) -> dict:
+    """A job definition pattern that puts `properties` on its container (a multi-node definition's
+    one node range)."""
+    if job_definition == MULTI_NODE:
+        return {"NodeProperties": {"NodeRangeProperties": [{"Container": properties}]}}
+    return {"ContainerProperties": properties}
+
+
+def container_has(template: Template, job_definition: str, properties: dict) -> None:
+    one_has(template, JOB_DEFINITION, job_definition, in_container(job_definition, properties))
+
+
+def env_var(name: str, value: Any = None) -> Matcher:
+    """An Environment pattern: the variable is set (to `value` when given)."""
+    return Match.array_with([{"Name": name, "Value": Match.any_value() if value is None else value}])
+
+
+def no_env_var(name: str) -> Matcher:
+    return Match.not_(Match.array_with([Match.object_like({"Name": name})]))
+
+
+def job_definition_value(template: Template, job_definition: str, name: str) -> Any:
+    """Property `name` of a job definition, for checks that compute on it."""
+    return value_of(captured(template, JOB_DEFINITION, job_definition, lambda value: {name: value}))
+
+
+def container_value(template: Template, job_definition: str, name: str) -> Any:
+    """Property `name` of a job definition's container, for checks that compute on it."""
+    return value_of(captured(template, JOB_DEFINITION, job_definition,
+                             lambda value: in_container(job_definition, {name: value})))
+
+
+def environment_of(template: Template, job_definition: str) -> dict:
+    """The container environment of a job definition as a dict."""
+    return env_of(container_value(template, job_definition, "Environment"))
+
+
+def policy_has(template: Template, policy_prefix: str, *statements: Any) -> None:
+    """The managed policy named `policy_prefix`* has `statements` (patterns, in this order)."""
+    one_has(template, MANAGED_POLICY, policy_prefix,
+            {"PolicyDocument": {"Statement": Match.array_with(list(statements))}})
+
+
+def statement_like(sid: str, **fields: Any) -> Matcher:
+    return Match.object_like({"Sid": sid, **fields})
+
+
+def statement_part(template: Template, policy_prefix: str, sid: str, part: str, **fields: Any) -> Any:
+    """Field `part` of statement `sid` of a managed policy (that also has `fields`), for checks that
+    compute on it (text_of, sorting)."""
+    value = Capture()
+    policy_has(template, policy_prefix, statement_like(sid, **{part: value}, **fields))
+    return value_of(value)
+
+
+def statements(template: Template, policy_prefix: str) -> list[dict]:
+    """Every statement of a managed policy, for checks that compute over all of them."""
+    return captured(template, MANAGED_POLICY, policy_prefix,
+                    lambda found: {"PolicyDocument": {"Statement": found}}).as_array()
 
 
 def text_of(value: Any) -> str:
@@ -226,37 +330,12 @@ def text_of(value: Any) -> str:
 
 
 def user_data(template: Template, logical_prefix: str) -> str:
-    return text_of(props(template, "AWS::EC2::LaunchTemplate", logical_prefix)["LaunchTemplateData"]["UserData"])
+    return text_of(captured(template, LAUNCH_TEMPLATE, logical_prefix,
+                            lambda data: {"LaunchTemplateData": {"UserData": data}}).as_object())
 
 
-def job_definition(template: Template, logical_prefix: str) -> dict:
-    return props(template, "AWS::Batch::JobDefinition", logical_prefix)
-
-
-def single_container(template: Template) -> dict:
-    return job_definition(template, "JobDefinitionsSingle")["ContainerProperties"]
-
-
-def predict_container(template: Template) -> dict:
-    return job_definition(template, "JobDefinitionsPredict")["ContainerProperties"]
-
-
-def multi_node_container(template: Template) -> dict:
-    return job_definition(template, "JobDefinitionsMultiNode")["NodeProperties"]["NodeRangeProperties"][0]["Container"]
-
-
-def env_of(container: dict) -> dict:
-    return {e["Name"]: e["Value"] for e in container["Environment"]}
-
-
-def statements(template: Template, logical_prefix: str) -> list[dict]:
-    return props(template, "AWS::IAM::ManagedPolicy", logical_prefix)["PolicyDocument"]["Statement"]
-
-
-def statement(template: Template, logical_prefix: str, sid: str) -> dict:
-    found = [s for s in statements(template, logical_prefix) if s.get("Sid") == sid]
-    assert len(found) == 1, f"no statement {sid} in {logical_prefix}"
-    return found[0]
+def env_of(environment: list[dict]) -> dict:
+    return {e["Name"]: e["Value"] for e in environment}
 
 
 def as_list(value: Any) -> list:

@@ -17,7 +17,7 @@ from aws_cdk import aws_batch as batch
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk.assertions import Template
+from aws_cdk.assertions import Capture, Match, Template
 
 from bertbatch_contract.naming import Naming
 from stacks.config import PlatformConfig
@@ -59,8 +59,15 @@ class Standalone:
 
     def dashboard(self) -> dict:
         """The dashboard body as JSON, tokens replaced by `${Ref}` / `${Logical.Attr}`."""
-        (dashboard,) = self.of_type("AWS::CloudWatch::Dashboard").values()
-        return json.loads(resolve(dashboard["Properties"]["DashboardBody"]))
+        return dashboard_body(self.template)
+
+
+def dashboard_body(template: Template) -> dict:
+    """The body of the template's one dashboard (an Fn::Join of JSON text and references) as JSON."""
+    template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+    body = Capture()
+    template.has_resource_properties("AWS::CloudWatch::Dashboard", {"DashboardBody": body})
+    return json.loads(resolve(body.as_object()))
 
 
 def resolve(value: Any) -> str:
@@ -134,32 +141,36 @@ def budget_topic_ref(mon: Standalone) -> dict:
     return {"Ref": logical_id}
 
 
+# The rule that sends finished jobs to the alerts topic: its pattern filters on status.
+NOTIFICATION_RULE = {"EventPattern": {"detail": {"status": Match.any_value()}}}
+
+
 def notification_rule_id(mon: Standalone) -> str:
-    """The rule that sends finished jobs to the alerts topic (its pattern filters on status)."""
-    (logical_id,) = [
-        k
-        for k, r in mon.of_type("AWS::Events::Rule").items()
-        if "status" in r["Properties"].get("EventPattern", {}).get("detail", {})
-    ]
+    (logical_id,) = mon.template.find_resources("AWS::Events::Rule", {"Properties": NOTIFICATION_RULE})
     return logical_id
 
 
-def alarm(mon: Standalone, name: str) -> dict:
-    (props,) = [
-        r["Properties"]
-        for r in mon.of_type("AWS::CloudWatch::Alarm").values()
-        if r["Properties"]["AlarmName"] == Naming(mon.config.profile).resource(name)
-    ]
-    return props
+def alarm_has(mon: Standalone, name: str, properties: dict) -> None:
+    """The one alarm named `name` (as Naming names it) has `properties`."""
+    named = {"AlarmName": Naming(mon.config.profile).resource(name)}
+    mon.template.resource_properties_count_is("AWS::CloudWatch::Alarm", named, 1)
+    mon.template.has_resource_properties("AWS::CloudWatch::Alarm", {**named, **properties})
 
 
-def metric_stats(alarm_props: dict) -> dict[str, dict]:
+def alarm_metrics(mon: Standalone, name: str) -> list[dict]:
+    """The Metrics of a metric-math alarm: its inputs and its expression."""
+    found = Capture()
+    alarm_has(mon, name, {"Metrics": found})
+    return found.as_array()
+
+
+def metric_stats(alarm_metrics: list[dict]) -> dict[str, dict]:
     """id -> MetricStat of a metric-math alarm's inputs."""
-    return {m["Id"]: m["MetricStat"] for m in alarm_props["Metrics"] if "MetricStat" in m}
+    return {m["Id"]: m["MetricStat"] for m in alarm_metrics if "MetricStat" in m}
 
 
-def expression(alarm_props: dict) -> str:
-    (expr,) = [m["Expression"] for m in alarm_props["Metrics"] if m.get("ReturnData", True) and "Expression" in m]
+def expression(alarm_metrics: list[dict]) -> str:
+    (expr,) = [m["Expression"] for m in alarm_metrics if m.get("ReturnData", True) and "Expression" in m]
     return expr
 
 
@@ -177,12 +188,9 @@ def dashboard_text(mon: Standalone) -> str:
     return "\n".join(w["properties"]["markdown"] for w in mon.dashboard()["widgets"] if w["type"] == "text")
 
 
-def function_with_handler(mon: Standalone, handler: str) -> tuple[str, dict]:
-    """(logical id, properties) of the one Lambda function running `handler`."""
-    found = [
-        (k, r["Properties"])
-        for k, r in mon.of_type("AWS::Lambda::Function").items()
-        if r["Properties"]["Handler"] == handler
-    ]
-    assert len(found) == 1, f"expected one function with handler {handler}"
-    return found[0]
+def function_with_handler(mon: Standalone, handler: str) -> str:
+    """The logical id of the one Lambda function running `handler`."""
+    found = mon.template.find_resources("AWS::Lambda::Function", {"Properties": {"Handler": handler}})
+    assert len(found) == 1, f"expected one function with handler {handler}, found {sorted(found)}"
+    (logical_id,) = found
+    return logical_id

@@ -5,7 +5,7 @@ The Monitoring stack built alone (tests/stacks/monitoring_standalone.py), sessio
 from __future__ import annotations
 
 import pytest
-from aws_cdk.assertions import Match
+from aws_cdk.assertions import Capture, Match
 
 from tests.stacks.conftest import EMAILS
 from tests.stacks.monitoring_standalone import (
@@ -18,20 +18,25 @@ from tests.stacks.monitoring_standalone import resolve as resolve_str
 
 def test_both_topics_are_encrypted_with_the_monitoring_key(dev_mon):
     (key_id,) = dev_mon.of_type("AWS::KMS::Key")
-    topics = dev_mon.of_type("AWS::SNS::Topic")
-    assert len(topics) == 2
-    assert all(t["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]} for t in topics.values())
+    dev_mon.template.resource_count_is("AWS::SNS::Topic", 2)
+    dev_mon.template.all_resources_properties(
+        "AWS::SNS::Topic", {"KmsMasterKeyId": Match.exact({"Fn::GetAtt": [key_id, "Arn"]})})
 
 
 def test_monitoring_key_rotates(dev_mon):
     dev_mon.template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
 
 
+def _key_statements(mon) -> list[dict]:
+    mon.template.resource_count_is("AWS::KMS::Key", 1)
+    found = Capture()
+    mon.template.has_resource_properties("AWS::KMS::Key", {"KeyPolicy": {"Statement": found}})
+    return found.as_array()
+
+
 def _key_statement(mon, service: str) -> dict:
-    (key,) = mon.of_type("AWS::KMS::Key").values()
-    (statement,) = [
-        s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Principal") == {"Service": service}
-    ]
+    """The one key policy statement for `service`: a second one could grant it without the conditions."""
+    (statement,) = [s for s in _key_statements(mon) if s.get("Principal") == {"Service": service}]
     return statement
 
 
@@ -69,10 +74,9 @@ def test_key_grant_to_eventbridge_is_only_through_sns(dev_mon):
 
 
 def test_cloudwatch_logs_may_use_the_key_for_the_monitoring_log_groups(dev_mon):
-    (key,) = dev_mon.of_type("AWS::KMS::Key").values()
     prefixes = [
         resolve_str(s["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"])
-        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        for s in _key_statements(dev_mon)
         if "ArnLike" in s.get("Condition", {}) and "kms:EncryptionContext:aws:logs:arn" in s["Condition"]["ArnLike"]
     ]
     assert sorted(p.split(":log-group:")[1] for p in prefixes) == ["/aws/events/bert-batch/dev/*", "/bert-batch/dev/*"]
@@ -101,8 +105,12 @@ def test_topic_policy_denies_publishing_without_tls(dev_mon):
 
 
 def _topic_policy(mon, topic: dict) -> list[dict]:
-    (policy,) = [p for p in mon.of_type("AWS::SNS::TopicPolicy").values() if p["Properties"]["Topics"] == [topic]]
-    return policy["Properties"]["PolicyDocument"]["Statement"]
+    """The statements of the one policy of `topic`."""
+    mon.template.resource_properties_count_is("AWS::SNS::TopicPolicy", {"Topics": Match.exact([topic])}, 1)
+    found = Capture()
+    mon.template.has_resource_properties(
+        "AWS::SNS::TopicPolicy", {"Topics": Match.exact([topic]), "PolicyDocument": {"Statement": found}})
+    return found.as_array()
 
 
 def test_only_budgets_of_this_account_may_publish_to_the_budget_topic(dev_mon):
@@ -183,11 +191,8 @@ def test_every_configured_address_subscribes_to_both_topics(custom_mon):
             custom_mon.template.has_resource_properties(
                 "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": email, "TopicArn": topic}
             )
-    emails = [
-        r for r in custom_mon.of_type("AWS::SNS::Subscription").values() if r["Properties"]["Protocol"] == "email"
-    ]
-    assert len(emails) == 2 * len(EMAILS)
+    custom_mon.template.resource_properties_count_is("AWS::SNS::Subscription", {"Protocol": "email"}, 2 * len(EMAILS))
 
 
 def test_no_email_subscription_without_addresses(dev_mon):
-    assert not [r for r in dev_mon.of_type("AWS::SNS::Subscription").values() if r["Properties"]["Protocol"] == "email"]
+    dev_mon.template.resource_properties_count_is("AWS::SNS::Subscription", {"Protocol": "email"}, 0)

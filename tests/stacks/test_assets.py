@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk.assertions import Capture, Match
 
 from platform_constructs import lambda_asset
 from stacks.training_stack import (
@@ -22,7 +23,9 @@ from stacks.training_stack import (
     base_image_digest,
     image_version,
 )
-from tests.stacks.conftest import resources
+
+FUNCTION = "AWS::Lambda::Function"
+PYTHON = Match.string_like_regexp("^python")
 
 # Everything the training image may be built from (CDK adds the .dockerignore itself).
 IMAGE_CONTEXT_TOPS = {".dockerignore", "bertbatch_contract", "training_container"}
@@ -36,14 +39,12 @@ def files_under(directory: Path) -> list[str]:
 
 
 def test_every_function_runs_the_one_lambda_asset(dev, dev_training, dev_monitoring):
-    keys = {
-        r["Properties"]["Code"]["S3Key"]
-        for template in (dev_training, dev_monitoring)
-        for r in resources(template, "AWS::Lambda::Function").values()
-        if r["Properties"].get("Runtime", "").startswith("python")
-    }
-    assert len(keys) == 1
-    (key,) = keys
+    found = Capture()
+    dev_training.has_resource_properties(FUNCTION, {"Runtime": PYTHON, "Code": {"S3Key": found}})
+    key = found.as_string()
+    for template in (dev_training, dev_monitoring):
+        python_functions = len(template.find_resources(FUNCTION, {"Properties": {"Runtime": PYTHON}}))
+        template.resource_properties_count_is(FUNCTION, {"Runtime": PYTHON, "Code": {"S3Key": key}}, python_functions)
     staged = Path(dev.assembly.directory) / f"asset.{key.removesuffix('.zip')}"
     assert files_under(staged) == lambda_asset.expected_files()
 
@@ -51,8 +52,10 @@ def test_every_function_runs_the_one_lambda_asset(dev, dev_training, dev_monitor
 def test_lambda_asset_hash_is_the_same_in_every_synth(dev, prod):
     def key(synth) -> str:
         template = synth.template(synth.platform.training)
-        (function,) = resources(template, "AWS::Lambda::Function").values()
-        return function["Properties"]["Code"]["S3Key"]
+        template.resource_count_is(FUNCTION, 1)
+        found = Capture()
+        template.has_resource_properties(FUNCTION, {"Code": {"S3Key": found}})
+        return found.as_string()
 
     assert key(dev) == key(prod)
 

@@ -9,16 +9,19 @@ import pytest
 from aws_cdk.assertions import Capture, Match
 
 from stacks.config import ConfigError
-from tests.stacks.conftest import TEAM_EMAILS, config_for
+from tests.stacks.conftest import TEAM_EMAILS, config_for, every
 from tests.stacks.monitoring_standalone import (
     budget_topic_ref,
 )
 
 PROJECT_BUDGET, NLP_BUDGET = "bert-batch-dev", "bert-batch-dev-team-nlp"
+BUDGET = "AWS::Budgets::Budget"
 
 
-def budgets_by_name(mon) -> dict[str, dict]:
-    return {b["Properties"]["Budget"]["BudgetName"]: b for b in mon.of_type("AWS::Budgets::Budget").values()}
+def budget_names(mon) -> list[str]:
+    names = Capture()
+    mon.template.all_resources_properties(BUDGET, {"Budget": {"BudgetName": names}})
+    return every(names, Capture.as_string)
 
 
 def test_monthly_cost_budget_with_the_configured_limit(dev_mon):
@@ -58,13 +61,13 @@ def test_budget_notifies_50_80_100_actual_and_100_forecasted_to_the_budget_topic
 
 
 def test_budget_thresholds_come_from_config(custom_mon):
-    budget = budgets_by_name(custom_mon)[PROJECT_BUDGET]
-    notifications = [
-        (n["Notification"]["NotificationType"], n["Notification"]["Threshold"])
-        for n in budget["Properties"]["NotificationsWithSubscribers"]
-    ]
-    assert notifications == [("ACTUAL", 25), ("ACTUAL", 50), ("ACTUAL", 100), ("ACTUAL", 150), ("FORECASTED", 90)]
-    assert budget["Properties"]["Budget"]["BudgetLimit"] == {"Amount": 1234, "Unit": "USD"}
+    expected = [("ACTUAL", 25), ("ACTUAL", 50), ("ACTUAL", 100), ("ACTUAL", 150), ("FORECASTED", 90)]
+    custom_mon.template.has_resource_properties(BUDGET, {
+        "Budget": {"BudgetName": PROJECT_BUDGET, "BudgetLimit": Match.exact({"Amount": 1234, "Unit": "USD"})},
+        "NotificationsWithSubscribers": [
+            {"Notification": {"NotificationType": kind, "Threshold": threshold}} for kind, threshold in expected
+        ],
+    })
 
 
 def test_budget_filters_on_the_project_tag_by_default(dev_mon, prod_mon):
@@ -75,17 +78,15 @@ def test_budget_filters_on_the_project_tag_by_default(dev_mon, prod_mon):
 
 
 def test_budget_counts_all_spend_when_the_filter_is_off(custom_mon):
-    assert "CostFilters" not in budgets_by_name(custom_mon)[PROJECT_BUDGET]["Properties"]["Budget"]
+    custom_mon.template.has_resource_properties(
+        BUDGET, {"Budget": {"BudgetName": PROJECT_BUDGET, "CostFilters": Match.absent()}})
 
 
 def test_budget_waits_for_the_budget_topic_policy(dev_mon):
-    (policy_id,) = [
-        k
-        for k, p in dev_mon.of_type("AWS::SNS::TopicPolicy").items()
-        if p["Properties"]["Topics"] == [budget_topic_ref(dev_mon)]
-    ]
-    (budget,) = dev_mon.of_type("AWS::Budgets::Budget").values()
-    assert policy_id in budget.get("DependsOn", [])
+    (policy_id,) = dev_mon.template.find_resources(
+        "AWS::SNS::TopicPolicy", {"Properties": {"Topics": Match.exact([budget_topic_ref(dev_mon)])}})
+    dev_mon.template.resource_count_is(BUDGET, 1)
+    dev_mon.template.has_resource(BUDGET, {"DependsOn": Match.array_with([policy_id])})
 
 
 # --- per-team budgets ---------------------------------------------------------------------------
@@ -105,8 +106,8 @@ def test_a_team_with_a_budget_gets_one_on_its_team_tag(custom_mon):
 
 
 def test_only_teams_with_a_budget_get_one(custom_mon, dev_mon):
-    assert sorted(budgets_by_name(custom_mon)) == [PROJECT_BUDGET, NLP_BUDGET]
-    assert list(budgets_by_name(dev_mon)) == [PROJECT_BUDGET]
+    assert sorted(budget_names(custom_mon)) == [PROJECT_BUDGET, NLP_BUDGET]
+    assert budget_names(dev_mon) == [PROJECT_BUDGET]
 
 
 def test_a_team_budget_alerts_at_the_project_thresholds_to_the_budget_topic_and_the_team(custom_mon):
@@ -129,9 +130,8 @@ def test_the_cost_guardrail_acts_on_the_project_budget_only(custom_mon):
         "AWS::Lambda::Function",
         {"Environment": {"Variables": Match.object_like({"BUDGET_NAME": PROJECT_BUDGET})}},
     )
-    names = [f["Properties"].get("Environment", {}).get("Variables", {}).get("BUDGET_NAME")
-             for f in custom_mon.of_type("AWS::Lambda::Function").values()]
-    assert NLP_BUDGET not in names
+    custom_mon.template.resource_properties_count_is(
+        "AWS::Lambda::Function", {"Environment": {"Variables": Match.object_like({"BUDGET_NAME": NLP_BUDGET})}}, 0)
 
 
 TWO_TEAMS = {"teams.weights": '{"nlp": 4, "vision": 1}', "teams.default": "vision"}

@@ -10,7 +10,17 @@ from aws_cdk.assertions import Capture, Match
 from bertbatch_contract import job, layout, store
 from stacks.config import PrepareConfig
 
-from .conftest import as_list, job_definition, one, statements, text_of, user_data
+from .conftest import (
+    JOB_DEFINITION,
+    as_list,
+    container_value,
+    job_definition_value,
+    one,
+    one_has,
+    statements,
+    text_of,
+    user_data,
+)
 
 PREPARE = "DataPreparationJobDefinition"
 
@@ -50,30 +60,31 @@ def test_the_queue_runs_on_the_cpu_environment_and_cancels_what_cannot_be_placed
 
 
 def test_the_job_definition_is_the_contracts_command_on_cpus(dev_training):
-    definition = job_definition(dev_training, PREPARE)
-    container = definition["ContainerProperties"]
-    assert container["Command"] == store.job_command()
-    assert container["Command"][0] == store.SUBCOMMAND
-    resources = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
+    command = container_value(dev_training, PREPARE, "Command")
+    assert command == store.job_command()
+    assert command[0] == store.SUBCOMMAND
+    resources = {r["Type"]: r["Value"] for r in container_value(dev_training, PREPARE, "ResourceRequirements")}
     assert resources == {"VCPU": "4", "MEMORY": "6144"}  # no GPU
     # Every Ref:: has a default, so a plain `aws batch submit-job` prepares the default dataset.
-    parameters = definition["Parameters"]
+    parameters = job_definition_value(dev_training, PREPARE, "Parameters")
     assert set(parameters) == set(store.JOB_PARAMETERS)
     assert text_of(parameters["input_uri"]) == "s3://<ref>/" + layout.DEFAULT_TRAIN_KEY
     assert text_of(parameters["store_uri"]) == "s3://<ref>/" + layout.prepared_prefix("train")
     assert text_of(parameters["model"]) == "s3://<ref>/models/bert-base-uncased/"
-    env = {e["Name"]: e["Value"] for e in container["Environment"]}
-    assert set(env) == {job.ENV_PROFILE, job.ENV_DATA_URI, job.ENV_ARTIFACTS_URI}
+    names = {e["Name"] for e in container_value(dev_training, PREPARE, "Environment")}
+    assert names == {job.ENV_PROFILE, job.ENV_DATA_URI, job.ENV_ARTIFACTS_URI}
 
 
 def test_spot_reclaims_and_storage_errors_are_retried(dev_training):
-    definition = job_definition(dev_training, PREPARE)
-    rules = definition["RetryStrategy"]["EvaluateOnExit"]
-    assert {"Action": "RETRY", "OnStatusReason": "Host EC2*"} in rules
-    assert {"Action": "RETRY", "OnExitCode": str(job.EXIT_STORAGE_UNAVAILABLE)} in rules
-    assert {"Action": "RETRY", "OnExitCode": str(job.EXIT_INTERRUPTED)} in rules  # prepare's SIGTERM exit
+    rules = job_definition_value(dev_training, PREPARE, "RetryStrategy")["EvaluateOnExit"]
+    for rule in (
+        {"Action": "RETRY", "OnStatusReason": "Host EC2*"},
+        {"Action": "RETRY", "OnExitCode": str(job.EXIT_STORAGE_UNAVAILABLE)},
+        {"Action": "RETRY", "OnExitCode": str(job.EXIT_INTERRUPTED)},  # prepare's SIGTERM exit
+    ):
+        one_has(dev_training, JOB_DEFINITION, PREPARE, {"RetryStrategy": {"EvaluateOnExit": Match.array_with([rule])}})
     assert rules[-1] == {"Action": "EXIT", "OnReason": "*"}
-    assert definition["RetryStrategy"]["Attempts"] == 5
+    one_has(dev_training, JOB_DEFINITION, PREPARE, {"RetryStrategy": {"Attempts": 5}})
 
 
 def test_the_job_runs_as_the_prepare_role(dev_training):

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import pytest
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Capture, Match, Template
+
+from tests.stacks.conftest import captured, one, one_has
+
+BUCKET, BUCKET_POLICY = "AWS::S3::Bucket", "AWS::S3::BucketPolicy"
 
 
-def _bucket(template: Template, logical_prefix: str) -> tuple[str, dict]:
-    buckets = template.find_resources("AWS::S3::Bucket")
-    key = next(k for k in buckets if k.startswith(f"Buckets{logical_prefix}"))
-    return key, buckets[key]
+def _bucket_id(template: Template, name: str) -> str:
+    return one(template, BUCKET, f"Buckets{name}")[0]
+
+
+def _bucket_has(template: Template, name: str, properties: dict) -> None:
+    one_has(template, BUCKET, f"Buckets{name}", properties)
+
+
+def _lifecycle_rules(pattern) -> dict:
+    return {"LifecycleConfiguration": {"Rules": pattern}}
 
 
 def test_project_key_rotates_and_has_an_alias(dev_data):
@@ -60,38 +70,42 @@ def test_key_policy_lets_logs_encrypt_project_log_groups(dev_data):
     )
 
 
+def _encrypted_by_default(**rule) -> dict:
+    return {"BucketEncryption": {"ServerSideEncryptionConfiguration": [rule]}}
+
+
 @pytest.mark.parametrize("name", ["Data", "Artifacts"])
 def test_data_and_artifacts_use_the_project_kms_key(dev_data, name):
-    _, bucket = _bucket(dev_data, name)
-    rule = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
-    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
-    assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]["Fn::GetAtt"][0].startswith("ProjectKey")
-    assert rule["BucketKeyEnabled"] is True
+    _bucket_has(dev_data, name, _encrypted_by_default(
+        ServerSideEncryptionByDefault={
+            "SSEAlgorithm": "aws:kms",
+            "KMSMasterKeyID": {"Fn::GetAtt": [Match.string_like_regexp("^ProjectKey"), Match.any_value()]},
+        },
+        BucketKeyEnabled=True,
+    ))
 
 
 def test_access_log_bucket_uses_sse_s3(dev_data):
-    _, bucket = _bucket(dev_data, "AccessLogs")
-    rule = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
-    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    _bucket_has(dev_data, "AccessLogs", _encrypted_by_default(ServerSideEncryptionByDefault={"SSEAlgorithm": "AES256"}))
 
 
 @pytest.mark.parametrize("name", ["AccessLogs", "Data", "Artifacts"])
 def test_every_bucket_is_private_versioned_and_owner_enforced(dev_data, name):
-    _, bucket = _bucket(dev_data, name)
-    props = bucket["Properties"]
-    assert props["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True,
-        "BlockPublicPolicy": True,
-        "IgnorePublicAcls": True,
-        "RestrictPublicBuckets": True,
-    }
-    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
-    assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    _bucket_has(dev_data, name, {
+        "PublicAccessBlockConfiguration": Match.exact({
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }),
+        "VersioningConfiguration": Match.exact({"Status": "Enabled"}),
+        "OwnershipControls": Match.exact({"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}),
+    })
 
 
 @pytest.mark.parametrize("name", ["AccessLogs", "Data", "Artifacts"])
 def test_every_bucket_denies_plain_http(dev_data, name):
-    key, _ = _bucket(dev_data, name)
+    key = _bucket_id(dev_data, name)
     dev_data.has_resource_properties(
         "AWS::S3::BucketPolicy",
         {
@@ -115,7 +129,7 @@ def test_every_bucket_denies_plain_http(dev_data, name):
 
 @pytest.mark.parametrize("name", ["Data", "Artifacts"])
 def test_uploads_may_not_ask_for_another_encryption_or_another_key(dev_data, name):
-    bucket, _ = _bucket(dev_data, name)
+    bucket = _bucket_id(dev_data, name)
     (key,) = dev_data.find_resources("AWS::KMS::Key")
     objects = {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]}
     header = "s3:x-amz-server-side-encryption"
@@ -156,48 +170,44 @@ def test_uploads_may_not_ask_for_another_encryption_or_another_key(dev_data, nam
 
 
 def test_access_log_bucket_keeps_accepting_sse_s3_log_delivery(dev_data):
-    bucket, _ = _bucket(dev_data, "AccessLogs")
-    policies = dev_data.find_resources("AWS::S3::BucketPolicy").values()
-    (policy,) = [p for p in policies if p["Properties"]["Bucket"] == {"Ref": bucket}]
-    denied = [s["Action"] for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    of_the_bucket = {"Bucket": {"Ref": _bucket_id(dev_data, "AccessLogs")}}
+    dev_data.resource_properties_count_is(BUCKET_POLICY, of_the_bucket, 1)
+    found = Capture()
+    dev_data.has_resource_properties(BUCKET_POLICY, {**of_the_bucket, "PolicyDocument": {"Statement": found}})
+    denied = [s["Action"] for s in found.as_array() if s["Effect"] == "Deny"]
     assert denied == ["s3:*"]  # TLS only
 
 
 @pytest.mark.parametrize("name, prefix", [("Data", "data/"), ("Artifacts", "artifacts/")])
 def test_server_access_logs_go_to_the_log_bucket(dev_data, name, prefix):
-    logs_key, _ = _bucket(dev_data, "AccessLogs")
-    _, bucket = _bucket(dev_data, name)
-    assert bucket["Properties"]["LoggingConfiguration"] == {
-        "DestinationBucketName": {"Ref": logs_key},
+    _bucket_has(dev_data, name, {"LoggingConfiguration": Match.exact({
+        "DestinationBucketName": {"Ref": _bucket_id(dev_data, "AccessLogs")},
         "LogFilePrefix": prefix,
-    }
+    })})
 
 
 @pytest.mark.parametrize("name", ["AccessLogs", "Data", "Artifacts"])
 def test_lifecycle_aborts_multipart_and_expires_noncurrent_versions(dev_data, name):
-    _, bucket = _bucket(dev_data, name)
-    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert {
+    _bucket_has(dev_data, name, _lifecycle_rules(Match.array_with([{
         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
         "Id": "abort-incomplete-multipart",
         "Status": "Enabled",
-    } in rules
-    assert any(r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") == 30 for r in rules)
+    }])))
+    _bucket_has(dev_data, name, _lifecycle_rules(Match.array_with([
+        Match.object_like({"NoncurrentVersionExpiration": Match.object_like({"NoncurrentDays": 30})})])))
 
 
 @pytest.mark.parametrize("fixture, days", [("dev_data", 14), ("prod_data", 30)])
 def test_checkpoints_expire_after_configured_days(request, fixture, days):
     template = request.getfixturevalue(fixture)
-    _, bucket = _bucket(template, "Artifacts")
-    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert {
+    _bucket_has(template, "Artifacts", _lifecycle_rules(Match.array_with([{
         "ExpirationInDays": days,
         "Id": "expire-checkpoints",
         "Prefix": "checkpoints/",
         "Status": "Enabled",
-    } in rules
-    _, data = _bucket(template, "Data")
-    assert not any(r.get("Prefix") == "checkpoints/" for r in data["Properties"]["LifecycleConfiguration"]["Rules"])
+    }])))
+    _bucket_has(template, "Data", _lifecycle_rules(Match.not_(Match.array_with([
+        Match.object_like({"Prefix": "checkpoints/"})]))))
 
 
 def test_dev_fsx_is_scratch_2_with_lz4(variant_data):
@@ -226,12 +236,11 @@ def test_prod_fsx_is_persistent_2_with_kms_and_throughput(prod_data):
 
 
 def test_fsx_sits_in_one_private_subnet(variant_data):
-    fs = next(iter(variant_data.find_resources("AWS::FSx::FileSystem").values()))
-    assert len(fs["Properties"]["SubnetIds"]) == 1
+    variant_data.all_resources_properties("AWS::FSx::FileSystem", {"SubnetIds": [Match.any_value()]})
 
 
 def test_fsx_is_linked_to_datasets_prefix_with_auto_import(variant_data):
-    data_key, _ = _bucket(variant_data, "Data")
+    data_key = _bucket_id(variant_data, "Data")
     variant_data.has_resource_properties(
         "AWS::FSx::DataRepositoryAssociation",
         {
@@ -252,8 +261,7 @@ def test_dev_destroys_and_prod_retains(dev_data, prod_data):
     dev_data.has_resource("AWS::S3::Bucket", {"DeletionPolicy": "Delete"})
     dev_data.has_resource("AWS::KMS::Key", {"DeletionPolicy": "Delete"})
     for rtype in ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::FSx::FileSystem"):
-        for resource in prod_data.find_resources(rtype).values():
-            assert resource["DeletionPolicy"] == "Retain", rtype
+        prod_data.all_resources(rtype, {"DeletionPolicy": "Retain"})
     assert not prod_data.find_resources("Custom::S3AutoDeleteObjects")
 
 
@@ -290,18 +298,15 @@ def test_without_fsx_no_file_system_and_no_key_grant_for_it(dev_data, variant_da
     assert not dev_data.find_resources("AWS::FSx::DataRepositoryAssociation")
     assert not {"FsxDnsName", "FsxMountName"} & set(dev_data.to_json().get("Outputs", {}))
 
-    def key_sids(template):
-        [key] = template.find_resources("AWS::KMS::Key").values()
-        return {s.get("Sid") for s in key["Properties"]["KeyPolicy"]["Statement"]}
-
-    assert "AllowFsxS3AccessServiceLinkedRole" in key_sids(variant_data)
-    assert "AllowFsxS3AccessServiceLinkedRole" not in key_sids(dev_data)
+    fsx_grant = Match.array_with([Match.object_like({"Sid": "AllowFsxS3AccessServiceLinkedRole"})])
+    for template, statements in ((variant_data, fsx_grant), (dev_data, Match.not_(fsx_grant))):
+        template.resource_count_is("AWS::KMS::Key", 1)
+        template.has_resource_properties("AWS::KMS::Key", {"KeyPolicy": {"Statement": statements}})
 
 
 def test_predictions_are_kept_unless_configured_to_expire(dev_data, tracked_data):
     def prediction_rules(template):
-        _, artifacts = _bucket(template, "Artifacts")
-        rules = artifacts["Properties"]["LifecycleConfiguration"]["Rules"]
+        rules = captured(template, BUCKET, "BucketsArtifacts", _lifecycle_rules).as_array()
         return [r for r in rules if r.get("Prefix") == "predictions/"]
 
     assert prediction_rules(dev_data) == []

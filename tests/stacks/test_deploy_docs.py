@@ -10,24 +10,35 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Capture
 
 from bertbatch.core.preflight_checks import QUOTAS, instance_class
 from bertbatch.cost import idle_cost
 from bertbatch.cost.training_cost import load_table
 from tests.conftest import REPO
-from tests.stacks.conftest import Synthesized
+from tests.stacks.conftest import Synthesized, every
 
 PAGE = (REPO / "docs" / "deploy.md").read_text()
 LAMBDA_UNRESERVED_MINIMUM = 100  # Lambda keeps this much of an account's concurrency unreserved
 
 
-def resources(synth: Synthesized, kind: str) -> list[dict[str, Any]]:
-    found = []
+def values(synth: Synthesized, kind: str, name: str, **resource: Any) -> list[Any]:
+    """Property `name` of every `kind` resource of every stack that has it (and matches `resource`,
+    e.g. DeletionPolicy="Retain")."""
+    found: list[Any] = []
     for stack in synth.platform.stacks:
-        for resource in synth.template(stack).to_json()["Resources"].values():
-            if resource["Type"] == kind:
-                found.append(resource)
+        value = Capture()
+        if synth.template(stack).find_resources(kind, {**resource, "Properties": {name: value}}):
+            found += every(value)
     return found
+
+
+def every_stack_has(synth: Synthesized, kind: str, resource: dict) -> None:
+    """Every `kind` resource of every stack matches `resource` (has_resource's pattern)."""
+    for stack in synth.platform.stacks:
+        template = synth.template(stack)
+        if template.find_resources(kind):
+            template.all_resources(kind, resource)
 
 
 def row(first_cell: str, *, prefix: bool = False) -> list[str]:
@@ -42,8 +53,7 @@ def row(first_cell: str, *, prefix: bool = False) -> list[str]:
 def vcpus_per_quota(synth: Synthesized) -> Counter[str]:
     """The compute environments' maxvCpus summed per quota code, as `bertbatch doctor` sums them."""
     needed: Counter[str] = Counter()
-    for ce in resources(synth, "AWS::Batch::ComputeEnvironment"):
-        compute = ce["Properties"]["ComputeResources"]
+    for compute in values(synth, "AWS::Batch::ComputeEnvironment", "ComputeResources"):
         spot = compute["Type"] == "SPOT"
         for cls in {instance_class(t) for t in compute["InstanceTypes"]} - {None}:
             needed[QUOTAS[(str(cls), spot)].code] += compute["MaxvCpus"]
@@ -64,8 +74,7 @@ def test_the_lambda_row_asks_for_what_the_functions_reserve_plus_the_unreserved_
     cells = row("Concurrent executions (Lambda)")
     assert cells[1] == "`lambda`, `L-B99A9384`"
     for synth, cell in ((dev, cells[2]), (prod, cells[3])):
-        reserved = sum(f["Properties"].get("ReservedConcurrentExecutions", 0)
-                       for f in resources(synth, "AWS::Lambda::Function"))
+        reserved = sum(values(synth, "AWS::Lambda::Function", "ReservedConcurrentExecutions"))
         assert cell == f"at least {LAMBDA_UNRESERVED_MINIMUM + reserved}"
 
 
@@ -95,8 +104,7 @@ def test_the_readme_states_the_computed_dev_figure(dev):
 
 
 def test_teardown_lists_every_log_group_prod_retains(prod):
-    retained = {g["Properties"]["LogGroupName"] for g in resources(prod, "AWS::Logs::LogGroup")
-                if g.get("DeletionPolicy") == "Retain"}
+    retained = set(values(prod, "AWS::Logs::LogGroup", "LogGroupName", DeletionPolicy="Retain"))
     assert retained
     assert set(re.findall(r"`(/[^`]+)`", row("log groups `", prefix=True)[0])) == retained
     loop = PAGE[PAGE.index("# 3. log groups"):PAGE.index("# 4. KMS keys")]
@@ -105,5 +113,5 @@ def test_teardown_lists_every_log_group_prod_retains(prod):
 
 @pytest.mark.parametrize("kind", ["AWS::S3::Bucket", "AWS::FSx::FileSystem", "AWS::KMS::Key"])
 def test_prod_retains_what_the_teardown_section_removes(prod, dev, kind):
-    assert all(r.get("DeletionPolicy") == "Retain" for r in resources(prod, kind))
-    assert all(r.get("DeletionPolicy") == "Delete" for r in resources(dev, kind))
+    every_stack_has(prod, kind, {"DeletionPolicy": "Retain"})
+    every_stack_has(dev, kind, {"DeletionPolicy": "Delete"})

@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from aws_cdk.assertions import Capture, Match
 
 from bertbatch_contract import discovery, metrics
 from bertbatch_contract.naming import Naming
-from tests.stacks.conftest import (
-    one,
-    resources,
-)
+from tests.stacks.conftest import one, value_of
+
+PARAMETER = "AWS::SSM::Parameter"
+STACK_OUTPUT = Match.object_like({"Fn::GetStackOutput": Match.any_value()})
+
+
+def _published(template, key: str, value, profile: str = "dev") -> None:
+    template.has_resource_properties(PARAMETER, {"Name": Naming(profile).parameter(key), "Value": value})
 
 
 @pytest.mark.parametrize("key", sorted(discovery.KEYS))
@@ -26,33 +31,32 @@ def test_every_discovery_key_is_an_ssm_parameter(dev_training, key):
 
 
 def test_discovery_values(dev_training):
-    params = {
-        r["Properties"]["Name"]: r["Properties"]["Value"]
-        for r in resources(dev_training, "AWS::SSM::Parameter").values()
+    queues = {
+        discovery.QUEUE_SPOT_FIRST: "bert-batch-dev-spot-first",
+        discovery.QUEUE_ON_DEMAND: "bert-batch-dev-on-demand",
+        discovery.QUEUE_MULTI_NODE: "bert-batch-dev-multi-node",
+        discovery.QUEUE_PREPARE: "bert-batch-dev-prepare",
     }
-    value = lambda key: params[Naming("dev").parameter(key)]  # noqa: E731
-    queue_names = {r["Properties"]["JobQueueName"] for r in resources(dev_training, "AWS::Batch::JobQueue").values()}
-    assert value(discovery.QUEUE_SPOT_FIRST) == "bert-batch-dev-spot-first"
-    assert value(discovery.QUEUE_ON_DEMAND) == "bert-batch-dev-on-demand"
-    assert value(discovery.QUEUE_MULTI_NODE) == "bert-batch-dev-multi-node"
-    assert value(discovery.QUEUE_PREPARE) == "bert-batch-dev-prepare"
-    assert queue_names == {"bert-batch-dev-spot-first", "bert-batch-dev-on-demand", "bert-batch-dev-multi-node",
-                           "bert-batch-dev-prepare"}
-    single, _ = one(dev_training, "AWS::Batch::JobDefinition", "JobDefinitionsSingle")
-    multi, _ = one(dev_training, "AWS::Batch::JobDefinition", "JobDefinitionsMultiNode")
-    assert value(discovery.JOB_DEFINITION_SINGLE) == {"Ref": single}
-    assert value(discovery.JOB_DEFINITION_MULTI_NODE) == {"Ref": multi}
-    predict, _ = one(dev_training, "AWS::Batch::JobDefinition", "JobDefinitionsPredict")
-    assert value(discovery.JOB_DEFINITION_PREDICT) == {"Ref": predict}
-    prepare, _ = one(dev_training, "AWS::Batch::JobDefinition", "DataPreparationJobDefinition")
-    assert value(discovery.JOB_DEFINITION_PREPARE) == {"Ref": prepare}
-    assert value(discovery.MLFLOW_TRACKING_URI) == discovery.NOT_CONFIGURED == "none"
+    dev_training.resource_count_is("AWS::Batch::JobQueue", len(queues))
+    for key, name in queues.items():
+        _published(dev_training, key, name)
+        dev_training.has_resource_properties("AWS::Batch::JobQueue", {"JobQueueName": name})
+    for key, logical_prefix in (
+        (discovery.JOB_DEFINITION_SINGLE, "JobDefinitionsSingle"),
+        (discovery.JOB_DEFINITION_MULTI_NODE, "JobDefinitionsMultiNode"),
+        (discovery.JOB_DEFINITION_PREDICT, "JobDefinitionsPredict"),
+        (discovery.JOB_DEFINITION_PREPARE, "DataPreparationJobDefinition"),
+    ):
+        job_definition, _ = one(dev_training, "AWS::Batch::JobDefinition", logical_prefix)
+        _published(dev_training, key, Match.exact({"Ref": job_definition}))
+    assert discovery.NOT_CONFIGURED == "none"
+    _published(dev_training, discovery.MLFLOW_TRACKING_URI, discovery.NOT_CONFIGURED)
     log_group, _ = one(dev_training, "AWS::Logs::LogGroup", "JobLogs")
-    assert value(discovery.LOG_GROUP) == {"Ref": log_group}
-    assert value(discovery.FSX_MOUNT_PATH) == "none"  # dev: no FSx by default
-    assert value(discovery.METRICS_NAMESPACE) == metrics.DEFAULT_NAMESPACE
-    assert "Fn::GetStackOutput" in value(discovery.DATA_BUCKET)
-    assert "Fn::GetStackOutput" in value(discovery.ARTIFACTS_BUCKET)
+    _published(dev_training, discovery.LOG_GROUP, Match.exact({"Ref": log_group}))
+    _published(dev_training, discovery.FSX_MOUNT_PATH, "none")  # dev: no FSx by default
+    _published(dev_training, discovery.METRICS_NAMESPACE, metrics.DEFAULT_NAMESPACE)
+    _published(dev_training, discovery.DATA_BUCKET, STACK_OUTPUT)
+    _published(dev_training, discovery.ARTIFACTS_BUCKET, STACK_OUTPUT)
 
 
 def test_discovery_values_are_outputs_too(dev_training):
@@ -72,8 +76,8 @@ def test_discovery_values_are_outputs_too(dev_training):
 
 
 def test_prod_parameters_live_under_the_prod_prefix(prod_training):
-    names = [r["Properties"]["Name"] for r in resources(prod_training, "AWS::SSM::Parameter").values()]
-    assert names and all(n.startswith("/bert-batch/prod/") for n in names)
+    assert prod_training.find_resources(PARAMETER)
+    prod_training.all_resources_properties(PARAMETER, {"Name": Match.string_like_regexp("^/bert-batch/prod/")})
 
 
 def test_data_stack_outputs_used_for_bucket_names_exist(dev_data):
@@ -81,23 +85,18 @@ def test_data_stack_outputs_used_for_bucket_names_exist(dev_data):
 
 
 def test_without_fsx_discovery_says_none(dev_training):
-    params = {
-        r["Properties"]["Name"]: r["Properties"]["Value"]
-        for r in resources(dev_training, "AWS::SSM::Parameter").values()
-    }
-    assert params[Naming("dev").parameter(discovery.FSX_MOUNT_PATH)] == "none"
+    _published(dev_training, discovery.FSX_MOUNT_PATH, "none")
 
 
-def _params(template) -> dict[str, str]:
-    return {
-        r["Properties"]["Name"]: r["Properties"]["Value"] for r in resources(template, "AWS::SSM::Parameter").values()
-    }
+def _value(template, key: str, profile: str) -> str:
+    value = Capture()
+    _published(template, key, value, profile)
+    return value_of(value)
 
 
 def test_internet_egress_follows_the_nat_gateways(dev_training, variant_training):
-    key = Naming("dev").parameter(discovery.INTERNET_EGRESS)
-    assert _params(dev_training)[key] == "false"  # no NAT gateway in the dev profile
-    assert _params(variant_training)[key] == "true"  # the variant has one
+    _published(dev_training, discovery.INTERNET_EGRESS, "false")  # no NAT gateway in the dev profile
+    _published(variant_training, discovery.INTERNET_EGRESS, "true")  # the variant has one
 
 
 def test_internet_egress_of_an_existing_vpc_comes_from_config():
@@ -123,7 +122,7 @@ def test_capacity_of_each_queue_names_its_environments_in_order(prod_training, p
     caps = {"gpu-spot": t.spot_max_vcpus, "gpu-on-demand": t.on_demand_max_vcpus, "multi-node": t.multinode_max_vcpus}
     types = {"gpu-spot": t.gpu_instance_types, "gpu-on-demand": t.gpu_instance_types,
              "multi-node": t.multinode_instance_types}
-    value = _params(prod_training)[Naming("prod").parameter(discovery.capacity_key(queue))]
+    value = _value(prod_training, discovery.capacity_key(queue), "prod")
     assert discovery.parse_capacity(value) == [
         discovery.ComputeCapacity(
             name=Naming("prod").resource(f"ce-{kind}"),
@@ -134,13 +133,11 @@ def test_capacity_of_each_queue_names_its_environments_in_order(prod_training, p
         for kind, spot in environments
     ]
     # Every compute environment named here exists in the template with that cap.
-    by_name = {
-        r["Properties"]["ComputeEnvironmentName"]: r["Properties"]["ComputeResources"]
-        for r in resources(prod_training, "AWS::Batch::ComputeEnvironment").values()
-    }
     for env in discovery.parse_capacity(value):
-        assert by_name[env.name]["MaxvCpus"] == env.max_vcpus
-        assert by_name[env.name]["InstanceTypes"] == list(env.instance_types)
+        prod_training.has_resource_properties("AWS::Batch::ComputeEnvironment", {
+            "ComputeEnvironmentName": env.name,
+            "ComputeResources": {"MaxvCpus": env.max_vcpus, "InstanceTypes": list(env.instance_types)},
+        })
 
 
 def test_queue_kinds_of_the_contract_are_the_stack_queues():

@@ -5,6 +5,7 @@ permissions on the job role only for a tracking server ARN."""
 from __future__ import annotations
 
 import pytest
+from aws_cdk.assertions import Capture
 
 from bertbatch_contract import discovery, job
 from bertbatch_contract.naming import Naming
@@ -12,23 +13,23 @@ from platform_constructs.job_roles import SAGEMAKER_MLFLOW_ACTIONS
 from stacks.config import ConfigError
 from stacks.training_stack import tracking_environment
 from tests.stacks.conftest import (
+    MULTI_NODE,
+    PREDICT,
     SAGEMAKER_MLFLOW_ARN,
+    SINGLE,
     as_list,
     config_for,
-    env_of,
-    multi_node_container,
-    predict_container,
-    resources,
-    single_container,
+    container_has,
+    env_var,
+    no_env_var,
+    policy_has,
+    statement_like,
     statements,
 )
 
 
-def ssm_value(template, key: str):
-    params = {
-        r["Properties"]["Name"]: r["Properties"]["Value"] for r in resources(template, "AWS::SSM::Parameter").values()
-    }
-    return params[Naming("dev").parameter(key)]
+def published(template, key: str, value) -> None:
+    template.has_resource_properties("AWS::SSM::Parameter", {"Name": Naming("dev").parameter(key), "Value": value})
 
 
 @pytest.mark.parametrize(
@@ -89,32 +90,32 @@ def test_tracking_environment_is_empty_without_a_uri():
 
 def test_unconfigured_nothing_changes(dev_training, prod_training):
     for template in (dev_training, prod_training):
-        for container in (single_container, multi_node_container, predict_container):
-            assert job.ENV_MLFLOW_TRACKING_URI not in env_of(container(template))
+        for job_definition in (SINGLE, MULTI_NODE, PREDICT):
+            container_has(template, job_definition, {"Environment": no_env_var(job.ENV_MLFLOW_TRACKING_URI)})
         actions = [a for s in statements(template, "RolesJobPolicy") for a in as_list(s["Action"])]
         assert not [a for a in actions if a.startswith("sagemaker")]
-    assert ssm_value(dev_training, discovery.MLFLOW_TRACKING_URI) == "none"
+    published(dev_training, discovery.MLFLOW_TRACKING_URI, "none")
 
 
 def test_configured_uri_is_published_and_set_on_the_training_jobs_only(tracked_training):
-    assert ssm_value(tracked_training, discovery.MLFLOW_TRACKING_URI) == SAGEMAKER_MLFLOW_ARN
-    assert tracked_training.find_outputs("MlflowTrackingUri")["MlflowTrackingUri"]["Value"] == SAGEMAKER_MLFLOW_ARN
-    for container in (single_container, multi_node_container):
-        assert env_of(container(tracked_training))[job.ENV_MLFLOW_TRACKING_URI] == SAGEMAKER_MLFLOW_ARN
+    published(tracked_training, discovery.MLFLOW_TRACKING_URI, SAGEMAKER_MLFLOW_ARN)
+    tracked_training.has_output("MlflowTrackingUri", {"Value": SAGEMAKER_MLFLOW_ARN})
+    for job_definition in (SINGLE, MULTI_NODE):
+        container_has(tracked_training, job_definition,
+                      {"Environment": env_var(job.ENV_MLFLOW_TRACKING_URI, SAGEMAKER_MLFLOW_ARN)})
     # Scoring is not an experiment.
-    assert job.ENV_MLFLOW_TRACKING_URI not in env_of(predict_container(tracked_training))
+    container_has(tracked_training, PREDICT, {"Environment": no_env_var(job.ENV_MLFLOW_TRACKING_URI)})
 
 
 def test_sagemaker_tracking_server_permissions_are_scoped_to_that_server(tracked_training):
-    found = [s for s in statements(tracked_training, "RolesJobPolicy") if s.get("Sid") == "LogToSageMakerMlflow"]
-    assert len(found) == 1
-    s = found[0]
-    assert s["Resource"] == SAGEMAKER_MLFLOW_ARN
-    assert sorted(s["Action"]) == sorted(SAGEMAKER_MLFLOW_ACTIONS)
-    assert all(a.startswith("sagemaker-mlflow:") and "*" not in a for a in s["Action"])
-    assert {"sagemaker-mlflow:CreateRun", "sagemaker-mlflow:LogBatch", "sagemaker-mlflow:SearchRuns"} <= set(
-        s["Action"]
-    )
+    sid = "LogToSageMakerMlflow"
+    assert [s.get("Sid") for s in statements(tracked_training, "RolesJobPolicy")].count(sid) == 1
+    found = Capture()
+    policy_has(tracked_training, "RolesJobPolicy", statement_like(sid, Resource=SAGEMAKER_MLFLOW_ARN, Action=found))
+    actions = found.as_array()
+    assert sorted(actions) == sorted(SAGEMAKER_MLFLOW_ACTIONS)
+    assert all(a.startswith("sagemaker-mlflow:") and "*" not in a for a in actions)
+    assert {"sagemaker-mlflow:CreateRun", "sagemaker-mlflow:LogBatch", "sagemaker-mlflow:SearchRuns"} <= set(actions)
     # Logging only: no deletes, no registry, no UI.
-    assert not [a for a in s["Action"] if "Delete" in a or "RegisteredModel" in a or a.endswith("AccessUI")]
+    assert not [a for a in actions if "Delete" in a or "RegisteredModel" in a or a.endswith("AccessUI")]
 

@@ -19,13 +19,11 @@ from tests.stacks.conftest import config_for
 ])
 def test_every_queue_schedules_by_the_policy(training, queue_count, request):
     template = request.getfixturevalue(training)
-    policies = template.find_resources("AWS::Batch::SchedulingPolicy")
-    assert len(policies) == 1
-    (policy_id,) = policies
-    queues = template.find_resources("AWS::Batch::JobQueue")
-    assert len(queues) == queue_count
-    for queue in queues.values():
-        assert queue["Properties"]["SchedulingPolicyArn"] == {"Fn::GetAtt": [policy_id, "Arn"]}
+    template.resource_count_is("AWS::Batch::SchedulingPolicy", 1)
+    (policy_id,) = template.find_resources("AWS::Batch::SchedulingPolicy")
+    template.resource_count_is("AWS::Batch::JobQueue", queue_count)
+    template.all_resources_properties(
+        "AWS::Batch::JobQueue", {"SchedulingPolicyArn": Match.exact({"Fn::GetAtt": [policy_id, "Arn"]})})
 
 
 def test_default_policy_has_one_default_team_and_no_reservation(dev_training):

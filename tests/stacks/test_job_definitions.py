@@ -4,28 +4,33 @@ resources, retries, image."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
-from aws_cdk.assertions import Match, Matcher
+from aws_cdk.assertions import Capture, Match, Matcher
 
 from bertbatch_contract import hyperparameters, job, layout, metrics
 from tests.stacks.conftest import (
+    JOB_DEFINITION,
+    MULTI_NODE,
     PREBUILT_IMAGE,
-    env_of,
-    job_definition,
-    multi_node_container,
+    SINGLE,
+    container_has,
+    container_value,
+    environment_of,
+    every,
+    job_definition_value,
+    no_env_var,
     one,
-    resources,
-    single_container,
+    one_has,
     text_of,
 )
 
 
 def test_job_definition_names(dev_training):
-    names = sorted(
-        r["Properties"]["JobDefinitionName"] for r in resources(dev_training, "AWS::Batch::JobDefinition").values()
-    )
-    assert names == [
+    names = Capture()
+    dev_training.all_resources_properties(JOB_DEFINITION, {"JobDefinitionName": names})
+    assert sorted(every(names)) == [
         "bert-batch-dev-bert-finetune",
         "bert-batch-dev-bert-finetune-multinode",
         "bert-batch-dev-bert-predict",
@@ -35,29 +40,30 @@ def test_job_definition_names(dev_training):
 
 def test_single_node_resources_from_config(dev_training, dev):
     t = dev.config.training
-    assert sorted(single_container(dev_training)["ResourceRequirements"], key=lambda r: r["Type"]) == [
+    assert sorted(container_value(dev_training, SINGLE, "ResourceRequirements"), key=lambda r: r["Type"]) == [
         {"Type": "GPU", "Value": str(t.gpus_per_job)},
         {"Type": "MEMORY", "Value": str(t.memory_mib_per_job)},
         {"Type": "VCPU", "Value": str(t.vcpus_per_job)},
     ]
 
 
-@pytest.mark.parametrize("container", [single_container, multi_node_container])
+@pytest.mark.parametrize("container", [SINGLE, MULTI_NODE])
 def test_shared_memory_for_data_loaders(dev_training, dev, container):
-    assert container(dev_training)["LinuxParameters"]["SharedMemorySize"] == dev.config.training.shared_memory_mib
+    container_has(dev_training, container, {"LinuxParameters": {
+        "SharedMemorySize": dev.config.training.shared_memory_mib}})
 
 
-@pytest.mark.parametrize("container", [single_container, multi_node_container])
+@pytest.mark.parametrize("container", [SINGLE, MULTI_NODE])
 def test_ulimits_memlock_unlimited_and_nofile_high(dev_training, container):
-    assert sorted(container(dev_training)["Ulimits"], key=lambda u: u["Name"]) == [
+    assert sorted(container_value(dev_training, container, "Ulimits"), key=lambda u: u["Name"]) == [
         {"Name": "memlock", "SoftLimit": -1, "HardLimit": -1},
         {"Name": "nofile", "SoftLimit": 65536, "HardLimit": 65536},
     ]
 
 
-@pytest.mark.parametrize("container", [single_container, multi_node_container])
+@pytest.mark.parametrize("container", [SINGLE, MULTI_NODE])
 def test_command_is_the_flags_from_the_contract(dev_training, container):
-    command = container(dev_training)["Command"]
+    command = container_value(dev_training, container, "Command")
     assert command[0::2] == [row.flag for row in hyperparameters.JOB_PARAMETERS.values()]
     assert command[0::2] == [
         "--train",
@@ -88,9 +94,9 @@ def test_command_is_the_flags_from_the_contract(dev_training, container):
     assert command[1::2] == [f"Ref::{name}" for name in hyperparameters.JOB_PARAMETERS]
 
 
-@pytest.mark.parametrize("jobdef", ["JobDefinitionsSingle", "JobDefinitionsMultiNode"])
+@pytest.mark.parametrize("jobdef", [SINGLE, MULTI_NODE])
 def test_every_ref_parameter_has_a_default(dev_training, jobdef):
-    parameters = job_definition(dev_training, jobdef)["Parameters"]
+    parameters = job_definition_value(dev_training, jobdef, "Parameters")
     assert set(parameters) == set(hyperparameters.JOB_PARAMETERS)
     for name, value in hyperparameters.parameter_defaults().items():
         if name != "model":
@@ -131,9 +137,9 @@ def test_every_ref_parameter_has_a_default(dev_training, jobdef):
     assert text_of(parameters["eval_uri"]) == "s3://<ref>/datasets/dev.tsv"
 
 
-@pytest.mark.parametrize("container", [single_container, multi_node_container])
+@pytest.mark.parametrize("container", [SINGLE, MULTI_NODE])
 def test_environment_tells_the_container_where_things_are(dev_training, container):
-    env = env_of(container(dev_training))
+    env = environment_of(dev_training, container)
     assert env[job.ENV_PROFILE] == "dev"
     # The S3 prefix FSx mirrors; the container finds the FSx copy under FSX_MOUNT_PATH.
     assert text_of(env[job.ENV_DATA_URI]) == f"s3://<ref>/{layout.DATASETS_PREFIX.rstrip('/')}"
@@ -147,20 +153,21 @@ def test_environment_tells_the_container_where_things_are(dev_training, containe
     assert job.ENV_RUN_ID not in env
 
 
-@pytest.mark.parametrize("container", [single_container, multi_node_container])
+@pytest.mark.parametrize("container", [SINGLE, MULTI_NODE])
 def test_fsx_is_mounted_read_only_from_the_host_except_the_token_cache(variant_training, container):
-    c = container(variant_training)
     cache = f"/fsx/{job.FSX_CACHE_DIR}"
-    assert c["Volumes"] == [
-        INSTANCE_INFO_VOLUME,
-        {"Name": "fsx", "Host": {"SourcePath": "/fsx"}},
-        {"Name": "fsx-cache", "Host": {"SourcePath": cache}},
-    ]
-    assert c["MountPoints"] == [
-        INSTANCE_INFO_MOUNT,
-        {"SourceVolume": "fsx", "ContainerPath": "/fsx", "ReadOnly": True},
-        {"SourceVolume": "fsx-cache", "ContainerPath": cache, "ReadOnly": False},
-    ]
+    container_has(variant_training, container, {
+        "Volumes": Match.exact([
+            INSTANCE_INFO_VOLUME,
+            {"Name": "fsx", "Host": {"SourcePath": "/fsx"}},
+            {"Name": "fsx-cache", "Host": {"SourcePath": cache}},
+        ]),
+        "MountPoints": Match.exact([
+            INSTANCE_INFO_MOUNT,
+            {"SourceVolume": "fsx", "ContainerPath": "/fsx", "ReadOnly": True},
+            {"SourceVolume": "fsx-cache", "ContainerPath": cache, "ReadOnly": False},
+        ]),
+    })
 
 
 INSTANCE_INFO_VOLUME = {"Name": "instance-info", "Host": {"SourcePath": job.INSTANCE_INFO_DIR}}
@@ -195,17 +202,18 @@ def test_the_multi_node_job_definition_mounts_the_instance_file_read_only(reques
     })
 
 
-@pytest.mark.parametrize("container", [single_container, multi_node_container])
+@pytest.mark.parametrize("container", [SINGLE, MULTI_NODE])
 def test_logs_go_to_the_encrypted_job_log_group(dev_training, container):
     log_group_id, _ = one(dev_training, "AWS::Logs::LogGroup", "JobLogs")
-    config = container(dev_training)["LogConfiguration"]
-    assert config["LogDriver"] == "awslogs"
-    assert config["Options"]["awslogs-group"] == {"Ref": log_group_id}
+    container_has(dev_training, container, {"LogConfiguration": {
+        "LogDriver": "awslogs",
+        "Options": {"awslogs-group": Match.exact({"Ref": log_group_id})},
+    }})
 
 
-@pytest.mark.parametrize("jobdef", ["JobDefinitionsSingle", "JobDefinitionsMultiNode"])
+@pytest.mark.parametrize("jobdef", [SINGLE, MULTI_NODE])
 def test_retry_on_spot_reclaim_interruption_and_storage_exits_else_exit(dev_training, jobdef):
-    assert job_definition(dev_training, jobdef)["RetryStrategy"] == {
+    one_has(dev_training, JOB_DEFINITION, jobdef, {"RetryStrategy": Match.exact({
         "Attempts": 5,
         "EvaluateOnExit": [
             {"Action": "RETRY", "OnStatusReason": "Host EC2*"},
@@ -213,32 +221,33 @@ def test_retry_on_spot_reclaim_interruption_and_storage_exits_else_exit(dev_trai
             {"Action": "RETRY", "OnExitCode": str(job.EXIT_STORAGE_UNAVAILABLE)},
             {"Action": "EXIT", "OnReason": "*"},
         ],
-    }
+    })})
 
 
-@pytest.mark.parametrize("jobdef", ["JobDefinitionsSingle", "JobDefinitionsMultiNode"])
+@pytest.mark.parametrize("jobdef", [SINGLE, MULTI_NODE])
 def test_timeout_from_config(dev_training, prod_training, jobdef):
-    assert job_definition(dev_training, jobdef)["Timeout"] == {"AttemptDurationSeconds": 720 * 60}
-    assert job_definition(prod_training, jobdef)["Timeout"] == {"AttemptDurationSeconds": 2880 * 60}
+    one_has(dev_training, JOB_DEFINITION, jobdef, {"Timeout": Match.exact({"AttemptDurationSeconds": 720 * 60})})
+    one_has(prod_training, JOB_DEFINITION, jobdef, {"Timeout": Match.exact({"AttemptDurationSeconds": 2880 * 60})})
 
 
-@pytest.mark.parametrize("jobdef", ["JobDefinitionsSingle", "JobDefinitionsMultiNode"])
+@pytest.mark.parametrize("jobdef", [SINGLE, MULTI_NODE])
 def test_tags_are_propagated(dev_training, jobdef):
-    assert job_definition(dev_training, jobdef)["PropagateTags"] is True
+    one_has(dev_training, JOB_DEFINITION, jobdef, {"PropagateTags": True})
 
 
 def test_multi_node_job_runs_the_configured_nodes_with_node_0_as_main(dev_training, dev):
-    nodes = job_definition(dev_training, "JobDefinitionsMultiNode")["NodeProperties"]
-    n = dev.config.training.multinode_nodes
-    assert nodes["NumNodes"] == n and nodes["MainNode"] == 0
-    # Open-ended: SubmitJob accepts nodeOverrides.numNodes (bertbatch submit --nodes N) only
-    # for a node range without an upper bound.
-    assert [r["TargetNodes"] for r in nodes["NodeRangeProperties"]] == ["0:"]
+    one_has(dev_training, JOB_DEFINITION, MULTI_NODE, {"NodeProperties": {
+        "NumNodes": dev.config.training.multinode_nodes,
+        "MainNode": 0,
+        # Open-ended: SubmitJob accepts nodeOverrides.numNodes (bertbatch submit --nodes N) only
+        # for a node range without an upper bound.
+        "NodeRangeProperties": [{"TargetNodes": "0:"}],
+    }})
 
 
 def test_multi_node_resources_per_node_from_config(dev_training, dev):
     t = dev.config.training
-    assert sorted(multi_node_container(dev_training)["ResourceRequirements"], key=lambda r: r["Type"]) == [
+    assert sorted(container_value(dev_training, MULTI_NODE, "ResourceRequirements"), key=lambda r: r["Type"]) == [
         {"Type": "GPU", "Value": str(t.multinode_gpus_per_node)},
         {"Type": "MEMORY", "Value": str(t.multinode_memory_mib_per_node)},
         {"Type": "VCPU", "Value": str(t.multinode_vcpus_per_node)},
@@ -246,13 +255,14 @@ def test_multi_node_resources_per_node_from_config(dev_training, dev):
 
 
 def test_both_job_definitions_run_the_same_image(dev_training):
-    assert single_container(dev_training)["Image"] == multi_node_container(dev_training)["Image"]
+    container_has(dev_training, MULTI_NODE, {"Image": Match.exact(container_value(dev_training, SINGLE, "Image"))})
 
 
 def test_image_is_the_training_container_asset(dev):
     asset = dev.platform.training.image_asset
     assert asset is not None
-    assert single_container(dev.template(dev.platform.training))["Image"]["Fn::Sub"].endswith(f":{asset.asset_hash}")
+    container_has(dev.template(dev.platform.training), SINGLE, {
+        "Image": {"Fn::Sub": Match.string_like_regexp(re.escape(f":{asset.asset_hash}") + "$")}})
 
 
 def test_job_log_group_is_encrypted_with_retention(dev_training, prod_training):
@@ -267,25 +277,29 @@ def test_job_log_group_is_encrypted_with_retention(dev_training, prod_training):
         )
 
 
-@pytest.mark.parametrize("container", [single_container, multi_node_container])
+@pytest.mark.parametrize("container", [SINGLE, MULTI_NODE])
 def test_without_fsx_only_the_instance_file_volume_and_data_from_s3(dev_training, container):
-    c = container(dev_training)
-    assert c["Volumes"] == [INSTANCE_INFO_VOLUME] and c["MountPoints"] == [INSTANCE_INFO_MOUNT]
-    env = env_of(c)
-    assert text_of(env[job.ENV_DATA_URI]) == "s3://<ref>/datasets"
-    assert job.ENV_FSX_MOUNT not in env
+    container_has(dev_training, container, {
+        "Volumes": Match.exact([INSTANCE_INFO_VOLUME]),
+        "MountPoints": Match.exact([INSTANCE_INFO_MOUNT]),
+        "Environment": no_env_var(job.ENV_FSX_MOUNT),
+    })
+    assert text_of(environment_of(dev_training, container)[job.ENV_DATA_URI]) == "s3://<ref>/datasets"
 
 
 def test_efa_device_and_provider_in_the_multi_node_container(variant_training):
-    c = multi_node_container(variant_training)
-    [device] = c["LinuxParameters"]["Devices"]
-    assert device["HostPath"] == device["ContainerPath"] == "/dev/infiniband/uverbs0"
-    assert sorted(p.upper() for p in device["Permissions"]) == ["MKNOD", "READ", "WRITE"]  # case-insensitive in Batch
-    assert env_of(c)["FI_PROVIDER"] == "efa"
+    device = "/dev/infiniband/uverbs0"
+    permissions = Capture()
+    container_has(variant_training, MULTI_NODE, {
+        "LinuxParameters": {"Devices": [{"HostPath": device, "ContainerPath": device, "Permissions": permissions}]},
+        "Environment": Match.array_with([{"Name": "FI_PROVIDER", "Value": "efa"}]),
+    })
+    # case-insensitive in Batch
+    assert sorted(p.upper() for p in permissions.as_array()) == ["MKNOD", "READ", "WRITE"]
 
 
 def test_prebuilt_image_is_used_as_is(variant_training):
-    assert single_container(variant_training)["Image"] == PREBUILT_IMAGE
+    container_has(variant_training, SINGLE, {"Image": PREBUILT_IMAGE})
 
 
 def test_job_definitions_set_only_variables_something_reads(dev_training, variant_training):
@@ -296,12 +310,13 @@ def test_job_definitions_set_only_variables_something_reads(dev_training, varian
         job.ENV_FSX_MOUNT, "FI_PROVIDER",
     }
     for template in (dev_training, variant_training):
-        for container in (single_container(template), multi_node_container(template)):
-            assert set(env_of(container)) <= read
+        for container in (SINGLE, MULTI_NODE):
+            assert set(environment_of(template, container)) <= read
 
 
 def test_without_fsx_nothing_in_the_training_stack_names_it(dev_training):
     """Only the discovery parameter (value "none") may mention FSx when it is disabled."""
+    # A text search through every resource's properties at any depth: no Match pattern does that.
     for logical_id, resource in dev_training.to_json()["Resources"].items():
         if resource["Type"] == "AWS::SSM::Parameter":
             continue

@@ -7,24 +7,41 @@ import json
 import re
 
 import pytest
-from aws_cdk.assertions import Match
+from aws_cdk.assertions import Capture, Match
 
 from bertbatch_contract import metrics
 from platform_constructs.job_events import GAUGE_HANDLER
+from tests.stacks.conftest import value_of
 from tests.stacks.monitoring_standalone import (
+    NOTIFICATION_RULE,
     function_with_handler,
     notification_rule_id,
     topic_ref,
 )
 from tests.stacks.monitoring_standalone import resolve as resolve_str
 
+RULE = "AWS::Events::Rule"
+# The rule that sends every job state change of the project's queues to the log group.
+TO_LOGS_PATTERN = {"EventPattern": {"detail": Match.object_equals({"jobQueue": Match.any_value()})}}
+
+
+def _job_state_log_group(mon) -> str:
+    (logical_id,) = mon.template.find_resources(
+        "AWS::Logs::LogGroup", {"Properties": {"LogGroupName": "/aws/events/bert-batch/dev/batch-job-states"}})
+    return logical_id
+
+
+def _log_policy_statement(mon) -> dict:
+    """The one statement of the log group's resource policy (JSON text joined with references)."""
+    mon.template.resource_count_is("AWS::Logs::ResourcePolicy", 1)
+    document = Capture()
+    mon.template.has_resource_properties("AWS::Logs::ResourcePolicy", {"PolicyDocument": document})
+    (statement,) = json.loads(resolve_str(value_of(document)))["Statement"]
+    return statement
+
 
 def test_job_state_events_of_the_project_queues_go_to_a_log_group(dev_mon):
-    (log_group_id,) = [
-        k
-        for k, r in dev_mon.of_type("AWS::Logs::LogGroup").items()
-        if r["Properties"].get("LogGroupName") == "/aws/events/bert-batch/dev/batch-job-states"
-    ]
+    log_group_id = _job_state_log_group(dev_mon)
     dev_mon.template.has_resource_properties(
         "AWS::Events::Rule",
         {
@@ -41,34 +58,24 @@ def test_job_state_events_of_the_project_queues_go_to_a_log_group(dev_mon):
 
 
 def test_eventbridge_may_write_the_job_state_log_group(dev_mon):
-    (policy,) = dev_mon.of_type("AWS::Logs::ResourcePolicy").values()
-    document = json.loads(resolve_str(policy["Properties"]["PolicyDocument"]))
-    (statement,) = document["Statement"]
+    statement = _log_policy_statement(dev_mon)
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert sorted(statement["Action"]) == ["logs:CreateLogStream", "logs:PutLogEvents"]
-    (log_group_id,) = [
-        k
-        for k, r in dev_mon.of_type("AWS::Logs::LogGroup").items()
-        if r["Properties"].get("LogGroupName") == "/aws/events/bert-batch/dev/batch-job-states"
-    ]
-    assert statement["Resource"] == "${" + log_group_id + ".Arn}"
+    assert statement["Resource"] == "${" + _job_state_log_group(dev_mon) + ".Arn}"
 
 
 def test_only_the_job_state_rule_may_write_the_log_group(dev_mon):
-    (policy,) = dev_mon.of_type("AWS::Logs::ResourcePolicy").values()
-    (statement,) = json.loads(resolve_str(policy["Properties"]["PolicyDocument"]))["Statement"]
-    (rule,) = [
-        r["Properties"]
-        for r in dev_mon.of_type("AWS::Events::Rule").values()
-        if r["Properties"].get("EventPattern", {}).get("detail", {}).keys() == {"jobQueue"}
-    ]
+    statement = _log_policy_statement(dev_mon)
+    dev_mon.template.resource_properties_count_is(RULE, TO_LOGS_PATTERN, 1)
+    name = Capture()
+    dev_mon.template.has_resource_properties(RULE, {**TO_LOGS_PATTERN, "Name": name})
     # The rule waits for the policy, so the policy names the rule's ARN, not a reference to it.
-    rule_arn = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/" + rule["Name"]
+    rule_arn = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/" + name.as_string()
     assert statement["Condition"] == {
         "StringEquals": {"aws:SourceAccount": "${AWS::AccountId}"},
         "ArnEquals": {"aws:SourceArn": rule_arn},
     }
-    assert rule["Name"] == "bert-batch-dev-batch-job-states-to-logs"
+    assert name.as_string() == "bert-batch-dev-batch-job-states-to-logs"
 
 
 def test_job_state_log_group_is_encrypted_with_retention(dev_mon):
@@ -131,14 +138,13 @@ def test_notification_rule_matches_succeeded_and_failed_jobs_of_the_project_queu
 
 
 def test_notification_message_is_a_readable_line(dev_mon):
-    (rule,) = [
-        r["Properties"]
-        for r in dev_mon.of_type("AWS::Events::Rule").values()
-        if "status" in r["Properties"].get("EventPattern", {}).get("detail", {})
-    ]
-    transformer = rule["Targets"][0]["InputTransformer"]
-    paths = transformer["InputPathsMap"]
-    template = transformer["InputTemplate"]
+    notification_rule_id(dev_mon)  # exactly one
+    paths, template = Capture(), Capture()
+    dev_mon.template.has_resource_properties(RULE, {
+        **NOTIFICATION_RULE,
+        "Targets": [Match.object_like({"InputTransformer": {"InputPathsMap": paths, "InputTemplate": template}})],
+    })
+    paths, template = paths.as_object(), template.as_string()
     assert {paths[k] for k in paths} >= {
         "$.detail.jobName",
         "$.detail.status",
@@ -159,14 +165,16 @@ def test_notification_message_is_a_readable_line(dev_mon):
 
 
 def test_job_gauge_runs_every_five_minutes(dev_mon):
-    function_id, props = function_with_handler(dev_mon, GAUGE_HANDLER)
-    env = props["Environment"]["Variables"]
-    assert (env["METRICS_NAMESPACE"], env["METRIC_NAME"], env["DIMENSION_NAME"], env["DIMENSION_VALUE"]) == (
-        metrics.JOBS_NAMESPACE,
-        metrics.RUNNING_JOBS.name,
-        metrics.DIMENSION_PROFILE,
-        "dev",
-    )
+    function_id = function_with_handler(dev_mon, GAUGE_HANDLER)
+    dev_mon.template.has_resource_properties("AWS::Lambda::Function", {
+        "Handler": GAUGE_HANDLER,
+        "Environment": {"Variables": Match.object_like({
+            "METRICS_NAMESPACE": metrics.JOBS_NAMESPACE,
+            "METRIC_NAME": metrics.RUNNING_JOBS.name,
+            "DIMENSION_NAME": metrics.DIMENSION_PROFILE,
+            "DIMENSION_VALUE": "dev",
+        })},
+    })
     dev_mon.template.has_resource_properties(
         "AWS::Events::Rule",
         {

@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import pytest
-from aws_cdk.assertions import Template
+from aws_cdk.assertions import Capture, Match, Template
 
 from bertbatch_contract.naming import Naming
 from platform_constructs.runtime.fallback import CAPACITY_REASON
-from tests.stacks.conftest import (
-    one,
-    resources,
-)
+from tests.stacks.conftest import COMPUTE_ENVIRONMENT, one, one_has
 
 
-def queue(template: Template, kind: str) -> dict:
-    found = [
-        r["Properties"]
-        for r in resources(template, "AWS::Batch::JobQueue").values()
-        if r["Properties"]["JobQueueName"] == Naming("dev").resource(kind)
-    ]
-    assert len(found) == 1
-    return found[0]
+def queue_value(template: Template, kind: str, name: str) -> list[dict]:
+    """Property `name` (a list) of the one queue of `kind`."""
+    named = {"JobQueueName": Naming("dev").resource(kind)}
+    template.resource_properties_count_is("AWS::Batch::JobQueue", named, 1)
+    value = Capture()
+    template.has_resource_properties("AWS::Batch::JobQueue", {**named, name: value})
+    return value.as_array()
 
 
 def queue_environments(template: Template, kind: str) -> list[tuple[int, str]]:
     return sorted(
-        (o["Order"], o["ComputeEnvironment"]["Fn::GetAtt"][0]) for o in queue(template, kind)["ComputeEnvironmentOrder"]
+        (o["Order"], o["ComputeEnvironment"]["Fn::GetAtt"][0])
+        for o in queue_value(template, kind, "ComputeEnvironmentOrder")
     )
 
 
@@ -46,14 +43,13 @@ def test_multi_node_queue_uses_only_the_multi_node_environment(dev_training):
 
 
 def test_no_spot_in_the_multi_node_queue(dev_training):
-    envs = resources(dev_training, "AWS::Batch::ComputeEnvironment")
     for _, env_id in queue_environments(dev_training, "multi-node"):
-        assert envs[env_id]["Properties"]["ComputeResources"]["Type"] != "SPOT"
+        one_has(dev_training, COMPUTE_ENVIRONMENT, env_id, {"ComputeResources": {"Type": Match.not_("SPOT")}})
 
 
 def _actions(template: Template, kind: str) -> dict[str, int]:
     """reason -> seconds of the queue's time-limit actions (all CANCEL in RUNNABLE)."""
-    actions = queue(template, kind)["JobStateTimeLimitActions"]
+    actions = queue_value(template, kind, "JobStateTimeLimitActions")
     assert all(a["Action"] == "CANCEL" and a["State"] == "RUNNABLE" for a in actions)
     assert all(600 <= a["MaxTimeSeconds"] <= 86400 for a in actions), "the API allows 600..86400 seconds"
     return {a["Reason"]: a["MaxTimeSeconds"] for a in actions}

@@ -17,9 +17,10 @@ from aws_cdk.assertions import Match
 from bert_train import cost
 from bertbatch_contract import job
 from tests.stacks.conftest import (
-    environment,
+    LAUNCH_TEMPLATE,
+    compute_resources_has,
     one,
-    props,
+    one_has,
     user_data,
 )
 
@@ -42,10 +43,13 @@ def test_every_launch_template_requires_imdsv2_with_hop_limit_1(request, synth_t
     )
 
 
+def _launch_template_has(template, logical_prefix: str, data: dict) -> None:
+    one_has(template, LAUNCH_TEMPLATE, logical_prefix, {"LaunchTemplateData": data})
+
+
 @pytest.mark.parametrize("lt", ["ComputeGpuLaunchTemplate", "ComputeMultiNodeLaunchTemplate"])
 def test_launch_templates_have_an_encrypted_gp3_root_volume_sized_from_config(dev_training, dev, lt):
-    data = props(dev_training, "AWS::EC2::LaunchTemplate", lt)["LaunchTemplateData"]
-    assert data["BlockDeviceMappings"] == [
+    _launch_template_has(dev_training, lt, {"BlockDeviceMappings": Match.exact([
         {
             "DeviceName": "/dev/xvda",
             "Ebs": {
@@ -55,20 +59,17 @@ def test_launch_templates_have_an_encrypted_gp3_root_volume_sized_from_config(de
                 "VolumeType": "gp3",
             },
         }
-    ]
+    ])})
 
 
 def test_multi_node_launch_template_has_the_placement_group(dev_training):
     pg_id, _ = one(dev_training, "AWS::EC2::PlacementGroup", "ComputeMultiNodePlacementGroup")
-    data = props(dev_training, "AWS::EC2::LaunchTemplate", "ComputeMultiNodeLaunchTemplate")["LaunchTemplateData"]
-    assert data["Placement"] == {"GroupName": {"Fn::GetAtt": [pg_id, "GroupName"]}}
+    _launch_template_has(dev_training, "ComputeMultiNodeLaunchTemplate", {
+        "Placement": Match.exact({"GroupName": {"Fn::GetAtt": [pg_id, "GroupName"]}})})
 
 
 def test_single_node_launch_template_has_no_placement_group(dev_training):
-    assert (
-        "Placement"
-        not in props(dev_training, "AWS::EC2::LaunchTemplate", "ComputeGpuLaunchTemplate")["LaunchTemplateData"]
-    )
+    _launch_template_has(dev_training, "ComputeGpuLaunchTemplate", {"Placement": Match.absent()})
 
 
 @pytest.mark.parametrize("lt", ["ComputeGpuLaunchTemplate", "ComputeMultiNodeLaunchTemplate"])
@@ -203,13 +204,8 @@ def test_without_fsx_no_lustre_part_in_user_data(dev_training, lt):
 
 
 def test_efa_interface_on_the_multi_node_launch_template(variant_training):
-    data = props(variant_training, "AWS::EC2::LaunchTemplate", "ComputeMultiNodeLaunchTemplate")["LaunchTemplateData"]
-    [interface] = data["NetworkInterfaces"]
-    assert interface["InterfaceType"] == "efa" and interface["DeviceIndex"] == 0
-    assert len(interface["Groups"]) == 1
+    _launch_template_has(variant_training, "ComputeMultiNodeLaunchTemplate", {"NetworkInterfaces": [
+        {"InterfaceType": "efa", "DeviceIndex": 0, "Groups": [Match.any_value()]}]})
     # With interfaces in the launch template, the security group lives there only.
-    assert "SecurityGroupIds" not in environment(variant_training, "ComputeMultiNode")["ComputeResources"]
-    assert (
-        "NetworkInterfaces"
-        not in props(variant_training, "AWS::EC2::LaunchTemplate", "ComputeGpuLaunchTemplate")["LaunchTemplateData"]
-    )
+    compute_resources_has(variant_training, "ComputeMultiNode", {"SecurityGroupIds": Match.absent()})
+    _launch_template_has(variant_training, "ComputeGpuLaunchTemplate", {"NetworkInterfaces": Match.absent()})

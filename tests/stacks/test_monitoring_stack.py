@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
+from aws_cdk.assertions import Match
 
 from bertbatch_contract import metrics
 from platform_constructs.guardrail import GUARDRAIL_HANDLER
-from tests.stacks.monitoring_standalone import resolve as resolve_str
+from tests.stacks.monitoring_standalone import dashboard_body
 
 
 def _platform_dashboard_metrics(template) -> list[list]:
-    (dashboard,) = template.find_resources("AWS::CloudWatch::Dashboard").values()
-    body = json.loads(resolve_str(dashboard["Properties"]["DashboardBody"]))
+    body = dashboard_body(template)
     return [m for w in body["widgets"] for m in w["properties"].get("metrics", []) if isinstance(m[0], str)]
 
 
@@ -21,19 +20,16 @@ def test_platform_dashboard_shows_every_contract_metric(dev_monitoring):
 
 
 def test_platform_job_rules_watch_the_training_queues(dev, dev_monitoring):
-    rules = dev_monitoring.find_resources(
-        "AWS::Events::Rule", {"Properties": {"EventPattern": {"source": ["aws.batch"]}}}
-    )
-    assert len(rules) == 2
-    for rule in rules.values():
-        queues = rule["Properties"]["EventPattern"]["detail"]["jobQueue"]
-        # The GPU queues and the data preparation queue: a failed prepare child alarms too.
-        assert len(queues) == len(dev.platform.training.job_queues) == 4
+    batch_events = {"EventPattern": {"source": ["aws.batch"]}}
+    dev_monitoring.resource_properties_count_is("AWS::Events::Rule", batch_events, 2)
+    # The GPU queues and the data preparation queue: a failed prepare child alarms too.
+    assert len(dev.platform.training.job_queues) == 4
+    dev_monitoring.resource_properties_count_is("AWS::Events::Rule", {
+        "EventPattern": {"source": ["aws.batch"], "detail": {"jobQueue": [Match.any_value()] * 4}}}, 2)
 
 
 def test_platform_alarms_cover_failures_spot_stalls_fsx_and_the_fallback_function(dev_monitoring, prod_monitoring):
     for template, profile in ((dev_monitoring, "dev"), (prod_monitoring, "prod")):
-        names = {a["Properties"]["AlarmName"] for a in template.find_resources("AWS::CloudWatch::Alarm").values()}
         for alarm_name in (
             "JobsFailed",
             "SpotInterruptions",
@@ -42,12 +38,10 @@ def test_platform_alarms_cover_failures_spot_stalls_fsx_and_the_fallback_functio
             "FallbackErrors",
             "JobGaugeErrors",
         ):
-            assert f"bert-batch-{profile}-{alarm_name}" in names
+            template.has_resource_properties(
+                "AWS::CloudWatch::Alarm", {"AlarmName": f"bert-batch-{profile}-{alarm_name}"})
 
 
 def test_platform_guardrail_only_in_dev(dev_monitoring, prod_monitoring):
-    def handlers(template):
-        return {r["Properties"]["Handler"] for r in template.find_resources("AWS::Lambda::Function").values()}
-
-    assert GUARDRAIL_HANDLER in handlers(dev_monitoring)
-    assert GUARDRAIL_HANDLER not in handlers(prod_monitoring)
+    dev_monitoring.has_resource_properties("AWS::Lambda::Function", {"Handler": GUARDRAIL_HANDLER})
+    prod_monitoring.resource_properties_count_is("AWS::Lambda::Function", {"Handler": GUARDRAIL_HANDLER}, 0)

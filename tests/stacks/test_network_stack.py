@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Capture, Match, Matcher, Template
 
 from platform_constructs.network import JOB_HOST_ENDPOINTS
 from stacks.config import INTERFACE_ENDPOINTS
-from tests.stacks.conftest import config_for, synthesize
+from tests.stacks.conftest import config_for, every, synthesize
 
-
-def _resources(template: Template, rtype: str) -> dict:
-    return template.find_resources(rtype)
+ENDPOINT = "AWS::EC2::VPCEndpoint"
 
 
 def test_vpc_uses_configured_cidr(dev_network):
@@ -21,16 +20,17 @@ def test_vpc_uses_configured_cidr(dev_network):
 
 
 def test_dev_has_only_private_isolated_subnets_in_two_azs(dev_network):
-    subnets = _resources(dev_network, "AWS::EC2::Subnet")
-    assert len(subnets) == 2
-    assert all(s["Properties"]["MapPublicIpOnLaunch"] is False for s in subnets.values())
+    dev_network.resource_count_is("AWS::EC2::Subnet", 2)
+    dev_network.all_resources_properties("AWS::EC2::Subnet", {"MapPublicIpOnLaunch": False})
     dev_network.resource_count_is("AWS::EC2::InternetGateway", 0)
     dev_network.resource_count_is("AWS::EC2::NatGateway", 0)
 
 
 def test_prod_spans_the_three_configured_azs(prod_network):
-    azs = {s["Properties"]["AvailabilityZone"] for s in _resources(prod_network, "AWS::EC2::Subnet").values()}
-    assert azs == {"us-east-1a", "us-east-1b", "us-east-1c"}
+    prod_network.all_resources_properties("AWS::EC2::Subnet", {"AvailabilityZone": Match.string_like_regexp(
+        r"^us-east-1[abc]$")})
+    for az in ("us-east-1a", "us-east-1b", "us-east-1c"):
+        prod_network.has_resource_properties("AWS::EC2::Subnet", {"AvailabilityZone": az})
 
 
 def test_s3_gateway_endpoint(dev_network):
@@ -80,19 +80,16 @@ def test_s3_gateway_endpoint_reaches_only_this_accounts_buckets_and_the_aws_pack
     )
 
 
-def _interface_endpoints(template: Template) -> dict[str, dict]:
-    """Config name (ecr.api, logs, ...) -> endpoint properties."""
-    found = {}
-    for endpoint in _resources(template, "AWS::EC2::VPCEndpoint").values():
-        props = endpoint["Properties"]
-        if props["VpcEndpointType"] == "Interface":
-            name = props["ServiceName"]
-            if isinstance(name, str):  # a region in config: "com.amazonaws.us-east-1.ecr.api"
-                service = name.split(".", 3)[-1]
-            else:
-                service = name["Fn::Join"][1][-1].removeprefix(".")  # [..., {"Ref": region}, ".ecr.api"]
-            found[service] = props
-    return found
+def _interface_endpoint(service: str, region: str | None = None, **properties) -> dict:
+    """Properties of the interface endpoint of `service` (a config name: ecr.api, logs, ...)."""
+    # With a region in config (prod) the service name is literal, else joined with the stack's region.
+    name = (f"com.amazonaws.{region}.{service}" if region
+            else {"Fn::Join": ["", ["com.amazonaws.", REGION, f".{service}"]]})
+    return {"VpcEndpointType": "Interface", "ServiceName": name, **properties}
+
+
+def _interface_endpoint_count(template: Template) -> int:
+    return len(template.find_resources(ENDPOINT, {"Properties": {"VpcEndpointType": "Interface"}}))
 
 
 @pytest.mark.parametrize(
@@ -101,7 +98,7 @@ def _interface_endpoints(template: Template) -> dict[str, dict]:
 )
 def test_interface_endpoints_admit_only_this_accounts_principals(dev_network, variant_network, service, actions):
     template = dev_network if service in JOB_HOST_ENDPOINTS else variant_network
-    assert _interface_endpoints(template)[service]["PolicyDocument"]["Statement"] == [
+    template.has_resource_properties(ENDPOINT, _interface_endpoint(service, PolicyDocument={"Statement": Match.exact([
         {
             "Sid": "ThisAccountsPrincipals",
             "Effect": "Allow",
@@ -110,53 +107,40 @@ def test_interface_endpoints_admit_only_this_accounts_principals(dev_network, va
             "Resource": "*",
             "Condition": {"StringEquals": {"aws:PrincipalAccount": ACCOUNT}},
         }
-    ]
+    ])}))
 
 
 @pytest.mark.parametrize("service", ["ecs", "ecs-agent", "ecs-telemetry"])
 def test_ecs_endpoints_keep_the_default_policy(dev_network, variant_network, service):
     # Amazon ECS does not support endpoint policies on its interface endpoints.
     template = dev_network if service in JOB_HOST_ENDPOINTS else variant_network
-    assert "PolicyDocument" not in _interface_endpoints(template)[service]
+    template.has_resource_properties(ENDPOINT, _interface_endpoint(service, PolicyDocument=Match.absent()))
 
 
 @pytest.mark.parametrize("service", INTERFACE_ENDPOINTS)
 def test_interface_endpoint_with_private_dns(dev_network, variant_network, service):
     template = dev_network if service in JOB_HOST_ENDPOINTS else variant_network
-    endpoints = [
-        e["Properties"]
-        for e in _resources(template, "AWS::EC2::VPCEndpoint").values()
-        if e["Properties"].get("VpcEndpointType") == "Interface"
-    ]
-    names = [json.dumps(e["ServiceName"]) for e in endpoints]
-    matching = [
-        e
-        for e, name in zip(endpoints, names, strict=True)
-        if name.endswith(f'.{service}"]]}}') or f'.{service}"' in name
-    ]
-    assert matching, f"no interface endpoint for {service}: {names}"
-    assert matching[0]["PrivateDnsEnabled"] is True
+    template.has_resource_properties(ENDPOINT, _interface_endpoint(service, PrivateDnsEnabled=True))
 
 
 def test_endpoints_are_selectable_in_config(dev_variant):
     synth = dev_variant
     template = Template.from_stack(synth.platform.network)
-    interface = [
-        e
-        for e in _resources(template, "AWS::EC2::VPCEndpoint").values()
-        if e["Properties"].get("VpcEndpointType") == "Interface"
-    ]
-    assert len(interface) == 6
+    template.resource_properties_count_is(ENDPOINT, {"VpcEndpointType": "Interface"}, 6)
 
 
-def test_by_default_only_the_endpoints_a_job_host_uses(dev_network, prod_network):
-    for template in (dev_network, prod_network):
-        assert sorted(_interface_endpoints(template)) == sorted(JOB_HOST_ENDPOINTS)
+def test_by_default_only_the_endpoints_a_job_host_uses(dev_network, prod_network, prod):
+    for template, region in ((dev_network, None), (prod_network, prod.config.region)):
+        template.resource_properties_count_is(ENDPOINT, {"VpcEndpointType": "Interface"}, len(JOB_HOST_ENDPOINTS))
+        for service in JOB_HOST_ENDPOINTS:
+            template.has_resource_properties(ENDPOINT, _interface_endpoint(service, region))
 
 
 def test_dev_endpoints_sit_in_one_az_and_prods_in_every_az(dev_network, prod_network):
-    assert {len(e["SubnetIds"]) for e in _interface_endpoints(dev_network).values()} == {1}
-    assert {len(e["SubnetIds"]) for e in _interface_endpoints(prod_network).values()} == {3}
+    for template, azs in ((dev_network, 1), (prod_network, 3)):
+        template.resource_properties_count_is(
+            ENDPOINT, {"VpcEndpointType": "Interface", "SubnetIds": [Match.any_value()] * azs},
+            _interface_endpoint_count(template))
 
 
 def test_endpoint_security_group_admits_https_from_the_vpc_only(dev_network):
@@ -223,23 +207,30 @@ def test_logs_key_rotates_and_admits_only_project_log_groups(dev_network):
     )
 
 
+def _described(description_prefix: str) -> Matcher:
+    return Match.string_like_regexp("^" + re.escape(description_prefix))
+
+
 def _group_logical_id(template: Template, description_prefix: str) -> str:
-    groups = _resources(template, "AWS::EC2::SecurityGroup")
-    return next(k for k, v in groups.items() if v["Properties"]["GroupDescription"].startswith(description_prefix))
+    (logical_id,) = template.find_resources(
+        "AWS::EC2::SecurityGroup", {"Properties": {"GroupDescription": _described(description_prefix)}})
+    return logical_id
 
 
 def test_compute_group_egress_is_https_plus_itself(dev_network):
     compute = _group_logical_id(dev_network, "GPU training instances")
-    props = _resources(dev_network, "AWS::EC2::SecurityGroup")[compute]["Properties"]
-    assert props["SecurityGroupEgress"] == [
-        {
-            "CidrIp": "0.0.0.0/0",
-            "Description": "HTTPS to AWS APIs, ECR, S3",
-            "FromPort": 443,
-            "IpProtocol": "tcp",
-            "ToPort": 443,
-        }
-    ]
+    dev_network.has_resource_properties("AWS::EC2::SecurityGroup", {
+        "GroupDescription": _described("GPU training instances"),
+        "SecurityGroupEgress": Match.exact([
+            {
+                "CidrIp": "0.0.0.0/0",
+                "Description": "HTTPS to AWS APIs, ECR, S3",
+                "FromPort": 443,
+                "IpProtocol": "tcp",
+                "ToPort": 443,
+            }
+        ]),
+    })
     dev_network.has_resource_properties(
         "AWS::EC2::SecurityGroupIngress",
         {
@@ -267,28 +258,29 @@ def test_fsx_group_admits_lustre_ports_from_compute(variant_network, from_port, 
 
 
 def test_fsx_group_has_no_other_sources(variant_network):
-    compute = _group_logical_id(variant_network, "GPU training instances")
-    fsx = _group_logical_id(variant_network, "FSx for Lustre")
-    for rule in _resources(variant_network, "AWS::EC2::SecurityGroupIngress").values():
-        props = rule["Properties"]
-        if props["GroupId"] != {"Fn::GetAtt": [fsx, "GroupId"]}:
-            continue
-        source = props["SourceSecurityGroupId"]["Fn::GetAtt"][0]
-        assert source in (compute, fsx)
-        if source == compute:
-            assert (props["FromPort"], props["ToPort"]) in ((988, 988), (1018, 1023))
-        else:
-            # Lustre servers among themselves; the FSx L2 also opens 988-1023 within the group.
-            assert 988 <= props["FromPort"] <= props["ToPort"] <= 1023
+    compute = {"Fn::GetAtt": [_group_logical_id(variant_network, "GPU training instances"), "GroupId"]}
+    fsx = {"Fn::GetAtt": [_group_logical_id(variant_network, "FSx for Lustre"), "GroupId"]}
+    ingress = "AWS::EC2::SecurityGroupIngress"
+    into_fsx = len(variant_network.find_resources(ingress, {"Properties": {"GroupId": fsx}}))
+    # From the compute group: the two Lustre port ranges (test above) and nothing else.
+    from_compute = {"GroupId": fsx, "SourceSecurityGroupId": compute}
+    variant_network.resource_properties_count_is(ingress, from_compute, 2)
+    for ports in ((988, 988), (1018, 1023)):
+        variant_network.has_resource_properties(ingress, {**from_compute, "FromPort": ports[0], "ToPort": ports[1]})
+    # Every other rule: Lustre servers among themselves; the FSx L2 also opens 988-1023 within the group.
+    from_port, to_port = Capture(), Capture()
+    variant_network.resource_properties_count_is(
+        ingress, {"GroupId": fsx, "SourceSecurityGroupId": fsx, "FromPort": from_port, "ToPort": to_port}, into_fsx - 2)
+    for low, high in zip(every(from_port, Capture.as_number), every(to_port, Capture.as_number), strict=True):
+        assert 988 <= low <= high <= 1023
 
 
 def test_no_ingress_from_the_internet(dev_network, prod_network):
     for template in (dev_network, prod_network):
-        text = json.dumps(template.to_json())
-        for group in _resources(template, "AWS::EC2::SecurityGroup").values():
-            for rule in group["Properties"].get("SecurityGroupIngress", []):
-                assert rule.get("CidrIp") != "0.0.0.0/0"
-        assert '"CidrIpv6": "::/0"' not in text
+        template.resource_properties_count_is("AWS::EC2::SecurityGroup", {
+            "SecurityGroupIngress": Match.array_with([Match.object_like({"CidrIp": "0.0.0.0/0"})])}, 0)
+        template.resource_properties_count_is("AWS::EC2::SecurityGroupIngress", {"CidrIp": "0.0.0.0/0"}, 0)
+        assert '"CidrIpv6": "::/0"' not in json.dumps(template.to_json())
 
 
 def test_nat_gateway_adds_public_subnets(dev_variant):

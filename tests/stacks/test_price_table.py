@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bertbatch.cost.training_cost import load_table
+from tests.stacks.conftest import COMPUTE_ENVIRONMENT, captured
 
 PRICES = load_table("prices.json")
 
@@ -15,9 +16,9 @@ def launchable(synthesized) -> list[tuple[str, str, str]]:
     """(compute environment id, instance type, purchase option) of every managed environment."""
     rows = []
     for stack in synthesized.platform.stacks:
-        environments = synthesized.template(stack).find_resources("AWS::Batch::ComputeEnvironment")
-        for logical_id, resource in environments.items():
-            compute = resource["Properties"]["ComputeResources"]
+        template = synthesized.template(stack)
+        for logical_id in template.find_resources(COMPUTE_ENVIRONMENT):
+            compute = captured(template, COMPUTE_ENVIRONMENT, logical_id, lambda c: {"ComputeResources": c}).as_object()
             option = "spot" if compute["Type"] == "SPOT" else "on_demand"
             rows += [(logical_id, t, option) for t in compute["InstanceTypes"]]
     return rows

@@ -10,37 +10,56 @@ from aws_cdk.assertions import Capture, Match
 
 from bertbatch_contract import discovery
 from stacks.config import ConfigError
-from tests.stacks.conftest import CAPACITY_BLOCK_ID, ODCR_GROUP_ARN, RESERVATIONS, config_for, text_of
+from tests.stacks.conftest import (
+    CAPACITY_BLOCK_ID,
+    LAUNCH_TEMPLATE,
+    ODCR_GROUP_ARN,
+    RESERVATIONS,
+    config_for,
+    one_has,
+    user_data,
+)
 
 
-def launch_template_of(template, environment_name: str) -> dict:
-    (environment,) = template.find_resources("AWS::Batch::ComputeEnvironment", {
-        "Properties": {"ComputeEnvironmentName": environment_name}}).values()
-    logical = environment["Properties"]["ComputeResources"]["LaunchTemplate"]["LaunchTemplateId"]["Ref"]
-    return template.to_json()["Resources"][logical]["Properties"]["LaunchTemplateData"]
+def launch_template_of(template, environment_name: str) -> str:
+    """The logical id of the launch template of the compute environment named `environment_name`."""
+    logical_id = Capture()
+    template.has_resource_properties("AWS::Batch::ComputeEnvironment", {
+        "ComputeEnvironmentName": environment_name,
+        "ComputeResources": {"LaunchTemplate": {"LaunchTemplateId": {"Ref": logical_id}}},
+    })
+    return logical_id.as_string()
+
+
+def launch_template_has(template, environment_name: str, data: dict) -> None:
+    one_has(template, LAUNCH_TEMPLATE, launch_template_of(template, environment_name), {"LaunchTemplateData": data})
 
 
 def test_a_capacity_block_launch_template_targets_the_block_by_id(variant_training):
-    data = launch_template_of(variant_training, "bert-batch-dev-ce-reserved-p5")
-    assert data["CapacityReservationSpecification"] == {
-        "CapacityReservationTarget": {"CapacityReservationId": CAPACITY_BLOCK_ID}}
-    assert data["InstanceMarketOptions"] == {"MarketType": "capacity-block"}
+    launch_template_has(variant_training, "bert-batch-dev-ce-reserved-p5", {
+        "CapacityReservationSpecification": Match.exact({
+            "CapacityReservationTarget": {"CapacityReservationId": CAPACITY_BLOCK_ID}}),
+        "InstanceMarketOptions": Match.exact({"MarketType": "capacity-block"}),
+    })
 
 
 def test_an_odcr_launch_template_targets_the_group_and_stays_on_demand(variant_training):
-    data = launch_template_of(variant_training, "bert-batch-dev-ce-reserved-g6-odcr")
-    assert data["CapacityReservationSpecification"] == {
-        "CapacityReservationTarget": {"CapacityReservationResourceGroupArn": ODCR_GROUP_ARN}}
-    assert "InstanceMarketOptions" not in data
+    launch_template_has(variant_training, "bert-batch-dev-ce-reserved-g6-odcr", {
+        "CapacityReservationSpecification": Match.exact({
+            "CapacityReservationTarget": {"CapacityReservationResourceGroupArn": ODCR_GROUP_ARN}}),
+        "InstanceMarketOptions": Match.absent(),
+    })
 
 
 @pytest.mark.parametrize("name", ["p5", "g6-odcr"])
 def test_reserved_launch_templates_keep_the_gpu_user_data_and_encryption(variant_training, name):
-    data = launch_template_of(variant_training, f"bert-batch-dev-ce-reserved-{name}")
-    assert data["BlockDeviceMappings"][0]["Ebs"]["Encrypted"] is True
-    assert data["MetadataOptions"] == {"HttpPutResponseHopLimit": 1, "HttpTokens": "required"}
-    user_data = text_of(data["UserData"])
-    assert "ECS_CONTAINER_STOP_TIMEOUT=" in user_data and "instance-life-cycle" in user_data
+    environment = f"bert-batch-dev-ce-reserved-{name}"
+    launch_template_has(variant_training, environment, {
+        "BlockDeviceMappings": [{"Ebs": {"Encrypted": True}}],  # the root volume, the only one
+        "MetadataOptions": Match.exact({"HttpPutResponseHopLimit": 1, "HttpTokens": "required"}),
+    })
+    text = user_data(variant_training, launch_template_of(variant_training, environment))
+    assert "ECS_CONTAINER_STOP_TIMEOUT=" in text and "instance-life-cycle" in text
 
 
 @pytest.mark.parametrize(("name", "instance_type", "max_vcpus"), [("p5", "p5.48xlarge", 192),

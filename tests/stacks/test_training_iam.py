@@ -10,27 +10,45 @@ from aws_cdk.assertions import Capture, Match, Template
 
 from platform_constructs.training_iam import NO_RESOURCE_LEVEL_ACTIONS
 from tests.stacks.conftest import (
+    MULTI_NODE,
+    SINGLE,
     as_list,
-    multi_node_container,
+    container_has,
+    every,
     one,
-    props,
-    resources,
-    single_container,
-    statement,
+    one_has,
+    policy_has,
+    statement_like,
+    statement_part,
     statements,
     text_of,
 )
 
 
+def _captured_everywhere(template: Template, rtype: str, pattern) -> list:
+    """Every value the Capture in `pattern` (a Properties pattern) takes over the `rtype` resources."""
+    found = Capture()
+    return every(found) if template.find_resources(rtype, {"Properties": pattern(found)}) else []
+
+
 def all_statements(template: Template) -> list[dict]:
+    """Every statement of every policy: managed, inline resources and roles' inline policies."""
     out = []
     for rtype in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
-        for r in resources(template, rtype).values():
-            out += r["Properties"]["PolicyDocument"]["Statement"]
-    for r in resources(template, "AWS::IAM::Role").values():
-        for p in r["Properties"].get("Policies", []):
+        for found in _captured_everywhere(template, rtype, lambda s: {"PolicyDocument": {"Statement": s}}):
+            out += found
+    for policies in _captured_everywhere(template, "AWS::IAM::Role", lambda p: {"Policies": p}):
+        for p in policies:
             out += p["PolicyDocument"]["Statement"]
     return out
+
+
+def _sorted_actions(template: Template, policy: str, sid: str, **fields) -> list[str]:
+    return sorted(as_list(statement_part(template, policy, sid, "Action", **fields)))
+
+
+def _resource_text(template: Template, policy: str, sid: str, **fields) -> str:
+    return text_of(statement_part(template, policy, sid, "Resource", **fields))
 
 
 def test_no_statement_allows_all_actions(dev_training, prod_training):
@@ -48,16 +66,16 @@ def test_resource_star_only_for_actions_without_resource_level_permissions(dev_t
 
 
 def test_every_role_has_exactly_one_customer_managed_policy_and_no_inline_policy(dev_training):
-    assert resources(dev_training, "AWS::IAM::Policy") == {}
-    for role_id, role in resources(dev_training, "AWS::IAM::Role").items():
-        arns = role["Properties"].get("ManagedPolicyArns", [])
-        assert len(arns) == 1 and "Ref" in arns[0], f"{role_id}: {arns}"  # ours, not an AWS-managed one
-        assert "Policies" not in role["Properties"]
+    dev_training.resource_count_is("AWS::IAM::Policy", 0)
+    dev_training.all_resources_properties("AWS::IAM::Role", {
+        "ManagedPolicyArns": [Match.object_like({"Ref": Match.any_value()})],  # ours, not an AWS-managed one
+        "Policies": Match.absent(),
+    })
 
 
 def test_instance_role_ecs_agent_statement(dev_training):
-    s = statement(dev_training, "RolesInstancePolicy", "EcsAgentOnProjectClusters")
-    assert sorted(s["Action"]) == sorted(
+    sid = "EcsAgentOnProjectClusters"
+    assert _sorted_actions(dev_training, "RolesInstancePolicy", sid) == sorted(
         [
             "ecs:DeregisterContainerInstance",
             "ecs:ListTagsForResource",
@@ -70,7 +88,8 @@ def test_instance_role_ecs_agent_statement(dev_training):
             "ecs:UpdateContainerInstancesState",
         ]
     )
-    assert [text_of(r).split(":", 5)[-1] for r in s["Resource"]] == [
+    resources = statement_part(dev_training, "RolesInstancePolicy", sid, "Resource")
+    assert [text_of(r).split(":", 5)[-1] for r in resources] == [
         "cluster/bert-batch-dev-ce-*",
         "container-instance/bert-batch-dev-ce-*/*",
         "task/bert-batch-dev-ce-*/*",
@@ -79,58 +98,59 @@ def test_instance_role_ecs_agent_statement(dev_training):
 
 def test_compute_environment_names_match_the_instance_role_cluster_scope(dev_training):
     # Batch names each environment's ECS cluster <environment name>_Batch_<uuid>.
-    names = sorted(
-        r["Properties"]["ComputeEnvironmentName"]
-        for r in resources(dev_training, "AWS::Batch::ComputeEnvironment").values()
-    )
-    assert names == ["bert-batch-dev-ce-cpu-spot", "bert-batch-dev-ce-gpu-on-demand", "bert-batch-dev-ce-gpu-spot",
-                     "bert-batch-dev-ce-multi-node"]
+    names = Capture()
+    dev_training.all_resources_properties("AWS::Batch::ComputeEnvironment", {"ComputeEnvironmentName": names})
+    assert sorted(every(names)) == ["bert-batch-dev-ce-cpu-spot", "bert-batch-dev-ce-gpu-on-demand",
+                                    "bert-batch-dev-ce-gpu-spot", "bert-batch-dev-ce-multi-node"]
 
 
 def test_instance_role_tagging_only_on_register(dev_training):
-    s = statement(dev_training, "RolesInstancePolicy", "EcsTagOnRegister")
-    assert s["Action"] == "ecs:TagResource"
-    assert s["Condition"] == {"StringEquals": {"ecs:CreateAction": "RegisterContainerInstance"}}
+    policy_has(dev_training, "RolesInstancePolicy", statement_like(
+        "EcsTagOnRegister",
+        Action="ecs:TagResource",
+        Condition=Match.exact({"StringEquals": {"ecs:CreateAction": "RegisterContainerInstance"}}),
+    ))
 
 
 def test_instance_role_star_statement(dev_training):
-    s = statement(dev_training, "RolesInstancePolicy", "NoResourceLevelPermissions")
-    assert sorted(s["Action"]) == ["ec2:DescribeTags", "ecs:DiscoverPollEndpoint"] and s["Resource"] == "*"
+    actions = _sorted_actions(dev_training, "RolesInstancePolicy", "NoResourceLevelPermissions", Resource="*")
+    assert actions == ["ec2:DescribeTags", "ecs:DiscoverPollEndpoint"]
 
 
 def test_instance_profiles_use_the_instance_role(dev_training):
     role_id, _ = one(dev_training, "AWS::IAM::Role", "RolesInstanceRole")
-    for profile in resources(dev_training, "AWS::IAM::InstanceProfile").values():
-        assert profile["Properties"]["Roles"] == [{"Ref": role_id}]
+    dev_training.all_resources_properties("AWS::IAM::InstanceProfile", {"Roles": Match.exact([{"Ref": role_id}])})
 
 
 def test_execution_role_writes_only_the_job_log_group(dev_training):
     log_group_id, _ = one(dev_training, "AWS::Logs::LogGroup", "JobLogs")
-    s = statement(dev_training, "RolesExecutionPolicy", "WriteJobLogs")
-    assert sorted(s["Action"]) == ["logs:CreateLogStream", "logs:PutLogEvents"]
-    assert s["Resource"] == {"Fn::GetAtt": [log_group_id, "Arn"]}
+    actions = _sorted_actions(dev_training, "RolesExecutionPolicy", "WriteJobLogs",
+                              Resource=Match.exact({"Fn::GetAtt": [log_group_id, "Arn"]}))
+    assert actions == ["logs:CreateLogStream", "logs:PutLogEvents"]
 
 
 def test_execution_role_pulls_only_the_asset_repository(dev_training):
-    s = statement(dev_training, "RolesExecutionPolicy", "PullTrainingImage")
-    assert sorted(s["Action"]) == ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-    assert "repository/<ref>" in text_of(s["Resource"])  # the asset repository (Fn::Sub)
-    token = statement(dev_training, "RolesExecutionPolicy", "EcrAuthToken")
-    assert token["Action"] == "ecr:GetAuthorizationToken" and token["Resource"] == "*"
+    assert _sorted_actions(dev_training, "RolesExecutionPolicy", "PullTrainingImage") == [
+        "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    # the asset repository (Fn::Sub)
+    assert "repository/<ref>" in _resource_text(dev_training, "RolesExecutionPolicy", "PullTrainingImage")
+    policy_has(dev_training, "RolesExecutionPolicy", statement_like(
+        "EcrAuthToken", Action="ecr:GetAuthorizationToken", Resource="*"))
 
 
 def test_execution_role_pulls_a_prebuilt_ecr_image_repository(variant_training):
-    s = statement(variant_training, "RolesExecutionPolicy", "PullTrainingImage")
-    assert text_of(s["Resource"]) == "arn:<ref>:ecr:eu-west-1:111122223333:repository/team/bert-train"
+    assert _resource_text(variant_training, "RolesExecutionPolicy", "PullTrainingImage") == (
+        "arn:<ref>:ecr:eu-west-1:111122223333:repository/team/bert-train")
 
 
 def test_job_role_reads_datasets_only(dev_training):
-    s = statement(dev_training, "RolesJobPolicy", "ReadDatasets")
-    assert s["Action"] == "s3:GetObject"
-    assert text_of(s["Resource"]).endswith("/datasets/*")
-    listing = statement(dev_training, "RolesJobPolicy", "ListDatasets")
-    assert listing["Action"] == "s3:ListBucket"
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["datasets/", "datasets/*"]}}
+    assert _resource_text(dev_training, "RolesJobPolicy", "ReadDatasets", Action="s3:GetObject").endswith(
+        "/datasets/*")
+    policy_has(dev_training, "RolesJobPolicy", statement_like(
+        "ListDatasets",
+        Action="s3:ListBucket",
+        Condition=Match.exact({"StringLike": {"s3:prefix": ["datasets/", "datasets/*"]}}),
+    ))
 
 
 WRITE_ACTIONS = {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
@@ -149,18 +169,17 @@ def _prefixes_granted(template: Template, policy: str, actions: set[str]) -> dic
 
 
 def test_job_role_reads_and_writes_checkpoints_and_runs_only(dev_training):
-    s = statement(dev_training, "RolesJobPolicy", "ReadWriteCheckpointsAndRuns")
-    assert sorted(s["Action"]) == [
+    sid = "ReadWriteCheckpointsAndRuns"
+    assert _sorted_actions(dev_training, "RolesJobPolicy", sid) == [
         "s3:AbortMultipartUpload",
         "s3:GetObject",
         "s3:ListMultipartUploadParts",
         "s3:PutObject",
     ]
-    assert sorted(text_of(r).rsplit("/", 2)[-2] for r in s["Resource"]) == ["checkpoints", "runs"]
-    listing = statement(dev_training, "RolesJobPolicy", "ListArtifacts")
-    assert listing["Condition"]["StringLike"]["s3:prefix"] == [
-        "checkpoints/", "checkpoints/*", "runs/", "runs/*", "models/", "models/*",
-    ]
+    resources = statement_part(dev_training, "RolesJobPolicy", sid, "Resource")
+    assert sorted(text_of(r).rsplit("/", 2)[-2] for r in resources) == ["checkpoints", "runs"]
+    policy_has(dev_training, "RolesJobPolicy", statement_like("ListArtifacts", Condition={"StringLike": {
+        "s3:prefix": Match.exact(["checkpoints/", "checkpoints/*", "runs/", "runs/*", "models/", "models/*"])}}))
 
 
 def test_job_role_deletes_only_old_checkpoints_never_under_runs(dev_training):
@@ -192,9 +211,7 @@ def test_job_roles_delete_only_pruned_checkpoints_and_a_prediction_s_own_segment
 
 
 def test_job_role_reads_staged_models(dev_training):
-    models = statement(dev_training, "RolesJobPolicy", "ReadModels")
-    assert models["Action"] == "s3:GetObject"
-    assert text_of(models["Resource"]).endswith("/models/*")
+    assert _resource_text(dev_training, "RolesJobPolicy", "ReadModels", Action="s3:GetObject").endswith("/models/*")
 
 
 def test_prediction_jobs_run_as_their_own_role(dev_training):
@@ -219,14 +236,13 @@ def test_prediction_role_writes_only_predictions(dev_training):
 def test_prediction_role_reads_the_model_the_data_and_its_own_output(dev_training):
     reads = _prefixes_granted(dev_training, "RolesPredictPolicy", {"s3:GetObject"})
     assert {prefix for prefix, actions in reads.items() if actions} == {"datasets", "models", "runs", "predictions"}
-    predictions = statement(dev_training, "RolesPredictPolicy", "ReadWritePredictions")
-    assert "Fn::GetStackOutput" in json.dumps(predictions["Resource"])  # the artifacts bucket, not any bucket
-    listing = statement(dev_training, "RolesPredictPolicy", "ListArtifacts")
-    assert listing["Condition"]["StringLike"]["s3:prefix"] == [
-        "runs/", "runs/*", "models/", "models/*", "predictions/", "predictions/*",
-    ]
-    key = statement(dev_training, "RolesPredictPolicy", "ProjectKeyThroughS3")
-    assert text_of(key["Condition"]["StringEquals"]["kms:ViaService"]) == "s3.<ref>.amazonaws.com"
+    # the artifacts bucket, not any bucket
+    predictions = statement_part(dev_training, "RolesPredictPolicy", "ReadWritePredictions", "Resource")
+    assert "Fn::GetStackOutput" in json.dumps(predictions)
+    policy_has(dev_training, "RolesPredictPolicy", statement_like("ListArtifacts", Condition={"StringLike": {
+        "s3:prefix": Match.exact(["runs/", "runs/*", "models/", "models/*", "predictions/", "predictions/*"])}}))
+    via = statement_part(dev_training, "RolesPredictPolicy", "ProjectKeyThroughS3", "Condition")
+    assert text_of(via["StringEquals"]["kms:ViaService"]) == "s3.<ref>.amazonaws.com"
 
 
 def _acknowledged(construct) -> dict[str, str]:
@@ -253,10 +269,12 @@ def test_object_wildcard_reasons_claim_no_narrower_prefix_than_the_grant(dev, po
 
 
 def test_job_role_uses_the_project_key_only_through_s3(dev_training):
-    s = statement(dev_training, "RolesJobPolicy", "ProjectKeyThroughS3")
-    assert sorted(s["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
-    assert "Fn::GetStackOutput" in s["Resource"]  # the Data stack's key, not "*"
-    assert text_of(s["Condition"]["StringEquals"]["kms:ViaService"]) == "s3.<ref>.amazonaws.com"
+    sid = "ProjectKeyThroughS3"
+    data_stack_key = Match.object_like({"Fn::GetStackOutput": Match.any_value()})  # not "*"
+    assert _sorted_actions(dev_training, "RolesJobPolicy", sid, Resource=data_stack_key) == [
+        "kms:Decrypt", "kms:GenerateDataKey"]
+    via = statement_part(dev_training, "RolesJobPolicy", sid, "Condition")
+    assert text_of(via["StringEquals"]["kms:ViaService"]) == "s3.<ref>.amazonaws.com"
 
 
 def test_job_role_does_not_put_metrics(dev_training):
@@ -287,23 +305,23 @@ def test_predict_policy_has_only_the_expected_statements(dev_training):
     ]
 
 
-@pytest.mark.parametrize("container", [single_container, multi_node_container])
+@pytest.mark.parametrize("container", [SINGLE, MULTI_NODE])
 def test_job_definitions_use_the_execution_and_job_roles(dev_training, container):
     execution, _ = one(dev_training, "AWS::IAM::Role", "RolesExecutionRole")
     job, _ = one(dev_training, "AWS::IAM::Role", "RolesJobRole")
-    c = container(dev_training)
-    assert c["ExecutionRoleArn"] == {"Fn::GetAtt": [execution, "Arn"]}
-    assert c["JobRoleArn"] == {"Fn::GetAtt": [job, "Arn"]}
+    container_has(dev_training, container, {
+        "ExecutionRoleArn": Match.exact({"Fn::GetAtt": [execution, "Arn"]}),
+        "JobRoleArn": Match.exact({"Fn::GetAtt": [job, "Arn"]}),
+    })
 
 
 def test_task_roles_trust_ecs_tasks_of_this_account_only(dev_training):
     for prefix in ("RolesExecutionRole", "RolesJobRole", "RolesPredictRole", "RolesPrepareRole"):
-        trust = props(dev_training, "AWS::IAM::Role", prefix)["AssumeRolePolicyDocument"]["Statement"]
-        assert trust == [
+        one_has(dev_training, "AWS::IAM::Role", prefix, {"AssumeRolePolicyDocument": {"Statement": Match.exact([
             {
                 "Action": "sts:AssumeRole",
                 "Effect": "Allow",
                 "Principal": {"Service": "ecs-tasks.amazonaws.com"},
                 "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
             }
-        ]
+        ])}})
