@@ -28,7 +28,9 @@ Value = int | float | str
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 EARLY_STOPPING_METRICS = ("eval_accuracy", "eval_f1", "eval_loss")
 MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
-MAX_POSITIONS = 512  # BERT's position embeddings
+# The longest --max-seq-length of any supported model (ModernBERT's 8,192 position embeddings);
+# each model's own `max_position_embeddings` is checked when the container loads it.
+MAX_POSITIONS = 8192
 
 
 class InvalidHyperparameter(ValueError):
@@ -166,8 +168,8 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
        parameter="learning_rate", minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True),
     _H("batch_size", int, 32, "examples per device per micro-batch", "optimisation",
        parameter="batch_size", minimum=1),
-    _H("max_seq_length", int, 128, "truncate inputs to this many tokens", "data",
-       parameter="max_seq_length", minimum=8, maximum=MAX_POSITIONS),
+    _H("max_seq_length", int, 128, "truncate inputs to this many tokens (at most the model's own positions)",
+       "data", parameter="max_seq_length", minimum=8, maximum=MAX_POSITIONS),
     _H("text_column", str, "sentence", "column with the text", "data",
        parameter="text_column", non_empty=True),
     _H("label_column", str, "label", "column with the label (strings or integers)", "data",

@@ -208,7 +208,7 @@ def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_lengt
     """The model, tokenizer and labels of a training run's output (a directory or s3:// prefix)."""
     import torch
 
-    from . import modeling
+    from . import long_text, modeling
     from .runtime import choose_precision
 
     if not storage.is_s3(model_uri) and not os.path.isdir(model_uri):
@@ -216,9 +216,7 @@ def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_lengt
     tokenizer, location = modeling.build_tokenizer(model_uri, None, cache_dir)
     labels = read_label_map(location, model_uri)
     model = modeling.build_model(location, labels, len(tokenizer))
-    max_positions = getattr(model.config, "max_position_embeddings", None)
-    if max_positions and max_seq_length > max_positions:
-        raise BadInput(f"--max-seq-length {max_seq_length} exceeds the model's {max_positions} positions")
+    long_text.check_positions(max_seq_length, model, model_uri)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     chosen = choose_precision(precision, device)
     if chosen == "fp16":  # `auto` on a GPU without bf16: fp32 rather than unscaled fp16

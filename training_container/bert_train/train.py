@@ -41,7 +41,7 @@ from bertbatch_contract import job, metrics
 from bertbatch_contract.progress import Progress
 
 from . import checkpoint as ckpt
-from . import cost, data, dropout, fsx, inputs_store, modeling, outputs, storage, vocab_rows
+from . import cost, data, dropout, fsx, inputs_store, long_text, modeling, outputs, storage, vocab_rows
 from .batches import MemoryBatches, StepBatch, StoreBatches
 from .config import BadInput, Cadence, Locations, TrainConfig, resolve_cadence, resolve_locations, validate
 from .errors import Diverged, StoreUnavailable
@@ -249,9 +249,7 @@ def build_tokenizer_and_model(config: TrainConfig, loc: Locations, labels: list[
     tokenizer, model_location = modeling.build_tokenizer(config.model, config.vocab, loc.cache_dir)
     seed_everything(config.seed)  # same initial weights on every rank and every attempt
     model = modeling.build_model(model_location, labels, len(tokenizer))
-    max_positions = getattr(model.config, "max_position_embeddings", None)
-    if max_positions and config.max_seq_length > max_positions:
-        raise BadInput(f"--max-seq-length {config.max_seq_length} exceeds the model's {max_positions} positions")
+    long_text.check_positions(config.max_seq_length, model, config.model)
     return tokenizer, model
 
 
