@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from . import data
+from . import data, long_text
 from .runtime import Autocast, Dist, StopRequest, any_rank
 from .state import TrainState
 
@@ -44,8 +44,9 @@ def evaluate(model: torch.nn.Module, enc: data.Encoded, d: Dist, *, batch_size: 
         batch = data.to_device(data.collate_unpadded(enc, idx) if unpadded else
                                data.collate(enc, idx, pad_id, multiple_of), d.device)
         labels = batch.pop("labels")
+        window_doc = batch.pop(long_text.WINDOW_DOC, None)  # --long-text chunk: logits per document
         with autocast():
-            logits = model(**batch).logits.float()
+            logits = long_text.pool_logits(model(**batch).logits.float(), window_doc, len(labels))
         loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").double()
         confusion.index_put_((labels, logits.argmax(-1)), torch.ones_like(labels, dtype=torch.float64),
                              accumulate=True)

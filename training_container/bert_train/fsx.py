@@ -6,7 +6,7 @@ reads the file from the mount instead when the mount holds the same bytes (check
 and falls back to S3 with a log line when it does not (not imported yet, or the host's Lustre
 mount failed: the launch template leaves a marker file in the bare mount directory then).
 
-Tokenizing is cached on FSx under a key of (examples, tokenizer, max length), so the children of
+Tokenizing is cached on FSx under a key of (examples, tokenizer, max length, --long-text), so the children of
 a sweep and the retries of a job tokenize a dataset once. Without FSx nothing here does anything.
 """
 
@@ -23,11 +23,11 @@ from typing import Any
 
 from bertbatch_contract import job, layout
 
-from . import data, storage
+from . import data, long_text, storage
 from .errors import StoreUnavailable
 
 log = logging.getLogger("bert_train")
-CACHE_FORMAT = 1  # bump when the cached record changes shape
+CACHE_FORMAT = 2  # bump when the cached record changes shape (2: --long-text windows and counts)
 
 
 def _mount(env: Mapping[str, str]) -> Path | None:
@@ -119,17 +119,18 @@ def _tokenizer_fingerprint(tokenizer: Any) -> str:
 
 
 def cache_key(examples: Sequence[data.Example], tokenizer: Any, label2id: Mapping[str, int],
-              max_seq_length: int) -> str:
+              max_seq_length: int | long_text.Fit) -> str:
+    fit = long_text.Fit.of_length(max_seq_length)
     digest = hashlib.sha256()
-    digest.update(json.dumps([CACHE_FORMAT, _tokenizer_fingerprint(tokenizer), max_seq_length,
-                              sorted(label2id.items())]).encode())
+    digest.update(json.dumps([CACHE_FORMAT, _tokenizer_fingerprint(tokenizer), fit.max_length, fit.mode,
+                              fit.overlap, sorted(label2id.items())]).encode())
     for e in examples:
         digest.update(json.dumps([e.text, e.pair, e.label], ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()
 
 
-def encode_cached(examples: Sequence[data.Example], tokenizer: Any, label2id: dict[str, int], max_seq_length: int,
-                  *, cache_dir: Path | None) -> data.Encoded:
+def encode_cached(examples: Sequence[data.Example], tokenizer: Any, label2id: dict[str, int],
+                  max_seq_length: int | long_text.Fit, *, cache_dir: Path | None) -> data.Encoded:
     """`data.encode`, read from the cache when an earlier job tokenized the same thing."""
     if cache_dir is None or not examples:
         return data.encode(examples, tokenizer, label2id, max_seq_length)
@@ -137,7 +138,8 @@ def encode_cached(examples: Sequence[data.Example], tokenizer: Any, label2id: di
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         encoded = data.Encoded(input_ids=record["input_ids"], token_type_ids=record["token_type_ids"],
-                               labels=record["labels"])
+                               labels=record["labels"], window_starts=record["window_starts"],
+                               truncated=record["truncated"])
         if len(encoded) == len(examples):
             log.info("tokenized %d examples from the FSx cache (%s)", len(encoded), path.name)
             return encoded
@@ -153,7 +155,8 @@ def encode_cached(examples: Sequence[data.Example], tokenizer: Any, label2id: di
 def _store(path: Path, encoded: data.Encoded) -> None:
     """Written to a temporary file and renamed: a reader never sees half a record, and two jobs
     writing the same key at once leave one whole copy."""
-    record = {"input_ids": encoded.input_ids, "token_type_ids": encoded.token_type_ids, "labels": encoded.labels}
+    record = {"input_ids": encoded.input_ids, "token_type_ids": encoded.token_type_ids, "labels": encoded.labels,
+              "window_starts": encoded.window_starts, "truncated": encoded.truncated}
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

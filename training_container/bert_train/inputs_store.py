@@ -17,7 +17,7 @@ from typing import Any
 
 from bertbatch_contract import store as contract
 
-from . import data, fsx, storage, stream, token_store
+from . import data, fsx, long_text, storage, stream, token_store
 from .config import BadInput, TrainConfig
 from .tokenize_pool import fingerprint
 
@@ -41,6 +41,11 @@ class TrainStore:
             raise BadInput(f"{self.uri}: found {len(labels)} distinct label(s) ({', '.join(labels)}); need at least 2")
         return labels
 
+    def truncated_rows(self) -> int | None:
+        """Rows longer than the store's --max-seq-length (None: prepared before stores counted them)."""
+        count = self.manifest.get("truncated_rows")
+        return int(count) if count is not None else None
+
     def used_ids(self) -> set[int]:
         return {int(i) for i in self.manifest["used_token_ids"]}
 
@@ -53,6 +58,13 @@ class TrainStore:
         if self.manifest["max_seq_length"] != config.max_seq_length:
             raise BadInput(f"{where}: prepared with --max-seq-length {self.manifest['max_seq_length']}, not "
                            f"{config.max_seq_length}; pass that or prepare it again")
+        if config.long_text == long_text.CHUNK:
+            raise BadInput(f"--long-text chunk: not supported with a tokenized store ({self.uri} holds one row per "
+                           "text); train from the data files, or prepare the store with --long-text head+tail")
+        prepared = self.manifest.get("long_text", long_text.TRUNCATE)  # older stores: truncated
+        if prepared != config.long_text:
+            raise BadInput(f"{where}: prepared with --long-text {prepared}, not {config.long_text}; pass that or "
+                           "prepare it again")
         self.reader.check()
 
     def rows_source(self, labels: list[str]) -> stream.Rows:
@@ -119,10 +131,12 @@ def read_eval(config: TrainConfig, tokenizer: Any, labels: list[str], work_dir: 
             raise BadInput(f"{config.eval}: label {unknown[0]!r} does not appear in the training data "
                            f"(labels: {', '.join(labels)})")
         try:
-            return store.rows_source(labels).all()
+            enc = store.rows_source(labels).all()
+            enc.truncated = store.truncated_rows() or 0
+            return enc
         finally:
             store.reader.close()
     examples = data.read_examples(fsx.input_location(config.eval), config.text_column, config.label_column,
                                   config.text_pair_column)
     data.check_eval_labels(examples, labels, config.eval)
-    return fsx.encode_cached(examples, tokenizer, label2id, config.max_seq_length, cache_dir=fsx.token_cache_dir())
+    return fsx.encode_cached(examples, tokenizer, label2id, long_text.Fit.of(config), cache_dir=fsx.token_cache_dir())

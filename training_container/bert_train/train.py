@@ -110,6 +110,13 @@ class Inputs:
     train_enc: data.Encoded | None = None  # a data file read whole; None for a store
     store: inputs_store.TrainStore | None = None  # a tokenized store, streamed
 
+    def truncated_rows(self) -> dict[str, int | None]:
+        """Rows longer than --max-seq-length, per split (eval None without --eval)."""
+        train = self.train_enc.truncated if self.train_enc is not None else None
+        if self.store is not None:
+            train = self.store.truncated_rows()
+        return {"train": train, "eval": self.eval_enc.truncated if self.eval_enc is not None else None}
+
 
 @dataclass(frozen=True)
 class Training:
@@ -238,7 +245,7 @@ def read_inputs(config: TrainConfig, loc: Locations) -> Inputs:
                       used_ids=store.used_ids(), eval_enc=eval_enc, store=store)
     label2id = {x: i for i, x in enumerate(labels)}
     cache = fsx.token_cache_dir()  # sweep children and retries tokenize a dataset once
-    train_enc = fsx.encode_cached(train_ex, tokenizer, label2id, config.max_seq_length, cache_dir=cache)
+    train_enc = fsx.encode_cached(train_ex, tokenizer, label2id, long_text.Fit.of(config), cache_dir=cache)
     return Inputs(labels=labels, tokenizer=tokenizer, model=model, train_rows=len(train_enc),
                   used_ids=used_token_ids(tokenizer, train_enc), eval_enc=eval_enc, train_enc=train_enc)
 
@@ -251,6 +258,16 @@ def build_tokenizer_and_model(config: TrainConfig, loc: Locations, labels: list[
     model = modeling.build_model(model_location, labels, len(tokenizer))
     long_text.check_positions(config.max_seq_length, model, config.model)
     return tokenizer, model
+
+
+def report_truncation(config: TrainConfig, inputs: Inputs) -> None:
+    """One line per split: how many rows did not fit in --max-seq-length, and what became of them."""
+    fate = long_text.Fit.of(config).describe()
+    sizes = {"train": inputs.train_rows, "eval": len(inputs.eval_enc) if inputs.eval_enc is not None else 0}
+    for split, count in inputs.truncated_rows().items():
+        if count is not None:
+            log.info("%s: %d of %d rows longer than --max-seq-length %d: %s", split, count, sizes[split],
+                     config.max_seq_length, fate)
 
 
 def used_token_ids(tokenizer: Any, enc: data.Encoded) -> set[int]:
@@ -279,6 +296,8 @@ def plan_steps(config: TrainConfig, examples: int, world_size: int) -> Plan:
 def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
     """Inputs, then the model on its device, AdamW, the schedule, precision and DDP."""
     inputs = read_inputs(config, loc)
+    if d.is_main:
+        report_truncation(config, inputs)
     plan = plan_steps(config, inputs.train_rows, d.world_size)
     precision = choose_precision(config.precision, d.device)
     if d.device.type == "cuda" and torch.cuda.get_device_capability(d.device)[0] >= 8:
@@ -539,7 +558,7 @@ def train_step(t: Training, sb: StepBatch) -> torch.Tensor:
             sync = t.model.no_sync()
         with sync:
             with t.autocast():
-                loss = t.model(**inputs).loss / config.gradient_accumulation_steps
+                loss = long_text.batch_loss(t.model, inputs) / config.gradient_accumulation_steps
             parts.scaler.scale(loss).backward()
         step_loss += loss.detach().float()
     if parts.scaler.is_enabled():  # fp16: unscale, clip, then a step the scaler may skip
@@ -671,6 +690,7 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
         checkpoint_blocking_seconds=checkpoints.blocked, resumed_from_step=resumed_from,
         global_batch_size=plan.global_batch, world_size=d.world_size, precision=t.precision,
     )
+    result.metrics["truncated_rows"] = t.inputs.truncated_rows()
     if d.is_main:
         local_out = t.work_dir / "output"
         shutil.rmtree(local_out, ignore_errors=True)
