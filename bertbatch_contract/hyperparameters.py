@@ -26,9 +26,12 @@ from . import job, runs, tasks
 Value = int | float | str
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+LONG_TEXT = ("truncate", "head+tail", "chunk")  # what becomes of a text longer than --max-seq-length
 EARLY_STOPPING_METRICS = tasks.ALL_METRICS
 MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
-MAX_POSITIONS = 512  # BERT's position embeddings
+# The longest --max-seq-length of any supported model (ModernBERT's 8,192 position embeddings);
+# each model's own `max_position_embeddings` is checked when the container loads it.
+MAX_POSITIONS = 8192
 
 
 class InvalidHyperparameter(ValueError):
@@ -166,8 +169,14 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
        parameter="learning_rate", minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True),
     _H("batch_size", int, 32, "examples per device per micro-batch", "optimisation",
        parameter="batch_size", minimum=1),
-    _H("max_seq_length", int, 128, "truncate inputs to this many tokens", "data",
-       parameter="max_seq_length", minimum=8, maximum=MAX_POSITIONS),
+    _H("max_seq_length", int, 128, "truncate inputs to this many tokens (at most the model's own positions)",
+       "data", parameter="max_seq_length", minimum=8, maximum=MAX_POSITIONS),
+    _H("long_text", str, "truncate", "texts longer than --max-seq-length: truncate (keep the start), head+tail "
+       "(a quarter of the tokens from the start, the rest from the end) or chunk (overlapping windows, "
+       "logits averaged per text); head+tail and chunk take single texts (no --text-pair-column)", "data",
+       choices=LONG_TEXT, parameter="long_text"),
+    _H("chunk_overlap", int, None, "--long-text chunk: tokens a window shares with the one before (less than "
+       "half of --max-seq-length; default: a quarter of it)", "data", minimum=0, parameter="chunk_overlap"),
     _H("text_column", str, "sentence", "column with the text", "data",
        parameter="text_column", non_empty=True),
     _H("label_column", str, "label", "column with the label: a string or an integer; for multi-label a JSON "
@@ -281,6 +290,7 @@ def validate(values: Mapping[str, object]) -> dict[str, Value]:
         if out.get(needs_eval) and "eval" in values and not out.get("eval"):
             raise InvalidHyperparameter(f"{BY_NAME[needs_eval].flag} needs --eval")
     _check_task(out)
+    check_long_text(out)
     return out
 
 
@@ -298,6 +308,18 @@ def _check_task(out: Mapping[str, Value]) -> None:
 def metric_of(problem_type: str, early_stopping_metric: str | None) -> str:
     """The metric early stopping (and the best model) follow: the flag, else the task's default."""
     return early_stopping_metric or tasks.default_metric(problem_type)
+
+
+def check_long_text(values: Mapping[str, Value]) -> None:
+    """--long-text head+tail and chunk cut a single text (a pair is truncated longest first), and a
+    window must move on by more than it overlaps; checked where both values are known."""
+    mode, overlap, length = values.get("long_text"), values.get("chunk_overlap"), values.get("max_seq_length")
+    if mode in ("head+tail", "chunk") and values.get("text_pair_column"):
+        raise InvalidHyperparameter(f"--long-text {mode}: needs single texts; with --text-pair-column "
+                                    "use --long-text truncate")
+    if mode == "chunk" and isinstance(overlap, int) and isinstance(length, int) and 2 * overlap >= length:
+        raise InvalidHyperparameter(f"--chunk-overlap {overlap}: must be less than half of "
+                                    f"--max-seq-length {length}")
 
 
 def by_parameter(values: Mapping[str, object]) -> dict[str, Value]:

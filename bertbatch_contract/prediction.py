@@ -31,7 +31,7 @@ _H = Hyperparameter
 DEFAULT_MAX_SEQ_LENGTH = 128  # a model without training_args.json (trained elsewhere)
 # Options whose unset value comes from the run's training_args.json (`from_training`): the job
 # definition's default is "" (not given), so the container can tell them from a given value.
-FROM_TRAINING = ("max_seq_length", "text_pair_column")
+FROM_TRAINING = ("max_seq_length", "text_pair_column", "long_text", "chunk_overlap")
 OPTIONS: tuple[Hyperparameter, ...] = (
     _H("model", str, None, "the model: a training run's output directory or s3:// prefix (config, weights, "
        "tokenizer, label_map.json)", "model", parameter="model", required=True, non_empty=True),
@@ -54,6 +54,14 @@ OPTIONS: tuple[Hyperparameter, ...] = (
     _H("max_seq_length", int, None, f"truncate inputs to this many tokens (default: the run's, from its "
        f"{layout.TRAINING_ARGS_FILE}, else {DEFAULT_MAX_SEQ_LENGTH})", "inference",
        parameter="max_seq_length", minimum=8, maximum=MAX_POSITIONS),
+    # The training rows, defaulting to the run's; not parameters of the prediction job definition
+    # (the CLI overrides the whole command when it sets them).
+    replace(hyperparameters.BY_NAME["long_text"], default=None, parameter=None,
+            help="texts longer than --max-seq-length: truncate, head+tail or chunk (default: the run's, from its "
+            f"{layout.TRAINING_ARGS_FILE}, else truncate)"),
+    replace(hyperparameters.BY_NAME["chunk_overlap"], default=None, parameter=None,
+            help="--long-text chunk: tokens a window shares with the one before (default: the run's, else a "
+            "quarter of --max-seq-length)"),
     _H("precision", str, "auto", "auto|bf16|fp32 (auto: bf16 on GPUs that have it and on CPUs with "
        "AVX512-BF16/AMX, else fp32)", "inference", parameter="precision", choices=PRECISIONS),
     _H("prediction_id", str, None, f"names {layout.PREDICTIONS_PREFIX}<id>/ when --output is not given "
@@ -91,7 +99,8 @@ def from_training(values: Mapping[str, Value], trained: Mapping[str, object]) ->
     model has none). Returns the values and warning lines. A given --max-seq-length that differs
     is allowed with a warning; a given pair column is refused when the model was trained without
     one (InvalidHyperparameter, one line). Not given, a run trained with pairs reads that column,
-    so an input without it is refused by the column checks instead of scoring text 1 alone."""
+    so an input without it is refused by the column checks instead of scoring text 1 alone.
+    --long-text and --chunk-overlap come from the run too (a different given value: a warning)."""
     out, warnings = dict(values), []
     trained_length, trained_pair = trained.get("max_seq_length"), trained.get("text_pair_column") or None
     given_length = out.get("max_seq_length")
@@ -106,7 +115,24 @@ def from_training(values: Mapping[str, Value], trained: Mapping[str, object]) ->
                                     f"(no text_pair_column in its {layout.TRAINING_ARGS_FILE})")
     if not given_pair and isinstance(trained_pair, str):
         out["text_pair_column"] = trained_pair
+    warnings += _long_text_from_training(out, trained)
+    hyperparameters.check_long_text(out)
     return out, warnings
+
+
+def _long_text_from_training(values: dict[str, Value], trained: Mapping[str, object]) -> list[str]:
+    """Fill --long-text and --chunk-overlap in `values` from the run's (else the training defaults);
+    a warning line for each given value the run was not trained with."""
+    warnings = []
+    for name in ("long_text", "chunk_overlap"):
+        row, given, used = hyperparameters.BY_NAME[name], values.get(name), trained.get(name)
+        fallback = used if isinstance(used, (int, str)) else row.default
+        if given is None and fallback is not None:
+            values[name] = fallback
+        elif used is not None and given != used:
+            warnings.append(f"{row.flag} {given}: the model was trained with {used} ({layout.TRAINING_ARGS_FILE}); "
+                            f"scoring with {given}")
+    return warnings
 
 
 def shard_rows(total_rows: int, shards: int, index: int) -> range:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from . import hyperparameters, job
 from .hyperparameters import Hyperparameter, InvalidHyperparameter, Value, add_arguments, format_value
@@ -55,6 +56,7 @@ COMPRESSED_TEXT_RATIO = 4.0
 ENV_ARRAY_SIZE = "AWS_BATCH_JOB_ARRAY_SIZE"
 ENV_ARRAY_INDEX = job.ENV_BATCH_ARRAY_INDEX
 
+STORE_LONG_TEXT = ("truncate", "head+tail")  # --long-text values a store can be prepared with
 _H = Hyperparameter
 OPTIONS: tuple[Hyperparameter, ...] = (
     _H("input", str, None, "the data: a file, a folder, or an s3:// prefix of shards (.jsonl, .csv, .tsv, "
@@ -64,6 +66,10 @@ OPTIONS: tuple[Hyperparameter, ...] = (
     hyperparameters.BY_NAME["model"],  # its tokenizer; the same flag as training's
     hyperparameters.BY_NAME["vocab"],
     hyperparameters.BY_NAME["max_seq_length"],
+    # One row per text: `chunk` (windows) is for data files; the trainer refuses it with a store.
+    replace(hyperparameters.BY_NAME["long_text"], choices=STORE_LONG_TEXT,
+            help="texts longer than --max-seq-length: truncate (keep the start) or head+tail (a quarter of the "
+            "tokens from the start, the rest from the end); training asks for the same"),
     hyperparameters.BY_NAME["text_column"],
     hyperparameters.BY_NAME["text_pair_column"],
     hyperparameters.BY_NAME["label_column"],
@@ -82,8 +88,8 @@ BY_NAME: dict[str, Hyperparameter] = {row.name: row for row in OPTIONS}
 # Ref:: parameter name -> row, in command order.
 JOB_PARAMETERS: dict[str, Hyperparameter] = {row.parameter: row for row in OPTIONS if row.parameter}
 # Settings that change the tokenized rows: a store prepared with other values is prepared again.
-SETTINGS = ("model", "vocab", "max_seq_length", "text_column", "text_pair_column", "label_column", "problem_type",
-            "label_separator")
+SETTINGS = ("model", "vocab", "max_seq_length", "long_text", "text_column", "text_pair_column", "label_column",
+            "problem_type", "label_separator")
 
 
 def validate(values: Mapping[str, object]) -> dict[str, Value]:
@@ -100,6 +106,7 @@ def validate(values: Mapping[str, object]) -> dict[str, Value]:
     missing = [row.flag for row in OPTIONS if row.required and row.name not in out]
     if missing:
         raise InvalidHyperparameter(f"{', '.join(missing)}: required")
+    hyperparameters.check_long_text(out)
     children, index = out.get("num_children"), out.get("child_index")
     if isinstance(children, int) and isinstance(index, int) and index >= children:
         raise InvalidHyperparameter(f"--child-index {index}: must be < --num-children {children}")

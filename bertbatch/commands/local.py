@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from bertbatch_contract import hyperparameters as hp
+from bertbatch_contract import store
 
 from ..core import input_checks as params
 from ..core.errors import BertBatchError
@@ -112,7 +113,8 @@ def local(ctx: click.Context, train: str, eval_: str, run_name: str | None, outp
     output_dir = output_dir or str(LOCAL_RUNS_DIR / "runs" / run_id)
     checkpoint_dir = checkpoint_dir or str(LOCAL_RUNS_DIR / "checkpoints" / run_id)
     prepare_argv = None
-    if not no_prepare and not local_prepare.is_store(train):
+    # --long-text chunk reads the file whole: a store holds one row per text, not its windows
+    if not no_prepare and not local_prepare.is_store(train) and hyperparameters.get("long_text") != "chunk":
         prepare_argv, train = prepare_command(train, hyperparameters)
     argv = local_mod.command(
         train=train, eval_=eval_, output_dir=output_dir, checkpoint_dir=checkpoint_dir, run_id=run_id,
@@ -141,7 +143,6 @@ def local(ctx: click.Context, train: str, eval_: str, run_name: str | None, outp
 def prepare_command(train: str, hyperparameters: dict[str, str]) -> tuple[list[str], str]:
     """The prepare command for a --train data file or folder, and the store it writes."""
     local_prepare.data_files(train, "--train")
-    settings = ("model", "vocab", "max_seq_length", "text_column", "text_pair_column", "label_column")
-    values: dict[str, str] = {name: hyperparameters[name] for name in settings if name in hyperparameters}
+    values: dict[str, str] = {name: hyperparameters[name] for name in store.SETTINGS if name in hyperparameters}
     store_dir = str(local_prepare.default_output(train, values))
     return local_prepare.command(local_prepare.check({"input": train, "output": store_dir, **values})), store_dir

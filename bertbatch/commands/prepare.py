@@ -23,7 +23,7 @@ from ..ui.output_format import JSON, output_option, print_record
 
 # The prepare flags a user sets (the locations and the array children are the command's own).
 PREPARE_ROWS = tuple(store.BY_NAME[name] for name in (
-    "model", "vocab", "max_seq_length", "text_column", "text_pair_column", "label_column", "workers",
+    "model", "vocab", "max_seq_length", "long_text", "text_column", "text_pair_column", "label_column", "workers",
     "rows_per_shard"))
 
 

@@ -194,7 +194,7 @@ def test_shipped_tables_hand_check(bb):
     ("args", "fragment"),
     [([], "exactly one of --rows"), (["--rows", "1", "--data", "x"], "exactly one of --rows"),
      (["--rows", "0"], "--rows 0"), (["--rows", "10", "--epochs", "0"], "--epochs 0"),
-     (["--rows", "10", "--max-seq-length", "1024"], "--max-seq-length 1024"),
+     (["--rows", "10", "--max-seq-length", "9000"], "--max-seq-length 9000"),
      (["--rows", "10", "--instance-type", "m5.large"], "--instance-type m5.large: not in the price table"),
      (["--rows", "10", "--max-hours", "0.0001"], "no option finishes within --max-hours"),
      (["--data", "no/such/file.tsv"], "--data no/such/file.tsv: no such file"),

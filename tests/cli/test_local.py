@@ -190,3 +190,16 @@ def test_local_trains_a_tiny_model_end_to_end(bb, tmp_path, monkeypatch):
     metrics = json.loads((out / layout.METRICS_FILE).read_text())
     assert isinstance(metrics, dict) and metrics
     assert any(k.startswith("eval_") for k in metrics), metrics
+
+
+def test_long_text_reaches_the_store_and_chunk_reads_the_file_whole(bb):
+    r = bb("local", *BASE, "--max-seq-length", "32", "--long-text", "head+tail")
+    assert r.exit_code == 0, r.output
+    prepare_line, train_line = r.output.strip().splitlines()
+    assert "--long-text head+tail" in prepare_line and "--long-text head+tail" in train_line
+    r = bb("local", *BASE, "--max-seq-length", "32", "--long-text", "chunk")
+    assert r.exit_code == 0, r.output
+    (train_line,) = r.output.strip().splitlines()  # no prepare: a store holds one row per text
+    argv = shlex.split(train_line)
+    flags = dict(zip(argv[3::2], argv[4::2], strict=True))
+    assert (flags["--train"], flags["--long-text"]) == (TRAIN, "chunk")

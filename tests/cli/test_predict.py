@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from bertbatch_contract import discovery, job, layout, prediction
+from bertbatch_contract import discovery, job, layout, prediction, tasks
 
 from .conftest import FIXTURES
 from .helpers import one_line_error
@@ -233,3 +233,43 @@ def test_another_max_seq_length_than_trained_is_sent_with_a_warning(platform, bb
             in r.stderr)
     (request,) = submit_spy
     assert request["parameters"]["max_seq_length"] == "32"
+
+
+def _task_rows(problem_type: str, lines: list[str]) -> list[dict]:
+    """SST-2 rows with a label of the problem type: several labels (sentiment, length), or a score."""
+    rows = []
+    for line in lines:
+        sentence, label = line.rstrip("\n").split("\t")
+        long = len(sentence.split()) > 12
+        rows.append({"sentence": sentence, "label": (["positive"] if label == "1" else []) + (["long"] if long else [])
+                     if problem_type == "multi_label_classification" else int(label) * 2 + long})
+    return rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("problem_type", ["multi_label_classification", "regression"])
+def test_local_trains_each_problem_type_and_predict_scores_every_row(bb, tmp_path, monkeypatch, problem_type):
+    monkeypatch.chdir(tmp_path)  # local-runs/ under the test's directory
+    sst2 = FIXTURES / "sst2"
+    files = {}
+    for name, count in (("train", 160), ("dev", 40)):
+        rows = _task_rows(problem_type, (sst2 / f"{name}.tsv").read_text().splitlines(True)[1:count + 1])
+        files[name] = tmp_path / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = bb("local", "--train", files["train"], "--eval", files["dev"], "--model", "random:tiny",
+           "--vocab", FIXTURES / "vocab.txt", "--problem-type", problem_type, "--epochs", "1", "--max-steps", "4",
+           "--batch-size", "8", "--max-seq-length", "32", "--run-name", "task-run")
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((tmp_path / "local-runs" / layout.run_prefix("task-run") / layout.METRICS_FILE).read_text())
+    assert metrics["problem_type"] == problem_type
+    assert all(isinstance(metrics[name], float) for name in tasks.METRICS[problem_type])
+
+    assert predict_json(bb, "--model", "task-run", "--input", files["dev"], "--local",
+                        "--output", tmp_path / "scored")["rows"] == 40
+    lines = part_lines(tmp_path / "scored")
+    assert [x["row"] for x in lines] == list(range(40))
+    if problem_type == "regression":
+        assert all(isinstance(x["value"], float) and "label" not in x for x in lines)
+    else:
+        assert all(set(x["probabilities"]) == {"long", "positive"} and set(x["labels"]) <= {"long", "positive"}
+                   for x in lines)

@@ -40,6 +40,8 @@ def test_the_default_store_is_keyed_by_input_and_settings(bb):
     assert target().startswith("local-runs/stores/train-")
     assert target() == target("--workers", "1")  # how it runs does not change what it makes
     assert target() != target("--max-seq-length", "32")
+    assert target() != target("--long-text", "head+tail")
+    assert target("--long-text", "head+tail").startswith("local-runs/stores/train-")
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
@@ -50,6 +52,7 @@ def test_the_default_store_is_keyed_by_input_and_settings(bb):
     (["--local", "--input", VOCAB], "unknown file type"),
     (["--local", "--input", TRAIN, "--max-seq-length", "4"], "--max-seq-length 4: must be an integer >= 8"),
     (["--local", "--input", TRAIN, "--workers", "0"], "--workers 0: must be an integer >= 1"),
+    (["--local", "--input", TRAIN, "--long-text", "chunk"], "--long-text chunk: must be one of truncate, head+tail"),
 ])
 def test_bad_requests_are_one_line(bb, args, fragment):
     one_line_error(bb("prepare", *args), fragment)

@@ -175,7 +175,7 @@ def test_submit_missing_bucket(platform, bb):
 @pytest.mark.parametrize(
     ("flag", "value"),
     [("--epochs", "0"), ("--epochs", "two"), ("--learning-rate", "-1"), ("--learning-rate", "abc"),
-     ("--batch-size", "0"), ("--max-seq-length", "4096"), ("--text-column", " ")],
+     ("--batch-size", "0"), ("--max-seq-length", "9000"), ("--long-text", "middle"), ("--text-column", " ")],
 )
 def test_submit_bad_hyperparameter(aws, bb, submit_spy, flag, value):
     # nothing deployed: the check must come before any AWS call to name the flag

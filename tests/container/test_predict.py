@@ -430,7 +430,10 @@ def test_another_max_seq_length_than_trained_is_scored_with_a_warning(run_dir, r
 
 def test_from_training_fills_in_only_what_is_not_given():
     trained = {"max_seq_length": 32, "text_pair_column": "b"}
-    assert prediction.from_training({}, trained) == ({"max_seq_length": 32, "text_pair_column": "b"}, [])
+    untrained_long_text = {"long_text": "truncate"}  # the training default
+    assert prediction.from_training({}, trained) == ({"max_seq_length": 32, "text_pair_column": "b",
+                                                      **untrained_long_text}, [])
     assert prediction.from_training({"text_pair_column": "c"}, trained)[0]["text_pair_column"] == "c"
-    assert prediction.from_training({}, {}) == ({"max_seq_length": prediction.DEFAULT_MAX_SEQ_LENGTH}, [])
+    assert prediction.from_training({}, {}) == ({"max_seq_length": prediction.DEFAULT_MAX_SEQ_LENGTH,
+                                                 **untrained_long_text}, [])
     assert prediction.validate({"model": "m", "input": "i", "max_seq_length": ""}) == {"model": "m", "input": "i"}

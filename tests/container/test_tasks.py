@@ -327,3 +327,12 @@ def test_eval_labels_unknown_to_training_are_refused_per_label():
     data.check_eval_labels([data.Example("a", None, '["x"]', 2)], task, "dev.jsonl")
     with pytest.raises(BadInput, match=r"dev.jsonl line 7: label 'z' does not appear in the training data"):
         data.check_eval_labels([data.Example("a", None, '["x", "z"]', 7)], task, "dev.jsonl")
+
+
+def test_chunked_long_texts_train_with_the_tasks_loss_on_pooled_logits(regression_data, tmp_path):
+    train, dev = regression_data
+    metrics = _train(train, dev, tmp_path / "out", problem_type=REGRESSION, long_text="chunk", max_seq_length=16,
+                     chunk_overlap=4, epochs=1)
+    assert metrics["truncated_rows"]["train"] > 0  # rows split into windows
+    assert metrics["eval_mse"] == pytest.approx(metrics["eval_loss"], rel=1e-4)  # MSE, not cross-entropy
+    assert all(math.isfinite(metrics[name]) for name in contract.METRICS[REGRESSION])

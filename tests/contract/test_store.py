@@ -36,8 +36,8 @@ def test_validate_uses_the_training_tables_rows_and_words() -> None:
         store.validate({"input": "x.tsv"})
     with pytest.raises(InvalidHyperparameter, match=r"--child-index 3: must be < --num-children 3"):
         store.validate({"input": "x", "output": "y", "num_children": "3", "child_index": "3"})
-    with pytest.raises(InvalidHyperparameter, match="--max-seq-length 600"):
-        store.validate({"input": "x", "output": "y", "max_seq_length": "600"})
+    with pytest.raises(InvalidHyperparameter, match="--max-seq-length 9000"):
+        store.validate({"input": "x", "output": "y", "max_seq_length": "9000"})
 
 
 def test_command_round_trips_through_the_parser() -> None:

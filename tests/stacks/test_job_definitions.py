@@ -73,6 +73,8 @@ def test_command_is_the_flags_from_the_contract(dev_training, container):
         "--learning-rate",
         "--batch-size",
         "--max-seq-length",
+        "--long-text",
+        "--chunk-overlap",
         "--text-column",
         "--label-column",
         "--problem-type",
@@ -114,6 +116,8 @@ def test_every_ref_parameter_has_a_default(dev_training, jobdef):
         "learning_rate": "2e-5",
         "batch_size": "32",
         "max_seq_length": "128",
+        "long_text": "truncate",
+        "chunk_overlap": "",  # a quarter of max_seq_length
         "text_column": "sentence",
         "label_column": "label",
         "problem_type": "single_label_classification",

@@ -57,6 +57,8 @@ class TrainConfig:
     learning_rate: float = _default("learning_rate", float)
     batch_size: int = _default("batch_size", int)  # per device (process)
     max_seq_length: int = _default("max_seq_length", int)
+    long_text: str = _default("long_text", str)  # truncate | head+tail | chunk (bert_train.long_text)
+    chunk_overlap: int | None = _optional("chunk_overlap", int)  # None: a quarter of max_seq_length
     text_column: str = _default("text_column", str)
     label_column: str = _default("label_column", str)
     problem_type: str = _default("problem_type", str)

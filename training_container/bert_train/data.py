@@ -21,7 +21,7 @@ import torch
 
 from bertbatch_contract import tables, tasks
 
-from . import readers, sources, storage
+from . import long_text, readers, sources, storage
 from . import tasks as tasks_
 from .config import BadInput
 from .errors import unreadable_input
@@ -189,29 +189,33 @@ class Encoded:
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None
     labels: list[Any]  # targets (`tasks.Task.target`): class index, multi-hot tuple or value
+    # --long-text chunk: the rows are windows, document d's are rows window_starts[d]:window_starts[d + 1]
+    window_starts: list[int] | None = None
+    truncated: int = 0  # documents longer than the max length (cut, or split into windows)
 
     @property
     def lengths(self) -> list[int]:
+        """Tokens per document (a chunked one's: all its windows')."""
+        if self.window_starts is not None:
+            return long_text.document_lengths(self.input_ids, self.window_starts)
         return [len(x) for x in self.input_ids]
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
-def encode(examples: Sequence[Example], tokenizer, task: tasks_.Task, max_seq_length: int, *,
+def encode(examples: Sequence[Example], tokenizer, task: tasks_.Task, max_seq_length: int | long_text.Fit, *,
            token_types: bool = True) -> Encoded:
-    """`token_types`: whether the model takes the pairs' token type ids (`modeling.token_types_used`)."""
+    """Tokenized to fit `max_seq_length` (a length: truncated, keeping the start; or a
+    `long_text.Fit`: --long-text). `token_types`: whether the model takes the pairs' token type ids
+    (`modeling.token_types_used`); single sentences have all-zero token types: the model defaults them."""
+    fit = long_text.Fit.of_length(max_seq_length)
     texts = [e.text for e in examples]
-    pairs = [e.pair for e in examples] if examples and examples[0].pair is not None else None
-    # Single sentences have all-zero token types: let the model default them.
-    with_types = token_types and pairs is not None
-    enc = tokenizer(texts, pairs, truncation=True, max_length=max_seq_length, padding=False,
-                    return_token_type_ids=with_types)
-    return Encoded(
-        input_ids=enc["input_ids"],
-        token_type_ids=enc["token_type_ids"] if with_types else None,
-        labels=[task.target(e.label) for e in examples],
-    )
+    pairs = [e.pair or "" for e in examples] if examples and examples[0].pair is not None else None
+    tok = long_text.tokenize(tokenizer, texts, pairs, fit, token_types=token_types)
+    return Encoded(input_ids=tok.input_ids, token_type_ids=tok.token_type_ids,
+                   labels=[task.target(e.label) for e in examples], window_starts=tok.window_starts,
+                   truncated=tok.truncated)
 
 
 def epoch_batches(
@@ -269,6 +273,8 @@ def padded_tokens(batch: Sequence[int], lengths: Sequence[int], accumulation: in
 
 def collate(enc: Encoded, indices: Sequence[int], pad_token_id: int, multiple_of: int = 1) -> dict[str, torch.Tensor]:
     """Pad a micro-batch to its own longest example (rounded up to `multiple_of` on GPUs)."""
+    if enc.window_starts is not None:  # documents: their windows, and which document each is
+        return long_text.collate_documents(enc, indices, lambda e, rows: collate(e, rows, pad_token_id, multiple_of))
     longest = max(len(enc.input_ids[i]) for i in indices)
     longest = -(-longest // multiple_of) * multiple_of
     ids = torch.full((len(indices), longest), pad_token_id, dtype=torch.long)
@@ -291,6 +297,8 @@ def collate_unpadded(enc: Encoded, indices: Sequence[int]) -> dict[str, Any]:
     """A micro-batch for `modeling.UnpaddedBert`: its tokens concatenated (no padding), longest
     sequence first, with per-sequence positions, each sequence's [CLS] offset and the runs of
     equally long sequences (count, length) that attention takes one call each."""
+    if enc.window_starts is not None:
+        return long_text.collate_documents(enc, indices, collate_unpadded)
     order = sorted(indices, key=lambda i: -len(enc.input_ids[i]))  # stable: ties keep the batch order
     lengths = [len(enc.input_ids[i]) for i in order]
     length_t = torch.tensor(lengths)

@@ -11,7 +11,7 @@ import torch.distributed as dist
 
 from bertbatch_contract import tasks as problem_types
 
-from . import data, tasks
+from . import data, long_text, tasks
 from .runtime import Autocast, Dist, StopRequest, any_rank
 from .state import TrainState
 from .tasks import Evaluation, Task
@@ -46,9 +46,12 @@ def evaluate(model: torch.nn.Module, enc: data.Encoded, d: Dist, *, batch_size: 
             continue
         batch = data.to_device(data.collate_unpadded(enc, idx) if unpadded else
                                data.collate(enc, idx, pad_id, multiple_of), d.device)
-        all_labels.append(batch.pop("labels"))
+        labels = batch.pop("labels")
+        window_doc = batch.pop(long_text.WINDOW_DOC, None)  # --long-text chunk: logits per document
         with autocast():
-            all_logits.append(model(**batch).logits.float().view(len(idx), task.num_labels))
+            logits = long_text.pool_logits(model(**batch).logits.float(), window_doc, len(labels))
+        all_labels.append(labels)
+        all_logits.append(logits.view(len(labels), task.num_labels))
     model.train()
     if stopped:
         return None

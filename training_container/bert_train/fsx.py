@@ -6,7 +6,7 @@ reads the file from the mount instead when the mount holds the same bytes (check
 and falls back to S3 with a log line when it does not (not imported yet, or the host's Lustre
 mount failed: the launch template leaves a marker file in the bare mount directory then).
 
-Tokenizing is cached on FSx under a key of (examples, tokenizer, max length), so the children of
+Tokenizing is cached on FSx under a key of (examples, tokenizer, max length, --long-text), so the children of
 a sweep and the retries of a job tokenize a dataset once. Without FSx nothing here does anything.
 """
 
@@ -23,12 +23,12 @@ from typing import Any
 
 from bertbatch_contract import job, layout
 
-from . import data, storage
+from . import data, long_text, storage
 from .errors import StoreUnavailable
 from .tasks import Task
 
 log = logging.getLogger("bert_train")
-CACHE_FORMAT = 2  # bump when the cached record changes shape
+CACHE_FORMAT = 3  # bump when the cached record changes shape (2: --long-text windows and counts; 3: targets)
 
 
 def _mount(env: Mapping[str, str]) -> Path | None:
@@ -119,18 +119,20 @@ def _tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(f"{type(tokenizer).__name__}\n{definition}".encode()).hexdigest()
 
 
-def cache_key(examples: Sequence[data.Example], tokenizer: Any, task: Task, max_seq_length: int, *,
+def cache_key(examples: Sequence[data.Example], tokenizer: Any, task: Task, max_seq_length: int | long_text.Fit, *,
               token_types: bool = True) -> str:
+    fit = long_text.Fit.of_length(max_seq_length)
     digest = hashlib.sha256()
-    digest.update(json.dumps([CACHE_FORMAT, _tokenizer_fingerprint(tokenizer), max_seq_length,
-                              task.key, token_types]).encode())
+    digest.update(json.dumps([CACHE_FORMAT, _tokenizer_fingerprint(tokenizer), fit.max_length, fit.mode,
+                              fit.overlap, task.key, token_types]).encode())
     for e in examples:
         digest.update(json.dumps([e.text, e.pair, e.label], ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()
 
 
-def encode_cached(examples: Sequence[data.Example], tokenizer: Any, task: Task, max_seq_length: int,
-                  *, cache_dir: Path | None, token_types: bool = True) -> data.Encoded:
+def encode_cached(examples: Sequence[data.Example], tokenizer: Any, task: Task,
+                  max_seq_length: int | long_text.Fit, *, cache_dir: Path | None,
+                  token_types: bool = True) -> data.Encoded:
     """`data.encode`, read from the cache when an earlier job tokenized the same thing."""
     if cache_dir is None or not examples:
         return data.encode(examples, tokenizer, task, max_seq_length, token_types=token_types)
@@ -138,7 +140,8 @@ def encode_cached(examples: Sequence[data.Example], tokenizer: Any, task: Task, 
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         encoded = data.Encoded(input_ids=record["input_ids"], token_type_ids=record["token_type_ids"],
-                               labels=record["labels"])
+                               labels=record["labels"], window_starts=record["window_starts"],
+                               truncated=record["truncated"])
         if len(encoded) == len(examples):
             log.info("tokenized %d examples from the FSx cache (%s)", len(encoded), path.name)
             return encoded
@@ -154,7 +157,8 @@ def encode_cached(examples: Sequence[data.Example], tokenizer: Any, task: Task, 
 def _store(path: Path, encoded: data.Encoded) -> None:
     """Written to a temporary file and renamed: a reader never sees half a record, and two jobs
     writing the same key at once leave one whole copy."""
-    record = {"input_ids": encoded.input_ids, "token_type_ids": encoded.token_type_ids, "labels": encoded.labels}
+    record = {"input_ids": encoded.input_ids, "token_type_ids": encoded.token_type_ids, "labels": encoded.labels,
+              "window_starts": encoded.window_starts, "truncated": encoded.truncated}
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from typing import Any
 from bertbatch_contract import store as contract
 from bertbatch_contract import tasks
 
-from . import data, fsx, storage, stream, token_store
+from . import data, fsx, long_text, storage, stream, token_store
 from .config import BadInput, TrainConfig
 from .tasks import Task
 from .tokenize_pool import fingerprint
@@ -47,6 +47,11 @@ class TrainStore:
     def label_counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.manifest.get("label_counts", {}).items()}
 
+    def truncated_rows(self) -> int | None:
+        """Rows longer than the store's --max-seq-length (None: prepared before stores counted them)."""
+        count = self.manifest.get("truncated_rows")
+        return int(count) if count is not None else None
+
     def used_ids(self) -> set[int]:
         return {int(i) for i in self.manifest["used_token_ids"]}
 
@@ -62,6 +67,13 @@ class TrainStore:
         if self.manifest["max_seq_length"] != config.max_seq_length:
             raise BadInput(f"{where}: prepared with --max-seq-length {self.manifest['max_seq_length']}, not "
                            f"{config.max_seq_length}; pass that or prepare it again")
+        if config.long_text == long_text.CHUNK:
+            raise BadInput(f"--long-text chunk: not supported with a tokenized store ({self.uri} holds one row per "
+                           "text); train from the data files, or prepare the store with --long-text head+tail")
+        prepared = self.manifest.get("long_text", long_text.TRUNCATE)  # older stores: truncated
+        if prepared != config.long_text:
+            raise BadInput(f"{where}: prepared with --long-text {prepared}, not {config.long_text}; pass that or "
+                           "prepare it again")
         self.reader.check()
 
     @property
@@ -133,12 +145,14 @@ def read_eval(config: TrainConfig, tokenizer: Any, task: Task, work_dir: str, *,
             raise BadInput(f"{config.eval}: label {unknown!r} does not appear in the training data "
                            f"(labels: {', '.join(task.labels)})")
         try:
-            return store.rows_source(task, token_types=token_types).all()
+            enc = store.rows_source(task, token_types=token_types).all()
+            enc.truncated = store.truncated_rows() or 0
+            return enc
         finally:
             store.reader.close()
     examples = data.read_examples(fsx.input_location(config.eval), config.text_column, config.label_column,
                                   config.text_pair_column, problem_type=config.problem_type,
                                   separator=config.label_separator)
     data.check_eval_labels(examples, task, config.eval)
-    return fsx.encode_cached(examples, tokenizer, task, config.max_seq_length, cache_dir=fsx.token_cache_dir(),
+    return fsx.encode_cached(examples, tokenizer, task, long_text.Fit.of(config), cache_dir=fsx.token_cache_dir(),
                              token_types=token_types)

@@ -37,7 +37,7 @@ from typing import Any
 from bertbatch_contract import job, layout, prediction, tasks
 from bertbatch_contract.hyperparameters import InvalidHyperparameter
 
-from . import fsx, predict_segments, storage
+from . import fsx, long_text, predict_segments, storage
 from .config import PROG, BadInput
 from .errors import StoreUnavailable
 from .predict_io import (
@@ -77,6 +77,8 @@ class PredictConfig:
     shard_index: int | None = _default("shard_index")
     batch_size: int = _default("batch_size")
     max_seq_length: int | None = _default("max_seq_length")  # None: the run's (`with_training_args`)
+    long_text: str | None = _default("long_text")  # None: the run's
+    chunk_overlap: int | None = _default("chunk_overlap")  # None: the run's
     precision: str = _default("precision")
     prediction_id: str | None = _default("prediction_id")
     cache_dir: str | None = _default("cache_dir")
@@ -224,7 +226,7 @@ def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_lengt
     """The model, tokenizer and labels of a training run's output (a directory or s3:// prefix)."""
     import torch
 
-    from . import modeling
+    from . import long_text, modeling
     from .runtime import choose_precision
 
     if not storage.is_s3(model_uri) and not os.path.isdir(model_uri):
@@ -233,9 +235,7 @@ def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_lengt
     scorer = read_label_map(location, model_uri)
     model = modeling.build_model(location, list(scorer.labels), len(tokenizer), problem_type=scorer.problem_type)
     token_types = modeling.token_types_used(model, tokenizer, pairs=pairs)
-    max_positions = getattr(model.config, "max_position_embeddings", None)
-    if max_positions and max_seq_length > max_positions:
-        raise BadInput(f"--max-seq-length {max_seq_length} exceeds the model's {max_positions} positions")
+    long_text.check_positions(max_seq_length, model, model_uri)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     chosen = choose_precision(precision, device)
     if chosen == "fp16":  # `auto` on a GPU without bf16: fp32 rather than unscaled fp16
@@ -247,16 +247,19 @@ def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_lengt
                      device=device, precision=chosen, token_types=token_types)
 
 
-def score(p: Predictor, rows: Sequence[Row], *, batch_size: int, max_seq_length: int,
+def score(p: Predictor, rows: Sequence[Row], *, batch_size: int, max_seq_length: int | long_text.Fit,
           stop_requested: Callable[[], bool], on_batch: Callable[[int], None] | None = None) -> list[str] | None:
-    """The part file's lines for `rows`, in row order; None if a stop was requested."""
+    """The part file's lines for `rows`, in row order (a row longer than the max length marked
+    `"truncated": true`); None if a stop was requested. `max_seq_length`: a length (truncated,
+    keeping the start) or the run's `long_text.Fit`."""
     import torch
 
-    from . import data
+    from . import data, long_text
     from .runtime import autocast_for
 
     autocast = autocast_for(p.precision, p.device)
     task = Task(p.scorer.problem_type, p.scorer.labels)  # probabilities or the value from the logits
+    fit = long_text.Fit.of_length(max_seq_length)
     pad_id = p.tokenizer.pad_token_id
     multiple_of = 8 if p.device.type == "cuda" else 1
     lines: list[str] = []
@@ -265,15 +268,14 @@ def score(p: Predictor, rows: Sequence[Row], *, batch_size: int, max_seq_length:
         for start in range(0, len(rows), CHUNK_ROWS):
             chunk = rows[start:start + CHUNK_ROWS]
             pairs = [r.pair or "" for r in chunk] if chunk[0].pair is not None else None
-            with_types = p.token_types and pairs is not None  # as in training (`data.encode`)
-            enc = p.tokenizer([r.text for r in chunk], pairs, truncation=True, max_length=max_seq_length,
-                              padding=False, return_token_type_ids=with_types)
-            encoded = data.Encoded(input_ids=enc["input_ids"],
-                                   token_type_ids=enc["token_type_ids"] if with_types else None,
-                                   labels=[0] * len(chunk))  # collate wants labels; they are not used
+            tok = long_text.tokenize(p.tokenizer, [r.text for r in chunk], pairs, fit, token_types=p.token_types)
+            encoded = data.Encoded(input_ids=tok.input_ids, token_type_ids=tok.token_type_ids,
+                                   labels=[0] * len(chunk),  # collate wants labels; they are not used
+                                   window_starts=tok.window_starts, truncated=tok.truncated)
+            lengths, too_long = encoded.lengths, set(tok.too_long)
             # Longest first (an out-of-memory shows at the first batch). collate_unpadded orders a
             # batch longest first with a stable sort, so on these batches it keeps this order.
-            order = sorted(range(len(chunk)), key=lambda i: -len(encoded.input_ids[i]))
+            order = sorted(range(len(chunk)), key=lambda i: -lengths[i])
             probabilities: list[list[float]] = [[] for _ in chunk]
             for b in range(0, len(order), batch_size):
                 if stop_requested():
@@ -282,14 +284,18 @@ def score(p: Predictor, rows: Sequence[Row], *, batch_size: int, max_seq_length:
                 batch = (data.collate_unpadded(encoded, idx) if p.unpadded
                          else data.collate(encoded, idx, pad_id, multiple_of))
                 batch.pop("labels")
+                window_doc = batch.pop(long_text.WINDOW_DOC, None)  # --long-text chunk: pooled per row
                 with autocast():
-                    logits = p.runner(**data.to_device(batch, p.device)).logits
+                    logits = p.runner(**data.to_device(batch, p.device)).logits.float()
+                logits = long_text.pool_logits(logits, window_doc.to(p.device) if window_doc is not None else None,
+                                               len(idx))
                 for i, row in zip(idx, task.scores(logits).view(len(idx), -1).cpu().tolist(), strict=True):
                     probabilities[i] = row
                 batches_done += 1
                 if on_batch:
                     on_batch(batches_done)
-            lines.extend(prediction_line(r, p.scorer, probs) for r, probs in zip(chunk, probabilities, strict=True))
+            lines.extend(prediction_line(r, p.scorer, probs, truncated=i in too_long)
+                         for i, (r, probs) in enumerate(zip(chunk, probabilities, strict=True)))
     return lines
 
 
@@ -348,11 +354,13 @@ def run(config: PredictConfig, *, env: Mapping[str, str] | None = None,
         if not score_shard(config, predictor, run_job, source, target.shard_index, shard_range, segments_done,
                            result, on_batch):
             return result
-        predict_segments.finish(run_job, target.shard_index, shard_range)
+        shard_manifest = predict_segments.finish(run_job, target.shard_index, shard_range)
         log.info("%s: %d rows scored in %.2f s (%.1f rows/s, %s, %s) -> %s", name, len(shard_range),
                  result.score_seconds, result.rows_per_second or 0.0, predictor.precision,
                  "unpadded" if predictor.unpadded else "padded per batch",
                  storage.join(target.output, layout.prediction_part(target.shard_index)))
+        log.info("%s: %d of %d rows longer than --max-seq-length %d: %s", name, shard_manifest["truncated_rows"],
+                 len(shard_range), seq_length(config), fit_of(config).describe())
     result.manifest_written = write_manifest_if_complete(run_job, predictor.scorer,
                                                          shard_written=not result.skipped)
     if result.manifest_written:
@@ -363,6 +371,11 @@ def run(config: PredictConfig, *, env: Mapping[str, str] | None = None,
 def seq_length(config: PredictConfig) -> int:
     """The resolved --max-seq-length (set by `with_training_args`)."""
     return config.max_seq_length or prediction.DEFAULT_MAX_SEQ_LENGTH
+
+
+def fit_of(config: PredictConfig) -> long_text.Fit:
+    """How rows are fitted to the resolved --max-seq-length (--long-text, set by `with_training_args`)."""
+    return long_text.Fit.build(seq_length(config), config.long_text, config.chunk_overlap)
 
 
 def score_shard(config: PredictConfig, predictor: Predictor, run_job: Job, source: str, shard: int,
@@ -395,7 +408,7 @@ def score_shard(config: PredictConfig, predictor: Predictor, run_job: Job, sourc
             chunk = list(itertools.islice(rows, per_segment))
             if not chunk:
                 break
-            lines = score(predictor, chunk, batch_size=config.batch_size, max_seq_length=seq_length(config),
+            lines = score(predictor, chunk, batch_size=config.batch_size, max_seq_length=fit_of(config),
                           stop_requested=lambda: stop.requested, on_batch=counted)
             if lines is None:
                 log.warning("shard %d: %s received, stopped between batches; %d whole segment(s) kept", shard,

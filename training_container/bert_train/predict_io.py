@@ -82,11 +82,14 @@ def read_rows(uri: str, text_column: str, pair_column: str | None = None, id_col
 # --- output ---------------------------------------------------------------------------------------
 
 
-def prediction_line(row: Row, scorer: Scorer, scores: Sequence[float]) -> str:
-    """One line of a part file: the row, then what the model says (`Scorer.fields`)."""
+def prediction_line(row: Row, scorer: Scorer, scores: Sequence[float], *, truncated: bool = False) -> str:
+    """One line of a part file: the row, then what the model says (`Scorer.fields`); `truncated`:
+    the row was longer than --max-seq-length."""
     record: dict[str, Any] = {"row": row.number}
     if row.id is not None:
         record["id"] = row.id
+    if truncated:
+        record["truncated"] = True
     record.update(scorer.fields(scores))
     return json.dumps(record, ensure_ascii=False) + "\n"
 
@@ -170,6 +173,9 @@ def write_manifest_if_complete(run: Job, scorer: Scorer, *, shard_written: bool)
         "format": layout.PREDICTION_MANIFEST_FORMAT, "model": run.model, "input": run.input,
         "problem_type": scorer.problem_type, "labels": list(scorer.labels),
         "shards": run.shards, "total_rows": sum(int(p["rows"]) for p in parts),
+        # rows longer than --max-seq-length (None: a shard written before shards counted them)
+        "truncated_rows": None if any("truncated_rows" not in p for p in parts) else
+        sum(int(p["truncated_rows"]) for p in parts),
         "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "parts": parts,
     }
     storage.write_bytes(run.uri(layout.PREDICTION_MANIFEST), (json.dumps(record, indent=2) + "\n").encode())

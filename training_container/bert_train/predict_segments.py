@@ -60,10 +60,10 @@ def write_segment(run: Job, shard: int, segment: int, lines: list[str]) -> None:
 
 
 def finish(run: Job, shard: int, rows: range) -> dict[str, Any]:
-    """Join the segments into the part file, then its manifest (last: the shard is done), then
-    delete the segments and the progress record."""
+    """Join the segments into the part file, then its manifest (last: the shard is done; it counts
+    the rows marked truncated), then delete the segments and the progress record."""
     segments = [layout.prediction_segment(shard, k) for k in range(-(-len(rows) // layout.PREDICTION_SEGMENT_ROWS))]
-    digest, size = hashlib.sha256(), 0
+    digest, size, truncated = hashlib.sha256(), 0, 0
     fd, tmp = tempfile.mkstemp(prefix="bert_train-part-", suffix=".jsonl")
     try:
         with os.fdopen(fd, "wb") as out:
@@ -71,6 +71,7 @@ def finish(run: Job, shard: int, rows: range) -> dict[str, Any]:
                 body = storage.read_bytes(run.uri(name))
                 digest.update(body)
                 size += len(body)
+                truncated += sum(1 for line in body.splitlines() if json.loads(line).get("truncated"))
                 out.write(body)
         storage.upload_file(Path(tmp), run.uri(layout.prediction_part(shard)))
     finally:
@@ -78,7 +79,7 @@ def finish(run: Job, shard: int, rows: range) -> dict[str, Any]:
     manifest = {
         "format": layout.PREDICTION_MANIFEST_FORMAT, "shard": shard, "shards": run.shards,
         "file": layout.prediction_part(shard), "first_row": rows.start, "rows": len(rows),
-        "sha256": digest.hexdigest(), "bytes": size,
+        "sha256": digest.hexdigest(), "bytes": size, "truncated_rows": truncated,
         "model": run.model, "input": run.input, "total_rows": run.total_rows,
     }
     storage.write_bytes(run.uri(layout.prediction_shard_manifest(shard)), (json.dumps(manifest) + "\n").encode())

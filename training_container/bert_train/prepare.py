@@ -43,7 +43,7 @@ from bertbatch_contract import job, tasks
 from bertbatch_contract import store as contract
 from bertbatch_contract.hyperparameters import InvalidHyperparameter
 
-from . import data, modeling, sources, storage, token_store
+from . import data, long_text, modeling, sources, storage, token_store
 from .config import PROG, BadInput
 from .tokenize_pool import Tokenize
 
@@ -57,6 +57,7 @@ class Settings:
 
     model: str
     max_seq_length: int
+    long_text: str
     text_column: str
     text_pair_column: str | None
     label_column: str
@@ -90,7 +91,8 @@ def store_key(settings: Settings, srcs: Sequence[sources.Source], fingerprint: s
     """What a store's content is a function of: equal keys, equal stores."""
     listing = json.dumps([s.record() for s in srcs], sort_keys=True).encode()
     return {"format": contract.FORMAT, "version": contract.FORMAT_VERSION, "tokenizer": fingerprint,
-            "max_seq_length": settings.max_seq_length, "text_column": settings.text_column,
+            "max_seq_length": settings.max_seq_length, "long_text": settings.long_text,
+            "text_column": settings.text_column,
             "text_pair_column": settings.text_pair_column, "label_column": settings.label_column,
             "problem_type": settings.problem_type, "label_separator": settings.label_separator,
             "sources": hashlib.sha256(listing).hexdigest()}
@@ -109,6 +111,7 @@ def build_job(values: Mapping[str, Any], env: Mapping[str, str]) -> Job:
     except InvalidHyperparameter as exc:
         raise BadInput(str(exc)) from None
     settings = Settings(model=_value(values, "model"), max_seq_length=_value(values, "max_seq_length"),
+                        long_text=_value(values, "long_text"),
                         text_column=_value(values, "text_column"), text_pair_column=values.get("text_pair_column"),
                         label_column=_value(values, "label_column"), problem_type=_value(values, "problem_type"),
                         label_separator=_value(values, "label_separator"))
@@ -146,6 +149,7 @@ def child_key(j: Job, child: int) -> dict[str, Any]:
 class Tally:
     rows: int = 0
     tokens: int = 0
+    truncated: int = 0  # rows longer than --max-seq-length
     max_length: int = 0
     labels: collections.Counter[str] = field(default_factory=collections.Counter)
     used: np.ndarray | None = None  # bool per token id
@@ -194,7 +198,7 @@ def run_child(j: Job, staging: Path) -> dict[str, Any]:
     vocab_size = len(j.tokenizer)
     t0 = time.monotonic()
     in_bytes = 0
-    with Tokenize(j.tokenizer, j.settings.max_seq_length, workers=j.workers) as tok:
+    with Tokenize(j.tokenizer, j.settings.max_seq_length, workers=j.workers, mode=j.settings.long_text) as tok:
         for index in files:
             source = j.sources[index]
             writer = token_store.ShardWriter(staging, index, j.rows_per_shard, j.settings.text_pair_column is not None)
@@ -203,6 +207,7 @@ def run_child(j: Job, staging: Path) -> dict[str, Any]:
                 labels = pending.popleft()
                 writer.write(token_store.table_of(enc, labels))
                 tally.add(enc.lengths, enc.ids, labels, vocab_size, j.settings.problem_type)
+                tally.truncated += enc.truncated
             shards += writer.close()
             in_bytes += source.size
             log.info("%s: %d rows so far (%.1f MB/s)", source.uri, tally.rows,
@@ -210,6 +215,7 @@ def run_child(j: Job, staging: Path) -> dict[str, Any]:
     return {"format": contract.FORMAT, "version": contract.FORMAT_VERSION, "key": child_key(j, j.child),
             "child": j.child,
             "children": j.children, "files": [files.start, files.stop], "rows": tally.rows, "tokens": tally.tokens,
+            "truncated_rows": tally.truncated,
             "max_length": tally.max_length, "labels": dict(sorted(tally.labels.items())),
             "used_token_ids": tally.used_ids(), "shards": shards, "seconds": round(time.monotonic() - t0, 3),
             "input_bytes": in_bytes}
@@ -280,10 +286,12 @@ def merge(j: Job, *, required: bool) -> dict[str, Any] | None:
         "input": j.input, "sources": [s.record() for s in j.sources],
         "tokenizer": {"model": j.settings.model, "fingerprint": j.fingerprint,
                       "pad_token_id": j.tokenizer.pad_token_id, "vocab_size": len(j.tokenizer)},
-        "max_seq_length": j.settings.max_seq_length, "text_column": j.settings.text_column,
+        "max_seq_length": j.settings.max_seq_length, "long_text": j.settings.long_text,
+        "text_column": j.settings.text_column,
         "text_pair_column": j.settings.text_pair_column, "label_column": j.settings.label_column,
         "problem_type": j.settings.problem_type, "label_separator": j.settings.label_separator,
         "rows": sum(p["rows"] for p in partials), "tokens": sum(p["tokens"] for p in partials),
+        "truncated_rows": sum(p["truncated_rows"] for p in partials),
         "max_length": max((p["max_length"] for p in partials), default=0),
         "labels": data.order_labels(labels), "label_counts": dict(sorted(labels.items())),
         "used_token_ids": sorted(used), "children": j.children, "shards": shards,
@@ -291,8 +299,9 @@ def merge(j: Job, *, required: bool) -> dict[str, Any] | None:
     if manifest["rows"] == 0:
         raise BadInput(f"{j.input}: no data rows")
     token_store.write_json(j.uri(contract.MANIFEST), manifest)
-    log.info("store complete: %s (%d rows, %d tokens, %d shards)", j.uri(contract.MANIFEST), manifest["rows"],
-             manifest["tokens"], len(shards))
+    log.info("store complete: %s (%d rows, %d tokens, %d shards); %d rows longer than --max-seq-length %d: %s",
+             j.uri(contract.MANIFEST), manifest["rows"], manifest["tokens"], len(shards), manifest["truncated_rows"],
+             j.settings.max_seq_length, long_text.Fit(j.settings.max_seq_length, j.settings.long_text).describe())
     return manifest
 
 

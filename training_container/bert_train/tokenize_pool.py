@@ -2,12 +2,13 @@
 worker processes that each load the tokenizer from its JSON definition (the `tokenizers`
 library only, no transformers import), returning flat numpy arrays rather than Python lists.
 
-    with Tokenize(tokenizer, max_seq_length, workers=4) as tok:
+    with Tokenize(tokenizer, max_seq_length, workers=4, mode="head+tail") as tok:
         for batch in tok.map(chunks_of_texts):   # in order
-            batch.ids, batch.offsets, batch.types
+            batch.ids, batch.offsets, batch.types, batch.truncated
 
-The ids are exactly what `tokenizer(texts, pairs, truncation=True, max_length=N)` gives (the
-tokenizer's post-processor adds [CLS]/[SEP]; pairs are truncated longest-first).
+The ids are exactly what `long_text.tokenize` gives for the same `--long-text`: for `truncate`
+what `tokenizer(texts, pairs, truncation=True, max_length=N)` gives (the tokenizer's
+post-processor adds [CLS]/[SEP]; pairs are truncated longest-first).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from . import long_text
+
 Texts = tuple[Sequence[str], Sequence[str] | None]  # (texts, pairs)
 
 
@@ -34,6 +37,7 @@ class Encoded:
     ids: np.ndarray  # int32, every row's ids one after another
     offsets: np.ndarray  # int64, len(rows) + 1
     types: np.ndarray | None  # int8 token type ids (sentence pairs only), aligned with ids
+    truncated: int = 0  # rows longer than the max length
 
     @property
     def lengths(self) -> np.ndarray:
@@ -59,48 +63,85 @@ def fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(f"{type(tokenizer).__name__}\n{text}".encode()).hexdigest()
 
 
-_worker: Any = None  # the tokenizer of this worker process
+@dataclass(frozen=True)
+class _Tokenizers:
+    """A worker's tokenizer, untruncated (`full`: to see which rows are too long) and truncating."""
+
+    full: Any
+    cut: Any
+    fit: long_text.Fit
 
 
-def _load(spec: str, max_length: int) -> Any:
+_worker: _Tokenizers | None = None  # the tokenizers of this worker process
+
+
+def _load(spec: str, max_length: int, mode: str = long_text.TRUNCATE) -> _Tokenizers:
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_str(spec)
-    tok.enable_truncation(max_length)
-    tok.no_padding()
-    return tok
+    full, cut = Tokenizer.from_str(spec), Tokenizer.from_str(spec)
+    full.no_truncation()
+    cut.enable_truncation(max_length)
+    for tok in (full, cut):
+        tok.no_padding()
+    return _Tokenizers(full, cut, long_text.Fit(max_length, mode))
 
 
-def _init(spec: str, max_length: int) -> None:
+def _init(spec: str, max_length: int, mode: str) -> None:
     global _worker
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one process per core already
-    _worker = _load(spec, max_length)
+    _worker = _load(spec, max_length, mode)
 
 
-def _encode_with(tok: Any, texts: Texts) -> Encoded:
+def _fitted(tok: _Tokenizers, inputs: list[Any]) -> tuple[list[Any], int]:
+    """Encodings (anything with .ids and .type_ids) fitted to the max length, and how many were too long."""
+    rows: list[Any] = tok.full.encode_batch_fast(inputs, add_special_tokens=True)
+    over = [i for i, e in enumerate(rows) if len(e) > tok.fit.max_length]
+    if tok.fit.mode == long_text.CHUNK:
+        raise ValueError("--long-text chunk: a tokenized store holds one row per text")
+    if tok.fit.mode == long_text.HEAD_TAIL:
+        for i in over:
+            kept = long_text.head_tail(rows[i].ids, rows[i].special_tokens_mask, tok.fit.max_length)
+            rows[i] = _Row(kept, [0] * len(kept))
+    elif over:
+        for i, e in zip(over, tok.cut.encode_batch_fast([inputs[i] for i in over], add_special_tokens=True),
+                        strict=True):
+            rows[i] = e
+    return rows, len(over)
+
+
+@dataclass(frozen=True)
+class _Row:
+    ids: list[int]
+    type_ids: list[int]
+
+
+def _encode_with(tok: _Tokenizers, texts: Texts) -> Encoded:
     single, pairs = texts
     inputs = list(single) if pairs is None else list(zip(single, pairs, strict=True))
-    encodings = tok.encode_batch_fast(inputs, add_special_tokens=True)
-    lengths = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(encodings))
+    encodings, truncated = _fitted(tok, inputs)
+    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
     offsets = np.zeros(len(encodings) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     total = int(offsets[-1])
     ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int32, count=total)
     types = (np.fromiter(itertools.chain.from_iterable(e.type_ids for e in encodings), dtype=np.int8, count=total)
              if pairs is not None else None)
-    return Encoded(ids=ids, offsets=offsets, types=types)
+    return Encoded(ids=ids, offsets=offsets, types=types, truncated=truncated)
 
 
 def _encode(texts: Texts) -> Encoded:
+    assert _worker is not None, "not a worker process"
     return _encode_with(_worker, texts)
 
 
 class Tokenize:
     """Tokenize batches in `workers` processes (1: in this process)."""
 
-    def __init__(self, tokenizer: Any, max_length: int, *, workers: int | None = None) -> None:
+    def __init__(self, tokenizer: Any, max_length: int, *, workers: int | None = None,
+                 mode: str = long_text.TRUNCATE) -> None:
         self.spec = definition(tokenizer)
         self.max_length = max_length
+        self.mode = mode  # --long-text
         self.workers = workers or os.cpu_count() or 1
         self._pool: Any = None
         self._local: Any = None
@@ -109,9 +150,9 @@ class Tokenize:
         if self.workers > 1:
             # spawn: the parent may hold threads (boto3, tokenizers) that fork would copy mid-lock
             ctx = multiprocessing.get_context("spawn")
-            self._pool = ctx.Pool(self.workers, initializer=_init, initargs=(self.spec, self.max_length))
+            self._pool = ctx.Pool(self.workers, initializer=_init, initargs=(self.spec, self.max_length, self.mode))
         else:
-            self._local = _load(self.spec, self.max_length)
+            self._local = _load(self.spec, self.max_length, self.mode)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -46,7 +46,7 @@ from bertbatch_contract.hyperparameters import metric_of
 from bertbatch_contract.progress import Progress
 
 from . import checkpoint as ckpt
-from . import cost, data, dropout, fsx, inputs_store, modeling, outputs, storage, tasks, vocab_rows
+from . import cost, data, dropout, fsx, inputs_store, long_text, modeling, outputs, storage, tasks, vocab_rows
 from .batches import MemoryBatches, StepBatch, StoreBatches
 from .config import BadInput, Cadence, Locations, TrainConfig, resolve_cadence, resolve_locations, validate
 from .errors import Diverged, StoreUnavailable
@@ -117,6 +117,13 @@ class Inputs:
     train_enc: data.Encoded | None = None  # a data file read whole; None for a store
     store: inputs_store.TrainStore | None = None  # a tokenized store, streamed
     token_types: bool = False  # pairs give the model token type ids (modeling.token_types_used)
+
+    def truncated_rows(self) -> dict[str, int | None]:
+        """Rows longer than --max-seq-length, per split (eval None without --eval)."""
+        train = self.train_enc.truncated if self.train_enc is not None else None
+        if self.store is not None:
+            train = self.store.truncated_rows()
+        return {"train": train, "eval": self.eval_enc.truncated if self.eval_enc is not None else None}
 
 
 @dataclass(frozen=True)
@@ -256,7 +263,7 @@ def read_inputs(config: TrainConfig, loc: Locations) -> Inputs:
         return Inputs(labels=labels, task=task, tokenizer=tokenizer, model=model, train_rows=store.rows,
                       used_ids=store.used_ids(), eval_enc=eval_enc, store=store, token_types=token_types)
     cache = fsx.token_cache_dir()  # sweep children and retries tokenize a dataset once
-    train_enc = fsx.encode_cached(train_ex, tokenizer, task, config.max_seq_length, cache_dir=cache,
+    train_enc = fsx.encode_cached(train_ex, tokenizer, task, long_text.Fit.of(config), cache_dir=cache,
                                   token_types=token_types)
     return Inputs(labels=labels, task=task, tokenizer=tokenizer, model=model, train_rows=len(train_enc),
                   used_ids=used_token_ids(tokenizer, train_enc), eval_enc=eval_enc, train_enc=train_enc,
@@ -269,10 +276,18 @@ def build_tokenizer_and_model(config: TrainConfig, loc: Locations, task: Task) -
     tokenizer, model_location = modeling.build_tokenizer(config.model, config.vocab, loc.cache_dir)
     seed_everything(config.seed)  # same initial weights on every rank and every attempt
     model = modeling.build_model(model_location, list(task.labels), len(tokenizer), problem_type=task.problem_type)
-    max_positions = getattr(model.config, "max_position_embeddings", None)
-    if max_positions and config.max_seq_length > max_positions:
-        raise BadInput(f"--max-seq-length {config.max_seq_length} exceeds the model's {max_positions} positions")
+    long_text.check_positions(config.max_seq_length, model, config.model)
     return tokenizer, model
+
+
+def report_truncation(config: TrainConfig, inputs: Inputs) -> None:
+    """One line per split: how many rows did not fit in --max-seq-length, and what became of them."""
+    fate = long_text.Fit.of(config).describe()
+    sizes = {"train": inputs.train_rows, "eval": len(inputs.eval_enc) if inputs.eval_enc is not None else 0}
+    for split, count in inputs.truncated_rows().items():
+        if count is not None:
+            log.info("%s: %d of %d rows longer than --max-seq-length %d: %s", split, count, sizes[split],
+                     config.max_seq_length, fate)
 
 
 def used_token_ids(tokenizer: Any, enc: data.Encoded) -> set[int]:
@@ -301,6 +316,8 @@ def plan_steps(config: TrainConfig, examples: int, world_size: int) -> Plan:
 def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
     """Inputs, then the model on its device, AdamW, the schedule, precision and DDP."""
     inputs = read_inputs(config, loc)
+    if d.is_main:
+        report_truncation(config, inputs)
     plan = plan_steps(config, inputs.train_rows, d.world_size)
     precision = choose_precision(config.precision, d.device)
     if d.device.type == "cuda" and torch.cuda.get_device_capability(d.device)[0] >= 8:
@@ -567,7 +584,6 @@ def train_step(t: Training, sb: StepBatch) -> torch.Tensor:
     for m, idx in enumerate(micro_batches):
         inputs = data.to_device(data.collate_unpadded(sb.enc, idx) if t.unpadded else
                                 data.collate(sb.enc, idx, t.inputs.tokenizer.pad_token_id, t.pad_multiple), d.device)
-        labels = inputs.pop("labels")
         # Only the last micro-batch all-reduces gradients.
         last_micro = m == len(micro_batches) - 1
         sync: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
@@ -575,8 +591,9 @@ def train_step(t: Training, sb: StepBatch) -> torch.Tensor:
             sync = t.model.no_sync()
         with sync:
             with t.autocast():
-                # The task's loss (class weights, sigmoid or MSE), not the model's own.
-                loss = t.inputs.task.loss(t.model(**inputs).logits, labels) / config.gradient_accumulation_steps
+                # The task's loss (class weights, sigmoid or MSE), not the model's own; for chunked
+                # documents on their pooled logits.
+                loss = long_text.batch_loss(t.model, inputs, t.inputs.task.loss) / config.gradient_accumulation_steps
             parts.scaler.scale(loss).backward()
         step_loss += loss.detach().float()
     if parts.scaler.is_enabled():  # fp16: unscale, clip, then a step the scaler may skip
@@ -722,6 +739,7 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
         global_batch_size=plan.global_batch, world_size=d.world_size, precision=t.precision, published=published,
         task=t.inputs.task, details=report.details if report is not None else {},
     )
+    result.metrics["truncated_rows"] = t.inputs.truncated_rows()
     if d.is_main:
         local_out = t.work_dir / "output"
         shutil.rmtree(local_out, ignore_errors=True)
