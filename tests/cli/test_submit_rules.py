@@ -115,9 +115,12 @@ def put_inputs(deployed: Deployed) -> None:
 
 
 def sample_value(row: hyperparameters.Hyperparameter) -> str:
-    """A value the table accepts for `row`: its default, else its minimum or a column name."""
+    """A value the table accepts for `row`: its default, else its first choice, its minimum or a
+    column name."""
     if row.default is not None:
         return hyperparameters.format_value(row.default)
+    if row.choices:
+        return row.choices[0]
     return hyperparameters.format_value(row.minimum) if row.minimum is not None else "hypothesis"
 
 
