@@ -1,9 +1,14 @@
 """GPU throughput: the container against the tuned transformers Trainer on one NVIDIA GPU.
 
-    python -m bench.gpu                  # BERT-base, seq len 128, SST-2, bf16 on both sides (~4-6 min)
+    python -m bench.gpu                  # BERT-base, bf16 on both sides, seq len 128 and 512 (< 9 min)
     python -m bench.gpu --smoke          # a few steps of the tiny model, CPU allowed (tests the script)
     bench/gpu.sh                         # the same, from a shell, with the repo's venv when it has one
     python -m bench.gpu --record bench/results/gpu-nvidia-l4.json   # its tokens/s into the cost table
+
+At max_seq_length 128 the data is SST-2; at 512 it is documents of consecutive same-label SST-2
+rows joined to about 420 words (`join_rows`: SST-2's own rows never pass 66 tokens), with a
+quarter of the steps. The first length is the result's top level (what --record reads); each
+length's comparison is under `by_max_seq_length`.
 
 Both sides run `bench.throughput.compare` (fresh process per run, same random-init weights, same
 data, batch size, steps and learning rate; order alternated): the tuned Trainer (dynamic padding,
@@ -29,9 +34,11 @@ Nothing is downloaded: random-init BERT-base from its config, SST-2 and the voca
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,7 +71,7 @@ GPU_CLASSES = (
 )
 TABLE = common.REPO / "bertbatch" / "data" / "gpu_throughput.json"
 BERT_BASE = {"layers": 12, "hidden": 768, "intermediate": 3072}
-TIME_BUDGET_SECONDS = 8 * 60  # the whole script, start-up included
+TIME_BUDGET_SECONDS = 9 * 60  # the whole script, start-up included: one 10-minute device call
 
 
 def peak_tflops(device_name: str) -> float | None:
@@ -120,7 +127,58 @@ def add_utilisation(side: dict, shape: dict, peak: float | None) -> None:
     side["mfu"] = side["model_tflops_per_second"] / peak if peak else None
 
 
+# Sequence lengths measured: SST-2 as it is at 128, and documents of joined SST-2 rows at 512
+# (SST-2's sentences are at most 66 tokens: at 512 they would measure nothing new). The smoke
+# run takes the tiny model's lengths (its position table holds 128).
+SEQ_LENGTHS = (128, 512)
+SMOKE_SEQ_LENGTHS = (64, 128)
+DOCUMENT_WORDS = {128: 0, 512: 420, 64: 0}  # words per joined document (0: rows as they are); ~1.2 tokens a word
+
+
+def join_rows(source: str, target: Path, words: int) -> str:
+    """`source` (a sentence/label TSV) with consecutive rows of one label joined into documents
+    of at least `words` words: the same data for both sides, long enough to fill the length."""
+    with open(source, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    documents: list[dict[str, str]] = []
+    for row in rows:
+        last = documents[-1] if documents else None
+        if last is None or last["label"] != row["label"] or len(last["sentence"].split()) >= words:
+            documents.append({"sentence": row["sentence"], "label": row["label"]})
+        else:
+            last["sentence"] += " " + row["sentence"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "w", encoding="utf-8", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=["sentence", "label"], delimiter="\t")
+        out.writeheader()
+        out.writerows(documents)
+    return str(target)
+
+
+def data_for(length: int, data: dict, work: Path) -> dict:
+    words = DOCUMENT_WORDS.get(length, 0)
+    if not words:
+        return data
+    return {**data, "train": join_rows(data["train"], work / f"len{length}" / "train.tsv", words),
+            "eval": join_rows(data["eval"], work / f"len{length}" / "dev.tsv", words),
+            "source": f"{data['source']}, consecutive rows of one label joined into ~{words}-word documents"}
+
+
+def measure(length: int, *, smoke: bool, steps: int, repeats: int, peak: float | None, data: dict) -> dict:
+    """Both sides at one sequence length; bf16 on the GPU (the script's claim), auto in --smoke."""
+    r = throughput.compare(shape="tiny" if smoke else "base", steps=steps, batch_size=32 if not smoke else 8,
+                           eval_rows=872 if not smoke else 32, train_rows=None if not smoke else 400,
+                           max_seq_length=length, data=data, sides=("tuned", "contender"), repeats=repeats,
+                           precision="auto" if smoke else "bf16", timeout=TIME_BUDGET_SECONDS)
+    dims = BERT_BASE if not smoke else {k: throughput.SHAPES["tiny"][k] for k in ("layers", "hidden", "intermediate")}
+    for side in ("tuned", "contender"):
+        add_utilisation(r[side], dims, peak)
+    return r
+
+
 def run(*, smoke: bool, steps: int, repeats: int, peak: float | None) -> dict:
+    """The comparison at each of SEQ_LENGTHS; the first is the result's top level (what --record
+    reads), the others under `by_max_seq_length`."""
     import torch
 
     if not smoke and not torch.cuda.is_available():
@@ -129,18 +187,18 @@ def run(*, smoke: bool, steps: int, repeats: int, peak: float | None) -> dict:
     t0 = time.monotonic()
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     peak = peak or peak_tflops(device)
-    shape = "tiny" if smoke else "base"
     data = common.find_data(prefer_shared=not smoke)
-    r = throughput.compare(shape=shape, steps=steps, batch_size=32 if not smoke else 8,
-                           eval_rows=872 if not smoke else 32, train_rows=None if not smoke else 400,
-                           data=data, sides=("tuned", "contender"), repeats=repeats,
-                           timeout=TIME_BUDGET_SECONDS)
-    dims = BERT_BASE if not smoke else {k: throughput.SHAPES["tiny"][k] for k in ("layers", "hidden", "intermediate")}
-    for side in ("tuned", "contender"):
-        add_utilisation(r[side], dims, peak)
+    lengths = SMOKE_SEQ_LENGTHS if smoke else SEQ_LENGTHS
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
+        # Longer rows cost more per step: a quarter of the steps at 4x the length.
+        results = [measure(n, smoke=smoke, steps=max(2, steps * lengths[0] // n), repeats=repeats, peak=peak,
+                           data=data_for(n, data, Path(tmp))) for n in lengths]
+    r = results[0]
+    r["by_max_seq_length"] = {str(n): {k: v for k, v in one.items() if k != "machine"}
+                              for n, one in zip(lengths, results, strict=True)}
     r["benchmark"] = "gpu-throughput"
     r["settings"].update({
-        "device": device, "smoke": smoke, "dense_bf16_peak_tflops": peak,
+        "device": device, "smoke": smoke, "dense_bf16_peak_tflops": peak, "max_seq_lengths": list(lengths),
         "mfu": "model FLOPs (non-padding tokens; 6 x non-embedding params x tokens + 12 x layers x hidden x "
                "mean length^2 per sample) per second / dense bf16 peak",
     })
@@ -217,6 +275,13 @@ def record(result_path: Path, table_path: Path = TABLE, *, gpu: str | None = Non
 
 
 def report(r: dict) -> str:
+    s = r["settings"]
+    title = f"device {s['device']}, dense bf16 peak {s['dense_bf16_peak_tflops']} TFLOPS"
+    out = "\n\n".join(report_one(one, title) for one in r["by_max_seq_length"].values())
+    return out + f"\nscript wall time {r['script_seconds']:.0f} s (budget {TIME_BUDGET_SECONDS} s)"
+
+
+def report_one(r: dict, title: str) -> str:
     out = throughput.report(r)
     rows = []
     for key, label, digits, scale in (("model_tflops_per_second", "model TFLOPS (useful)", 3, 1.0),
@@ -227,10 +292,8 @@ def report(r: dict) -> str:
         c = None if c is None else c * scale
         rows.append([label, common.fmt_num(t, digits), common.fmt_num(c, digits),
                      f"{c / t:.2f}x" if t and c is not None else ""])
-    s = r["settings"]
     out += "\n\n" + common.table(["", "tuned Trainer", "bert_train", "ratio"], rows,
-                                 f"device {s['device']}, dense bf16 peak {s['dense_bf16_peak_tflops']} TFLOPS")
-    out += f"\nscript wall time {r['script_seconds']:.0f} s (budget {TIME_BUDGET_SECONDS} s)"
+                                 f"max_seq_length {r['settings']['max_seq_length']}, {title}")
     return out
 
 
@@ -258,8 +321,9 @@ def main(argv: list[str] | None = None) -> dict:
         return entry
     steps = args.steps or (4 if args.smoke else 400)
     repeats = args.repeats or (1 if args.smoke else 2)
-    print(f"[gpu] {'smoke: tiny model on the repo sample' if args.smoke else 'BERT-base, seq len 128, SST-2'}: "
-          f"{steps} steps x {repeats} repeat(s) per side ...", flush=True)
+    print(f"[gpu] {'smoke: tiny model on the repo sample' if args.smoke else 'BERT-base, bf16, SST-2'}: "
+          f"max_seq_length {', '.join(map(str, SMOKE_SEQ_LENGTHS if args.smoke else SEQ_LENGTHS))}; "
+          f"{steps} steps at the first x {repeats} repeat(s) per side ...", flush=True)
     r = run(smoke=args.smoke, steps=steps, repeats=repeats, peak=args.peak_tflops)
     print(report(r), flush=True)
     name = "gpu-" + re.sub(r"[^A-Za-z0-9]+", "-", r["settings"]["device"]).strip("-").lower()

@@ -26,6 +26,7 @@ from . import job, runs, tasks
 Value = int | float | str
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+COMPILE_MODES = ("off", "on", "auto")  # torch.compile of the model; auto: on for CUDA, off on CPU
 LONG_TEXT = ("truncate", "head+tail", "chunk")  # what becomes of a text longer than --max-seq-length
 EARLY_STOPPING_METRICS = tasks.ALL_METRICS
 MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
@@ -206,6 +207,10 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     _H("precision", str, "auto", "auto|bf16|fp16|fp32 (auto: bf16 on Ampere+, fp16 on older GPUs; "
        "on CPU bf16 with AVX512-BF16/AMX, else fp32)", "optimisation", choices=PRECISIONS,
        parameter="precision"),
+    # auto is on for CUDA without a GPU measurement yet: bench/gpu.sh decides it (bench/README.md).
+    # Off on CPU: the compile time did not pay back within a fine-tuning run there (bench.compile).
+    _H("compile", str, "auto", "off|on|auto: run the model under torch.compile (auto: on for CUDA, off on "
+       "CPU); the compile time is in metrics.json", "optimisation", choices=COMPILE_MODES, parameter="compile"),
     _H("class_weights", str, "none", "none|balanced: weigh each class's loss by its inverse frequency "
        "(multi-label: positive weight negatives/positives per label)", "optimisation",
        choices=tasks.CLASS_WEIGHTS, parameter="class_weights"),

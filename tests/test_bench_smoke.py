@@ -83,7 +83,24 @@ def test_gpu_script_smoke_mode_runs_on_cpu(tmp_path, monkeypatch):
     assert r["settings"]["smoke"] is True and r["settings"]["steps"] == 2
     for side in ("tuned", "contender"):
         assert r[side]["steps"] == 2 and r[side]["model_tflops_per_second"] > 0
+    # Both sequence lengths, each with both sides and their ratios; the longer on joined rows.
+    assert list(r["by_max_seq_length"]) == ["64", "128"]
+    for one in r["by_max_seq_length"].values():
+        assert one["tuned"]["model_tflops_per_second"] > 0 and one["contender"]["model_tflops_per_second"] > 0
+        assert set(one["ratio_vs_tuned"]) >= {"samples_per_second", "tokens_per_second"}
+    assert r["by_max_seq_length"]["128"]["settings"]["max_seq_length"] == 128
     assert list(tmp_path.glob("quick/gpu-*.json"))
+
+
+def test_joined_rows_keep_labels_and_reach_the_word_count(tmp_path):
+    from bench import gpu
+
+    source = tmp_path / "rows.tsv"
+    source.write_text("sentence\tlabel\na b c\t1\nd e\t1\nf g h\t1\ni\t0\nj k\t0\n", encoding="utf-8")
+    joined = (tmp_path / "joined.tsv")
+    gpu.join_rows(str(source), joined, words=4)
+    assert joined.read_text(encoding="utf-8").splitlines() == [
+        "sentence\tlabel", "a b c d e\t1", "f g h\t1", "i j k\t0"]
 
 
 def gpu_result(device: str = "NVIDIA L4", **settings) -> dict:

@@ -503,3 +503,24 @@ def test_two_overlapping_attempts_then_a_third_matches_an_uninterrupted_run(resu
     m = final_metrics(tmp_path / "out")
     assert m["resumed_from_step"] is not None and m["resumed_from_step"] >= 12
     assert_same_run(m, reference)
+
+
+def test_with_the_background_prefetch_an_interrupted_run_resumes_exactly(resume_data, reference, tmp_path,
+                                                                           monkeypatch):
+    """The CUDA path's batch prefetch (a thread collating ahead of the step), forced on here: the
+    stopped and resumed run takes exactly the steps of the uninterrupted run without it."""
+    from bert_train import train
+
+    monkeypatch.setattr(train, "prefetch_in_background", lambda device: True)
+    out, ckpt = tmp_path / "out", tmp_path / "ckpt"
+    config = tiny_config(*resume_data, out, ckpt, checkpoint_every_steps=4, **RESUME)
+
+    def sigterm_at_10(step):
+        if step == 10:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    first = run(config, on_step=sigterm_at_10)
+    assert first.exit_code == job.EXIT_INTERRUPTED and first.global_step == 10
+    second = run(config)
+    assert second.exit_code == 0 and second.resumed_from_step == 10
+    assert_same_run(final_metrics(out), reference)

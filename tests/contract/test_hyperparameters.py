@@ -20,6 +20,7 @@ from bertbatch_contract import hyperparameters as hp
         ("seed", str(hp.MAX_SEED), hp.MAX_SEED),
         ("warmup_ratio", "0", 0.0),
         ("precision", "bf16", "bf16"),
+        ("compile", "on", "on"),
         ("text_column", "  sentence ", "sentence"),
         ("run_id", "sst2-large_2", "sst2-large_2"),
         ("max_seq_length", "8192", 8192),  # ModernBERT's positions; the model's own limit is checked at load
@@ -49,6 +50,7 @@ def test_valid_values_are_converted(name: str, raw: object, expected: object) ->
         ("eval_batch_size", "0", "--eval-batch-size 0: must be an integer >= 1"),
         ("max_seq_length", "8193", "--max-seq-length 8193: must be an integer >= 8 and <= 8192"),
         ("precision", "fp8", "--precision fp8: must be one of auto, bf16, fp16, fp32"),
+        ("compile", "yes", "--compile yes: must be one of off, on, auto"),
         ("model", "  ", "--model '  ': must not be empty"),
         ("run_id", "a/b", "--run-id 'a/b': use 1-100 letters"),
         ("model", "Ref::model", "--model Ref::model: the job parameter was not filled in at submit"),

@@ -87,6 +87,7 @@ def test_command_is_the_flags_from_the_contract(dev_training, container):
         "--weight-decay",
         "--max-grad-norm",
         "--precision",
+        "--compile",
         "--class-weights",
         "--seed",
         "--eval-steps",
@@ -131,6 +132,7 @@ def test_every_ref_parameter_has_a_default(dev_training, jobdef):
         "weight_decay": "0.01",
         "max_grad_norm": "1",
         "precision": "auto",
+        "compile": "auto",  # on for CUDA, off on CPU
         "class_weights": "none",
         "seed": "42",
         "eval_steps": "",

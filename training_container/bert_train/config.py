@@ -73,6 +73,7 @@ class TrainConfig:
     weight_decay: float = _default("weight_decay", float)
     max_grad_norm: float = _default("max_grad_norm", float)
     precision: str = _default("precision", str)
+    compile: str = _default("compile", str)  # off | on | auto (runtime.compile_enabled)
     class_weights: str = _default("class_weights", str)
     seed: int = _default("seed", int)
     # --- evaluation and early stopping ----------------------------------------------------

@@ -323,6 +323,12 @@ def collate_unpadded(enc: Encoded, indices: Sequence[int]) -> dict[str, Any]:
     return batch
 
 
+def pinned(batch: dict[str, Any]) -> dict[str, Any]:
+    """A collated batch with its tensors in page-locked host memory (CUDA only): copies from
+    there to the GPU run asynchronously (`to_device`'s non_blocking)."""
+    return {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Tensors of a collated batch onto `device` (the rest, e.g. the length groups, as they are)."""
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

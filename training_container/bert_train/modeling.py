@@ -199,13 +199,43 @@ def fine_tuned_order(location: str, labels: list[str]) -> list[str]:
 # Unpadded execution is off by default: on the 2-core CPU benchmark machine it measured 0.87x the
 # padded path (bench/results/throughput-small-unpadded.json: per-sequence attention calls cost
 # more than the 0.5 % padding they save). Turn it on where `python -m bench.throughput --sides
-# contender_unpadded,contender` (or bench/gpu.sh) shows a win.
+# contender_unpadded,contender` shows a win. It never runs on CUDA (`cpu_tuned`): a GPU's
+# unpadded path would need a varlen attention kernel, measured by bench/gpu.sh first.
 UNPADDED_BY_DEFAULT = False
 
 
-def use_unpadded(model: torch.nn.Module) -> bool:
-    """Whether training and evaluation run `model` through `UnpaddedBert`."""
-    return UNPADDED_BY_DEFAULT and supports_direct(model)
+def cpu_tuned(device: torch.device) -> bool:
+    """Whether the step work tuned on the CPU benchmark runs: `PaddedBert`/`UnpaddedBert`,
+    `vocab_rows`' split and train.clip_in_step's `grad_scale` hook. They rest on private
+    torch/transformers internals and were measured on CPU only, so on CUDA the stock path runs
+    (transformers' own model with SDPA attention, dense embeddings, clip_grad_norm_) until
+    bench/gpu.sh (against the tuned Trainer on the same GPU) shows that one of them pays there."""
+    return device.type == "cpu"
+
+
+def use_unpadded(model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether training and evaluation run `model` through `UnpaddedBert` on `device`."""
+    return UNPADDED_BY_DEFAULT and cpu_tuned(device) and supports_direct(model)
+
+
+def runner(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """What the training loop calls: on CPU a BERT classifier's modules directly (`UnpaddedBert`
+    or `PaddedBert`: same weights, same loss); on CUDA the model itself, with SDPA attention."""
+    if not cpu_tuned(device):
+        use_sdpa(model)
+        return model
+    if use_unpadded(model, device):
+        return UnpaddedBert(model)
+    return PaddedBert(model) if supports_direct(model) else model
+
+
+def use_sdpa(model: torch.nn.Module) -> None:
+    """transformers' SDPA attention (flash or memory-efficient kernels on GPUs) where the model
+    has it; a model without it keeps its own attention."""
+    try:
+        model.set_attn_implementation("sdpa")  # type: ignore[operator]
+    except (ValueError, ImportError) as exc:
+        log.info("%s keeps its own attention: %s", type(model).__name__, str(exc).splitlines()[0])
 
 
 def supports_direct(model: torch.nn.Module) -> bool:

@@ -113,6 +113,12 @@ def choose_precision(requested: str, device: torch.device) -> str:
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
+def compile_enabled(mode: str, device: torch.device) -> bool:
+    """--compile: `auto` compiles on CUDA (not yet measured on a GPU: bench/gpu.sh decides whether
+    it stays on) and not on CPU (bench.compile: the compile time is not earned back there)."""
+    return mode == "on" or (mode == "auto" and device.type == "cuda")
+
+
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX-BF16 in /proc/cpuinfo: bf16 matmuls run natively on this CPU (elsewhere
     bf16 is emulated and slower than fp32)."""

@@ -25,6 +25,7 @@ class TrainState:
     tokens: int = 0  # non-padding tokens trained on, all ranks
     computed_tokens: int = 0  # tokens computed including padding, all ranks
     train_seconds: float = 0.0  # time inside training steps, over all attempts
+    compile_seconds: float = 0.0  # --compile: each attempt's first step (compilation included), summed
     # USD spent on instances, over all attempts, up to the newest checkpoint: grown by cost.CostMeter
     # (only while a cost cap is set) and checked against the cap at every step boundary.
     cost_usd: float = 0.0

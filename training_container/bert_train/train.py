@@ -31,10 +31,10 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -47,7 +47,7 @@ from bertbatch_contract.progress import Progress
 
 from . import checkpoint as ckpt
 from . import cost, data, dropout, fsx, inputs_store, long_text, modeling, outputs, storage, tasks, vocab_rows
-from .batches import MemoryBatches, StepBatch, StoreBatches
+from .batches import MemoryBatches, StepBatch, StoreBatches, prefetched
 from .config import BadInput, Cadence, Locations, TrainConfig, resolve_cadence, resolve_locations, validate
 from .errors import Diverged, StoreUnavailable
 from .evaluation import evaluate, record_evaluation
@@ -59,6 +59,7 @@ from .runtime import (
     any_rank,
     autocast_for,
     choose_precision,
+    compile_enabled,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -71,6 +72,7 @@ from .telemetry import Telemetry, gpu_metrics
 from .tracking import FAILED, FINISHED, KILLED, STOP_WAIT_SECONDS, Tracker
 
 log = logging.getLogger("bert_train")
+T = TypeVar("T")
 
 
 @dataclass
@@ -143,6 +145,8 @@ class Training:
     pad_multiple: int
     unpadded: bool  # the model runs on concatenated tokens (modeling.UnpaddedBert): no padding computed
     rows: vocab_rows.RowSplitEmbedding | None  # word-embedding rows no training token uses: outside AdamW
+    clip_in_step: bool  # clipping folded into fused AdamW (`clip_in_step`, CPU); else clip_grad_norm_ first
+    compiled: bool  # --compile: the model runs under torch.compile
     telemetry: Telemetry
     work_dir: Path
     checkpoint_uri: str
@@ -328,7 +332,9 @@ def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
     if d.device.type == "cpu":
         dropout.install(model)  # cheaper masks than torch's CPU dropout (see dropout.py)
     # fp16 keeps every row in AdamW: its grad scaler skips steps, and skipped steps must not decay.
-    rows = (vocab_rows.install(model, inputs.used_ids) if precision != "fp16" else None)
+    # CPU only until bench/gpu.sh shows the split pays on a GPU (modeling.cpu_tuned).
+    cpu_tuned = modeling.cpu_tuned(d.device)
+    rows = vocab_rows.install(model, inputs.used_ids) if precision != "fp16" and cpu_tuned else None
     model.to(d.device)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]  # biases and LayerNorm
@@ -340,11 +346,13 @@ def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
     from transformers import get_linear_schedule_with_warmup
 
     scheduler = get_linear_schedule_with_warmup(optimizer, plan.warmup_steps, plan.total_steps)
-    # BERT classifiers run through their own modules, without transformers' generic forward
-    # (same weights, same loss; see modeling); unpadded, no compute is spent on padding.
-    unpadded = modeling.use_unpadded(model)
-    trained: torch.nn.Module = (modeling.UnpaddedBert(model) if unpadded else
-                                modeling.PaddedBert(model) if modeling.supports_direct(model) else model)
+    # On CPU, BERT classifiers run through their own modules, without transformers' generic forward
+    # (same weights, same loss; see modeling); on CUDA transformers' own model with SDPA attention.
+    unpadded = modeling.use_unpadded(model, d.device)
+    trained = modeling.runner(model, d.device)
+    compiled = compile_enabled(config.compile, d.device)
+    if compiled:  # dynamic: batch lengths vary from step to step; one compilation covers them
+        trained = torch.compile(trained, dynamic=True)  # type: ignore[assignment]
     if d.enabled:
         # No buffer broadcast: BERT's buffers are constants (and the unused rows decay alike on every rank).
         trained = DistributedDataParallel(trained, device_ids=[d.local_rank] if d.device.type == "cuda" else None,
@@ -372,7 +380,7 @@ def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
         parts=ckpt.Trainable(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler),
         precision=precision, autocast=autocast_for(precision, d.device),
         pad_multiple=8 if d.device.type == "cuda" else 1,  # tensor cores like multiples of 8
-        unpadded=unpadded, rows=rows,
+        unpadded=unpadded, rows=rows, clip_in_step=cpu_tuned, compiled=compiled,
         telemetry=Telemetry(enabled=d.is_main, namespace=loc.namespace, profile=loc.profile, run_id=loc.run_id,
                             local_output_dir=None if storage.is_s3(loc.output_uri) else loc.output_uri),
         work_dir=work_dir, checkpoint_uri=checkpoint_uri,
@@ -519,71 +527,121 @@ def train_loop(t: Training, state: TrainState, checkpoints: Checkpointer, stop: 
 
     while state.step < plan.total_steps and not state.early_stopped:
         epoch = state.step // plan.steps_per_epoch
-        for sb in t.batches.epoch(epoch, state.step % plan.steps_per_epoch, world_size=d.world_size, rank=d.rank,
-                                  accumulation=config.gradient_accumulation_steps):
-            t0 = time.perf_counter()
-            step_loss = train_step(t, sb)
-            state.step += 1
-            if on_step is not None:
-                on_step(state.step)
+        ordered = t.batches.epoch(epoch, state.step % plan.steps_per_epoch, world_size=d.world_size, rank=d.rank,
+                                  accumulation=config.gradient_accumulation_steps)
+        steps = prefetched(ordered, functools.partial(collate_step, t), background=prefetch_in_background(d.device))
+        with contextlib.closing(steps):
+            for t0, (sb, micro_batches) in timed(steps):  # t0: before the batch was asked for
+                step_loss = train_step(t, micro_batches)
+                state.step += 1
+                if on_step is not None:
+                    on_step(state.step)
 
-            # One small all-reduce per step: mean loss, "someone got SIGTERM", "checkpoint is due".
-            time_due = d.is_main and checkpoints.time_due()
-            over_cap = d.is_main and t.cost.must_stop(state, checkpoints.seconds)  # rank 0 decides for all
-            flags = torch.stack([step_loss, torch.tensor(float(stop.requested), device=d.device),
-                                 torch.tensor(float(time_due), device=d.device),
-                                 torch.tensor(float(over_cap), device=d.device)])
-            if d.enabled:
-                dist.all_reduce(flags)
-            total_loss, stopping, due, capped = flags.tolist()  # one device-to-host copy per step
-            loss_value, stop_now, time_due, over_cap = total_loss / d.world_size, stopping > 0, due > 0, capped > 0
-            if not math.isfinite(loss_value) and t.precision != "fp16":  # fp16: the grad scaler skips such steps
-                raise Diverged(f"the training loss is {loss_value} at step {state.step}: stopped, no model published "
-                               "(lower --learning-rate or --max-grad-norm)")
-            seconds = time.perf_counter() - t0
+                loss_value, stop_now, time_due, over_cap = agree(t, state, step_loss, stop, checkpoints)
+                seconds = time.perf_counter() - t0
+                window = account(t, state, sb, epoch, loss_value, seconds, window, attempt)
 
-            batch, lengths = sb.rows, sb.lengths
-            real_tokens = sum(lengths[i] for i in batch)
-            state.loss_sum += loss_value
-            state.samples += len(batch)
-            state.tokens += real_tokens
-            state.computed_tokens += (real_tokens if t.unpadded else data.padded_tokens(
-                batch, lengths, config.gradient_accumulation_steps, d.world_size, t.pad_multiple))
-            state.train_seconds += seconds
-            window.add(loss_value, len(batch), real_tokens, seconds)
-            attempt.add(loss_value, len(batch), real_tokens, seconds)
-            if state.step % config.logging_steps == 0 or state.step == plan.total_steps:
-                report_progress(t, state, epoch, window, attempt)
-                window = Window()
-
-            if t.is_eval_step(state.step) and not (stop_now or over_cap):  # a resumed run evaluates it
-                run_evaluation(t, state, stop)
-            # Ranks must agree: under DDP only the all-reduced flag counts (a signal that lands
-            # after it is seen at the next step); one process may stop at once.
-            if stop_now or (not d.enabled and stop.requested):
-                return stopped(t, state, checkpoints, resumed_from, stop)
-            if over_cap:
-                return cost_capped(t, state, checkpoints, resumed_from)
-            if state.step < plan.total_steps and not state.early_stopped and (
-                checkpoints.cadence.step_due(state.step) or time_due or checkpoints.best_unsaved(state)
-            ):
-                checkpoints.save(state, wait=False)
-            if state.step >= plan.total_steps or state.early_stopped:
-                break
+                if t.is_eval_step(state.step) and not (stop_now or over_cap):  # a resumed run evaluates it
+                    run_evaluation(t, state, stop)
+                # Ranks must agree: under DDP only the all-reduced flag counts (a signal that lands
+                # after it is seen at the next step); one process may stop at once.
+                if stop_now or (not d.enabled and stop.requested):
+                    return stopped(t, state, checkpoints, resumed_from, stop)
+                if over_cap:
+                    return cost_capped(t, state, checkpoints, resumed_from)
+                if state.step < plan.total_steps and not state.early_stopped and (
+                    checkpoints.cadence.step_due(state.step) or time_due or checkpoints.best_unsaved(state)
+                ):
+                    checkpoints.save(state, wait=False)
+                if state.step >= plan.total_steps or state.early_stopped:
+                    break
 
     checkpoints.close()
     return finish(t, state, checkpoints, resumed_from)
 
 
-def train_step(t: Training, sb: StepBatch) -> torch.Tensor:
-    """One optimizer step over a global batch (this rank's share, in micro-batches); returns
-    this rank's mean loss."""
+def agree(t: Training, state: TrainState, step_loss: torch.Tensor, stop: StopRequest,
+          checkpoints: Checkpointer) -> tuple[float, bool, bool, bool]:
+    """After a step: (mean loss over ranks, stop now, checkpoint time due, over the cost cap),
+    the same on every rank. One small all-reduce and one device-to-host copy per step, at the step
+    boundary (the only host sync of a CUDA step): every rank must see a SIGTERM at the same step."""
+    d = t.d
+    time_due = d.is_main and checkpoints.time_due()
+    over_cap = d.is_main and t.cost.must_stop(state, checkpoints.seconds)  # rank 0 decides for all
+    flags = torch.stack([step_loss, torch.tensor(float(stop.requested), device=d.device),
+                         torch.tensor(float(time_due), device=d.device),
+                         torch.tensor(float(over_cap), device=d.device)])
+    if d.enabled:
+        dist.all_reduce(flags)
+    total_loss, stopping, due, capped = flags.tolist()
+    loss_value = total_loss / d.world_size
+    if not math.isfinite(loss_value) and t.precision != "fp16":  # fp16: the grad scaler skips such steps
+        raise Diverged(f"the training loss is {loss_value} at step {state.step}: stopped, no model published "
+                       "(lower --learning-rate or --max-grad-norm)")
+    return loss_value, stopping > 0, due > 0, capped > 0
+
+
+def account(t: Training, state: TrainState, sb: StepBatch, epoch: int, loss_value: float, seconds: float,
+            window: Window, attempt: Window) -> Window:
+    """Count a step into the state and the windows, with a progress line every --logging-steps;
+    returns the window to count the next step into."""
+    config = t.config
+    batch, lengths = sb.rows, sb.lengths
+    real_tokens = sum(lengths[i] for i in batch)
+    state.loss_sum += loss_value
+    state.samples += len(batch)
+    state.tokens += real_tokens
+    state.computed_tokens += (real_tokens if t.unpadded else data.padded_tokens(
+        batch, lengths, config.gradient_accumulation_steps, t.d.world_size, t.pad_multiple))
+    state.train_seconds += seconds
+    if t.compiled and attempt.steps == 0:  # torch.compile compiles in this attempt's first step
+        state.compile_seconds += seconds
+        if t.d.is_main:
+            log.info("torch.compile: the first step took %.1f s, compilation included", seconds)
+    window.add(loss_value, len(batch), real_tokens, seconds)
+    attempt.add(loss_value, len(batch), real_tokens, seconds)
+    if state.step % config.logging_steps == 0 or state.step == t.plan.total_steps:
+        report_progress(t, state, epoch, window, attempt)
+        return Window()
+    return window
+
+
+def prefetch_in_background(device: torch.device) -> bool:
+    """On CUDA the next batch is collated (into pinned memory) on a thread while the step runs.
+    On CPU it is collated when the step asks for it: the CPU that would collate is the CPU the
+    step computes on."""
+    return device.type == "cuda"
+
+
+def collate_step(t: Training, sb: StepBatch) -> tuple[StepBatch, list[dict[str, Any]]]:
+    """This rank's micro-batches of a global batch, collated on the host; pinned on CUDA, so that
+    their copies to the device do not wait for the host."""
+    config, d = t.config, t.d
+    micro_batches = []
+    for idx in data.split_step_batch(sb.rows, config.gradient_accumulation_steps, d.world_size, d.rank):
+        batch = (data.collate_unpadded(sb.enc, idx) if t.unpadded else
+                 data.collate(sb.enc, idx, t.inputs.tokenizer.pad_token_id, t.pad_multiple))
+        micro_batches.append(data.pinned(batch) if d.device.type == "cuda" else batch)
+    return sb, micro_batches
+
+
+def timed(items: Iterator[T]) -> Iterator[tuple[float, T]]:
+    """Each item with the time it was asked for: a step's seconds include waiting for its batch."""
+    while True:
+        t0 = time.perf_counter()
+        item = next(items, None)
+        if item is None:
+            return
+        yield t0, item
+
+
+def train_step(t: Training, micro_batches: list[dict[str, Any]]) -> torch.Tensor:
+    """One optimizer step over a global batch (this rank's share, in micro-batches, collated by
+    `collate_step`); returns this rank's mean loss, on the device."""
     config, d, parts = t.config, t.d, t.parts
-    micro_batches = data.split_step_batch(sb.rows, config.gradient_accumulation_steps, d.world_size, d.rank)
     step_loss = torch.zeros((), device=d.device)
-    for m, idx in enumerate(micro_batches):
-        inputs = data.to_device(data.collate_unpadded(sb.enc, idx) if t.unpadded else
-                                data.collate(sb.enc, idx, t.inputs.tokenizer.pad_token_id, t.pad_multiple), d.device)
+    for m, batch in enumerate(micro_batches):
+        inputs = data.to_device(batch, d.device)  # non-blocking: from pinned memory on CUDA
         # Only the last micro-batch all-reduces gradients.
         last_micro = m == len(micro_batches) - 1
         sync: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
@@ -602,7 +660,10 @@ def train_step(t: Training, sb: StepBatch) -> torch.Tensor:
         parts.scaler.step(parts.optimizer)
         parts.scaler.update()
     else:
-        clip_in_step(parts.optimizer, config.max_grad_norm)
+        if t.clip_in_step:
+            clip_in_step(parts.optimizer, config.max_grad_norm)
+        else:  # no host sync: the norm and the clip factor stay on the device
+            torch.nn.utils.clip_grad_norm_(t.model.parameters(), config.max_grad_norm)
         parts.optimizer.step()
         if t.rows is not None:
             group = parts.optimizer.param_groups[0]  # the decayed group, which holds the used rows
@@ -740,6 +801,8 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
         task=t.inputs.task, details=report.details if report is not None else {},
     )
     result.metrics["truncated_rows"] = t.inputs.truncated_rows()
+    result.metrics["compile"] = {"mode": config.compile, "enabled": t.compiled,
+                                 "first_step_seconds": state.compile_seconds if t.compiled else None}
     if d.is_main:
         local_out = t.work_dir / "output"
         shutil.rmtree(local_out, ignore_errors=True)
