@@ -10,6 +10,8 @@ import threading
 import pytest
 import torch
 
+from tests.container.conftest import VOCAB
+
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")  # device objects only: nothing runs on CUDA here
 
 
@@ -142,3 +144,15 @@ def test_a_run_under_compile_reports_the_compile_time_in_its_metrics(small_data,
         assert "torch.compile: the first step took" in caplog.text
     else:
         assert reported["first_step_seconds"] is None
+
+
+
+def test_predict_scores_unpadded_on_the_cpu_only():
+    """Unpadded scoring was measured on the CPU only: a GPU runs the stock model (modeling.cpu_tuned)."""
+    from bert_train import modeling, predict
+
+    tokenizer, location = modeling.build_tokenizer("random:tiny", str(VOCAB), "unused")
+    model = modeling.build_model(location, ["a", "b"], len(tokenizer))
+    runner, unpadded = predict.runner_for(model, torch.device("cpu"))
+    assert unpadded and isinstance(runner, modeling.UnpaddedBert)
+    assert predict.runner_for(model, torch.device("cuda")) == (model, False)

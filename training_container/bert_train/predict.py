@@ -15,9 +15,9 @@ rerun redoes only the missing shards; SIGTERM stops between batches with exit 75
 nothing for the shard.
 
 Fast path: no autograd (inference mode), eval mode, the tokenizer run on whole chunks of rows,
-rows sorted by length so each batch holds similar lengths, BERT classifiers run unpadded
-(`modeling.UnpaddedBert`: no compute on padding), others padded per batch; bf16 autocast on GPUs
-that have it.
+rows sorted by length so each batch holds similar lengths, BERT classifiers run unpadded on the
+CPU (`modeling.UnpaddedBert`: no compute on padding; measured there only), others (and every model
+on a GPU) padded per batch; bf16 autocast on GPUs that have it.
 """
 
 from __future__ import annotations
@@ -241,10 +241,20 @@ def load_predictor(model_uri: str, cache_dir: str, precision: str, max_seq_lengt
     if chosen == "fp16":  # `auto` on a GPU without bf16: fp32 rather than unscaled fp16
         chosen = "fp32"
     model.to(device).eval()
-    unpadded = modeling.supports_direct(model)
-    runner = modeling.UnpaddedBert(model).eval() if unpadded else model
+    runner, unpadded = runner_for(model, device)
     return Predictor(tokenizer=tokenizer, model=model, runner=runner, scorer=scorer, unpadded=unpadded,
                      device=device, precision=chosen, token_types=token_types)
+
+
+def runner_for(model: Any, device: Any) -> tuple[Any, bool]:
+    """What scores the rows, and whether it takes unpadded batches: `modeling.UnpaddedBert` for a
+    BERT classifier on the CPU, where it was measured (bench/predict.py); the model itself
+    elsewhere, a GPU included, until bench/gpu.sh shows otherwise (`modeling.cpu_tuned`)."""
+    from . import modeling
+
+    if modeling.supports_direct(model) and modeling.cpu_tuned(device):
+        return modeling.UnpaddedBert(model).eval(), True
+    return model, False
 
 
 def score(p: Predictor, rows: Sequence[Row], *, batch_size: int, max_seq_length: int | long_text.Fit,
