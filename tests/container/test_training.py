@@ -117,7 +117,8 @@ def test_learns_sst2_and_writes_every_output(tmp_path, capsys, monkeypatch):
     # EMF: every container metric except the GPU ones (no GPU here, and none are faked)
     records = emf_records(stdout)
     names = {mm["Name"] for r in records for mm in r["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
-    assert names == {x.name for x in metrics.CONTAINER_METRICS} - {"GpuUtilization", "GpuMemoryUsed"}
+    assert names == {x.name for x in metrics.CONTAINER_METRICS} - {"GpuUtilization", "GpuMemoryUsed",
+                                                                    "ModelFlopsUtilization"}
     for r in records:
         block = r["_aws"]["CloudWatchMetrics"][0]
         assert block["Namespace"] == "BertBatchTest"
