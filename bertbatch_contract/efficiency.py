@@ -48,6 +48,18 @@ PEAK_TFLOPS: Mapping[str, Mapping[str, float]] = {
     "Tesla T4": {FP16: 65.0},  # g4dn
 }
 
+# The GPU class of the CLI's throughput and price tables (bertbatch/data) of each device an
+# instance type of the price table carries: g5 A10G, g6 L4, g6e L40S, p4d A100 SXM4 40GB, p5 H100
+# SXM, p5e/p5en H200. Other variants differ in clocks, power or memory and have no class.
+GPU_CLASSES: Mapping[str, str] = {
+    "NVIDIA A10G": "A10G",
+    "NVIDIA L4": "L4",
+    "NVIDIA L40S": "L40S",
+    "NVIDIA A100-SXM4-40GB": "A100",
+    "NVIDIA H100 80GB HBM3": "H100",
+    "NVIDIA H200": "H200",
+}
+
 # The keys `efficiency_record` writes into metrics.json, in the order the CLI shows them.
 RECORD_KEYS = ("mfu", "mfu_unavailable", "model_tflops_per_second", "model_flops_per_token", "gpu_name",
                "gpu_peak_tflops", "gpu_memory_peak_mb")

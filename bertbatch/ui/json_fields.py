@@ -120,6 +120,8 @@ FIELDS: dict[str, dict[str, str]] = {
                   "max_seq_length tokens), computed_tokens_per_row, rows_sampled, whole_file (the sample is every "
                   "row), tokenizer (the file used), mean_tokens_per_row (truncated, [CLS]/[SEP] included), "
                   "padding_share, padding_source, fallback (why the rows were not tokenized; null when they were)",
+        "throughput_sources": "GPU -> where its tokens/s comes from: \"measured: <benchmark result or run>\" or "
+                              "\"derived: <basis>\" (a dense peak x an assumed MFU)",
     },
     "estimate --idle": {
         "templates": "the directory of synthesized templates read",
