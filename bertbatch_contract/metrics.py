@@ -41,6 +41,9 @@ SAMPLES_PER_SECOND = Metric("SamplesPerSecond", "Count/Second", "Training sample
 TOKENS_PER_SECOND = Metric("TokensPerSecond", "Count/Second", "Non-padding tokens per second, all ranks")
 GPU_UTILIZATION = Metric("GpuUtilization", "Percent", "GPU utilization of rank 0's device")
 GPU_MEMORY_USED = Metric("GpuMemoryUsed", "Megabytes", "Peak GPU memory allocated by rank 0")
+# 0..1, from real tokens/s and the GPU's dense peak (bertbatch_contract.efficiency); GPUs only.
+MODEL_FLOPS_UTILIZATION = Metric("ModelFlopsUtilization", "None",
+                                 "Model FLOPs utilization: achieved model FLOPs/s over the GPUs' dense peak, 0..1")
 CHECKPOINT_SECONDS = Metric("CheckpointSeconds", "Seconds", "Wall time to save and upload one checkpoint")
 RESUMED = Metric("Resumed", "Count", "1 when a run restarts from a checkpoint (after a Spot interruption or retry)")
 
@@ -55,6 +58,7 @@ CONTAINER_METRICS: tuple[Metric, ...] = (
     TOKENS_PER_SECOND,
     GPU_UTILIZATION,
     GPU_MEMORY_USED,
+    MODEL_FLOPS_UTILIZATION,
     CHECKPOINT_SECONDS,
     RESUMED,
 )

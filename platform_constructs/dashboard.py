@@ -32,7 +32,7 @@ def _console_path(name: str) -> str:
 
 
 class TrainingDashboard(Construct):
-    """Rows: links; alarm states; jobs by state per queue; training; interruptions; storage; cost.
+    """Rows: links; alarm states; jobs by state per queue; training; efficiency (MFU); interruptions; storage; cost.
 
     Attributes: `dashboard`.
     """
@@ -69,6 +69,7 @@ class TrainingDashboard(Construct):
         if events is not None and queues:
             d.add_widgets(*_jobs_by_state_widgets(events, queues))
         d.add_widgets(*_training_widgets(profile))
+        d.add_widgets(_efficiency_widget(profile))
         d.add_widgets(*_interruption_widgets(profile, events, queues))
         d.add_widgets(*_storage_widgets(fsx, buckets))
         d.add_widgets(_charges_widget(monthly_limit_usd))
@@ -156,6 +157,19 @@ def _training_widgets(profile: str) -> list[cloudwatch.IWidget]:
             height=6,
         ),
     ]
+
+
+def _efficiency_widget(profile: str) -> cloudwatch.IWidget:
+    """MFU of the training jobs: how much of their GPUs' dense peak the model's FLOPs used."""
+    m = _metric_of(profile)
+    return cloudwatch.GraphWidget(
+        title="Model FLOPs utilization (MFU, GPU runs; 0..1 of the GPUs' dense bf16/fp16 peak)",
+        left=[m(metrics.MODEL_FLOPS_UTILIZATION, label="MFU (average)"),
+              m(metrics.MODEL_FLOPS_UTILIZATION, "Maximum", "MFU (maximum)")],
+        left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
+        width=WIDTH // 2,
+        height=6,
+    )
 
 
 def _interruption_widgets(profile: str, events: JobStateEvents | None,

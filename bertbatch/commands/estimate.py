@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from bertbatch_contract import discovery
 from bertbatch_contract import hyperparameters as hp
 
 from ..core import input_checks as params
@@ -20,6 +21,7 @@ from ..cost import training_cost as estimate_mod
 from ..jobs import aws_batch as jobs
 from ..jobs import queue_capacity as capacity
 from ..jobs import ref_parameters as job_parameters
+from ..runs import artifacts
 from ..ui import terminal
 from ..ui.output_format import JSON, output_option, print_record
 
@@ -62,7 +64,9 @@ def throughput_line(options: list[estimate_mod.Option], throughput: dict[str, An
     derived = [g for g in gpus if not estimate_mod.is_measured(rows[g])]
     parts = []
     if derived:
-        parts.append(f"derived estimates for {', '.join(derived)} (how: the \"method\" of {name})")
+        assumed = throughput.get("assumed_mfu")
+        how = f"a dense peak x an assumed MFU of {assumed:g}; " if isinstance(assumed, int | float) else ""
+        parts.append(f"derived estimates for {', '.join(derived)} ({how}how: the \"method\" of {name})")
     parts.append(f"measured: {'; '.join(measured) if measured else 'none'}")
     return "Throughput: " + "; ".join(parts) + "."
 
@@ -74,7 +78,7 @@ def print_table(options: list[estimate_mod.Option], best: estimate_mod.Option, *
     terminal.echo_wrapped(tokens.describe(seq_len))
     table_rows = [
         ("*" if o is best else "", o.instance_type, f"{o.gpus * o.nodes}x {o.gpu}", o.pricing,
-         f"{o.tokens_per_second:,.0f}", "estimate" if o.throughput_estimate else "measured",
+         f"{o.tokens_per_second:,.0f}", "derived" if o.throughput_estimate else "measured",
          f"{o.samples_per_second:,.0f}", f"{o.hours:.2f}", f"{o.price_per_hour:.3f}", f"{o.cost:,.2f}",
          *((placeable_text(o),) if checked else ()))
         for o in options
@@ -115,6 +119,20 @@ def token_count(session: Session, *, data: str | None, rows: int, tokenizer: str
     share, source = estimate_mod.padding_of(throughput, throughput_name)
     return token_sample.count(sample, found, seq_len=seq_len, padding_share=share, padding_source=source,
                               total_rows=rows)
+
+
+def with_measured_runs(session: Session, throughput: dict[str, Any], runs: tuple[str, ...]) -> dict[str, Any]:
+    """The throughput table with each --measured-run's GPU figure replaced by what the run measured:
+    a run id in the artifacts bucket, or a local output directory."""
+    for run in runs:
+        if Path(run).is_dir():
+            metrics, _ = artifacts.read_local_metrics(Path(run))
+        else:
+            metrics, _ = artifacts.read_metrics(session.client("s3"), session.get(discovery.ARTIFACTS_BUCKET), run)
+        if metrics is None:
+            raise BertBatchError(f"--measured-run {run}: no metrics.json (the run has not finished, or no such run)")
+        throughput = estimate_mod.with_measured_run(throughput, metrics, run)
+    return throughput
 
 
 def print_idle_cost(templates_dir: str, prices_file: str | None, output: str) -> None:
@@ -170,6 +188,9 @@ def print_idle_cost(templates_dir: str, prices_file: str | None, output: str) ->
               help="Price table to use instead of the built-in one")
 @click.option("--throughput", "throughput_file", type=click.Path(dir_okay=False), metavar="FILE",
               help="Throughput table to use instead of the built-in one")
+@click.option("--measured-run", "measured_runs", multiple=True, metavar="RUN",
+              help="Use the throughput this finished run measured (a run id, or a local output directory) for the "
+                   "GPU it trained on, instead of the table's figure (repeatable)")
 @click.option("--offline", is_flag=True,
               help="Do not read the profile's queues or staged models: every option is considered, none checked "
                    "for placement")
@@ -180,7 +201,8 @@ def estimate(session: Session, idle: bool, templates_dir: str | None, rows: int 
              text_column: str, pair_column: str | None,
              model: str | None, tokenizer: str | None, epochs: int, seq_len: int,
              instance_types: tuple[str, ...], nodes: int, max_hours: float | None, spot_overhead: float | None,
-             prices_file: str | None, throughput_file: str | None, offline: bool, output: str) -> None:
+             prices_file: str | None, throughput_file: str | None, measured_runs: tuple[str, ...], offline: bool,
+             output: str) -> None:
     """Estimate the time and cost of a BERT-base fine-tuning run, Spot and On-Demand.
 
     With --data, up to 2,000 rows from the first MiB of the file are tokenized with the job's
@@ -189,7 +211,8 @@ def estimate(session: Session, idle: bool, templates_dir: str | None, rows: int 
     measured padding share. Without a tokenizer (or with --rows) every row costs
     --max-seq-length tokens, and the output says why. Throughput (computed tokens/s per GPU,
     BERT-base, mixed precision) comes from bertbatch/data/gpu_throughput.json, each figure
-    marked a derived estimate or measured; prices from bertbatch/data/prices.json (dated:
+    marked derived (an assumed MFU of a GPU's dense peak) or measured (by bench/gpu.py, or by a
+    finished run given with --measured-run); prices from bertbatch/data/prices.json (dated:
     update it, or pass --prices). Spot runs include an interruption overhead. Each option is
     checked against the instance types and vCPU caps of the profile's queue that would run it
     (SSM capacity/<queue>): the cheapest placeable option (within --max-hours) is chosen, and
@@ -234,7 +257,7 @@ def estimate(session: Session, idle: bool, templates_dir: str | None, rows: int 
             raise BertBatchError(f"--data {data}: no data rows")
     assert rows is not None  # exactly one of --rows / --data, checked above
     prices = estimate_mod.load_table("prices.json", prices_file)
-    throughput = estimate_mod.load_throughput(throughput_file)
+    throughput = with_measured_runs(session, estimate_mod.load_throughput(throughput_file), measured_runs)
     throughput_name = throughput_file or "gpu_throughput.json"
     if manifest is not None:
         share, source = estimate_mod.padding_of(throughput, throughput_name)
@@ -262,6 +285,7 @@ def estimate(session: Session, idle: bool, templates_dir: str | None, rows: int 
             "prices_as_of": prices.get("as_of"), "assumptions": assumptions.__dict__,
             "options": [o.as_dict() for o in options], "choice": best.as_dict(), "capacity_checked": not offline,
             "tokens": tokens.as_dict(),
+            "throughput_sources": {o.gpu: estimate_mod.figure_source(throughput["gpus"][o.gpu]) for o in options},
         })
         return
     print_table(options, best, rows=rows, epochs=epochs, seq_len=seq_len, nodes=nodes, prices=prices,

@@ -19,6 +19,7 @@ from ..cost import cost_cap, ledger
 from ..cost import spend_summary as cost_view
 from ..jobs import aws_batch as jobs
 from ..jobs.job_follower import array_summary
+from ..runs import artifacts
 from ..ui import terminal
 from ..ui import timestamps as times
 from ..ui.output_format import JSON, output_option, print_lines, print_record
@@ -76,6 +77,8 @@ def status_rows(job: dict[str, Any], record: dict[str, Any]) -> list[tuple[str, 
         rows.append(("fallback from", record["fallback_from"]))
     if record["fallback_to"]:
         rows.append(("fallback to", record["fallback_to"]))
+    if record.get("efficiency") is not None:
+        rows.append(("efficiency", artifacts.efficiency_text(record["efficiency"])))
     if record.get("cost_attempts") is not None:
         rows.append(("cost", cost_view.summary(record["cost"], record["cost_estimate"])))
     rows.append(("console", record["console_url"]))
@@ -104,6 +107,7 @@ def status(session: Session, job_id: str, output: str) -> None:
     record = status_record(batch, job)
     run_ledger = ledger.ledger(batch, queue_names(session, ()), record["run_id"]) if record["run_id"] else None
     record.update(cost_view.status_fields(run_ledger))
+    record["efficiency"] = run_efficiency(session, record["run_id"])
     if output == JSON:
         print_record("status", record)
         return
@@ -111,6 +115,18 @@ def status(session: Session, job_id: str, output: str) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key + ':':<{width + 1}} {value}")
+
+
+def run_efficiency(session: Session, run_id: str | None) -> dict[str, Any] | None:
+    """The run's throughput and efficiency from its metrics.json; None until the run has written it."""
+    if not run_id:
+        return None
+    try:
+        bucket = session.get(discovery.ARTIFACTS_BUCKET)
+    except BertBatchError:  # a platform without an artifacts bucket parameter: nothing to read
+        return None
+    metrics, _ = artifacts.read_metrics(session.client("s3"), bucket, run_id)
+    return artifacts.efficiency_of(metrics)
 
 
 def job_or_run(session: Session, job_id: str) -> dict[str, Any]:

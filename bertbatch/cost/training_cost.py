@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bertbatch_contract import discovery
+from bertbatch_contract import discovery, efficiency
 
 from ..core.errors import BertBatchError
 
@@ -49,6 +49,11 @@ def load_table(name: str, override: str | None = None) -> dict[str, Any]:
 
 def _positive(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _fraction(value: Any) -> bool:
+    """A number >= 0 and < 1 (a share)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1
 
 
 def throughput_table(table: dict[str, Any], name: str = "gpu_throughput.json") -> dict[str, Any]:
@@ -95,9 +100,41 @@ def padding_of(throughput: dict[str, Any], name: str = "gpu_throughput.json") ->
     return float(share), str(padding.get("source", "?"))
 
 
+def with_measured_run(throughput: dict[str, Any], metrics: dict[str, Any], run: str) -> dict[str, Any]:
+    """`throughput` (format 2) with the figure of the GPU class `run` trained on replaced by what the
+    run measured: its computed tokens/s (padding included) per GPU, from its metrics.json."""
+    gpu_name, tokens = metrics.get("gpu_name"), metrics.get("tokens_per_second", 0)  # tokens: non-padding
+    if not gpu_name:
+        raise BertBatchError(f"--measured-run {run}: its metrics.json names no GPU (trained on CPU, or before "
+                             "runs recorded their GPU): no GPU throughput to use")
+    gpu = efficiency.GPU_CLASSES.get(gpu_name)
+    if gpu is None or gpu not in throughput["gpus"]:
+        known = ", ".join(sorted(efficiency.GPU_CLASSES))
+        raise BertBatchError(f"--measured-run {run}: GPU {gpu_name!r} has no class in the throughput table "
+                             f"(known: {known})")
+    padding, processes = metrics.get("padding_fraction", 0.0), metrics.get("world_size", 1)
+    if not (_positive(tokens) and _fraction(padding) and _positive(processes)):
+        raise BertBatchError(f"--measured-run {run}: its metrics.json has no usable tokens_per_second, "
+                             "padding_fraction and world_size")
+    mfu = metrics.get("mfu")
+    measured = copy.deepcopy(throughput)
+    measured["gpus"][gpu] = {
+        "tokens_per_second": tokens / (1 - padding) / processes, "derived_estimate": False,
+        "source": f"run {run}: {processes} x {gpu_name}" + (f", MFU {mfu:.3f}" if mfu is not None else ""),
+    }
+    return measured
+
+
 def is_measured(row: dict[str, Any]) -> bool:
     """A figure counts as measured only when the table says so (\"derived_estimate\": false)."""
     return row.get("derived_estimate") is False
+
+
+def figure_source(row: dict[str, Any]) -> str:
+    """Where a GPU's figure comes from: 'measured: <result or run>' or 'derived: <basis>'."""
+    if is_measured(row):
+        return f"measured: {row.get('source', 'source not given')}"
+    return f"derived: {row.get('basis', 'basis not given')}"
 
 
 @dataclass(frozen=True)

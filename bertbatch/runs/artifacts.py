@@ -11,7 +11,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from bertbatch_contract import layout
+from bertbatch_contract import efficiency, layout
 from bertbatch_contract.layout import checkpoint_prefix, run_prefix
 
 from ..core.aws_clients import is_not_found
@@ -121,13 +121,39 @@ def metric_value(metrics: dict[str, Any], key: str) -> Any:
 
 # Shown by `watch` at the end, in this order, when present (the trainer writes more).
 SUMMARY_KEYS = ("eval_accuracy", "eval_f1", "eval_loss", "train_loss", "global_step", "epochs_completed",
-                "samples_per_second", "train_seconds", "early_stopped", "resumed_from_step")
+                "samples_per_second", "tokens_per_second", "mfu", "gpu_memory_peak_mb", "train_seconds",
+                "early_stopped", "resumed_from_step")
+# A run's throughput and efficiency as metrics.json has them (bertbatch_contract.efficiency):
+# `efficiency` of `status` and `compare`.
+EFFICIENCY_KEYS = ("samples_per_second", "tokens_per_second", *efficiency.RECORD_KEYS)
 
 
 def summary(metrics: dict[str, Any]) -> str:
     keys = [k for k in SUMMARY_KEYS if k in metrics] or [
         k for k, v in metrics.items() if not isinstance(v, (dict, list))]
     return ", ".join(f"{k} {format_value(metrics[k])}" for k in keys)
+
+
+def efficiency_of(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The run's EFFICIENCY_KEYS (null where its metrics.json has none); None without metrics.json."""
+    return None if metrics is None else {k: metrics.get(k) for k in EFFICIENCY_KEYS}
+
+
+def efficiency_text(fields: dict[str, Any]) -> str:
+    """'1,234 tokens/s, 9.6 samples/s, MFU 0.412 (NVIDIA A10G, peak 125 TFLOPS), GPU memory peak 3,072 MB'."""
+    def number(key: str, fmt: str) -> str:
+        value = fields.get(key)
+        return "-" if value is None else format(value, fmt)
+
+    if fields.get("mfu") is not None:
+        mfu = f"MFU {fields['mfu']:.3f} ({fields['gpu_name']}, peak {fields['gpu_peak_tflops']:g} TFLOPS)"
+    else:
+        mfu = f"MFU - ({fields.get('mfu_unavailable') or 'not recorded by this run'})"
+    text = (f"{number('tokens_per_second', ',.0f')} tokens/s, {number('samples_per_second', ',.1f')} samples/s, "
+            f"{mfu}")
+    if fields.get("gpu_memory_peak_mb") is not None:
+        text += f", GPU memory peak {fields['gpu_memory_peak_mb']:,.0f} MB"
+    return text
 
 
 def format_value(value: object) -> str:

@@ -176,6 +176,7 @@ def records(runs: list[Run], metric: str) -> list[dict[str, Any]]:
             "problem_type": (r.metrics or {}).get("problem_type"),
             "per_class": per_class(r.metrics or {}),
             "confusion_matrix": (r.metrics or {}).get("confusion_matrix"),
+            "efficiency": artifacts.efficiency_of(r.metrics),
         })
     return out
 

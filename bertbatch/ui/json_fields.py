@@ -44,6 +44,10 @@ FIELDS: dict[str, dict[str, str]] = {
         "cost_attempts": "the ledger: per attempt job_id, attempt, started_ms, stopped_ms, seconds, nodes, "
                          "environment, pricing, instance_type, price_per_hour, cost, assumption",
         "prices_as_of": "date of the price table the cost was computed with",
+        "efficiency": "the run's samples_per_second, tokens_per_second, mfu, mfu_unavailable, "
+                      "model_tflops_per_second, model_flops_per_token, gpu_name, gpu_peak_tflops, "
+                      "gpu_memory_peak_mb from its metrics.json (each null where it has none), or null before "
+                      "metrics.json is written",
     },
     "doctor": {
         "check": "what was checked, e.g. queue spot-first, quota L-3819A6DF",
@@ -88,6 +92,8 @@ FIELDS: dict[str, dict[str, str]] = {
                         "before problem types)",
         "per_class": "class (or label) -> precision, recall, f1, support of the published model; null for regression",
         "confusion_matrix": "single-label: labels, counts (rows: truth, columns: prediction); else null",
+        "efficiency": "as status's efficiency: throughput, MFU and GPU memory peak from metrics.json, or null "
+                      "(running)",
     },
     "artifacts": {
         "uri": "s3:// URI of the object",
@@ -114,6 +120,8 @@ FIELDS: dict[str, dict[str, str]] = {
                   "max_seq_length tokens), computed_tokens_per_row, rows_sampled, whole_file (the sample is every "
                   "row), tokenizer (the file used), mean_tokens_per_row (truncated, [CLS]/[SEP] included), "
                   "padding_share, padding_source, fallback (why the rows were not tokenized; null when they were)",
+        "throughput_sources": "GPU -> where its tokens/s comes from: \"measured: <benchmark result or run>\" or "
+                              "\"derived: <basis>\" (a dense peak x an assumed MFU)",
     },
     "estimate --idle": {
         "templates": "the directory of synthesized templates read",

@@ -67,6 +67,17 @@ def test_compare_a_local_run_with_a_platform_run(platform, bb, tmp_path):
     assert records[1]["duration_seconds"] == 90.0 and records[1]["attempts"] is None
 
 
+def test_compare_json_carries_each_runs_efficiency(platform, bb):
+    platform.put_run("gpu", {**metrics("gpu", [0.8]), "tokens_per_second": 5000.0, "mfu": 0.35,
+                             "gpu_name": "NVIDIA L4", "gpu_peak_tflops": 121.0, "gpu_memory_peak_mb": 2048.0})
+    put(platform, "older", [0.7], 2e-5)  # a metrics.json from before MFU
+    records = [json.loads(x) for x in bb("compare", "gpu", "older", "-o", "json").output.splitlines()]
+    gpu, older = (r["efficiency"] for r in records)
+    assert (gpu["tokens_per_second"], gpu["mfu"], gpu["gpu_name"], gpu["gpu_memory_peak_mb"]) == (
+        5000.0, 0.35, "NVIDIA L4", 2048.0)
+    assert gpu["mfu_unavailable"] is None and set(older.values()) == {None}
+
+
 def test_compare_unknown_run_and_bad_plot_path(platform, bb, tmp_path):
     one_line_error(bb("compare", "nope"), "no such run: nope")
     one_line_error(bb("compare", "x", "--plot", str(tmp_path / "chart.svg")), "--plot", ".png")

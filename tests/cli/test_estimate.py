@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bertbatch.cost.training_cost import load_table
-from bertbatch_contract import discovery
+from bertbatch_contract import discovery, efficiency
 
 from .conftest import FIXTURES
 from .helpers import one_line_error
@@ -204,3 +204,78 @@ def test_shipped_tables_hand_check(bb):
 )
 def test_estimate_errors(bb, args, fragment):
     one_line_error(bb("estimate", "--offline", *args), fragment)
+
+
+# A run on two A10Gs: 4,750 non-padding tokens/s with 5% padding = 5,000 computed tokens/s = 2,500 per GPU.
+A10G_RUN = {"run_id": "a10g-run", "gpu_name": "NVIDIA A10G", "tokens_per_second": 4750.0, "padding_fraction": 0.05,
+            "world_size": 2, "mfu": 0.4123}
+GPU_THROUGHPUT = {
+    "format": 2, "assumed_mfu": 0.25,
+    "gpus": {"A10G": {"tokens_per_second": 12800, "derived_estimate": True, "basis": "A10 peak x 0.25"},
+             "L4": {"tokens_per_second": 12800, "derived_estimate": True, "basis": "L4 peak x 0.25"}},
+    "assumptions": {"multi_gpu_efficiency": 1.0, "startup_minutes": 0, "spot_interruption_overhead": 0},
+}
+GPU_PRICES = {"as_of": "2026-01-01", "region": "test-region-1",
+              "instances": {"g.x": {"gpu": "A10G", "gpus": 1, "on_demand": 2.0},
+                            "l.x": {"gpu": "L4", "gpus": 1, "on_demand": 2.0}}}
+
+
+@pytest.fixture
+def gpu_tables(tmp_path):
+    t, p = tmp_path / "throughput.json", tmp_path / "prices.json"
+    t.write_text(json.dumps(GPU_THROUGHPUT))
+    p.write_text(json.dumps(GPU_PRICES))
+    return ["--throughput", str(t), "--prices", str(p), "--offline"]
+
+
+def local_run(tmp_path, metrics: dict) -> str:
+    directory = tmp_path / "runs" / str(metrics["run_id"])
+    directory.mkdir(parents=True)
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+    return str(directory)
+
+
+def test_a_measured_run_replaces_the_derived_figure_of_its_gpu(bb, gpu_tables, tmp_path):
+    run = local_run(tmp_path, A10G_RUN)
+    data, opts = run_json(bb, gpu_tables, "--rows", "36000", "--measured-run", run)
+    assert (opts[("g.x", "on-demand")]["tokens_per_second"], opts[("g.x", "on-demand")]["throughput_estimate"]) == (
+        pytest.approx(2500), False)
+    assert (opts[("l.x", "on-demand")]["tokens_per_second"], opts[("l.x", "on-demand")]["throughput_estimate"]) == (
+        12800, True)
+    assert data["throughput_sources"] == {"A10G": f"measured: run {run}: 2 x NVIDIA A10G, MFU 0.412",
+                                          "L4": "derived: L4 peak x 0.25"}
+    text = " ".join(bb("estimate", *gpu_tables, "--rows", "36000", "--measured-run", run).output.split())
+    assert "derived estimates for L4 (a dense peak x an assumed MFU of 0.25;" in text
+    assert f"measured: A10G (run {run}: 2 x NVIDIA A10G, MFU 0.412)" in text
+    assert "g.x 1x A10G on-demand 2,500 measured" in text and "l.x 1x L4 on-demand 12,800 derived" in text
+
+
+def test_a_measured_run_by_id_is_read_from_the_artifacts_bucket(platform, bb, gpu_tables):
+    platform.put_run("a10g-run", A10G_RUN)
+    data, opts = run_json(bb, gpu_tables, "--rows", "36000", "--measured-run", "a10g-run")
+    assert opts[("g.x", "on-demand")]["tokens_per_second"] == pytest.approx(2500)
+    assert data["throughput_sources"]["A10G"] == "measured: run a10g-run: 2 x NVIDIA A10G, MFU 0.412"
+
+
+@pytest.mark.parametrize(("metrics", "fragment"), [
+    ({"run_id": "cpu", "tokens_per_second": 300.0, "gpu_name": None}, "names no GPU (trained on CPU"),
+    ({**A10G_RUN, "run_id": "t4", "gpu_name": "Tesla T4"}, "GPU 'Tesla T4' has no class in the throughput table"),
+    ({**A10G_RUN, "run_id": "nothing", "tokens_per_second": None}, "has no usable tokens_per_second"),
+])
+def test_a_run_without_a_usable_gpu_figure_is_refused(bb, gpu_tables, tmp_path, metrics, fragment):
+    run = local_run(tmp_path, metrics)
+    one_line_error(bb("estimate", *gpu_tables, "--rows", "100", "--measured-run", run), f"--measured-run {run}",
+                   fragment)
+
+
+def test_a_run_that_has_not_finished_is_refused(bb, gpu_tables, tmp_path):
+    (tmp_path / "unfinished").mkdir()
+    one_line_error(bb("estimate", *gpu_tables, "--rows", "100", "--measured-run", str(tmp_path / "unfinished")),
+                   "no metrics.json")
+
+
+def test_every_gpu_of_the_shipped_price_table_has_a_device_name_with_a_peak():
+    classes = {row["gpu"] for row in load_table("prices.json")["instances"].values()}
+    assert classes <= set(efficiency.GPU_CLASSES.values())
+    assert set(efficiency.GPU_CLASSES) <= set(efficiency.PEAK_TFLOPS)
+    assert set(efficiency.GPU_CLASSES.values()) <= set(load_table("gpu_throughput.json")["gpus"])

@@ -101,7 +101,7 @@ def test_the_table_says_where_the_tokens_and_the_figures_came_from(bb, tables):
     assert "measured: T2 (a-result.json, 2026-12-02)" in r.output
     cells = (line.lstrip("* ").split() for line in r.output.splitlines())
     figure = {c[0]: c[5] for c in cells if c and c[0] in ("one.x", "two.x")}  # the FIGURE column
-    assert figure == {"one.x": "estimate", "two.x": "measured"}
+    assert figure == {"one.x": "derived", "two.x": "measured"}
 
 
 def test_pairs_are_tokenized_together_and_truncated_at_max_seq_length(bb, tables, tmp_path):

@@ -188,3 +188,30 @@ def test_cancel_array_parent_terminates(platform, bb, monkeypatch):
     r = bb("cancel", job_id)
     assert r.exit_code == 0, r.output
     assert calls == [job_id] and "terminated (was PENDING)" in r.output
+
+
+A10G_RUN = {"samples_per_second": 96.4, "tokens_per_second": 12345.6, "mfu": 0.4123, "mfu_unavailable": None,
+            "model_tflops_per_second": 51.5, "model_flops_per_token": 4.2e9, "gpu_name": "NVIDIA A10G",
+            "gpu_peak_tflops": 125.0, "gpu_memory_peak_mb": 3072.0}
+
+
+def test_status_shows_the_runs_efficiency_once_its_metrics_are_written(platform, bb):
+    job_id = submit(platform, bb, "--run-name", "mfu-run")
+    assert json.loads(bb("status", job_id, "-o", "json").output)["efficiency"] is None  # no metrics.json yet
+    platform.put_run("mfu-run", {"run_id": "mfu-run", **A10G_RUN})
+    record = json.loads(bb("status", job_id, "-o", "json").output)
+    assert record["efficiency"] == A10G_RUN
+    r = bb("status", job_id)
+    assert r.exit_code == 0, r.output
+    assert ("efficiency: 12,346 tokens/s, 96.4 samples/s, MFU 0.412 (NVIDIA A10G, peak 125 TFLOPS), "
+            "GPU memory peak 3,072 MB") in " ".join(r.output.split())
+
+
+def test_status_says_why_a_run_has_no_mfu(platform, bb):
+    job_id = submit(platform, bb, "--run-name", "cpu-run")
+    platform.put_run("cpu-run", {"run_id": "cpu-run", "samples_per_second": 20.0, "tokens_per_second": 300.0,
+                                 "mfu": None, "mfu_unavailable": "trained on CPU: MFU is measured against a GPU's "
+                                 "tensor peak", "gpu_memory_peak_mb": None})
+    r = bb("status", job_id)
+    assert "efficiency: 300 tokens/s, 20.0 samples/s, MFU - (trained on CPU" in " ".join(r.output.split())
+    assert "GPU memory peak" not in r.output

@@ -35,7 +35,8 @@ def test_watch_succeeded_shows_progress_metrics_and_artifacts(platform, bb):
         emf(**{TRAIN_LOSS.name: 0.43, EVAL_ACCURACY.name: 0.875, EVAL_F1.name: 0.87}),
         progress_line(3, 30, eta=0),
     ])
-    platform.put_run("w1", {"eval_accuracy": 0.9, "train_loss": 0.2})
+    platform.put_run("w1", {"eval_accuracy": 0.9, "train_loss": 0.2, "tokens_per_second": 5000.0, "mfu": 0.35,
+                            "gpu_memory_peak_mb": 2048.0, "gpu_name": "NVIDIA L4"})
     r = bb("watch", job_id, "--poll", "0.01")
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
@@ -45,7 +46,8 @@ def test_watch_succeeded_shows_progress_metrics_and_artifacts(platform, bb):
     assert progress[-1].startswith("epoch 3/3 [####################] 100% step 30/30 loss 0.4321")
     assert "ETA 0:00:00" in progress[-1]
     assert "EvalAccuracy 0.875" in progress[-1] and "EvalF1 0.87" in progress[-1]
-    assert any("final metrics: eval_accuracy 0.9000, train_loss 0.2000" in line for line in lines)
+    assert any("final metrics: eval_accuracy 0.9000, train_loss 0.2000, tokens_per_second 5000, mfu 0.3500, "
+               "gpu_memory_peak_mb 2048" in line for line in lines), r.output
     assert any(f"outputs: s3://{platform.artifacts_bucket}/runs/w1/" in line for line in lines)
     assert any(f"checkpoints: s3://{platform.artifacts_bucket}/checkpoints/w1/" in line for line in lines)
     assert lines[-1].endswith(f"job {job_id} SUCCEEDED")

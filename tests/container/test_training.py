@@ -96,6 +96,9 @@ def test_learns_sst2_and_writes_every_output(tmp_path, capsys, monkeypatch):
     # length-grouped dynamic padding: few computed tokens are padding
     assert 0 <= result.padding_fraction < 0.10  # SST-2 phrases are short: one token is ~8%
     assert result.samples_per_second > 0 and result.tokens_per_second > result.samples_per_second
+    # no MFU on a CPU, and the record says why; the model's FLOPs/s are still there
+    assert (m["mfu"], m["gpu_name"], m["gpu_memory_peak_mb"]) == (None, None, None)
+    assert m["mfu_unavailable"].startswith("trained on CPU") and m["model_tflops_per_second"] > 0
     # checkpoints at 100 and 200, and at 125, the first evaluation (always the best so far); keep-checkpoints
     # defaults to 2
     assert sorted(p.name for p in ckpt.iterdir()) == [step_dir(125), step_dir(200)]
@@ -117,7 +120,8 @@ def test_learns_sst2_and_writes_every_output(tmp_path, capsys, monkeypatch):
     # EMF: every container metric except the GPU ones (no GPU here, and none are faked)
     records = emf_records(stdout)
     names = {mm["Name"] for r in records for mm in r["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
-    assert names == {x.name for x in metrics.CONTAINER_METRICS} - {"GpuUtilization", "GpuMemoryUsed"}
+    assert names == {x.name for x in metrics.CONTAINER_METRICS} - {"GpuUtilization", "GpuMemoryUsed",
+                                                                    "ModelFlopsUtilization"}
     for r in records:
         block = r["_aws"]["CloudWatchMetrics"][0]
         assert block["Namespace"] == "BertBatchTest"

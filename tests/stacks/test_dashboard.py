@@ -103,3 +103,13 @@ def test_dashboard_shows_the_state_of_every_alarm(dev_mon):
     (widget,) = [w for w in dev_mon.dashboard()["widgets"] if w["type"] == "alarm"]
     alarm_ids = {"${" + k + ".Arn}" for k in dev_mon.of_type("AWS::CloudWatch::Alarm")}
     assert set(widget["properties"]["alarms"]) == alarm_ids
+
+
+def test_dashboard_graphs_mfu_of_the_profile_on_a_zero_to_one_axis(dev_mon):
+    (widget,) = [w for w in dev_mon.dashboard()["widgets"]
+                 if any(m[1:2] == [metrics.MODEL_FLOPS_UTILIZATION.name] for m in w["properties"].get("metrics", []))]
+    mfu = [metrics.DEFAULT_NAMESPACE, metrics.MODEL_FLOPS_UTILIZATION.name, metrics.DIMENSION_PROFILE, "dev"]
+    shown = [(m[:4], m[4].get("stat", "Average")) for m in widget["properties"]["metrics"]]
+    assert shown == [(mfu, "Average"), (mfu, "Maximum")]
+    assert widget["properties"]["yAxis"]["left"] == {"min": 0, "max": 1}
+    assert widget["properties"]["title"].startswith("Model FLOPs utilization (MFU")

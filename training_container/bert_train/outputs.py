@@ -64,12 +64,13 @@ def last_step_record(state: TrainState, why: str) -> dict[str, Any]:
 def metrics_record(state: TrainState, *, run_id: str, total_steps: int, steps_per_epoch: int,
                    early_stopping_metric: str, checkpoint_seconds: list[float], checkpoint_blocking_seconds: float,
                    resumed_from_step: int | None, global_batch_size: int, world_size: int,
-                   precision: str, published: dict[str, Any], task: Task, details: dict[str, Any]
-                   ) -> dict[str, Any]:
+                   precision: str, published: dict[str, Any], task: Task, details: dict[str, Any],
+                   efficiency: dict[str, Any]) -> dict[str, Any]:
     """The final metrics of a finished run: the published model's evaluation (`published`, from
     `published_record`: every metric of the problem type, None without --eval) and its details
     (per class, confusion matrix, thresholds), the best one, throughput and checkpoint cost, and
-    the per-evaluation history (the last evaluation among them)."""
+    the per-evaluation history (the last evaluation among them). `efficiency` holds MFU and the GPU
+    memory peak (bertbatch_contract.efficiency.RECORD_KEYS; empty when not measured)."""
     final = next((dict(h) for h in state.history if h["step"] == published["step"]), {})
     return {
         "run_id": run_id,
@@ -87,6 +88,7 @@ def metrics_record(state: TrainState, *, run_id: str, total_steps: int, steps_pe
         "train_loss": state.loss_sum / state.step if state.step else None,
         "samples_per_second": state.samples_per_second,
         "tokens_per_second": state.tokens_per_second,
+        **efficiency,
         "padding_fraction": state.padding_fraction,
         "train_seconds": state.train_seconds,
         "checkpoint_seconds": checkpoint_seconds,

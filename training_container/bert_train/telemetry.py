@@ -129,11 +129,17 @@ class Telemetry:
 
 def gpu_metrics(device: torch.device) -> dict[str, float]:
     """GPU utilization and peak memory of this process's device; empty on CPU (never faked)."""
-    if device.type != "cuda":
+    memory = memory_peak_mb(device)
+    if memory is None:
         return {}
-    out = {metrics.GPU_MEMORY_USED.name: torch.cuda.max_memory_allocated(device) / 2**20}
+    out = {metrics.GPU_MEMORY_USED.name: memory}
     try:
         out[metrics.GPU_UTILIZATION.name] = float(torch.cuda.utilization(device))
     except Exception:  # NVML missing or not permitted: report memory only
         pass
     return out
+
+
+def memory_peak_mb(device: torch.device) -> float | None:
+    """Peak GPU memory allocated by this process on `device`, MB; None on a CPU."""
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None

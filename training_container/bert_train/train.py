@@ -49,6 +49,7 @@ from . import checkpoint as ckpt
 from . import cost, data, dropout, fsx, inputs_store, long_text, modeling, outputs, storage, tasks, vocab_rows
 from .batches import MemoryBatches, StepBatch, StoreBatches, prefetched
 from .config import BadInput, Cadence, Locations, TrainConfig, resolve_cadence, resolve_locations, validate
+from .efficiency import EfficiencyMeter
 from .errors import Diverged, StoreUnavailable
 from .evaluation import evaluate, record_evaluation
 from .retries import Waits
@@ -152,6 +153,7 @@ class Training:
     checkpoint_uri: str
     tracker: Tracker = field(default_factory=lambda: Tracker(None, run_id=""))  # MLflow, when configured
     cost: cost.CostMeter = field(default_factory=cost.CostMeter)  # off unless a cost cap is set
+    mfu: EfficiencyMeter | None = None  # the model's FLOPs against its GPUs' peak (None: none reported)
 
     def is_eval_step(self, step: int) -> bool:
         """Every --eval-steps steps (default: each epoch end), and the last step."""
@@ -384,6 +386,7 @@ def prepare(config: TrainConfig, loc: Locations, d: Dist) -> Training:
         telemetry=Telemetry(enabled=d.is_main, namespace=loc.namespace, profile=loc.profile, run_id=loc.run_id,
                             local_output_dir=None if storage.is_s3(loc.output_uri) else loc.output_uri),
         work_dir=work_dir, checkpoint_uri=checkpoint_uri,
+        mfu=EfficiencyMeter.for_run(model, d.device, d.world_size, precision),
     )
 
 
@@ -694,6 +697,7 @@ def report_progress(t: Training, state: TrainState, epoch: int, window: Window, 
         metrics.SAMPLES_PER_SECOND.name: samples_per_s,
         metrics.TOKENS_PER_SECOND.name: window.tokens / window.seconds,
         **gpu_metrics(t.d.device),
+        **(t.mfu.window_metrics(window.tokens, window.samples, window.seconds) if t.mfu else {}),
     })
     t.tracker.log_metrics(state.step, {"train_loss": window.loss / window.steps, "samples_per_second": samples_per_s,
                                        "tokens_per_second": window.tokens / window.seconds,
@@ -799,6 +803,7 @@ def finish(t: Training, state: TrainState, checkpoints: Checkpointer, resumed_fr
         checkpoint_blocking_seconds=checkpoints.blocked, resumed_from_step=resumed_from,
         global_batch_size=plan.global_batch, world_size=d.world_size, precision=t.precision, published=published,
         task=t.inputs.task, details=report.details if report is not None else {},
+        efficiency=t.mfu.record(state) if t.mfu is not None else {},
     )
     result.metrics["truncated_rows"] = t.inputs.truncated_rows()
     result.metrics["compile"] = {"mode": config.compile, "enabled": t.compiled,
