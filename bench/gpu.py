@@ -18,7 +18,8 @@ benchmark's figures it reports peak GPU memory and model FLOPs utilisation (MFU)
 GPU's dense bf16 tensor peak, and `per_gpu`: the GPU's name and the container's tokens/s on it.
 
 `--record RESULT.json` writes that measurement into bertbatch/data/gpu_throughput.json (or
-`--table FILE`): the device name is mapped to the table's GPU class (`GPU_CLASSES`, or
+`--table FILE`): the device name is mapped to the table's GPU class
+(`bertbatch_contract.efficiency.GPU_CLASSES`, or
 `--gpu-class`), and that entry gets the container's computed tokens/s (padding included: what
 `bertbatch estimate` divides computed tokens by), "derived_estimate": false and "source" (the
 result file and its date). The other entries stay estimates.
@@ -26,7 +27,8 @@ result file and its date). The other entries stay estimates.
 MFU counts the model's useful FLOPs only (non-padding tokens): per trained sample,
 6 x non-embedding parameters x tokens for the dense layers and 12 x layers x hidden x length^2
 for attention (forward + backward), with length = the run's mean real tokens per sample. The
-peak comes from `DENSE_BF16_TFLOPS` (NVIDIA datasheets, without sparsity), or `--peak-tflops`.
+peak comes from `bertbatch_contract.efficiency.PEAK_TFLOPS` (NVIDIA datasheets, without sparsity;
+the table the trainer's own MFU uses), or `--peak-tflops`.
 Nothing is downloaded: random-init BERT-base from its config, SST-2 and the vocab from
 ../shared/data when present, else the repo sample. The JSON goes to bench/results/gpu-<gpu>.json.
 """
@@ -42,50 +44,22 @@ import tempfile
 import time
 from pathlib import Path
 
+from bertbatch_contract import efficiency
+
 from . import common, throughput
 
-# Dense (no sparsity) bf16 tensor-core peak, TFLOPS, by a substring of torch.cuda.get_device_name().
-# More specific names first.
-DENSE_BF16_TFLOPS = (
-    ("H100 PCIe", 756.0),
-    ("H100 NVL", 835.0),
-    ("H200", 989.4),
-    ("H100", 989.4),  # SXM
-    ("A100", 312.0),
-    ("L40S", 362.0),
-    ("L4", 121.0),
-    ("A10G", 125.0),  # AWS publishes no figure for its A10 variant; the A10 datasheet's
-    ("A10", 125.0),
-)
-# torch.cuda.get_device_name() -> the GPU class of bertbatch/data/gpu_throughput.json, for the
-# parts the price table's instances carry: g5 A10G, g6 L4, g6e L40S, p4d A100 SXM4 40GB, p5 H100
-# SXM (HBM3), p5e/p5en H200 SXM. Other variants (H100 PCIe or NVL, A100 PCIe, H200 NVL) differ in
-# clocks, power or memory and map to none: pass --gpu-class to record one anyway.
-GPU_CLASSES = (
-    (re.compile(r"\bA10G\b"), "A10G"),
-    (re.compile(r"\bL40S\b"), "L40S"),
-    (re.compile(r"\bL4\b"), "L4"),
-    (re.compile(r"\bA100-SXM4-40GB\b"), "A100"),
-    (re.compile(r"\bH100 80GB HBM3\b"), "H100"),
-    (re.compile(r"\bH200\b(?! NVL)"), "H200"),
-)
 TABLE = common.REPO / "bertbatch" / "data" / "gpu_throughput.json"
 BERT_BASE = {"layers": 12, "hidden": 768, "intermediate": 3072}
 TIME_BUDGET_SECONDS = 9 * 60  # the whole script, start-up included: one 10-minute device call
 
 
 def peak_tflops(device_name: str) -> float | None:
-    for key, value in DENSE_BF16_TFLOPS:
-        if key.lower() in device_name.lower():
-            return value
-    return None
+    """The GPU's dense bf16 peak: the contract's table, the one the trainer's MFU uses."""
+    return efficiency.peak_tflops(device_name, efficiency.BF16)
 
 
 def gpu_class(device_name: str) -> str | None:
-    for pattern, name in GPU_CLASSES:
-        if pattern.search(device_name):
-            return name
-    return None
+    return efficiency.GPU_CLASSES.get(device_name)
 
 
 def per_gpu(r: dict) -> dict:
@@ -113,9 +87,9 @@ def non_embedding_parameters(layers: int, hidden: int, intermediate: int) -> int
 
 
 def training_flops_per_sample(mean_tokens: float, layers: int, hidden: int, intermediate: int) -> float:
-    dense = 6 * non_embedding_parameters(layers, hidden, intermediate) * mean_tokens
-    attention = 12 * layers * hidden * mean_tokens**2  # QK^T and AV, forward (4) + backward (8)
-    return dense + attention
+    """The contract's FLOPs per token (`efficiency.flops_per_token`) times the tokens of a sample."""
+    shape = efficiency.ModelShape(non_embedding_parameters(layers, hidden, intermediate), layers, hidden)
+    return efficiency.flops_per_token(shape, mean_tokens) * mean_tokens
 
 
 def add_utilisation(side: dict, shape: dict, peak: float | None) -> None:
