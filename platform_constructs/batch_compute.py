@@ -54,7 +54,10 @@ def ecs_settings_script(stop_timeout_seconds: int) -> ec2.UserData:
     """ECS agent settings: Spot notices become SIGTERM (draining), a stop timeout long enough to
     write a checkpoint, and awslogs through the execution role. Task metrics and Docker health
     checks are off: Batch jobs use neither, and with both off the agent opens no telemetry
-    session, so an isolated VPC needs no ecs-telemetry endpoint (network.JOB_HOST_ENDPOINTS)."""
+    session, so an isolated VPC needs no ecs-telemetry endpoint (network.JOB_HOST_ENDPOINTS).
+    The multi-GB training image is pulled once per host: `prefer-cached` starts later jobs from
+    the cached copy. The image asset's tag is its content hash, so a cached tag is never stale; a
+    prebuilt `training.image_uri` needs a new tag per build for the same reason."""
     script = ec2.UserData.for_linux()
     script.add_commands(
         f"cat >> {ECS_CONFIG_FILE} <<'EOF'",
@@ -63,6 +66,7 @@ def ecs_settings_script(stop_timeout_seconds: int) -> ec2.UserData:
         "ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE=true",
         "ECS_DISABLE_METRICS=true",
         "ECS_DISABLE_DOCKER_HEALTH_CHECK=true",
+        "ECS_IMAGE_PULL_BEHAVIOR=prefer-cached",
         "EOF",
     )
     return script

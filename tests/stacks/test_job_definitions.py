@@ -19,6 +19,7 @@ from tests.stacks.conftest import (
     container_value,
     environment_of,
     every,
+    in_container,
     job_definition_value,
     no_env_var,
     one,
@@ -51,6 +52,17 @@ def test_single_node_resources_from_config(dev_training, dev):
 def test_shared_memory_for_data_loaders(dev_training, dev, container):
     container_has(dev_training, container, {"LinuxParameters": {
         "SharedMemorySize": dev.config.training.shared_memory_mib}})
+
+
+@pytest.mark.parametrize("synth_template", ["dev_training", "prod_training", "variant_training"])
+def test_every_job_definition_sizes_dev_shm(request, synth_template):
+    """Docker's 64 MiB /dev/shm stalls DataLoader workers and NCCL's intra-node transport: every
+    job definition sizes it, the multi-node one with EFA devices too (variant)."""
+    template = request.getfixturevalue(synth_template)
+    sized = {"LinuxParameters": Match.object_like({"SharedMemorySize": Match.any_value()})}
+    for logical_id in template.find_resources(JOB_DEFINITION):
+        kind = MULTI_NODE if logical_id.startswith(MULTI_NODE) else SINGLE
+        one_has(template, JOB_DEFINITION, logical_id, in_container(kind, sized))
 
 
 @pytest.mark.parametrize("container", [SINGLE, MULTI_NODE])

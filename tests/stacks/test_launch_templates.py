@@ -89,6 +89,15 @@ def test_user_data_configures_the_ecs_agent(dev_training, dev, lt):
     assert f"ECS_CONTAINER_STOP_TIMEOUT={dev.config.training.container_stop_timeout_seconds}s" in text
 
 
+@pytest.mark.parametrize("synth_template", ["dev_training", "variant_training"])
+def test_every_host_starts_jobs_from_the_image_it_already_pulled(request, synth_template):
+    """The training image is several GB: a host pulls it once, not for every job (the variant
+    adds the reserved-capacity launch templates)."""
+    template = request.getfixturevalue(synth_template)
+    for logical_id in template.find_resources(LAUNCH_TEMPLATE):
+        assert "\nECS_IMAGE_PULL_BEHAVIOR=prefer-cached\n" in user_data(template, logical_id), logical_id
+
+
 @pytest.mark.parametrize("lt", ["ComputeGpuLaunchTemplate", "ComputeMultiNodeLaunchTemplate"])
 def test_user_data_installs_lustre_and_mounts_fsx(variant_training, lt):
     text = user_data(variant_training, lt)
