@@ -213,7 +213,7 @@ class TrainingStack(Stack):
                 memory_mib=t.multinode_memory_mib_per_node,
             ),
             nodes=t.multinode_nodes,
-            efa=t.efa,
+            efa_interfaces=t.multinode_efa_interfaces(),
             shared_memory_mib=t.shared_memory_mib,
             retry_attempts=t.retry_attempts,
             timeout_minutes=t.timeout_minutes,

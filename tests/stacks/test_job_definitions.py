@@ -306,15 +306,25 @@ def test_without_fsx_only_the_instance_file_volume_and_data_from_s3(dev_training
     assert text_of(environment_of(dev_training, container)[job.ENV_DATA_URI]) == "s3://<ref>/datasets"
 
 
-def test_efa_device_and_provider_in_the_multi_node_container(variant_training):
-    device = "/dev/infiniband/uverbs0"
+def test_an_efa_device_per_interface_and_the_efa_environment_in_the_multi_node_container(variant_training):
+    """p4d.24xlarge: four EFA interfaces, so four verbs devices; libfabric uses only EFA."""
+    devices = [f"/dev/infiniband/uverbs{card}" for card in range(4)]
     permissions = Capture()
     container_has(variant_training, MULTI_NODE, {
-        "LinuxParameters": {"Devices": [{"HostPath": device, "ContainerPath": device, "Permissions": permissions}]},
+        "LinuxParameters": {"Devices": Match.exact([
+            {"HostPath": device, "ContainerPath": device, "Permissions": permissions} for device in devices])},
         "Environment": Match.array_with([{"Name": "FI_PROVIDER", "Value": "efa"}]),
     })
     # case-insensitive in Batch
-    assert sorted(p.upper() for p in permissions.as_array()) == ["MKNOD", "READ", "WRITE"]
+    assert all(sorted(p.upper() for p in value) == ["MKNOD", "READ", "WRITE"]
+               for value in every(permissions, Capture.as_array))
+
+
+def test_without_efa_no_device_and_no_efa_environment(dev_training):
+    container_has(dev_training, MULTI_NODE, {
+        "LinuxParameters": {"Devices": Match.absent()},
+        "Environment": no_env_var("FI_PROVIDER"),
+    })
 
 
 def test_prebuilt_image_is_used_as_is(variant_training):

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from aws_cdk.assertions import Match
+from aws_cdk.assertions import Capture, Match
 
 from bert_train import cost
 from bertbatch_contract import job
@@ -212,9 +212,20 @@ def test_without_fsx_no_lustre_part_in_user_data(dev_training, lt):
     assert text.count("Content-Type: text/x-shellscript") == 2  # ECS settings, instance file
 
 
-def test_efa_interface_on_the_multi_node_launch_template(variant_training):
-    _launch_template_has(variant_training, "ComputeMultiNodeLaunchTemplate", {"NetworkInterfaces": [
-        {"InterfaceType": "efa", "DeviceIndex": 0, "Groups": [Match.any_value()]}]})
+def test_efa_interface_on_every_network_card_of_the_multi_node_launch_template(variant_training):
+    """p4d.24xlarge has four network cards: the primary EFA (with ENA: the host's IP address and
+    security group) on card 0, an EFA-only interface on each of the other three."""
+    group = Capture()
+    _launch_template_has(variant_training, "ComputeMultiNodeLaunchTemplate", {"NetworkInterfaces": Match.exact([
+        {"NetworkCardIndex": 0, "DeviceIndex": 0, "InterfaceType": "efa", "Groups": [group],
+         "DeleteOnTermination": True},
+        *({"NetworkCardIndex": card, "DeviceIndex": 0, "InterfaceType": "efa-only", "Groups": [group],
+           "DeleteOnTermination": True} for card in (1, 2, 3)),
+    ])})
     # With interfaces in the launch template, the security group lives there only.
     compute_resources_has(variant_training, "ComputeMultiNode", {"SecurityGroupIds": Match.absent()})
     _launch_template_has(variant_training, "ComputeGpuLaunchTemplate", {"NetworkInterfaces": Match.absent()})
+
+
+def test_without_efa_the_multi_node_launch_template_has_the_default_interface(dev_training):
+    _launch_template_has(dev_training, "ComputeMultiNodeLaunchTemplate", {"NetworkInterfaces": Match.absent()})
