@@ -23,8 +23,9 @@ EFA_INTERFACES: dict[str, int] = {
     "p5.48xlarge": 32, "p5e.48xlarge": 32, "p5en.48xlarge": 16,
 }
 VERBS_DEVICE = "/dev/infiniband/uverbs{}"
-# libfabric picks EFA only: a host without it fails the job at start instead of using TCP.
-EFA_ENVIRONMENT = {"FI_PROVIDER": "efa"}
+# libfabric uses EFA only, and NCCL only the aws-ofi-nccl network (the name the image's plugin
+# registers): a job whose host or image lacks EFA fails at start instead of running over TCP.
+EFA_ENVIRONMENT = {"FI_PROVIDER": "efa", "NCCL_NET": "AWS Libfabric"}
 
 
 def instance_family(instance_type: str) -> str:

@@ -17,6 +17,7 @@ from tests.stacks.conftest import (
     SINGLE,
     container_has,
     container_value,
+    env_var,
     environment_of,
     every,
     in_container,
@@ -315,6 +316,8 @@ def test_an_efa_device_per_interface_and_the_efa_environment_in_the_multi_node_c
             {"HostPath": device, "ContainerPath": device, "Permissions": permissions} for device in devices])},
         "Environment": Match.array_with([{"Name": "FI_PROVIDER", "Value": "efa"}]),
     })
+    # NCCL must use the aws-ofi-nccl network: a job whose plugin did not load fails, not TCP.
+    container_has(variant_training, MULTI_NODE, {"Environment": env_var("NCCL_NET", "AWS Libfabric")})
     # case-insensitive in Batch
     assert all(sorted(p.upper() for p in value) == ["MKNOD", "READ", "WRITE"]
                for value in every(permissions, Capture.as_array))
@@ -325,6 +328,7 @@ def test_without_efa_no_device_and_no_efa_environment(dev_training):
         "LinuxParameters": {"Devices": Match.absent()},
         "Environment": no_env_var("FI_PROVIDER"),
     })
+    container_has(dev_training, MULTI_NODE, {"Environment": no_env_var("NCCL_NET")})
 
 
 def test_prebuilt_image_is_used_as_is(variant_training):
@@ -332,11 +336,12 @@ def test_prebuilt_image_is_used_as_is(variant_training):
 
 
 def test_job_definitions_set_only_variables_something_reads(dev_training, variant_training):
-    """Each variable is read by the container (bertbatch_contract.job) or, FI_PROVIDER, by libfabric."""
+    """Each variable is read by the container (bertbatch_contract.job), by libfabric (FI_PROVIDER)
+    or by NCCL (NCCL_NET)."""
     read = {
         job.ENV_PROFILE, job.ENV_DATA_URI, job.ENV_ARTIFACTS_URI, job.ENV_CHECKPOINT_URI,
         job.ENV_METRICS_NAMESPACE, job.ENV_CHECKPOINT_EVERY_STEPS, job.ENV_CHECKPOINT_EVERY_MINUTES,
-        job.ENV_FSX_MOUNT, "FI_PROVIDER",
+        job.ENV_FSX_MOUNT, "FI_PROVIDER", "NCCL_NET",
     }
     for template in (dev_training, variant_training):
         for container in (SINGLE, MULTI_NODE):
