@@ -236,6 +236,19 @@ def test_entrypoint_launch_shapes():
                      "--master_port 29500 -m bert_train --train s3://d/t.tsv")
 
 
+@pytest.mark.skipif(Path("/dev/infiniband").exists(), reason="this machine has verbs devices")
+def test_an_efa_job_on_a_host_without_efa_stops_with_one_line():
+    """The EFA job definition sets FI_PROVIDER=efa; a host without the verbs devices would fail at
+    NCCL's first collective with a long trace: the entrypoint says what is wrong before launching."""
+    env = {**subprocess_env(), "BERT_TRAIN_DRY_RUN": "1", "FI_PROVIDER": "efa", "NPROC_PER_NODE": "8",
+           job.ENV_BATCH_NUM_NODES: "2", job.ENV_BATCH_NODE_INDEX: "1", job.ENV_BATCH_MAIN_NODE_ADDR: "10.0.3.7"}
+    proc = subprocess.run(["bash", str(ENTRYPOINT), "--train", "s3://d/t.tsv"], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert (proc.returncode, proc.stdout) == (job.EXIT_BAD_INPUT, "")
+    assert proc.stderr == ("bert-train-entrypoint: error: FI_PROVIDER=efa but no EFA device in /dev/infiniband: "
+                           "this host has no EFA interface (training.efa with an instance type without EFA?)\n")
+
+
 @pytest.mark.slow
 def test_entrypoint_sigterm_through_torchrun_exits_75(small_data, tmp_path):
     """Batch sends SIGTERM to PID 1 (the entrypoint): both ranks checkpoint, exit code is 75."""
