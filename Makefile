@@ -23,7 +23,7 @@ CDK := $(abspath node_modules/.bin/cdk)
 # instance profile's credentials included.)
 NO_AWS := env $$(env | grep -o '^AWS_[A-Z0-9_]*' | sed 's/^/-u /') AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help install quickstart synth check scan actionlint test lint image-lock base-image-digest deploy-tools bootstrap deploy diff destroy prices bench clean
+.PHONY: help install quickstart synth check scan actionlint test lint image-lock base-image-digest efa-installer-sha256 deploy-tools bootstrap deploy diff destroy prices bench clean
 
 help:
 	@echo "make synth    synthesize every stack offline, gate on cdk-nag and cfn-lint (PROFILE=$(PROFILE))"
@@ -34,6 +34,7 @@ help:
 	@echo "make lint     make scan plus hadolint on the Dockerfile"
 	@echo "make image-lock   regenerate training_container/requirements.lock (hashes) from requirements.txt (needs PyPI)"
 	@echo "make base-image-digest   resolve the training image's base tag to its digest (needs docker buildx and Docker Hub)"
+	@echo "make efa-installer-sha256   record the sha256 of the pinned AWS EFA installer archive (needs curl and the internet)"
 	@echo "make bootstrap   CDK bootstrap of the target account and region, once before the first deploy (needs AWS credentials)"
 	@echo "make diff | deploy | destroy   CDK CLI against a real account (needs AWS credentials)"
 	@echo "make prices   refresh bertbatch/data/prices.json from the AWS Price List API and Spot price history (needs AWS credentials)"
@@ -128,6 +129,16 @@ base-image-digest:
 	@digest=$$(docker buildx imagetools inspect "$(BASE_IMAGE_TAG)" --format '{{json .Manifest.Digest}}' | tr -d '"') && \
 	case "$$digest" in sha256:*) ;; *) echo "no digest for $(BASE_IMAGE_TAG): $$digest" >&2; exit 1;; esac && \
 	echo "$$digest" > training_container/base-image.digest && echo "$(BASE_IMAGE_TAG)@$$digest"
+
+# The EFA installer the image installs (training_container/Dockerfile's EFA_INSTALLER_VERSION).
+EFA_INSTALLER_VERSION := 1.51.0
+EFA_INSTALLER_URL := https://efa-installer.amazonaws.com/aws-efa-installer-$(EFA_INSTALLER_VERSION).tar.gz
+
+efa-installer-sha256:
+	@tmp=$$(mktemp) && trap 'rm -f "$$tmp"' EXIT && curl -fsSL -o "$$tmp" "$(EFA_INSTALLER_URL)" && \
+	sum=$$(sha256sum "$$tmp" | cut -d' ' -f1) && \
+	{ echo "# sha256 of aws-efa-installer-$(EFA_INSTALLER_VERSION).tar.gz (make efa-installer-sha256)"; \
+	  echo "$$sum"; } > training_container/efa-installer.sha256 && echo "$(EFA_INSTALLER_URL) $$sum"
 
 # CDK bootstrap, once per account and region before the first deploy: the CDKToolkit stack
 # (asset bucket, image repository, deploy roles) with the pinned CLI and the venv's Python and

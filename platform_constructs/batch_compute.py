@@ -2,7 +2,8 @@
 
 - GPU Spot and GPU On-Demand environments over the same instance types, any AZ;
 - a multi-node On-Demand environment in one AZ and a cluster placement group (Batch does not
-  run multi-node parallel jobs on Spot), optionally with an EFA interface;
+  run multi-node parallel jobs on Spot), optionally with an EFA interface on every network
+  card (platform_constructs/efa.py);
 - queues `spot-first` [Spot, On-Demand], `on-demand` [On-Demand], `multi-node` [Multi-node].
   The spot-first queue cancels a job that waits RUNNABLE for Spot capacity longer than
   `capacity_wait_minutes`; the fallback handler then resubmits it to `on-demand`. Every queue
@@ -30,6 +31,7 @@ from constructs import Construct
 from bertbatch_contract import job
 from bertbatch_contract.discovery import ComputeCapacity
 from bertbatch_contract.naming import Naming
+from platform_constructs.efa import network_interfaces
 from platform_constructs.lustre import MOUNT_PATH, LinkedLustre
 from platform_constructs.training_iam import compute_environment_name
 
@@ -54,7 +56,10 @@ def ecs_settings_script(stop_timeout_seconds: int) -> ec2.UserData:
     """ECS agent settings: Spot notices become SIGTERM (draining), a stop timeout long enough to
     write a checkpoint, and awslogs through the execution role. Task metrics and Docker health
     checks are off: Batch jobs use neither, and with both off the agent opens no telemetry
-    session, so an isolated VPC needs no ecs-telemetry endpoint (network.JOB_HOST_ENDPOINTS)."""
+    session, so an isolated VPC needs no ecs-telemetry endpoint (network.JOB_HOST_ENDPOINTS).
+    The multi-GB training image is pulled once per host: `prefer-cached` starts later jobs from
+    the cached copy. The image asset's tag is its content hash, so a cached tag is never stale; a
+    prebuilt `training.image_uri` needs a new tag per build for the same reason."""
     script = ec2.UserData.for_linux()
     script.add_commands(
         f"cat >> {ECS_CONFIG_FILE} <<'EOF'",
@@ -63,6 +68,7 @@ def ecs_settings_script(stop_timeout_seconds: int) -> ec2.UserData:
         "ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE=true",
         "ECS_DISABLE_METRICS=true",
         "ECS_DISABLE_DOCKER_HEALTH_CHECK=true",
+        "ECS_IMAGE_PULL_BEHAVIOR=prefer-cached",
         "EOF",
     )
     return script
@@ -170,7 +176,7 @@ class GpuComputeSettings:
     on_demand_capacity_wait_minutes: int
     container_stop_timeout_seconds: int
     root_volume_gib: int
-    efa: bool
+    efa_interfaces: int  # per multi-node host, one per network card; 0: no EFA
 
 
 class GpuCompute(Construct):
@@ -203,8 +209,8 @@ class GpuCompute(Construct):
             batch_user_data(stop_timeout_seconds=settings.container_stop_timeout_seconds, lustre=lustre),
             root_volume_gib=settings.root_volume_gib,
         )
-        if settings.efa:
-            self._add_efa_interface(security_group)
+        if settings.efa_interfaces:
+            self._add_efa_interfaces(security_group, settings.efa_interfaces)
         common: dict[str, Any] = dict(
             vpc=vpc,
             images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023_NVIDIA)],
@@ -218,7 +224,7 @@ class GpuCompute(Construct):
             "multi-node": self._multi_node_environment(naming, settings, multinode_subnet, common=common),
         }
         self._pin_launch_templates_and_service_role()
-        if settings.efa:
+        if settings.efa_interfaces:
             cfn_of(self.environments["multi-node"]).add_property_deletion_override("ComputeResources.SecurityGroupIds")
         self.queues = self._queues(
             naming,
@@ -246,18 +252,11 @@ class GpuCompute(Construct):
             ),
         }
 
-    def _add_efa_interface(self, security_group: ec2.ISecurityGroup) -> None:
-        """One EFA interface as the primary network interface. With interfaces in the launch
+    def _add_efa_interfaces(self, security_group: ec2.ISecurityGroup, count: int) -> None:
+        """An EFA interface on each of the `count` network cards. With interfaces in the launch
         template, the security group goes there and not on the compute environment."""
         cfn_of(self.launch_templates["multi-node"]).add_property_override(
-            "LaunchTemplateData.NetworkInterfaces",
-            [{
-                "DeviceIndex": 0,
-                "NetworkCardIndex": 0,
-                "InterfaceType": "efa",
-                "Groups": [security_group.security_group_id],
-                "DeleteOnTermination": True,
-            }],
+            "LaunchTemplateData.NetworkInterfaces", network_interfaces(count, security_group.security_group_id)
         )
 
     def _gpu_environments(self, naming: Naming, settings: GpuComputeSettings, compute_subnets: ec2.SubnetSelection,

@@ -27,6 +27,7 @@ from constructs import Construct
 
 from bertbatch_contract import hyperparameters, job, layout, prediction
 from bertbatch_contract.naming import Naming
+from platform_constructs.efa import EFA_ENVIRONMENT, verbs_devices
 from platform_constructs.lustre import MOUNT_PATH
 
 SINGLE = "bert-finetune"
@@ -41,7 +42,6 @@ NOFILE_LIMIT = 65536
 # One node range with an open upper bound: SubmitJob's `nodeOverrides.numNodes` (what
 # `bertbatch submit --nodes N` sends) is only allowed for such a range.
 OPEN_NODE_RANGE = "0:"
-EFA_DEVICE = "/dev/infiniband/uverbs0"
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,12 @@ def predict_parameters_without_default() -> list[str]:
     """The `bert-predict` parameters a submit must always set (the model, the input, and the
     optional output and shard count, whose defaults live in the container, not in Batch)."""
     return [parameter for parameter in prediction.JOB_PARAMETERS if parameter not in predict_parameter_defaults()]
+
+
+def efa_device(path: str) -> batch.Device:
+    """A host's EFA verbs device in the container, as the EFA provider opens it."""
+    permissions = [batch.DevicePermission.READ, batch.DevicePermission.WRITE, batch.DevicePermission.MKNOD]
+    return batch.Device(host_path=path, container_path=path, permissions=permissions)
 
 
 def instance_info_volume() -> batch.EcsVolume:
@@ -125,14 +131,15 @@ class TrainingJobDefinitions(Construct):
         single_node: ContainerResources,
         per_node: ContainerResources,
         nodes: int,
-        efa: bool,
+        efa_interfaces: int,
         shared_memory_mib: int,
         retry_attempts: int,
         timeout_minutes: int,
         predict_timeout_minutes: int,
     ) -> None:
         """`single_node`: the `bert-finetune` container; `per_node`: each of the `nodes`
-        containers of `bert-finetune-multinode` (with an EFA device when `efa`); `bert-predict`
+        containers of `bert-finetune-multinode` (with the verbs device of each of its hosts'
+        `efa_interfaces`, none when 0); `bert-predict`
         asks for one GPU and the vCPUs and memory of `single_node`, and runs as `predict_role`
         (the training ones as `job_role`). `environment` goes to every
         container, `training_environment` (experiment tracking) to the two training ones only."""
@@ -173,7 +180,7 @@ class TrainingJobDefinitions(Construct):
                         stream=MULTI_NODE,
                         command=hyperparameters.job_command(),
                         env=training_env,
-                        efa=efa,
+                        efa_interfaces=efa_interfaces,
                     ),
                 )
             ],
@@ -211,7 +218,7 @@ class TrainingJobDefinitions(Construct):
         stream: str,
         command: list[str],
         env: Mapping[str, str],
-        efa: bool = False,
+        efa_interfaces: int = 0,
         job_role: iam.IRole | None = None,
     ) -> batch.EcsEc2ContainerDefinition:
         """A container of the training image; `job_role` defaults to the training role."""
@@ -219,19 +226,9 @@ class TrainingJobDefinitions(Construct):
             self, f"{construct_id}Linux", shared_memory_size=Size.mebibytes(self._shared_memory_mib)
         )
         env = dict(env)
-        if efa:
-            linux.add_devices(
-                batch.Device(
-                    host_path=EFA_DEVICE,
-                    container_path=EFA_DEVICE,
-                    permissions=[
-                        batch.DevicePermission.READ,
-                        batch.DevicePermission.WRITE,
-                        batch.DevicePermission.MKNOD,
-                    ],
-                )
-            )
-            env["FI_PROVIDER"] = "efa"
+        if efa_interfaces:
+            linux.add_devices(*(efa_device(path) for path in verbs_devices(efa_interfaces)))
+            env.update(EFA_ENVIRONMENT)
         volumes = [instance_info_volume()]
         if self._fsx:
             volumes += [

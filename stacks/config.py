@@ -30,6 +30,7 @@ from pydantic import (
 from bertbatch_contract import discovery, job, teams
 from bertbatch_contract.naming import Naming
 from platform_constructs.batch_compute import GpuComputeSettings
+from platform_constructs.efa import efa_interface_count, efa_problem, mixed_families
 from platform_constructs.logs import LOG_RETENTION_DAYS
 from platform_constructs.network import INTERFACE_ENDPOINT_SERVICES, JOB_HOST_ENDPOINTS
 
@@ -307,7 +308,7 @@ class TrainingConfig(_Model):
             on_demand_capacity_wait_minutes=self.on_demand_capacity_wait_minutes,
             container_stop_timeout_seconds=self.container_stop_timeout_seconds,
             root_volume_gib=self.root_volume_gib,
-            efa=self.efa,
+            efa_interfaces=self.multinode_efa_interfaces(),
         )
 
     @field_validator("reservations")
@@ -327,6 +328,27 @@ class TrainingConfig(_Model):
             if not _INSTANCE_TYPE.fullmatch(t):
                 raise ValueError(f"{t!r} is not an EC2 instance type (e.g. g5.xlarge)")
         return v
+
+    @field_validator("multinode_instance_types")
+    @classmethod
+    def _one_family(cls, v: list[str]) -> list[str]:
+        # One launch template and one job shape for the environment: a job's nodes must match.
+        families = mixed_families(v)
+        if families:
+            raise ValueError(f"mixes instance families {', '.join(families)}: the nodes of one job must be "
+                             "alike, use one family")
+        return v
+
+    @model_validator(mode="after")
+    def _efa_types(self) -> TrainingConfig:
+        problem = efa_problem(self.multinode_instance_types) if self.efa else None
+        if problem:
+            raise _KeyedError("training.multinode_instance_types", self.multinode_instance_types, problem)
+        return self
+
+    def multinode_efa_interfaces(self) -> int:
+        """EFA interfaces of each multi-node host: one per network card, 0 without `efa`."""
+        return efa_interface_count(self.multinode_instance_types) if self.efa else 0
 
 
 class PrepareConfig(_Model):

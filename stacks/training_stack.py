@@ -54,6 +54,8 @@ PACKAGE = "bert-batch"
 IMAGE_VERSION_ARG = "IMAGE_VERSION"  # the Dockerfile's build arg, recorded in every model card
 BASE_IMAGE_DIGEST_ARG = "BASE_IMAGE_DIGEST"  # the Dockerfile's FROM pins the base image to it
 BASE_IMAGE_DIGEST_FILE = "training_container/base-image.digest"  # `make base-image-digest` writes it
+EFA_INSTALLER_SHA256_ARG = "EFA_INSTALLER_SHA256"  # the Dockerfile checks the EFA installer against it
+EFA_INSTALLER_SHA256_FILE = "training_container/efa-installer.sha256"  # `make efa-installer-sha256` writes it
 
 
 def image_version(build_context: Path = REPO_ROOT) -> str:
@@ -70,15 +72,38 @@ def image_version(build_context: Path = REPO_ROOT) -> str:
     return f"{importlib.metadata.version(PACKAGE)}-{fingerprint[:12]}"
 
 
+def recorded_value(repo: Path, file: str) -> str:
+    """The value recorded in `file` beside the Dockerfile ('#' lines are comments), "" if none."""
+    lines = (repo / file).read_text().splitlines()
+    return " ".join(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
 def base_image_digest(repo: Path = REPO_ROOT) -> str:
-    """The base image's digest recorded beside the Dockerfile ('#' lines are comments). Empty
-    until it is resolved: synth goes on, and building the image stops at its FROM."""
-    lines = (repo / BASE_IMAGE_DIGEST_FILE).read_text().splitlines()
-    digest = " ".join(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+    """The base image's digest recorded beside the Dockerfile. Empty until it is resolved:
+    synth goes on, and building the image stops at its FROM."""
+    digest = recorded_value(repo, BASE_IMAGE_DIGEST_FILE)
     if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
         raise ConfigError(f"{BASE_IMAGE_DIGEST_FILE}: {digest!r} is not a sha256:<64 hex> digest "
                          "(make base-image-digest writes it)")
     return digest
+
+
+def efa_installer_sha256(repo: Path = REPO_ROOT) -> str:
+    """The EFA installer archive's sha256 recorded beside the Dockerfile. Empty until it is
+    recorded: the image is then built without the EFA stack."""
+    checksum = recorded_value(repo, EFA_INSTALLER_SHA256_FILE)
+    if checksum and not re.fullmatch(r"[0-9a-f]{64}", checksum):
+        raise ConfigError(f"{EFA_INSTALLER_SHA256_FILE}: {checksum!r} is not a sha256 (64 hex) "
+                          "(make efa-installer-sha256 writes it)")
+    return checksum
+
+
+def require_efa_installer(config: PlatformConfig, checksum: str) -> None:
+    """EFA jobs need the EFA stack in the image built at deploy: say so at synth, not when a
+    job's first collective fails."""
+    if config.training.efa and not checksum:
+        raise ConfigError(f"{EFA_INSTALLER_SHA256_FILE} holds no sha256: training.efa needs the EFA stack in the "
+                          "image: run make efa-installer-sha256 (or set training.image_uri to an image that has it)")
 
 
 class TrainingStack(Stack):
@@ -213,7 +238,7 @@ class TrainingStack(Stack):
                 memory_mib=t.multinode_memory_mib_per_node,
             ),
             nodes=t.multinode_nodes,
-            efa=t.efa,
+            efa_interfaces=t.multinode_efa_interfaces(),
             shared_memory_mib=t.shared_memory_mib,
             retry_attempts=t.retry_attempts,
             timeout_minutes=t.timeout_minutes,
@@ -292,13 +317,16 @@ def training_image(stack: Stack, config: PlatformConfig
     if not digest:  # the build would stop at FROM mid-deploy: say so at synth instead
         raise ConfigError(f"{BASE_IMAGE_DIGEST_FILE} holds no digest: run make base-image-digest "
                           "(or set training.image_uri to a prebuilt image)")
+    efa_sha256 = efa_installer_sha256()
+    require_efa_installer(config, efa_sha256)
     asset = ecr_assets.DockerImageAsset(
         stack,
         "TrainingImage",
         directory=str(REPO_ROOT),
         file=DOCKERFILE,
         platform=ecr_assets.Platform.LINUX_AMD64,
-        build_args={IMAGE_VERSION_ARG: image_version(), BASE_IMAGE_DIGEST_ARG: digest},
+        build_args={IMAGE_VERSION_ARG: image_version(), BASE_IMAGE_DIGEST_ARG: digest,
+                    EFA_INSTALLER_SHA256_ARG: efa_sha256},
     )
     # The asset lands in the CDK bootstrap's container-assets repository, shared by every CDK
     # app of the account and region. ECR grants stop at a repository (no per-image resource

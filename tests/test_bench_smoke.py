@@ -6,9 +6,17 @@ Structure and padding only: no timing assertion (timings belong in bench/results
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+
 import pytest
 
-from tests.conftest import FIXTURES
+from bertbatch_contract.naming import Naming
+from bertbatch_contract.tags import TAG_TEAM
+from platform_constructs.batch_compute import QUEUE_MULTI_NODE
+from platform_constructs.job_definitions import MULTI_NODE, OPEN_NODE_RANGE
+from tests.conftest import FIXTURES, REPO
 
 
 @pytest.mark.slow
@@ -232,3 +240,46 @@ def test_generated_data_has_the_size_asked_for(tmp_path):
 
     rows = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     assert len(rows) == info["rows"] and {r["label"] for r in rows} <= {0, 1}
+
+
+NCCL_SCRIPT = REPO / "bench" / "nccl.sh"
+
+
+def _nccl(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BERT_BATCH_", "AWS_"))}
+    return subprocess.run([str(NCCL_SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.slow
+def test_nccl_script_smoke_mode_sweeps_all_reduce_over_two_cpu_processes():
+    proc = _nccl("--smoke")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [row["bytes"] for row in rows] == [4096 * 2**i for i in range(9)]  # 4 KiB to 1 MiB
+    assert {(row["backend"], row["world_size"]) for row in rows} == {("gloo", 2)}
+    for row in rows:  # two ranks: each link carries the data once (2 x (2-1)/2)
+        algorithm_bandwidth = row["bytes"] / row["seconds"] / 1e9
+        assert row["busbw_gbps"] == pytest.approx(row["algbw_gbps"]) == pytest.approx(algorithm_bandwidth)
+
+
+def test_nccl_script_submits_allreduce_bench_to_the_deployed_multi_node_queue():
+    proc = _nccl("--dry-run", "--profile", "prod", "--nodes", "4", "--team", "nlp")
+    assert proc.returncode == 0, proc.stderr
+    request = json.loads(proc.stdout)
+    naming = Naming(project="bert-batch", profile="prod")
+    assert request["jobQueue"] == naming.resource(QUEUE_MULTI_NODE)
+    assert request["jobDefinition"] == naming.resource(MULTI_NODE)
+    assert request["shareIdentifier"] == "nlp" and request["tags"] == {TAG_TEAM: "nlp"}
+    assert request["nodeOverrides"] == {"numNodes": 4, "nodePropertyOverrides": [
+        {"targetNodes": OPEN_NODE_RANGE, "containerOverrides": {"command": ["allreduce-bench"]}}]}
+    assert request["retryStrategy"] == {"attempts": 1}  # a benchmark is not retried
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--nodes", "1"], "--nodes 1: a bus bandwidth between nodes needs 2 or more"),
+    (["--nodes"], "--nodes needs a value"),
+    (["--bogus"], "unknown argument --bogus (the usage is at the top of bench/nccl.sh)"),
+])
+def test_nccl_script_bad_arguments_are_one_line_and_exit_2(args, message):
+    proc = _nccl("--dry-run", *args)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"bench/nccl.sh: error: {message}\n")

@@ -23,6 +23,13 @@ if [[ "$nnodes" -le 1 && "$nproc" -le 1 ]]; then
 fi
 
 if [[ "$nnodes" -gt 1 ]]; then
+    # An EFA job (the job definition sets FI_PROVIDER=efa) on a host without the verbs devices
+    # would fail at NCCL's first collective: say what is wrong in one line before launching.
+    if [[ "${FI_PROVIDER:-}" == efa ]] && ! compgen -G "/dev/infiniband/uverbs*" >/dev/null; then
+        echo "bert-train-entrypoint: error: FI_PROVIDER=efa but no EFA device in /dev/infiniband:" \
+             "this host has no EFA interface (training.efa with an instance type without EFA?)" >&2
+        exit 2
+    fi
     index="${AWS_BATCH_JOB_NODE_INDEX:?AWS_BATCH_JOB_NODE_INDEX is not set}"
     main_index="${AWS_BATCH_JOB_MAIN_NODE_INDEX:-0}"
     # torchrun's static rendezvous hosts its store on node rank 0: make that the main node.

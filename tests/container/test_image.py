@@ -41,7 +41,11 @@ def test_dockerfile_is_pinned_small_and_non_root():
     text = DOCKERFILE.read_text()
     froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
     assert froms and all(re.match(r"pytorch/pytorch:2\.13\.0-cuda[\d.]+-cudnn\d+-runtime@", f) for f in froms), froms
-    assert "--no-cache-dir" in text and "apt-get" not in text  # nothing to clean up
+    assert "--no-cache-dir" in text
+    # apt only for the EFA stack: no recommended packages, and no package lists left in the layer
+    for run in re.findall(r"^RUN .*?[^\\]$", text, re.M | re.S):
+        if "apt-get install" in run:
+            assert "--no-install-recommends" in run and "rm -rf /tmp/efa /var/lib/apt/lists/*" in run, run
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert re.search(r'^ENTRYPOINT \["/usr/local/bin/bert-train-entrypoint"\]$', text, re.M)
@@ -158,6 +162,32 @@ def test_base_image_is_pinned_by_digest():
     assert re.search(rf"^BASE_IMAGE_TAG := {re.escape(tag)}$", (REPO / "Makefile").read_text(), re.M)
 
 
+def _efa_install() -> str:
+    (run,) = [r for r in re.findall(r"^RUN .*?[^\\]$", DOCKERFILE.read_text(), re.M | re.S) if "efa_installer" in r]
+    return run
+
+
+def test_the_efa_stack_comes_from_the_pinned_installer_checked_against_its_recorded_sum():
+    """libfabric and aws-ofi-nccl for multi-node jobs over EFA: the installer's version is pinned
+    (the same one `make efa-installer-sha256` checksums), its archive is checked before it runs,
+    and without a recorded sum nothing is downloaded."""
+    text, run = DOCKERFILE.read_text(), _efa_install()
+    (version,) = re.findall(r"^ARG EFA_INSTALLER_VERSION=(\d+\.\d+\.\d+)$", text, re.M)
+    assert re.search(rf"^EFA_INSTALLER_VERSION := {re.escape(version)}$", (REPO / "Makefile").read_text(), re.M)
+    assert re.search(r'^ARG EFA_INSTALLER_SHA256=""$', text, re.M)
+    assert run.index('if [[ -z "${EFA_INSTALLER_SHA256}" ]]') < run.index("curl ")
+    assert run.index("sha256sum -c") < run.index("tar -xzf") < run.index("./efa_installer.sh")
+    # in a container: no kernel module (the host's), no limits file (the job's ulimits), no
+    # device check (no device at build time)
+    assert "./efa_installer.sh -y --skip-kmod --skip-limit-conf --no-verify" in run
+
+
+def test_nccl_finds_the_aws_ofi_nccl_plugin_and_libfabric():
+    (paths,) = re.findall(r"^ENV LD_LIBRARY_PATH=(\S+)$", DOCKERFILE.read_text(), re.M)
+    assert paths.split(":") == ["/opt/amazon/ofi-nccl/lib/x86_64-linux-gnu", "/opt/amazon/efa/lib",
+                                "${LD_LIBRARY_PATH}"]
+
+
 def test_python_packages_are_installed_from_a_hashed_lock_of_the_pins():
     text = DOCKERFILE.read_text()
     installs = re.findall(r"pip install ([^\n]*)", text)
@@ -204,6 +234,19 @@ def test_entrypoint_launch_shapes():
     child = _dry_run({**batch, job.ENV_BATCH_NODE_INDEX: "2", job.ENV_BATCH_MAIN_NODE_ADDR: "10.0.3.7"})
     assert child == ("torchrun --nnodes 3 --node_rank 2 --nproc_per_node 8 --master_addr 10.0.3.7 "
                      "--master_port 29500 -m bert_train --train s3://d/t.tsv")
+
+
+@pytest.mark.skipif(Path("/dev/infiniband").exists(), reason="this machine has verbs devices")
+def test_an_efa_job_on_a_host_without_efa_stops_with_one_line():
+    """The EFA job definition sets FI_PROVIDER=efa; a host without the verbs devices would fail at
+    NCCL's first collective with a long trace: the entrypoint says what is wrong before launching."""
+    env = {**subprocess_env(), "BERT_TRAIN_DRY_RUN": "1", "FI_PROVIDER": "efa", "NPROC_PER_NODE": "8",
+           job.ENV_BATCH_NUM_NODES: "2", job.ENV_BATCH_NODE_INDEX: "1", job.ENV_BATCH_MAIN_NODE_ADDR: "10.0.3.7"}
+    proc = subprocess.run(["bash", str(ENTRYPOINT), "--train", "s3://d/t.tsv"], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert (proc.returncode, proc.stdout) == (job.EXIT_BAD_INPUT, "")
+    assert proc.stderr == ("bert-train-entrypoint: error: FI_PROVIDER=efa but no EFA device in /dev/infiniband: "
+                           "this host has no EFA interface (training.efa with an instance type without EFA?)\n")
 
 
 @pytest.mark.slow

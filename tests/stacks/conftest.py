@@ -83,14 +83,16 @@ RESERVATIONS = [
 @pytest.fixture(scope="session")
 def dev_variant() -> Synthesized:
     """One extra synth that every stack's tests share for the non-default branches: FSx on,
-    EFA on, a prebuilt ECR image, a NAT gateway, six interface endpoints (with the three the
-    default leaves out), two teams, two reservations (RESERVATIONS)."""
+    EFA on over p4d.24xlarge (four network cards), a prebuilt ECR image, a NAT gateway, six
+    interface endpoints (with the three the default leaves out), two teams, two reservations
+    (RESERVATIONS)."""
     return synthesize(
         config_for(
             "dev",
             **{
                 "data.fsx.enabled": "true",
                 "training.efa": "true",
+                "training.multinode_instance_types": '["p4d.24xlarge"]',
                 "training.image_uri": PREBUILT_IMAGE,
                 "network.nat_gateways": "1",
                 "network.interface_endpoints": '["ecr.api", "ecr.dkr", "logs", "ecs-telemetry", "sts", "monitoring"]',

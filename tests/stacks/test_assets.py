@@ -17,19 +17,24 @@ from platform_constructs import lambda_asset
 from stacks.training_stack import (
     BASE_IMAGE_DIGEST_ARG,
     DOCKERFILE,
+    EFA_INSTALLER_SHA256_ARG,
     IMAGE_VERSION_ARG,
     PACKAGE,
     REPO_ROOT,
     base_image_digest,
+    efa_installer_sha256,
     image_version,
+    require_efa_installer,
 )
+from tests.stacks.conftest import config_for
 
 FUNCTION = "AWS::Lambda::Function"
 PYTHON = Match.string_like_regexp("^python")
 
 # Everything the training image may be built from (CDK adds the .dockerignore itself).
 IMAGE_CONTEXT_TOPS = {".dockerignore", "bertbatch_contract", "training_container"}
-IMAGE_CONTAINER_FILES = {"Dockerfile", "entrypoint.sh", "requirements.lock", "base-image.digest", "bert_train"}
+IMAGE_CONTAINER_FILES = {"Dockerfile", "entrypoint.sh", "requirements.lock", "base-image.digest",
+                         "efa-installer.sha256", "bert_train"}
 # Big folders of a working copy that must never be walked for the image's fingerprint.
 HEAVY_DIRS = (".venv", "node_modules", "cdk.out", "tests", ".git", "bench", "docs")
 
@@ -69,11 +74,13 @@ def test_training_image_is_built_from_the_repository_root(dev):
     assert source == {"directory": f"asset.{asset.asset_hash}", "dockerFile": DOCKERFILE, "platform": "linux/amd64"}
     # <package version>-<context hash> (the hash itself: see the test below; the tree may change
     # between the session synth and this line, so it is not recomputed here).
-    assert sorted(build_args) == [BASE_IMAGE_DIGEST_ARG, IMAGE_VERSION_ARG]
+    assert sorted(build_args) == [BASE_IMAGE_DIGEST_ARG, EFA_INSTALLER_SHA256_ARG, IMAGE_VERSION_ARG]
     version = re.escape(importlib.metadata.version(PACKAGE))
     assert re.fullmatch(rf"{version}-[0-9a-f]{{12}}", build_args[IMAGE_VERSION_ARG])
     # the Dockerfile's FROM pins the base image to it
     assert build_args[BASE_IMAGE_DIGEST_ARG] == base_image_digest()
+    # the EFA installer's archive is checked against it (empty: the image has no EFA stack)
+    assert build_args[EFA_INSTALLER_SHA256_ARG] == efa_installer_sha256()
     assert (REPO_ROOT / DOCKERFILE).is_file()
     dockerfile = (REPO_ROOT / DOCKERFILE).read_text()
     assert f"ARG {IMAGE_VERSION_ARG}" in dockerfile and f"@${{{BASE_IMAGE_DIGEST_ARG}}}" in dockerfile
@@ -96,6 +103,28 @@ def test_base_image_digest_is_read_from_beside_the_dockerfile(tmp_path):
     with pytest.raises(ValueError, match=r"^training_container/base-image.digest: 'latest' is not a sha256:<64 hex> "
                                          r"digest \(make base-image-digest writes it\)$"):
         base_image_digest(tmp_path)
+
+
+def test_efa_installer_sha256_is_read_from_beside_the_dockerfile(tmp_path):
+    recorded = tmp_path / "training_container" / "efa-installer.sha256"
+    recorded.parent.mkdir()
+    recorded.write_text("# not recorded yet\n")
+    assert efa_installer_sha256(tmp_path) == ""  # the image then has no EFA stack
+    recorded.write_text("# recorded\n" + "0123456789abcdef" * 4 + "\n")
+    assert efa_installer_sha256(tmp_path) == "0123456789abcdef" * 4
+    recorded.write_text("sha256:abc\n")
+    with pytest.raises(ValueError, match=r"^training_container/efa-installer.sha256: 'sha256:abc' is not a "
+                                         r"sha256 \(64 hex\) \(make efa-installer-sha256 writes it\)$"):
+        efa_installer_sha256(tmp_path)
+
+
+def test_efa_on_an_image_built_without_the_efa_stack_stops_at_synth():
+    efa = config_for("dev", **{"training.efa": "true"})
+    with pytest.raises(ValueError, match=r"^training_container/efa-installer.sha256 holds no sha256: training.efa "
+                                         r"needs the EFA stack in the image: run make efa-installer-sha256"):
+        require_efa_installer(efa, "")
+    require_efa_installer(efa, "0123456789abcdef" * 4)
+    require_efa_installer(config_for("dev"), "")  # no EFA: the image may go without it
 
 
 def test_image_version_is_the_package_version_and_a_hash_of_the_build_context(tmp_path):

@@ -67,11 +67,11 @@ def test_on_demand_environment_has_the_same_types(dev_training, dev):
 
 
 def test_multi_node_environment_is_on_demand_in_one_az_with_a_placement_group(prod_training, prod):
-    assert prod.config.training.multinode_instance_types == ["g5.12xlarge", "p4d.24xlarge"]
+    assert prod.config.training.multinode_instance_types == ["g5.12xlarge"]
     pg_id, _ = one(prod_training, "AWS::EC2::PlacementGroup", "ComputeMultiNodePlacementGroup")
     compute_resources_has(prod_training, "ComputeMultiNode", {
         "Type": "EC2",
-        "InstanceTypes": ["g5.12xlarge", "p4d.24xlarge"],
+        "InstanceTypes": ["g5.12xlarge"],
         "Subnets": [Match.any_value()],
         "PlacementGroup": Match.exact({"Fn::GetAtt": [pg_id, "GroupName"]}),
     })

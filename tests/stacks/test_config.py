@@ -96,6 +96,21 @@ def test_string_override_that_looks_like_a_number_stays_a_string():
             {"training.gpu_instance_types": "[]"},
             "config error: training.gpu_instance_types = []: list should have at least 1 item",
         ),
+        (  # the nodes of one job must be alike
+            {"training.multinode_instance_types": '["g5.12xlarge", "p4d.24xlarge"]'},
+            "config error: training.multinode_instance_types = [\"g5.12xlarge\", \"p4d.24xlarge\"]: "
+            "mixes instance families g5, p4d: the nodes of one job must be alike, use one family",
+        ),
+        (
+            {"training.efa": "true", "training.multinode_instance_types": '["g5.2xlarge"]'},
+            "config error: training.multinode_instance_types = [\"g5.2xlarge\"]: g5.2xlarge has no EFA "
+            "(training.efa is true)",
+        ),
+        (  # one launch template for the environment: one interface count
+            {"training.efa": "true", "training.multinode_instance_types": '["g6e.24xlarge", "g6e.48xlarge"]'},
+            "config error: training.multinode_instance_types = [\"g6e.24xlarge\", \"g6e.48xlarge\"]: "
+            "g6e.24xlarge has 2 EFA interfaces and g6e.48xlarge 4: with training.efa, use types with the same count",
+        ),
         (
             {"training.retry_attempts": "11"},
             "config error: training.retry_attempts = 11: input should be less than or equal to 10",

@@ -17,8 +17,10 @@ from tests.stacks.conftest import (
     SINGLE,
     container_has,
     container_value,
+    env_var,
     environment_of,
     every,
+    in_container,
     job_definition_value,
     no_env_var,
     one,
@@ -51,6 +53,17 @@ def test_single_node_resources_from_config(dev_training, dev):
 def test_shared_memory_for_data_loaders(dev_training, dev, container):
     container_has(dev_training, container, {"LinuxParameters": {
         "SharedMemorySize": dev.config.training.shared_memory_mib}})
+
+
+@pytest.mark.parametrize("synth_template", ["dev_training", "prod_training", "variant_training"])
+def test_every_job_definition_sizes_dev_shm(request, synth_template):
+    """Docker's 64 MiB /dev/shm stalls DataLoader workers and NCCL's intra-node transport: every
+    job definition sizes it, the multi-node one with EFA devices too (variant)."""
+    template = request.getfixturevalue(synth_template)
+    sized = {"LinuxParameters": Match.object_like({"SharedMemorySize": Match.any_value()})}
+    for logical_id in template.find_resources(JOB_DEFINITION):
+        kind = MULTI_NODE if logical_id.startswith(MULTI_NODE) else SINGLE
+        one_has(template, JOB_DEFINITION, logical_id, in_container(kind, sized))
 
 
 @pytest.mark.parametrize("container", [SINGLE, MULTI_NODE])
@@ -296,15 +309,28 @@ def test_without_fsx_only_the_instance_file_volume_and_data_from_s3(dev_training
     assert text_of(environment_of(dev_training, container)[job.ENV_DATA_URI]) == "s3://<ref>/datasets"
 
 
-def test_efa_device_and_provider_in_the_multi_node_container(variant_training):
-    device = "/dev/infiniband/uverbs0"
+def test_an_efa_device_per_interface_and_the_efa_environment_in_the_multi_node_container(variant_training):
+    """p4d.24xlarge: four EFA interfaces, so four verbs devices; libfabric uses only EFA."""
+    devices = [f"/dev/infiniband/uverbs{card}" for card in range(4)]
     permissions = Capture()
     container_has(variant_training, MULTI_NODE, {
-        "LinuxParameters": {"Devices": [{"HostPath": device, "ContainerPath": device, "Permissions": permissions}]},
+        "LinuxParameters": {"Devices": Match.exact([
+            {"HostPath": device, "ContainerPath": device, "Permissions": permissions} for device in devices])},
         "Environment": Match.array_with([{"Name": "FI_PROVIDER", "Value": "efa"}]),
     })
+    # NCCL must use the aws-ofi-nccl network: a job whose plugin did not load fails, not TCP.
+    container_has(variant_training, MULTI_NODE, {"Environment": env_var("NCCL_NET", "AWS Libfabric")})
     # case-insensitive in Batch
-    assert sorted(p.upper() for p in permissions.as_array()) == ["MKNOD", "READ", "WRITE"]
+    assert all(sorted(p.upper() for p in value) == ["MKNOD", "READ", "WRITE"]
+               for value in every(permissions, Capture.as_array))
+
+
+def test_without_efa_no_device_and_no_efa_environment(dev_training):
+    container_has(dev_training, MULTI_NODE, {
+        "LinuxParameters": {"Devices": Match.absent()},
+        "Environment": no_env_var("FI_PROVIDER"),
+    })
+    container_has(dev_training, MULTI_NODE, {"Environment": no_env_var("NCCL_NET")})
 
 
 def test_prebuilt_image_is_used_as_is(variant_training):
@@ -312,11 +338,12 @@ def test_prebuilt_image_is_used_as_is(variant_training):
 
 
 def test_job_definitions_set_only_variables_something_reads(dev_training, variant_training):
-    """Each variable is read by the container (bertbatch_contract.job) or, FI_PROVIDER, by libfabric."""
+    """Each variable is read by the container (bertbatch_contract.job), by libfabric (FI_PROVIDER)
+    or by NCCL (NCCL_NET)."""
     read = {
         job.ENV_PROFILE, job.ENV_DATA_URI, job.ENV_ARTIFACTS_URI, job.ENV_CHECKPOINT_URI,
         job.ENV_METRICS_NAMESPACE, job.ENV_CHECKPOINT_EVERY_STEPS, job.ENV_CHECKPOINT_EVERY_MINUTES,
-        job.ENV_FSX_MOUNT, "FI_PROVIDER",
+        job.ENV_FSX_MOUNT, "FI_PROVIDER", "NCCL_NET",
     }
     for template in (dev_training, variant_training):
         for container in (SINGLE, MULTI_NODE):

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from aws_cdk.assertions import Match
+from aws_cdk.assertions import Capture, Match
 
 from bert_train import cost
 from bertbatch_contract import job
@@ -87,6 +87,15 @@ def test_user_data_configures_the_ecs_agent(dev_training, dev, lt):
     # no telemetry session, so no ecs-telemetry endpoint needed
     assert "ECS_DISABLE_METRICS=true" in text and "ECS_DISABLE_DOCKER_HEALTH_CHECK=true" in text
     assert f"ECS_CONTAINER_STOP_TIMEOUT={dev.config.training.container_stop_timeout_seconds}s" in text
+
+
+@pytest.mark.parametrize("synth_template", ["dev_training", "variant_training"])
+def test_every_host_starts_jobs_from_the_image_it_already_pulled(request, synth_template):
+    """The training image is several GB: a host pulls it once, not for every job (the variant
+    adds the reserved-capacity launch templates)."""
+    template = request.getfixturevalue(synth_template)
+    for logical_id in template.find_resources(LAUNCH_TEMPLATE):
+        assert "\nECS_IMAGE_PULL_BEHAVIOR=prefer-cached\n" in user_data(template, logical_id), logical_id
 
 
 @pytest.mark.parametrize("lt", ["ComputeGpuLaunchTemplate", "ComputeMultiNodeLaunchTemplate"])
@@ -203,9 +212,20 @@ def test_without_fsx_no_lustre_part_in_user_data(dev_training, lt):
     assert text.count("Content-Type: text/x-shellscript") == 2  # ECS settings, instance file
 
 
-def test_efa_interface_on_the_multi_node_launch_template(variant_training):
-    _launch_template_has(variant_training, "ComputeMultiNodeLaunchTemplate", {"NetworkInterfaces": [
-        {"InterfaceType": "efa", "DeviceIndex": 0, "Groups": [Match.any_value()]}]})
+def test_efa_interface_on_every_network_card_of_the_multi_node_launch_template(variant_training):
+    """p4d.24xlarge has four network cards: the primary EFA (with ENA: the host's IP address and
+    security group) on card 0, an EFA-only interface on each of the other three."""
+    group = Capture()
+    _launch_template_has(variant_training, "ComputeMultiNodeLaunchTemplate", {"NetworkInterfaces": Match.exact([
+        {"NetworkCardIndex": 0, "DeviceIndex": 0, "InterfaceType": "efa", "Groups": [group],
+         "DeleteOnTermination": True},
+        *({"NetworkCardIndex": card, "DeviceIndex": 0, "InterfaceType": "efa-only", "Groups": [group],
+           "DeleteOnTermination": True} for card in (1, 2, 3)),
+    ])})
     # With interfaces in the launch template, the security group lives there only.
     compute_resources_has(variant_training, "ComputeMultiNode", {"SecurityGroupIds": Match.absent()})
     _launch_template_has(variant_training, "ComputeGpuLaunchTemplate", {"NetworkInterfaces": Match.absent()})
+
+
+def test_without_efa_the_multi_node_launch_template_has_the_default_interface(dev_training):
+    _launch_template_has(dev_training, "ComputeMultiNodeLaunchTemplate", {"NetworkInterfaces": Match.absent()})

@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         from .predict import main as predict
 
         return predict(args[1:])
+    if args[:1] == ["allreduce-bench"]:  # all-reduce bus bandwidth for bench/nccl.sh: bert_train.allreduce
+        from .allreduce import main as allreduce_bench
+
+        return allreduce_bench(args[1:])
     if args[:1] == ["prepare"]:  # tokenize a dataset once into a store: bert_train.prepare
         from .prepare import main as prepare
 
