@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,16 @@ def tiny_args(train, dev, out: Path, ckpt, **overrides) -> list[str]:
         if v is not None:
             args += ["--" + k.replace("_", "-"), str(v)]
     return args
+
+
+def sigterm_at(stop_step: int):
+    """An `on_step` callback for `train.run` that sends this process SIGTERM after step `stop_step`."""
+
+    def on_step(step: int) -> None:
+        if step == stop_step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return on_step
 
 
 def tiny_config(train, dev, out, ckpt, **overrides):

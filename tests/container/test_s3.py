@@ -18,7 +18,15 @@ from bert_train.retries import Waits
 from bert_train.train import run
 from bertbatch_contract import job
 
-from .conftest import VOCAB, WRITE_PROBE_ANSWERS, FakeClock, slow_s3_failures, tiny_args, tiny_config
+from .conftest import (
+    VOCAB,
+    WRITE_PROBE_ANSWERS,
+    FakeClock,
+    sigterm_at,
+    slow_s3_failures,
+    tiny_args,
+    tiny_config,
+)
 
 
 def _client(endpoint):
@@ -58,11 +66,7 @@ def test_s3_data_model_checkpoints_resume_and_outputs(moto_s3, small_data, tmp_p
                          model="s3://data/models/tiny", vocab=None, epochs=1, checkpoint_every_steps=None,
                          keep_checkpoints=1)
 
-    def sigterm_at_6(step):
-        if step == 6:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    first = run(config, on_step=sigterm_at_6)
+    first = run(config, on_step=sigterm_at(6))
     assert first.exit_code == job.EXIT_INTERRUPTED and first.global_step == 6
     assert first.checkpoint_uri == "s3://artifacts/checkpoints/s3-run"
     # keep 1: step 4 was deleted once step 6 was complete; the manifest names the attempt's files

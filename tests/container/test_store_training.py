@@ -25,7 +25,16 @@ from bert_train.train import run
 from bertbatch_contract import job
 from bertbatch_contract import store as contract
 
-from .conftest import VOCAB, final_metrics, read_sst2, subprocess_env, tiny_args, tiny_config, write_tsv
+from .conftest import (
+    VOCAB,
+    final_metrics,
+    read_sst2,
+    sigterm_at,
+    subprocess_env,
+    tiny_args,
+    tiny_config,
+    write_tsv,
+)
 
 
 def _layout(groups_per_shard=((100, 37), (64,), (90, 90, 11))):
@@ -112,11 +121,7 @@ def test_training_from_a_store_learns_and_a_sigterm_resume_matches(store, tmp_pa
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     config = tiny_config(train, dev, out, ckpt, learning_rate=2e-3, checkpoint_every_steps=4)
 
-    def sigterm_at_13(step):
-        if step == 13:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    first = run(config, on_step=sigterm_at_13)
+    first = run(config, on_step=sigterm_at(13))
     assert first.exit_code == job.EXIT_INTERRUPTED and first.global_step == 13
     second = run(config)
     assert second.exit_code == 0 and second.resumed_from_step == 13

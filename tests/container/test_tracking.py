@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +19,7 @@ from bert_train import tracking
 from bert_train.train import run
 from bertbatch_contract import job, tags
 
-from .conftest import final_metrics, subprocess_env, tiny_args, tiny_config
+from .conftest import final_metrics, sigterm_at, subprocess_env, tiny_args, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -103,11 +101,7 @@ def test_an_interrupted_and_resumed_run_is_one_mlflow_run_with_both_attempts_met
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     config = tiny_config(*small_data, out, ckpt, logging_steps=10)
 
-    def sigterm_at_25(step):
-        if step == 25:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    first = run(config, on_step=sigterm_at_25)
+    first = run(config, on_step=sigterm_at(25))
     assert first.exit_code == job.EXIT_INTERRUPTED and first.global_step == 25
     (stopped,) = mlflow_runs(file_store)
     assert stopped.info.status == "KILLED"  # until a retry continues it

@@ -23,6 +23,7 @@ from .conftest import (
     emf_records,
     final_metrics,
     read_sst2,
+    sigterm_at,
     stored_file,
     tiny_args,
     tiny_config,
@@ -174,11 +175,7 @@ def test_corrupt_newest_checkpoint_is_skipped(resume_data, reference, tmp_path, 
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     config = tiny_config(*resume_data, out, ckpt, checkpoint_every_steps=4, keep_checkpoints=3, **RESUME)
 
-    def sigterm_at_10(step):
-        if step == 10:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    first = run(config, on_step=sigterm_at_10)
+    first = run(config, on_step=sigterm_at(10))
     assert first.exit_code == job.EXIT_INTERRUPTED and first.global_step == 10
     assert first.sigterm_to_exit_seconds is not None
     assert sorted(p.name for p in ckpt.iterdir()) == [step_dir(4), step_dir(8), step_dir(10)]
@@ -276,11 +273,7 @@ def test_an_interrupted_run_resumes_and_still_publishes_the_best(small_data, tmp
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     config = tiny_config(*small_data, out, ckpt, checkpoint_every_steps=4, **BEST)
 
-    def sigterm_at_25(step):
-        if step == 25:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    first = run(config, on_step=sigterm_at_25)
+    first = run(config, on_step=sigterm_at(25))
     assert first.exit_code == job.EXIT_INTERRUPTED and first.global_step == 25
     # keep 1: the newest, and the best (20), which no newer checkpoint pushes out
     assert sorted(p.name for p in ckpt.iterdir()) == [step_dir(20), step_dir(25)]
@@ -298,11 +291,7 @@ def test_an_unreadable_best_checkpoint_publishes_the_last_step_and_says_why(smal
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     config = tiny_config(*small_data, out, ckpt, **BEST)
 
-    def sigterm_at_25(step):
-        if step == 25:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    assert run(config, on_step=sigterm_at_25).exit_code == job.EXIT_INTERRUPTED
+    assert run(config, on_step=sigterm_at(25)).exit_code == job.EXIT_INTERRUPTED
     stored_file(ckpt, 20, "model.safetensors").write_bytes(b"not the weights")
     assert run(config).exit_code == 0
     m = final_metrics(out)
@@ -519,11 +508,7 @@ def test_with_the_background_prefetch_an_interrupted_run_resumes_exactly(resume_
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     config = tiny_config(*resume_data, out, ckpt, checkpoint_every_steps=4, **RESUME)
 
-    def sigterm_at_10(step):
-        if step == 10:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    first = run(config, on_step=sigterm_at_10)
+    first = run(config, on_step=sigterm_at(10))
     assert first.exit_code == job.EXIT_INTERRUPTED and first.global_step == 10
     second = run(config)
     assert second.exit_code == 0 and second.resumed_from_step == 10
