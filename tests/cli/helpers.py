@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from botocore.stub import ANY, Stubber
 
@@ -75,27 +77,36 @@ def put_local_run(run_id: str, accuracy: float | None, learning_rate: float, *,
     return directory
 
 
+def hook_clients(monkeypatch, *events: tuple[str, Callable[..., Any]]):
+    """Every client the CLI makes (the one `make_client`) gets botocore event handlers:
+    (event name, handler) pairs such as ("after-call.batch.DescribeJobs", inject); the service is
+    the event name's second part. Returns the real `make_client` (to put it back)."""
+    from bertbatch.core import aws_clients as aws
+
+    real = aws.make_client
+
+    def make_client(service, **kwargs):
+        client = real(service, **kwargs)
+        for event, handler in events:
+            if event.split(".")[1] == service:
+                client.meta.events.register(event, handler)
+        return client
+
+    monkeypatch.setattr(aws, "make_client", make_client)
+    return real
+
+
 def deny_s3_puts(monkeypatch, where) -> None:
     """Every PutObject the CLI's S3 clients make to a URL path for which `where(path)` holds is
     denied (AccessDenied), as a bucket policy or a narrower role would."""
     import botocore.exceptions
-
-    from bertbatch.core import aws_clients as aws
-
-    real = aws.make_client
 
     def deny(params, **_):
         if where(params["url_path"]):
             raise botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}},
                                                   "PutObject")
 
-    def make_client(service, **kwargs):
-        client = real(service, **kwargs)
-        if service == "s3":
-            client.meta.events.register("before-call.s3.PutObject", deny)
-        return client
-
-    monkeypatch.setattr(aws, "make_client", make_client)
+    hook_clients(monkeypatch, ("before-call.s3.PutObject", deny))
 
 
 def refused(client, operation: str, code: str, message: str, expected: dict, **response_meta: str):

@@ -15,7 +15,7 @@ from bertbatch.core import aws_clients as bertbatch_aws
 from bertbatch.cost import ledger
 from bertbatch_contract import tags
 
-from .helpers import submit
+from .helpers import hook_clients, submit
 
 pytestmark = pytest.mark.usefixtures("default_model_staged")
 
@@ -30,7 +30,6 @@ G6_SPOT, G6_ON_DEMAND = 0.36, 0.805
 def attempts(monkeypatch):
     """job id -> attempts to report in DescribeJobs (a stub of what moto cannot produce)."""
     timelines: dict[str, list[dict]] = {}
-    real = bertbatch_aws.make_client
 
     def inject(parsed, **_):
         for job in parsed.get("jobs", []):
@@ -39,13 +38,7 @@ def attempts(monkeypatch):
                 job["startedAt"] = timelines[job["jobId"]][0]["startedAt"]
                 job["stoppedAt"] = timelines[job["jobId"]][-1].get("stoppedAt")
 
-    def make_client(service, **kwargs):
-        client = real(service, **kwargs)
-        if service == "batch":
-            client.meta.events.register("after-call.batch.DescribeJobs", inject)
-        return client
-
-    monkeypatch.setattr(bertbatch_aws, "make_client", make_client)
+    hook_clients(monkeypatch, ("after-call.batch.DescribeJobs", inject))
     return timelines
 
 

@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from bertbatch.core import aws_clients as bertbatch_aws
 from bertbatch_contract import job, layout, pricing
 
-from .helpers import one_line_error, submit
+from .helpers import hook_clients, one_line_error, submit
 
 pytestmark = pytest.mark.usefixtures("default_model_staged")
 
@@ -44,20 +43,13 @@ def test_without_cap_nothing_is_added(platform, bb, submit_spy):
 def test_status_says_the_job_stopped_on_its_cap_and_a_higher_cap_resumes(platform, bb, submit_spy, monkeypatch):
     job_id = submit(platform, bb, "--run-name", "cap-stop", "--max-cost", "1")
     platform.moto_job(job_id).status = "FAILED"
-    real = bertbatch_aws.make_client
 
     def stopped_on_cap(parsed, **_):  # moto's DescribeJobs reports no container exit code
         for described in parsed.get("jobs", []):
             if described["jobId"] == job_id:
                 described["container"]["exitCode"] = job.EXIT_COST_CAP
 
-    def make_client(service, **kwargs):
-        client = real(service, **kwargs)
-        if service == "batch":
-            client.meta.events.register("after-call.batch.DescribeJobs", stopped_on_cap)
-        return client
-
-    monkeypatch.setattr(bertbatch_aws, "make_client", make_client)
+    hook_clients(monkeypatch, ("after-call.batch.DescribeJobs", stopped_on_cap))
     r = bb("status", job_id)
     assert r.exit_code == 0, r.output
     line = next(x for x in r.output.splitlines() if x.startswith("exit code:"))

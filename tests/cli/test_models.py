@@ -12,7 +12,7 @@ import pytest
 from bertbatch_contract import discovery, hyperparameters, layout
 from bertbatch_contract.naming import Naming
 
-from .helpers import deny_s3_puts, one_line_error, stage_model, submitted_id
+from .helpers import deny_s3_puts, hook_clients, one_line_error, stage_model, submitted_id
 
 HUB_ERROR = ("Error: model 'bert-base-uncased' is not staged and jobs cannot reach the internet: "
              "run bertbatch models import bert-base-uncased")
@@ -32,20 +32,13 @@ def model_dir(root, *, weights: bytes = b"\x00weights\x01", config: str = '{"mod
 @pytest.fixture
 def puts(monkeypatch):
     """Keys of every S3 object written (PutObject and uploads) through bertbatch.core.aws_clients.make_client."""
-    from bertbatch.core import aws_clients as aws
-
     keys: list[str] = []
-    real = aws.make_client
 
-    def make_client(service, **kwargs):
-        client = real(service, **kwargs)
-        if service == "s3":
-            for op in ("PutObject", "CreateMultipartUpload"):
-                client.meta.events.register(f"provide-client-params.s3.{op}",
-                                            lambda params, **_: keys.append(params["Key"]))
-        return client
+    def record(params, **_):
+        keys.append(params["Key"])
 
-    monkeypatch.setattr(aws, "make_client", make_client)
+    hook_clients(monkeypatch, *((f"provide-client-params.s3.{op}", record) for op in ("PutObject",
+                                                                                     "CreateMultipartUpload")))
     return keys
 
 
@@ -96,7 +89,6 @@ def test_interrupted_import_is_not_staged_and_resumes(platform, bb, tmp_path, mo
     from bertbatch.core import aws_clients as aws
 
     src = model_dir(tmp_path / "m")
-    real = aws.make_client
     uploads: list[str] = []
 
     def drop_the_third_upload(params, **_):
@@ -104,13 +96,7 @@ def test_interrupted_import_is_not_staged_and_resumes(platform, bb, tmp_path, mo
         if len(uploads) == 3:  # the network goes away half-way
             raise botocore.exceptions.EndpointConnectionError(endpoint_url="https://s3.amazonaws.com")
 
-    def make_client(service, **kwargs):
-        client = real(service, **kwargs)
-        if service == "s3":
-            client.meta.events.register("before-call.s3.PutObject", drop_the_third_upload)
-        return client
-
-    monkeypatch.setattr(aws, "make_client", make_client)
+    real = hook_clients(monkeypatch, ("before-call.s3.PutObject", drop_the_third_upload))
     r = bb("models", "import", src, "--name", "half")
     assert r.exit_code == 1 and r.output.splitlines()[-1].startswith("Error: cannot reach AWS"), r.output
     assert "manifest.json" not in objects(platform, layout.model_prefix("half"))
